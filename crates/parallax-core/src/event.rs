@@ -1,0 +1,63 @@
+//! ② Events as the stores and the log move them: type-erased records.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A global position in the event store: strictly increasing in commit order,
+/// starting at 1. Position 0 means "before the first event".
+pub type Position = u64;
+
+/// Context recorded with every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Ties together everything one user request caused, across aggregates.
+    pub correlation_id: Uuid,
+    /// The event or command that directly caused this event.
+    pub causation_id: Uuid,
+    /// The command that produced this event.
+    pub command_id: Uuid,
+    /// Who asked, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique id of the event (UUIDv7).
+    pub event_id: Uuid,
+    /// Persisted name of the event type, e.g. `"cart.item_added"`.
+    pub event_type: String,
+    /// Schema version of `payload`.
+    pub schema_version: u32,
+    /// The event as JSON text.
+    pub payload: String,
+    /// Context.
+    pub metadata: Metadata,
+    /// When the command handler recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event as stored: a [`NewEvent`] with its place in its stream and in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Global position (see [`Position`]).
+    pub position: Position,
+    /// The stream the event belongs to, e.g. `"cart-42"`.
+    pub stream_id: String,
+    /// 1-based version of the stream after this event.
+    pub stream_version: u64,
+    /// Unique id of the event.
+    pub event_id: Uuid,
+    /// Persisted name of the event type.
+    pub event_type: String,
+    /// Schema version of `payload`.
+    pub schema_version: u32,
+    /// The event as JSON text.
+    pub payload: String,
+    /// Context.
+    pub metadata: Metadata,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}

@@ -1,0 +1,38 @@
+//! # parallax-core
+//!
+//! The vocabulary and the ports of Parallax, in the order of the data flow:
+//!
+//! ① [`aggregate`] decides, ② [`event`], [`codec`] and [`store`] record,
+//! ③④ [`log`] carries, ⑤ [`projection`] applies, ⑥ [`read_store`] keeps the
+//! views, ⑦ [`token`] lets a query wait for a command's effect.
+//!
+//! This crate is pure: no async runtime, no database driver, no I/O. Ports are
+//! small object-safe traits (`Arc<dyn EventStore>`) that move type-erased
+//! [`event::EventRecord`]s; typed serde happens in one place, the
+//! [`codec::Codec`]. Adapters (`parallax-sqlite`, ...) implement the ports;
+//! engines (`parallax-runtime`) drive them.
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod event;
+pub mod codec;
+pub mod store;
+pub mod log;
+pub mod projection;
+pub mod read_store;
+pub mod token;
+
+pub use aggregate::Aggregate;
+pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
+pub use event::{EventRecord, Metadata, NewEvent, Position};
+pub use log::{EventLog, LogError};
+pub use projection::{Projection, ProjectionError, ViewTx};
+pub use read_store::{
+    ClusteringRange, DeadLetter, DocKey, Document, Page, ReadStore, ReadStoreError, ReadStoreExt, ViewBatch,
+    ViewWrite,
+};
+pub use store::{
+    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord,
+    Snapshot, StoreError, StoredIdempotency,
+};
+pub use token::{ConsistencyToken, TokenError};

@@ -1,0 +1,111 @@
+//! ⑤ Projections: fold events into views.
+//!
+//! A projection sees every event of the log, in position order, exactly once
+//! in effect: the projector gives it a [`ViewTx`] per batch, and the batch's
+//! writes are committed with the projection's checkpoint. Events a projection
+//! does not care about are simply ignored.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::event::EventRecord;
+use crate::read_store::{DocKey, ReadStore, ReadStoreError, ViewWrite};
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The event is unusable (does not decode, contradicts the view): it goes
+    /// to the dead-letter table and the projection goes on.
+    #[error("poison event: {0}")]
+    Poison(String),
+    /// The read store failed: the batch is retried.
+    #[error(transparent)]
+    Store(#[from] ReadStoreError),
+}
+
+/// Folds events into views.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Persisted name: the checkpoint's key.
+    fn name(&self) -> &'static str;
+
+    /// The views this projection writes.
+    fn views(&self) -> &'static [&'static str];
+
+    /// Applies one event; reads and writes go through `tx`.
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
+}
+
+/// A batch's view of the read store: reads see the batch's own writes.
+pub struct ViewTx<'a> {
+    store: &'a dyn ReadStore,
+    pending: BTreeMap<(String, DocKey), Option<serde_json::Value>>,
+}
+
+impl<'a> ViewTx<'a> {
+    /// An empty batch over `store`.
+    pub fn new(store: &'a dyn ReadStore) -> Self {
+        Self { store, pending: BTreeMap::new() }
+    }
+
+    /// The document as the batch sees it.
+    pub async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        match self.pending.get(&(view.to_owned(), key.clone())) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.store.get(view, key).await,
+        }
+    }
+
+    /// A typed document as the batch sees it; a body that does not decode is poison.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<T>, ProjectionError> {
+        match self.get(view, key).await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_value(body)
+                .map(Some)
+                .map_err(|e| ProjectionError::Poison(format!("document {view}/{key:?} does not decode: {e}"))),
+        }
+    }
+
+    /// Inserts or replaces a document.
+    pub fn put(&mut self, view: &str, key: DocKey, body: serde_json::Value) {
+        self.pending.insert((view.to_owned(), key), Some(body));
+    }
+
+    /// Inserts or replaces a document from a serializable value.
+    pub fn put_as<T: serde::Serialize>(&mut self, view: &str, key: DocKey, value: &T) {
+        let body = serde_json::to_value(value).expect("view documents serialize to JSON");
+        self.put(view, key, body);
+    }
+
+    /// Removes a document.
+    pub fn delete(&mut self, view: &str, key: DocKey) {
+        self.pending.insert((view.to_owned(), key), None);
+    }
+
+    /// Number of distinct documents changed so far.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The batch's net changes, one per document, in key order.
+    pub fn into_writes(self) -> Vec<ViewWrite> {
+        self.pending
+            .into_iter()
+            .map(|((view, key), body)| match body {
+                Some(body) => ViewWrite::Put { view, key, body },
+                None => ViewWrite::Delete { view, key },
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,206 @@
+//! ⑥ The read store port: views as JSON documents addressed like Cassandra rows.
+//!
+//! A document lives in a view (a table) under a partition key and a
+//! clustering key; documents of one partition are ordered by clustering key
+//! (byte order of the UTF-8 key). Views with one document per partition use
+//! the empty clustering key.
+//!
+//! Architecture invariant: a projection's view writes and its checkpoint are
+//! committed together ([`ReadStore::commit`]), and only if the checkpoint is
+//! still where the batch started, so no event's effect is applied twice.
+
+use async_trait::async_trait;
+
+use crate::event::Position;
+
+/// Where a document lives within its view.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocKey {
+    /// Partition key: which documents live together.
+    pub partition: String,
+    /// Clustering key: order within the partition ("" when the view has one
+    /// document per partition).
+    pub clustering: String,
+}
+
+impl DocKey {
+    /// The key of a view with one document per partition.
+    pub fn partition(partition: impl Into<String>) -> Self {
+        Self { partition: partition.into(), clustering: String::new() }
+    }
+
+    /// A key with both parts.
+    pub fn new(partition: impl Into<String>, clustering: impl Into<String>) -> Self {
+        Self { partition: partition.into(), clustering: clustering.into() }
+    }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Its key.
+    pub key: DocKey,
+    /// Its body.
+    pub body: serde_json::Value,
+}
+
+/// One change to a view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewWrite {
+    /// Insert or replace a document.
+    Put {
+        /// The view.
+        view: String,
+        /// The key.
+        key: DocKey,
+        /// The new body.
+        body: serde_json::Value,
+    },
+    /// Remove a document (absent is fine).
+    Delete {
+        /// The view.
+        view: String,
+        /// The key.
+        key: DocKey,
+    },
+}
+
+/// An event a projection could not apply, kept for a retry after a fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The projection that failed.
+    pub projection: String,
+    /// The event's position.
+    pub position: Position,
+    /// The event's id.
+    pub event_id: uuid::Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Everything one projector batch changes, committed atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewBatch {
+    /// The projection that owns the writes.
+    pub projection: String,
+    /// The checkpoint the batch was computed from.
+    pub from_checkpoint: Position,
+    /// The checkpoint after the batch.
+    pub to_checkpoint: Position,
+    /// View changes, applied in order.
+    pub writes: Vec<ViewWrite>,
+    /// Events that could not be applied.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A bounded, ordered slice of a partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Documents in clustering order.
+    pub documents: Vec<Document>,
+    /// Pass it back as `after` to read on; `None` when nothing follows.
+    pub next_cursor: Option<String>,
+}
+
+/// A range of clustering keys within a partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusteringRange {
+    /// Lowest key, inclusive.
+    pub from: Option<String>,
+    /// Highest key, exclusive.
+    pub to: Option<String>,
+    /// A cursor from a previous [`Page`]: start strictly after it.
+    pub after: Option<String>,
+}
+
+/// Why the read store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadStoreError {
+    /// Another projector moved the checkpoint since the batch was read:
+    /// the batch was not applied.
+    #[error("checkpoint of {projection} is at {actual}, not {expected}")]
+    CheckpointMoved {
+        /// The projection.
+        projection: String,
+        /// Where the batch started.
+        expected: Position,
+        /// Where the checkpoint is.
+        actual: Position,
+    },
+    /// The store failed.
+    #[error("read store: {message}")]
+    Store {
+        /// What failed.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl ReadStoreError {
+    /// A store failure with a cause.
+    pub fn store(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store { message: message.into(), source: Some(Box::new(source)) }
+    }
+}
+
+/// The read database.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// One document.
+    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError>;
+
+    /// Documents of one partition within `range`, in clustering order, at most `limit`.
+    async fn scan(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page, ReadStoreError>;
+
+    /// Applies a batch and moves the projection's checkpoint, atomically, if
+    /// the checkpoint is still at `batch.from_checkpoint`.
+    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError>;
+
+    /// How far a projection has got (0: nothing absorbed).
+    async fn checkpoint(&self, projection: &str) -> Result<Position, ReadStoreError>;
+
+    /// Events a projection could not apply.
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError>;
+}
+
+/// Conveniences over any [`ReadStore`].
+#[async_trait]
+pub trait ReadStoreExt: ReadStore {
+    /// Writes a single change outside any projection (tests, tools): commits a
+    /// batch of one write under the projection name `owner` at its current
+    /// checkpoint.
+    async fn write_one(&self, owner: &str, write: ViewWrite) -> Result<(), ReadStoreError> {
+        let at = self.checkpoint(owner).await?;
+        self.commit(ViewBatch {
+            projection: owner.to_owned(),
+            from_checkpoint: at,
+            to_checkpoint: at,
+            writes: vec![write],
+            dead_letters: Vec::new(),
+        })
+        .await
+    }
+
+    /// A typed document.
+    async fn get_as<T: serde::de::DeserializeOwned>(&self, view: &str, key: &DocKey) -> Result<Option<T>, ReadStoreError> {
+        match self.get(view, key).await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_value(body)
+                .map(Some)
+                .map_err(|e| ReadStoreError::store(format!("document {view}/{key:?} does not decode"), e)),
+        }
+    }
+}
+
+impl<S: ReadStore + ?Sized> ReadStoreExt for S {}

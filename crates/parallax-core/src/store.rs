@@ -1,0 +1,160 @@
+//! ② The event store port: the write database, whose events table is the outbox.
+//!
+//! Architecture invariant: `append` writes all of a request's events with
+//! consecutive stream versions, or none; two appends at the same expected
+//! version never both succeed.
+//!
+//! Architecture invariant: positions are handed out in commit order, so a
+//! reader of [`EventStore::read_all`] that has seen position `p` will never
+//! later find a committed event below `p`.
+
+use async_trait::async_trait;
+
+use crate::event::{EventRecord, NewEvent, Position};
+
+/// What the writer believes the stream's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream is exactly at this version (0: it does not exist yet).
+    Exact(u64),
+    /// Append whatever the version is.
+    Any,
+}
+
+/// An idempotency key stored with an append, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The client's key.
+    pub key: String,
+    /// A digest of the request the key was first used with.
+    pub fingerprint: String,
+    /// What the first answer said, minus its position (JSON text).
+    pub response: String,
+}
+
+/// A stored idempotency key and what its first append produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdempotency {
+    /// The record as first written.
+    pub record: IdempotencyRecord,
+    /// Position of the last event the first append wrote.
+    pub last_position: Position,
+}
+
+/// One append: events for one stream, checked against an expected version.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The stream to append to.
+    pub stream_id: String,
+    /// The version the stream must be at.
+    pub expected_version: ExpectedVersion,
+    /// At least one event.
+    pub events: Vec<NewEvent>,
+    /// Stored in the same transaction, when given.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events were written.
+    Appended {
+        /// Position of the first event written.
+        first_position: Position,
+        /// Position of the last event written.
+        last_position: Position,
+        /// The stream's version after the append.
+        stream_version: u64,
+    },
+    /// The idempotency key was already used; nothing was written.
+    Duplicate(StoredIdempotency),
+}
+
+/// Why an append wrote nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// Another writer got there first.
+    #[error("stream {stream} is at version {actual}, not {expected}")]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version it really is at.
+        actual: u64,
+    },
+    /// The request itself is unusable (no events, say).
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failure of the store itself (I/O, driver, corrupt data).
+#[derive(Debug, thiserror::Error)]
+#[error("event store: {message}")]
+pub struct StoreError {
+    /// What failed.
+    pub message: String,
+    /// The cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// A store error with a cause.
+    pub fn new(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// A store error without a cause.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+}
+
+/// The state of an aggregate at a stream version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The stream.
+    pub stream_id: String,
+    /// The version the state includes.
+    pub stream_version: u64,
+    /// Schema version of `state`.
+    pub schema_version: u32,
+    /// The state as JSON text.
+    pub state: String,
+}
+
+/// The write database.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events atomically, checked against `expected_version`.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
+
+    /// The events of one stream with a version above `after_version`, in order.
+    async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Up to `limit` events with a position above `after`, in position order.
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The position of the last committed event (0 when empty).
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// What an idempotency key's first append produced, if it was used.
+    async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError>;
+
+    /// The latest snapshot of a stream.
+    async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores a snapshot, replacing an older one.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// A named consumer's position (a process manager's, say), kept in the write DB.
+    async fn checkpoint(&self, consumer: &str) -> Result<Position, StoreError>;
+
+    /// Stores a named consumer's position.
+    async fn save_checkpoint(&self, consumer: &str, position: Position) -> Result<(), StoreError>;
+}

@@ -1,0 +1,340 @@
+//! # shop-events
+//!
+//! The shop's published event contract: what the write side records and the
+//! read side (and anyone on the Kafka topic) consumes. Serde only: this crate
+//! depends on `parallax-core` for the [`DomainEvent`] trait and on nothing of
+//! the domain.
+//!
+//! Persisted names are explicit: every variant carries its type name
+//! (`"cart.item_added"`), and the prefix before the dot is the stream type.
+//! Changing a payload incompatibly means a new `schema_version` and an
+//! upcaster, never an edit in place.
+#![warn(missing_docs)]
+
+use parallax_core::{Codec, CodecError, DomainEvent, EventRecord};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Stream type of products; their id is the SKU.
+pub const PRODUCT: &str = "product";
+/// Stream type of carts; their id is the client's cart id.
+pub const CART: &str = "cart";
+/// Stream type of orders; their id is the order id.
+pub const ORDER: &str = "order";
+
+/// One line of an order, priced when the cart was checked out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product.
+    pub sku: String,
+    /// Its name at checkout.
+    pub name: String,
+    /// Its unit price at checkout.
+    pub unit_price_cents: i64,
+    /// How many.
+    pub quantity: u32,
+}
+
+impl OrderLine {
+    /// Price of the line.
+    pub fn total_cents(&self) -> i64 {
+        self.unit_price_cents * i64::from(self.quantity)
+    }
+}
+
+/// Events of a product's stream (`product-{sku}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ProductEvent {
+    /// A product was added to the catalog.
+    #[serde(rename = "product.registered")]
+    Registered {
+        /// Its SKU.
+        sku: String,
+        /// Its name.
+        name: String,
+        /// Its price.
+        price_cents: i64,
+        /// Units in stock.
+        stock: u32,
+    },
+    /// The product was renamed.
+    #[serde(rename = "product.renamed")]
+    Renamed {
+        /// Its SKU.
+        sku: String,
+        /// The new name.
+        name: String,
+    },
+    /// The product's price changed.
+    #[serde(rename = "product.repriced")]
+    Repriced {
+        /// Its SKU.
+        sku: String,
+        /// The new price.
+        price_cents: i64,
+    },
+    /// Units arrived.
+    #[serde(rename = "product.restocked")]
+    Restocked {
+        /// Its SKU.
+        sku: String,
+        /// Units added.
+        quantity: u32,
+        /// Units available afterwards.
+        stock: u32,
+    },
+    /// Units were set aside for an order.
+    #[serde(rename = "product.stock_reserved")]
+    StockReserved {
+        /// Its SKU.
+        sku: String,
+        /// The order.
+        order_id: Uuid,
+        /// Units reserved.
+        quantity: u32,
+        /// Units available afterwards.
+        stock: u32,
+    },
+    /// An order asked for more units than were available.
+    #[serde(rename = "product.stock_reservation_rejected")]
+    StockReservationRejected {
+        /// Its SKU.
+        sku: String,
+        /// The order.
+        order_id: Uuid,
+        /// Units asked for.
+        requested: u32,
+        /// Units available.
+        available: u32,
+    },
+    /// Units set aside for an order came back.
+    #[serde(rename = "product.stock_released")]
+    StockReleased {
+        /// Its SKU.
+        sku: String,
+        /// The order.
+        order_id: Uuid,
+        /// Units released.
+        quantity: u32,
+        /// Units available afterwards.
+        stock: u32,
+    },
+}
+
+impl DomainEvent for ProductEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Registered { .. } => "product.registered",
+            Self::Renamed { .. } => "product.renamed",
+            Self::Repriced { .. } => "product.repriced",
+            Self::Restocked { .. } => "product.restocked",
+            Self::StockReserved { .. } => "product.stock_reserved",
+            Self::StockReservationRejected { .. } => "product.stock_reservation_rejected",
+            Self::StockReleased { .. } => "product.stock_released",
+        }
+    }
+}
+
+/// Events of a cart's stream (`cart-{cart_id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum CartEvent {
+    /// Units of a product were put in the cart.
+    #[serde(rename = "cart.item_added")]
+    ItemAdded {
+        /// The cart.
+        cart_id: String,
+        /// The product.
+        sku: String,
+        /// Its name when added.
+        name: String,
+        /// Its price when added (the order is priced again at checkout).
+        unit_price_cents: i64,
+        /// Units added.
+        quantity: u32,
+    },
+    /// A product was taken out of the cart, all units of it.
+    #[serde(rename = "cart.item_removed")]
+    ItemRemoved {
+        /// The cart.
+        cart_id: String,
+        /// The product.
+        sku: String,
+    },
+    /// The cart became an order.
+    #[serde(rename = "cart.checked_out")]
+    CheckedOut {
+        /// The cart.
+        cart_id: String,
+        /// The order it becomes.
+        order_id: Uuid,
+        /// Who buys.
+        customer_id: String,
+        /// What, at which price.
+        lines: Vec<OrderLine>,
+        /// Sum of the lines.
+        total_cents: i64,
+    },
+}
+
+impl DomainEvent for CartEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::ItemAdded { .. } => "cart.item_added",
+            Self::ItemRemoved { .. } => "cart.item_removed",
+            Self::CheckedOut { .. } => "cart.checked_out",
+        }
+    }
+}
+
+/// Events of an order's stream (`order-{order_id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum OrderEvent {
+    /// The order exists; its stock is not reserved yet.
+    #[serde(rename = "order.placed")]
+    Placed {
+        /// The order.
+        order_id: Uuid,
+        /// Who buys.
+        customer_id: String,
+        /// The cart it came from.
+        cart_id: String,
+        /// What, at which price.
+        lines: Vec<OrderLine>,
+        /// Sum of the lines.
+        total_cents: i64,
+    },
+    /// The order needs this line's stock reserved next.
+    #[serde(rename = "order.stock_requested")]
+    StockRequested {
+        /// The order.
+        order_id: Uuid,
+        /// The product.
+        sku: String,
+        /// Units.
+        quantity: u32,
+    },
+    /// A line's stock is reserved.
+    #[serde(rename = "order.line_reserved")]
+    LineReserved {
+        /// The order.
+        order_id: Uuid,
+        /// The product.
+        sku: String,
+        /// Units.
+        quantity: u32,
+    },
+    /// Every line is reserved: the order can be paid.
+    #[serde(rename = "order.confirmed")]
+    Confirmed {
+        /// The order.
+        order_id: Uuid,
+        /// Who buys.
+        customer_id: String,
+        /// What was sold.
+        lines: Vec<OrderLine>,
+        /// Sum of the lines.
+        total_cents: i64,
+    },
+    /// A line could not be reserved: the order is void, reserved lines go back.
+    #[serde(rename = "order.rejected")]
+    Rejected {
+        /// The order.
+        order_id: Uuid,
+        /// Why.
+        reason: String,
+        /// Lines whose reservation must be released.
+        release: Vec<OrderLine>,
+    },
+    /// The order was paid.
+    #[serde(rename = "order.paid")]
+    Paid {
+        /// The order.
+        order_id: Uuid,
+        /// Amount paid.
+        amount_cents: i64,
+    },
+    /// The order left the warehouse.
+    #[serde(rename = "order.shipped")]
+    Shipped {
+        /// The order.
+        order_id: Uuid,
+    },
+    /// The order was cancelled before shipping: reserved lines go back.
+    #[serde(rename = "order.cancelled")]
+    Cancelled {
+        /// The order.
+        order_id: Uuid,
+        /// Lines whose reservation must be released.
+        release: Vec<OrderLine>,
+    },
+}
+
+impl DomainEvent for OrderEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Placed { .. } => "order.placed",
+            Self::StockRequested { .. } => "order.stock_requested",
+            Self::LineReserved { .. } => "order.line_reserved",
+            Self::Confirmed { .. } => "order.confirmed",
+            Self::Rejected { .. } => "order.rejected",
+            Self::Paid { .. } => "order.paid",
+            Self::Shipped { .. } => "order.shipped",
+            Self::Cancelled { .. } => "order.cancelled",
+        }
+    }
+}
+
+/// Any shop event, as a consumer of the whole log sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShopEvent {
+    /// From a product stream.
+    Product(ProductEvent),
+    /// From a cart stream.
+    Cart(CartEvent),
+    /// From an order stream.
+    Order(OrderEvent),
+}
+
+/// Codecs for every shop stream type.
+#[derive(Clone, Default)]
+pub struct ShopCodec {
+    /// Product events.
+    pub product: Codec<ProductEvent>,
+    /// Cart events.
+    pub cart: Codec<CartEvent>,
+    /// Order events.
+    pub order: Codec<OrderEvent>,
+}
+
+impl ShopCodec {
+    /// Decodes any shop event by the stream type its type name starts with.
+    /// `Ok(None)` for events of streams that are not the shop's.
+    pub fn decode(&self, record: &EventRecord) -> Result<Option<ShopEvent>, CodecError> {
+        let stream_type = record.event_type.split('.').next().unwrap_or_default();
+        Ok(Some(match stream_type {
+            PRODUCT => ShopEvent::Product(self.product.decode_record(record)?),
+            CART => ShopEvent::Cart(self.cart.decode_record(record)?),
+            ORDER => ShopEvent::Order(self.order.decode_record(record)?),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persisted_names_match_serde_names() {
+        let codec = Codec::<CartEvent>::new();
+        let event = CartEvent::ItemRemoved { cart_id: "c1".into(), sku: "A".into() };
+        let (event_type, version, payload) = codec.encode(&event);
+        assert_eq!(event_type, "cart.item_removed");
+        assert_eq!(version, 1);
+        assert_eq!(payload, r#"{"cart_id":"c1","sku":"A"}"#);
+        assert_eq!(codec.decode(event_type, version, &payload).expect("decodes"), event);
+    }
+}
