@@ -42,12 +42,14 @@ pub trait Projection: Send + Sync {
 pub struct ViewTx<'a> {
     store: &'a dyn ReadStore,
     pending: BTreeMap<(String, DocKey), Option<serde_json::Value>>,
+    /// What the current event overwrote, to undo it if the event turns out poison.
+    undo: Vec<((String, DocKey), Option<Option<serde_json::Value>>)>,
 }
 
 impl<'a> ViewTx<'a> {
     /// An empty batch over `store`.
     pub fn new(store: &'a dyn ReadStore) -> Self {
-        Self { store, pending: BTreeMap::new() }
+        Self { store, pending: BTreeMap::new(), undo: Vec::new() }
     }
 
     /// The document as the batch sees it.
@@ -74,7 +76,28 @@ impl<'a> ViewTx<'a> {
 
     /// Inserts or replaces a document.
     pub fn put(&mut self, view: &str, key: DocKey, body: serde_json::Value) {
-        self.pending.insert((view.to_owned(), key), Some(body));
+        self.record((view.to_owned(), key), Some(body));
+    }
+
+    fn record(&mut self, key: (String, DocKey), value: Option<serde_json::Value>) {
+        let before = self.pending.insert(key.clone(), value);
+        self.undo.push((key, before));
+    }
+
+    /// Marks the start of one event's changes (the projector calls this).
+    pub fn begin_event(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Takes back every change since [`ViewTx::begin_event`] (the projector
+    /// calls this when an event turns out poison, so it leaves no half-applied trace).
+    pub fn rollback_event(&mut self) {
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(value) => self.pending.insert(key, value),
+                None => self.pending.remove(&key),
+            };
+        }
     }
 
     /// Inserts or replaces a document from a serializable value.
@@ -85,7 +108,7 @@ impl<'a> ViewTx<'a> {
 
     /// Removes a document.
     pub fn delete(&mut self, view: &str, key: DocKey) {
-        self.pending.insert((view.to_owned(), key), None);
+        self.record((view.to_owned(), key), None);
     }
 
     /// Number of distinct documents changed so far.

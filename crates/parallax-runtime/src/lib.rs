@@ -1,1 +1,28 @@
+//! # parallax-runtime
+//!
+//! The engines that drive Parallax's ports, in the order of the data flow:
+//! ① [`command`] (command handler with a hot aggregate cache, optimistic
+//! append, bounded retry, snapshots, idempotency keys), ⑤ [`projector`]
+//! (projection step and loop, checkpoint committed with the views),
+//! [`process`] (process managers: events in, commands out), and ⑦
+//! [`consistency`] (bounded waits for consistency tokens).
+//!
+//! Every worker is a public, deterministic step function (`project_batch`,
+//! `process_batch`) plus a thin `run(cancel)` loop with backoff; tests call
+//! the step, production runs the loop.
+//!
+//! Depends on `parallax-core` and tokio; never on a database driver.
+#![warn(missing_docs)]
 
+pub mod command;
+pub mod projector;
+pub mod process;
+pub mod consistency;
+pub mod retry;
+
+pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
+pub use consistency::{Freshness, WaitError};
+pub use process::{ProcessError, ProcessManager, ProcessRunner};
+pub use projector::{Projector, ProjectorError};
+pub use retry::RetryPolicy;
+pub use tokio_util::sync::CancellationToken;

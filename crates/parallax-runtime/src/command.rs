@@ -1,0 +1,360 @@
+//! ① The command handler: load, decide, append, retry.
+//!
+//! Hot aggregates stay hydrated in memory (state + version). A command is
+//! decided against the cached state and appended with that version as the
+//! expected version; if another writer got there first the store answers
+//! `Conflict`, the handler catches the state up from the store and decides
+//! again, a bounded number of times ([`RetryPolicy`]). A command that is
+//! refused by the aggregate appends nothing.
+//!
+//! Idempotency: a command given an idempotency key is recorded with its
+//! append, in the same transaction; a repeat of the key returns the first
+//! answer and appends nothing, even when the repeats race each other.
+
+use std::sync::Arc;
+
+use parallax_core::{
+    Aggregate, AppendError, AppendOutcome, AppendRequest, Codec, CodecError, EventRecord, EventStore,
+    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError,
+};
+use uuid::Uuid;
+
+use crate::retry::RetryPolicy;
+
+/// An aggregate's state at a version.
+#[derive(Debug, Clone)]
+pub struct Hydrated<A> {
+    /// The folded state.
+    pub state: A,
+    /// How many events it folds (0: the stream does not exist).
+    pub version: u64,
+}
+
+impl<A: Aggregate> Default for Hydrated<A> {
+    fn default() -> Self {
+        Self { state: A::default(), version: 0 }
+    }
+}
+
+/// Who asks, why, and under which idempotency key.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    /// Id of this command.
+    pub command_id: Uuid,
+    /// The request it belongs to.
+    pub correlation_id: Uuid,
+    /// What caused it (the command itself for a user request, an event for a
+    /// process manager).
+    pub causation_id: Uuid,
+    /// Who asks, if known.
+    pub actor: Option<String>,
+    /// Idempotency: the key, a digest of the request, and the answer body to
+    /// store with the append.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+impl CommandContext {
+    /// A fresh context for a user request.
+    pub fn new() -> Self {
+        let id = Uuid::now_v7();
+        Self { command_id: id, correlation_id: id, causation_id: id, actor: None, idempotency: None }
+    }
+
+    /// A context for a command caused by `event`, in the event's correlation.
+    pub fn caused_by(event: &EventRecord) -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.event_id,
+            actor: None,
+            idempotency: None,
+        }
+    }
+
+    /// With an idempotency key.
+    pub fn with_idempotency(mut self, record: IdempotencyRecord) -> Self {
+        self.idempotency = Some(record);
+        self
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            command_id: self.command_id,
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl Default for CommandContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executed {
+    /// Events were appended.
+    Appended {
+        /// Position of the last event appended (the consistency token).
+        last_position: Position,
+        /// The stream's version afterwards.
+        stream_version: u64,
+        /// How many events.
+        events: usize,
+    },
+    /// The aggregate agreed but had nothing to record.
+    Unchanged {
+        /// The stream's version.
+        stream_version: u64,
+        /// The store's head when the command was decided: a safe token.
+        head: Position,
+    },
+    /// The idempotency key was used before: this is the first answer.
+    Duplicate {
+        /// The body stored with the first answer.
+        response: String,
+        /// Position of the first answer's last event.
+        last_position: Position,
+    },
+}
+
+impl Executed {
+    /// The position a consistency token for this command must name.
+    pub fn position(&self) -> Position {
+        match self {
+            Self::Appended { last_position, .. } | Self::Duplicate { last_position, .. } => *last_position,
+            Self::Unchanged { head, .. } => *head,
+        }
+    }
+}
+
+/// Why a command failed. Generic over the aggregate's own refusal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The aggregate refused.
+    #[error(transparent)]
+    Domain(E),
+    /// Concurrent writers kept winning, after every retry.
+    #[error("stream {stream} kept changing: expected version {expected}, found {actual}")]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// The version last tried.
+        expected: u64,
+        /// The version found.
+        actual: u64,
+    },
+    /// The idempotency key was first used with a different request.
+    #[error("idempotency key {key:?} was used for a different request")]
+    IdempotencyMismatch {
+        /// The key.
+        key: String,
+    },
+    /// A stored event does not decode.
+    #[error("stream does not decode")]
+    Codec(#[from] CodecError),
+    /// The store failed.
+    #[error("event store failed")]
+    Store(#[from] StoreError),
+}
+
+/// Handles the commands of one aggregate type.
+pub struct CommandHandler<A: Aggregate> {
+    store: Arc<dyn EventStore>,
+    codec: Codec<A::Event>,
+    cache: quick_cache::sync::Cache<String, Arc<Hydrated<A>>>,
+    retry: RetryPolicy,
+    snapshot_every: u64,
+}
+
+impl<A: Aggregate> CommandHandler<A> {
+    /// A handler over `store`, caching up to 100,000 aggregates, snapshotting
+    /// every 100 events.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            codec: Codec::new(),
+            cache: quick_cache::sync::Cache::new(100_000),
+            retry: RetryPolicy::default(),
+            snapshot_every: 100,
+        }
+    }
+
+    /// With this codec (upcasters).
+    pub fn with_codec(mut self, codec: Codec<A::Event>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// With this retry policy on conflicts.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Caching at most `capacity` aggregates (at least one).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = quick_cache::sync::Cache::new(capacity.max(1));
+        self
+    }
+
+    /// Snapshotting every `n` events (0: never).
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// The current state of aggregate `id` (from the cache when hot).
+    pub async fn load(&self, id: &str) -> Result<Arc<Hydrated<A>>, CommandError<A::Error>> {
+        let stream_id = A::stream_id(id);
+        match self.cache.get(&stream_id) {
+            Some(hot) => Ok(hot),
+            None => self.refresh(&stream_id, None).await,
+        }
+    }
+
+    /// Decides `command` against aggregate `id` and appends what it decides.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: &A::Command,
+        context: &CommandContext,
+    ) -> Result<Executed, CommandError<A::Error>> {
+        if let Some(record) = &context.idempotency {
+            if let Some(stored) = self.store.idempotency(&record.key).await? {
+                return duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position);
+            }
+        }
+        let stream_id = A::stream_id(id);
+        let mut current = self.load(id).await?;
+        let mut attempt = 1;
+        loop {
+            let events = current.state.handle(command).map_err(CommandError::Domain)?;
+            if events.is_empty() {
+                let head = self.store.head().await?;
+                return Ok(Executed::Unchanged { stream_version: current.version, head });
+            }
+            let metadata = context.metadata();
+            let request = AppendRequest {
+                stream_id: stream_id.clone(),
+                expected_version: ExpectedVersion::Exact(current.version),
+                events: events.iter().map(|e| self.codec.new_event(e, metadata.clone())).collect(),
+                idempotency: context.idempotency.clone(),
+            };
+            match self.store.append(request).await {
+                Ok(AppendOutcome::Appended { last_position, stream_version, .. }) => {
+                    let mut next = Hydrated { state: current.state.clone(), version: stream_version };
+                    for event in &events {
+                        next.state.apply(event);
+                    }
+                    self.remember(&stream_id, current.version, Arc::new(next));
+                    return Ok(Executed::Appended { last_position, stream_version, events: events.len() });
+                }
+                Ok(AppendOutcome::Duplicate(stored)) => {
+                    let record = context.idempotency.as_ref().expect("a duplicate needs an idempotency key");
+                    return duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position);
+                }
+                Err(AppendError::Conflict { stream, expected, actual }) => {
+                    if attempt >= self.retry.max_attempts {
+                        return Err(CommandError::Conflict { stream, expected, actual });
+                    }
+                    tracing::debug!(%stream, expected, actual, attempt, "conflict; catching up and retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                    current = self.refresh(&stream_id, Some(current)).await?;
+                }
+                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
+                Err(e) => return Err(CommandError::Store(StoreError::new("append refused", e))),
+            }
+        }
+    }
+
+    /// Catches a state up with the store (from scratch, or from a snapshot,
+    /// when `from` is `None`) and caches it.
+    async fn refresh(
+        &self,
+        stream_id: &str,
+        from: Option<Arc<Hydrated<A>>>,
+    ) -> Result<Arc<Hydrated<A>>, CommandError<A::Error>> {
+        let mut hydrated = match from {
+            Some(from) => Hydrated::clone(&from),
+            None => self.from_snapshot(stream_id).await?,
+        };
+        let events = self.store.read_stream(stream_id, hydrated.version).await?;
+        for record in &events {
+            let event = self.codec.decode_record(record)?;
+            hydrated.state.apply(&event);
+            hydrated.version = record.stream_version;
+        }
+        let hydrated = Arc::new(hydrated);
+        self.cache.insert(stream_id.to_owned(), hydrated.clone());
+        if events.len() as u64 >= self.snapshot_every.max(1) && self.snapshot_every > 0 {
+            self.snapshot(stream_id, &hydrated).await;
+        }
+        Ok(hydrated)
+    }
+
+    async fn from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, CommandError<A::Error>> {
+        if self.snapshot_every == 0 {
+            return Ok(Hydrated::default());
+        }
+        let Some(snapshot) = self.store.load_snapshot(stream_id).await? else {
+            return Ok(Hydrated::default());
+        };
+        if snapshot.schema_version != A::SNAPSHOT_VERSION {
+            return Ok(Hydrated::default());
+        }
+        match serde_json::from_str(&snapshot.state) {
+            Ok(state) => Ok(Hydrated { state, version: snapshot.stream_version }),
+            Err(error) => {
+                tracing::warn!(stream_id, %error, "snapshot does not decode; rebuilding from events");
+                Ok(Hydrated::default())
+            }
+        }
+    }
+
+    fn remember(&self, stream_id: &str, before: u64, next: Arc<Hydrated<A>>) {
+        let crossed = self.snapshot_every > 0 && next.version / self.snapshot_every > before / self.snapshot_every;
+        self.cache.insert(stream_id.to_owned(), next.clone());
+        if crossed {
+            let store = self.store.clone();
+            let stream_id = stream_id.to_owned();
+            tokio::spawn(async move {
+                if let Err(error) = store.save_snapshot(snapshot_of(&stream_id, &next)).await {
+                    tracing::warn!(stream_id, %error, "snapshot not saved");
+                }
+            });
+        }
+    }
+
+    async fn snapshot(&self, stream_id: &str, hydrated: &Hydrated<A>) {
+        if let Err(error) = self.store.save_snapshot(snapshot_of(stream_id, hydrated)).await {
+            tracing::warn!(stream_id, %error, "snapshot not saved");
+        }
+    }
+}
+
+fn snapshot_of<A: Aggregate>(stream_id: &str, hydrated: &Hydrated<A>) -> Snapshot {
+    Snapshot {
+        stream_id: stream_id.to_owned(),
+        stream_version: hydrated.version,
+        schema_version: A::SNAPSHOT_VERSION,
+        state: serde_json::to_string(&hydrated.state).expect("aggregate state serializes to JSON"),
+    }
+}
+
+fn duplicate<E: std::error::Error>(
+    asked: &IdempotencyRecord,
+    fingerprint: String,
+    response: String,
+    last_position: Position,
+) -> Result<Executed, CommandError<E>> {
+    if asked.fingerprint != fingerprint {
+        return Err(CommandError::IdempotencyMismatch { key: asked.key.clone() });
+    }
+    Ok(Executed::Duplicate { response, last_position })
+}

@@ -1,0 +1,117 @@
+//! Process managers (sagas): events in, commands out.
+//!
+//! Semantics: at-least-once. The runner reads the log after the process
+//! manager's checkpoint (kept in the write DB), hands each event to the
+//! process manager, and stores the checkpoint after the batch. After a crash
+//! the events since the last checkpoint are handed over again, so a process
+//! manager must be idempotent: the shop's saga sends every command with an
+//! idempotency key derived from the causing event's id, so a replayed
+//! reaction appends nothing new.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parallax_core::{EventLog, EventRecord, EventStore, LogError, Position};
+use tokio_util::sync::CancellationToken;
+
+use crate::projector::error_chain;
+use crate::retry::Backoff;
+
+/// Why a process manager could not handle an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// Worth retrying (store down, conflicts after retries): the runner stops
+    /// the batch here and tries the event again later.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will fail again (the command was refused): logged, and the runner goes on.
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Reading or checkpointing failed.
+    #[error("log")]
+    Log(#[from] LogError),
+}
+
+/// Reacts to events by sending commands.
+#[async_trait]
+pub trait ProcessManager: Send + Sync {
+    /// Persisted name: the checkpoint's key.
+    fn name(&self) -> &'static str;
+
+    /// Handles one event (and sends whatever commands it causes).
+    async fn handle(&self, event: &EventRecord) -> Result<(), ProcessError>;
+}
+
+/// Feeds a process manager from the log.
+pub struct ProcessRunner {
+    manager: Arc<dyn ProcessManager>,
+    log: Arc<dyn EventLog>,
+    checkpoints: Arc<dyn EventStore>,
+    batch_size: usize,
+}
+
+impl ProcessRunner {
+    /// A runner of `manager` over `log`, keeping its checkpoint in `checkpoints`.
+    pub fn new(manager: Arc<dyn ProcessManager>, log: Arc<dyn EventLog>, checkpoints: Arc<dyn EventStore>) -> Self {
+        Self { manager, log, checkpoints, batch_size: 200 }
+    }
+
+    /// Handles one batch; returns how many events it covered (0: caught up).
+    /// On a transient failure the checkpoint still moves past the events
+    /// handled before it.
+    pub async fn process_batch(&self) -> Result<usize, ProcessError> {
+        let name = self.manager.name();
+        let from = self.checkpoints.checkpoint(name).await?;
+        let events = self.log.read(from, self.batch_size).await?;
+        let mut done: Option<Position> = None;
+        let mut outcome = Ok(events.len());
+        for event in &events {
+            match self.manager.handle(event).await {
+                Ok(()) => {}
+                Err(ProcessError::Permanent(reason)) => {
+                    tracing::error!(manager = name, position = event.position, event_type = %event.event_type, %reason, "event skipped");
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            done = Some(event.position);
+        }
+        if let Some(position) = done {
+            self.checkpoints.save_checkpoint(name, position).await?;
+        }
+        outcome
+    }
+
+    /// Runs until `cancel`.
+    pub async fn run(&self, cancel: CancellationToken) {
+        let name = self.manager.name();
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+        tracing::info!(manager = name, "process manager started");
+        while !cancel.is_cancelled() {
+            match self.process_batch().await {
+                Ok(0) => {
+                    backoff.succeeded();
+                    let Ok(at) = self.checkpoints.checkpoint(name).await else { continue };
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = self.log.wait_beyond(at, Duration::from_millis(500)) => {}
+                    }
+                }
+                Ok(_) => backoff.succeeded(),
+                Err(error) => {
+                    let delay = backoff.failed();
+                    tracing::warn!(manager = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(manager = name, "process manager stopped");
+    }
+}

@@ -1,0 +1,257 @@
+//! ⑥ The read store on SQLite: views as JSON documents, in a file of their own.
+//!
+//! All views share one `documents` table keyed by (view, partition,
+//! clustering), `WITHOUT ROWID`, so a partition's documents are stored in
+//! clustering order. The order is SQLite's default `BINARY` collation, which
+//! compares the UTF-8 bytes: the byte order the port specifies.
+//!
+//! [`ReadStore::commit`] runs in one `BEGIN IMMEDIATE` transaction on the one
+//! write connection: it reads the projection's checkpoint, refuses the batch
+//! with [`ReadStoreError::CheckpointMoved`] (writing nothing) unless it is
+//! still at `from_checkpoint`, then applies the writes in order, stores the
+//! dead letters and moves the checkpoint. View writes and checkpoint commit
+//! together or not at all, so no event's effect is applied twice.
+//!
+//! Reads run on separate connections; in WAL mode they see the last commit
+//! and never wait behind one. Every SQLite call runs in `spawn_blocking`.
+//!
+//! Durability: the file runs with `synchronous=NORMAL`. A process crash loses
+//! nothing committed; a power loss may lose the last commits, and with them
+//! the checkpoint that covers them, so the projector re-applies those events
+//! from the event store. Views can always be rebuilt from the log.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use parallax_core::{ClusteringRange, DeadLetter, DocKey, Document, Page, Position, ReadStore, ReadStoreError, ViewBatch, ViewWrite};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::conn::{clamp_i64, json_at, micros, open_writer, u64_at, uuid_at, ReadPool};
+
+const SCHEMA: &str = include_str!("sql/read_store.sql");
+
+/// The read store in one SQLite file. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteReadStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The one write connection; commits take turns on it.
+    writer: Mutex<Connection>,
+    reads: Arc<ReadPool>,
+}
+
+impl std::fmt::Debug for SqliteReadStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReadStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteReadStore {
+    /// Opens (creating if needed) the read store at `path`.
+    pub fn open(path: &Path) -> Result<Self, ReadStoreError> {
+        let writer: Connection = open_writer(path, "NORMAL", SCHEMA)?;
+        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), reads: Arc::new(ReadPool::new(path)) }) })
+    }
+}
+
+#[async_trait]
+impl ReadStore for SqliteReadStore {
+    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        let (view, key) = (view.to_owned(), key.clone());
+        self.inner
+            .reads
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT body FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+                )
+                .and_then(|mut statement| {
+                    statement.query_row(params![view, key.partition, key.clustering], |row| json_at(row, 0)).optional()
+                })
+                .map_err(|e| ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e))
+            })
+            .await
+    }
+
+    async fn scan(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page, ReadStoreError> {
+        if limit == 0 {
+            // Nothing asked for: no documents, and no cursor to go on from.
+            return Ok(Page { documents: Vec::new(), next_cursor: None });
+        }
+        let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
+        self.inner
+            .reads
+            .read(move |conn| {
+                scan(conn, &view, &partition, &range, limit)
+                    .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
+            })
+            .await
+    }
+
+    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A commit that panicked was rolled back when its transaction dropped.
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            commit(&mut conn, &batch)
+        })
+        .await
+        .map_err(|e| ReadStoreError::store("run a commit off the async runtime", e))?
+    }
+
+    async fn checkpoint(&self, projection: &str) -> Result<Position, ReadStoreError> {
+        let projection = projection.to_owned();
+        self.inner
+            .reads
+            .read(move |conn| {
+                checkpoint(conn, &projection)
+                    .map_err(|e| ReadStoreError::store(format!("load the checkpoint of {projection}"), e))
+            })
+            .await
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
+        let projection = projection.to_owned();
+        self.inner
+            .reads
+            .read(move |conn| {
+                dead_letters(conn, &projection)
+                    .map_err(|e| ReadStoreError::store(format!("list the dead letters of {projection}"), e))
+            })
+            .await
+    }
+}
+
+fn scan(
+    conn: &Connection,
+    view: &str,
+    partition: &str,
+    range: &ClusteringRange,
+    limit: usize,
+) -> rusqlite::Result<Page> {
+    // The tighter of `from` (inclusive) and `after` (exclusive) is the lower bound.
+    let lower = match (&range.from, &range.after) {
+        (Some(from), Some(after)) if from > after => Some((">=", from)),
+        (_, Some(after)) => Some((">", after)),
+        (Some(from), None) => Some((">=", from)),
+        (None, None) => None,
+    };
+    let mut sql = String::from("SELECT clustering, body FROM documents WHERE view = ?1 AND partition = ?2");
+    let mut bounds: Vec<&String> = Vec::new();
+    if let Some((op, key)) = lower {
+        bounds.push(key);
+        sql.push_str(&format!(" AND clustering {op} ?{}", bounds.len() + 2));
+    }
+    if let Some(to) = &range.to {
+        bounds.push(to);
+        sql.push_str(&format!(" AND clustering < ?{}", bounds.len() + 2));
+    }
+    sql.push_str(&format!(" ORDER BY clustering LIMIT ?{}", bounds.len() + 3));
+
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&view, &partition];
+    parameters.extend(bounds.iter().map(|b| *b as &dyn rusqlite::ToSql));
+    // One row more than asked tells whether anything follows.
+    let fetch = clamp_i64(limit.saturating_add(1));
+    parameters.push(&fetch);
+    let rows = statement.query_map(parameters.as_slice(), |row| {
+        Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: json_at(row, 1)? })
+    })?;
+    let mut documents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = if documents.len() > limit {
+        documents.truncate(limit);
+        documents.last().map(|d| d.key.clustering.clone())
+    } else {
+        None
+    };
+    Ok(Page { documents, next_cursor })
+}
+
+fn checkpoint(conn: &Connection, projection: &str) -> rusqlite::Result<Position> {
+    let mut statement = conn.prepare_cached("SELECT position FROM checkpoints WHERE projection = ?1")?;
+    Ok(statement.query_row([projection], |row| u64_at(row, 0)).optional()?.unwrap_or(0))
+}
+
+fn dead_letters(conn: &Connection, projection: &str) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT projection, position, event_id, event_type, error FROM dead_letters \
+         WHERE projection = ?1 ORDER BY position, rowid",
+    )?;
+    let rows = statement.query_map([projection], |row| {
+        Ok(DeadLetter {
+            projection: row.get(0)?,
+            position: u64_at(row, 1)?,
+            event_id: uuid_at(row, 2)?,
+            event_type: row.get(3)?,
+            error: row.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
+    let projection = &batch.projection;
+    let failed = |e| ReadStoreError::store(format!("commit a batch of {projection}"), e);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
+    let actual = checkpoint(&tx, projection).map_err(failed)?;
+    if actual != batch.from_checkpoint {
+        // Dropping `tx` rolls back; nothing was written.
+        return Err(ReadStoreError::CheckpointMoved {
+            projection: projection.clone(),
+            expected: batch.from_checkpoint,
+            actual,
+        });
+    }
+    for write in &batch.writes {
+        match write {
+            ViewWrite::Put { view, key, body } => {
+                let body = serde_json::to_string(body)
+                    .map_err(|e| ReadStoreError::store(format!("encode {view}/{}/{}", key.partition, key.clustering), e))?;
+                tx.prepare_cached(
+                    "INSERT INTO documents (view, partition, clustering, body) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (view, partition, clustering) DO UPDATE SET body = excluded.body",
+                )
+                .and_then(|mut statement| statement.execute(params![view, key.partition, key.clustering, body]))
+                .map_err(failed)?;
+            }
+            ViewWrite::Delete { view, key } => {
+                tx.prepare_cached("DELETE FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3")
+                    .and_then(|mut statement| statement.execute(params![view, key.partition, key.clustering]))
+                    .map_err(failed)?;
+            }
+        }
+    }
+    let now = micros(chrono::Utc::now());
+    for letter in &batch.dead_letters {
+        tx.prepare_cached(
+            "INSERT INTO dead_letters (projection, position, event_id, event_type, error, recorded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                letter.projection,
+                clamp_i64(letter.position),
+                letter.event_id.hyphenated().to_string(),
+                letter.event_type,
+                letter.error,
+                now
+            ])
+        })
+        .map_err(failed)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO checkpoints (projection, position) VALUES (?1, ?2) \
+         ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+    )
+    .and_then(|mut statement| statement.execute(params![projection, clamp_i64(batch.to_checkpoint)]))
+    .map_err(failed)?;
+    tx.commit().map_err(failed)
+}

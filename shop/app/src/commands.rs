@@ -1,0 +1,169 @@
+//! ① The write side's service: one command handler per aggregate, and the
+//! lookups a decision needs (a product's name and price) done before the
+//! decision, so aggregates stay pure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parallax_core::EventStore;
+use parallax_runtime::{CommandContext, CommandError, CommandHandler, Executed};
+use shop_domain::{
+    Cart, CartCommand, Order, OrderCommand, Product, ProductCommand, ProductInfo, Refusal, SagaCommand,
+};
+use uuid::Uuid;
+
+/// Why a shop command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShopCommandError {
+    /// The aggregate refused; `kind` says how.
+    #[error("{message}")]
+    Refused {
+        /// What kind of refusal.
+        kind: Refusal,
+        /// The aggregate's words.
+        message: String,
+    },
+    /// Concurrent changes kept winning.
+    #[error("{0}")]
+    Conflict(String),
+    /// The idempotency key was used for another request.
+    #[error("{0}")]
+    IdempotencyMismatch(String),
+    /// The store failed, or stored data is corrupt.
+    #[error("command failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ShopCommandError {
+    fn from_command<E: std::error::Error + Send + Sync + 'static>(
+        error: CommandError<E>,
+        kind: impl Fn(&E) -> Refusal,
+    ) -> Self {
+        match error {
+            CommandError::Domain(e) => Self::Refused { kind: kind(&e), message: e.to_string() },
+            e @ CommandError::Conflict { .. } => Self::Conflict(e.to_string()),
+            e @ CommandError::IdempotencyMismatch { .. } => Self::IdempotencyMismatch(e.to_string()),
+            e => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+/// The shop's command side.
+pub struct ShopCommands {
+    products: CommandHandler<Product>,
+    carts: CommandHandler<Cart>,
+    orders: CommandHandler<Order>,
+}
+
+impl ShopCommands {
+    /// Handlers over `store`.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            products: CommandHandler::new(store.clone()),
+            carts: CommandHandler::new(store.clone()),
+            orders: CommandHandler::new(store),
+        }
+    }
+
+    /// A product command.
+    pub async fn product(
+        &self,
+        sku: &str,
+        command: ProductCommand,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        self.products
+            .execute(sku, &command, context)
+            .await
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+    }
+
+    /// Puts units of a product in a cart, priced as the product is now.
+    pub async fn add_item(
+        &self,
+        cart_id: &str,
+        sku: &str,
+        quantity: i64,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        let product = self.product_info(sku).await?;
+        let command = CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product };
+        self.cart(cart_id, command, context).await
+    }
+
+    /// Takes a product out of a cart.
+    pub async fn remove_item(
+        &self,
+        cart_id: &str,
+        sku: &str,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        let command = CartCommand::RemoveItem { cart_id: cart_id.to_owned(), sku: sku.to_owned() };
+        self.cart(cart_id, command, context).await
+    }
+
+    /// Turns a cart into order `order_id`, priced as the products are now.
+    pub async fn check_out(
+        &self,
+        cart_id: &str,
+        customer_id: &str,
+        order_id: Uuid,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        let cart = self.carts.load(cart_id).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
+        let mut prices = BTreeMap::new();
+        for sku in cart.state.skus() {
+            if let Some(info) = self.product_info(sku).await? {
+                prices.insert(sku.to_owned(), info);
+            }
+        }
+        let command = CartCommand::CheckOut {
+            cart_id: cart_id.to_owned(),
+            order_id,
+            customer_id: customer_id.to_owned(),
+            prices,
+        };
+        self.cart(cart_id, command, context).await
+    }
+
+    /// An order command.
+    pub async fn order(
+        &self,
+        order_id: Uuid,
+        command: OrderCommand,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        self.orders
+            .execute(&order_id.to_string(), &command, context)
+            .await
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+    }
+
+    /// A command the checkout saga decided to send.
+    pub async fn dispatch(&self, command: SagaCommand, context: &CommandContext) -> Result<Executed, ShopCommandError> {
+        match command {
+            SagaCommand::Product { sku, command } => self.product(&sku, command, context).await,
+            SagaCommand::Order { order_id, command } => self.order(order_id, command, context).await,
+        }
+    }
+
+    async fn cart(
+        &self,
+        cart_id: &str,
+        command: CartCommand,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
+        self.carts
+            .execute(cart_id, &command, context)
+            .await
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+    }
+
+    async fn product_info(&self, sku: &str) -> Result<Option<ProductInfo>, ShopCommandError> {
+        let product = self.products.load(sku).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
+        Ok(product.state.is_registered().then(|| ProductInfo {
+            name: product.state.name().to_owned(),
+            unit_price_cents: product.state.price_cents(),
+        }))
+    }
+}

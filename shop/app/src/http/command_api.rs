@@ -1,0 +1,273 @@
+//! ① The command API: JSON in, `{"token": ..., ...}` out.
+//!
+//! Every command accepts an `Idempotency-Key` header. The key is stored with
+//! the command's events, in the same transaction, together with a digest of
+//! the request and the answer; a repeat of the key with the same request gets
+//! the first answer (same body, same token) and appends nothing, a repeat
+//! with a different request is refused with 422.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parallax_core::{ConsistencyToken, IdempotencyRecord};
+use parallax_runtime::{CommandContext, Executed};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shop_domain::{OrderCommand, ProductCommand};
+use uuid::Uuid;
+
+use super::problem::ApiError;
+use super::ApiState;
+use crate::commands::{ShopCommandError, ShopCommands};
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterProduct {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    stock: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reprice {
+    price_cents: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restock {
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddItem {
+    sku: String,
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckOut {
+    customer_id: String,
+}
+
+pub async fn register_product(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (request, body): (RegisterProduct, _) = parse(body)?;
+    let sku = request.sku.clone();
+    let answer = json!({ "sku": sku });
+    let command = ProductCommand::Register {
+        sku: request.sku,
+        name: request.name,
+        price_cents: request.price_cents,
+        stock: request.stock,
+    };
+    let route = "POST /api/products";
+    run(&state, &headers, route, &body, StatusCode::CREATED, answer, |c, ctx| async move {
+        c.product(&sku, command, &ctx).await
+    })
+    .await
+}
+
+pub async fn reprice(
+    State(state): State<ApiState>,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (request, body): (Reprice, _) = parse(body)?;
+    identifier("sku", &sku)?;
+    let route = format!("POST /api/products/{sku}/price");
+    let command = ProductCommand::Reprice { price_cents: request.price_cents };
+    run(&state, &headers, &route, &body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
+        c.product(&sku, command, &ctx).await
+    })
+    .await
+}
+
+pub async fn restock(
+    State(state): State<ApiState>,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (request, body): (Restock, _) = parse(body)?;
+    identifier("sku", &sku)?;
+    let route = format!("POST /api/products/{sku}/restock");
+    let command = ProductCommand::Restock { quantity: request.quantity };
+    run(&state, &headers, &route, &body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
+        c.product(&sku, command, &ctx).await
+    })
+    .await
+}
+
+pub async fn add_item(
+    State(state): State<ApiState>,
+    Path(cart_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (request, body): (AddItem, _) = parse(body)?;
+    identifier("cart id", &cart_id)?;
+    identifier("sku", &request.sku)?;
+    let route = format!("POST /api/carts/{cart_id}/items");
+    let answer = json!({ "cart_id": cart_id });
+    run(&state, &headers, &route, &body, StatusCode::OK, answer, |c, ctx| async move {
+        c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await
+    })
+    .await
+}
+
+pub async fn remove_item(
+    State(state): State<ApiState>,
+    Path((cart_id, sku)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    identifier("cart id", &cart_id)?;
+    identifier("sku", &sku)?;
+    let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
+    let answer = json!({ "cart_id": cart_id });
+    run(&state, &headers, &route, b"", StatusCode::OK, answer, |c, ctx| async move {
+        c.remove_item(&cart_id, &sku, &ctx).await
+    })
+    .await
+}
+
+pub async fn check_out(
+    State(state): State<ApiState>,
+    Path(cart_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (request, body): (CheckOut, _) = parse(body)?;
+    identifier("cart id", &cart_id)?;
+    identifier("customer id", &request.customer_id)?;
+    let order_id = Uuid::now_v7();
+    let route = format!("POST /api/carts/{cart_id}/checkout");
+    let answer = json!({ "order_id": order_id, "cart_id": cart_id });
+    run(&state, &headers, &route, &body, StatusCode::ACCEPTED, answer, |c, ctx| async move {
+        c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
+    })
+    .await
+}
+
+pub async fn pay(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    order_command(state, path, headers, "pay", OrderCommand::Pay).await
+}
+
+pub async fn ship(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    order_command(state, path, headers, "ship", OrderCommand::Ship).await
+}
+
+pub async fn cancel(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    order_command(state, path, headers, "cancel", OrderCommand::Cancel).await
+}
+
+async fn order_command(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    verb: &str,
+    command: OrderCommand,
+) -> Result<Response, ApiError> {
+    let id = order_id
+        .parse::<Uuid>()
+        .map_err(|_| ApiError::bad_request(format!("order id {order_id:?} is not a UUID")))?;
+    let route = format!("POST /api/orders/{id}/{verb}");
+    run(&state, &headers, &route, b"", StatusCode::OK, json!({ "order_id": id }), |c, ctx| async move {
+        c.order(id, command, &ctx).await
+    })
+    .await
+}
+
+/// Runs a command with the request's idempotency key and answers with
+/// `answer` plus the consistency token.
+async fn run<F, Fut>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    status: StatusCode,
+    answer: Value,
+    execute: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Arc<ShopCommands>, CommandContext) -> Fut,
+    Fut: Future<Output = Result<Executed, ShopCommandError>>,
+{
+    let commands = state.commands.clone().ok_or_else(|| ApiError::role_not_served("command"))?;
+    let mut context = CommandContext::new();
+    if let Some(key) = idempotency_key(headers)? {
+        let mut digest = Sha256::new();
+        digest.update(route.as_bytes());
+        digest.update(b"\n");
+        digest.update(body);
+        let fingerprint = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        context = context.with_idempotency(IdempotencyRecord { key, fingerprint, response: answer.to_string() });
+    }
+    let executed = execute(commands, context).await?;
+    let mut answer = match &executed {
+        Executed::Duplicate { response, .. } => serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?,
+        _ => answer,
+    };
+    let token = ConsistencyToken::at(executed.position()).to_string();
+    if let Value::Object(fields) = &mut answer {
+        fields.insert("token".into(), Value::String(token));
+    }
+    Ok((status, Json(answer)).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Parses a JSON body, refusing a malformed one with a precise 400 (and a
+/// body over the limit with 413).
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, Bytes), ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(format!(
+            "the body must be at most {} bytes",
+            super::MAX_BODY_BYTES
+        )),
+        _ => ApiError::bad_request(rejection.body_text()),
+    })?;
+    let request = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok((request, body))
+}
+
+/// Identifiers (SKUs, cart and customer ids): 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub(super) fn identifier(what: &str, value: &str) -> Result<(), ApiError> {
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    match valid {
+        true => Ok(()),
+        false => Err(ApiError::bad_request(format!(
+            "{what} {value:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        ))),
+    }
+}

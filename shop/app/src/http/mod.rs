@@ -1,0 +1,64 @@
+//! The HTTP API: commands (① in) and queries (⑦ out), JSON both ways,
+//! errors as `application/problem+json`.
+
+mod command_api;
+mod problem;
+mod query_api;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use parallax_core::{EventStore, Projection, ReadStore};
+use parallax_runtime::Freshness;
+use shop_read::ShopQueries;
+
+use crate::commands::ShopCommands;
+
+pub use problem::ApiError;
+
+/// Requests with a larger body are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The write side (absent in a process without the command role).
+    pub commands: Option<Arc<ShopCommands>>,
+    /// The read side (absent in a process without the query role).
+    pub queries: Option<ShopQueries>,
+    /// Waits for consistency tokens.
+    pub freshness: Option<Freshness>,
+    /// For the admin view of projections.
+    pub read_store: Option<Arc<dyn ReadStore>>,
+    /// For lag: the head of the event store.
+    pub event_store: Option<Arc<dyn EventStore>>,
+    /// Projections whose progress the admin view lists.
+    pub projections: Vec<Arc<dyn Projection>>,
+}
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(query_api::health))
+        .route("/api/products", post(command_api::register_product).get(query_api::products))
+        .route("/api/products/{sku}", get(query_api::product))
+        .route("/api/products/{sku}/price", post(command_api::reprice))
+        .route("/api/products/{sku}/restock", post(command_api::restock))
+        .route("/api/carts/{cart_id}", get(query_api::cart))
+        .route("/api/carts/{cart_id}/items", post(command_api::add_item))
+        .route("/api/carts/{cart_id}/items/{sku}", delete(command_api::remove_item))
+        .route("/api/carts/{cart_id}/checkout", post(command_api::check_out))
+        .route("/api/orders/{order_id}", get(query_api::order))
+        .route("/api/orders/{order_id}/pay", post(command_api::pay))
+        .route("/api/orders/{order_id}/ship", post(command_api::ship))
+        .route("/api/orders/{order_id}/cancel", post(command_api::cancel))
+        .route("/api/customers/{customer_id}/orders", get(query_api::customer_orders))
+        .route("/api/reports/sales", get(query_api::sales))
+        .route("/api/admin/projections", get(query_api::projections))
+        .fallback(problem::not_found_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

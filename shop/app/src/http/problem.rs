@@ -1,0 +1,151 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shop_domain::Refusal;
+
+use crate::commands::ShopCommandError;
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, kind, title, detail: detail.into() }
+    }
+
+    /// 400: malformed JSON, a missing or invalid field or parameter.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-request", "The request is invalid", detail)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The request body is too large", detail)
+    }
+
+    /// 503: the view has not absorbed the consistency token in time.
+    pub fn not_caught_up(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "view-not-caught-up",
+            "The view has not caught up with the consistency token yet",
+            detail,
+        )
+    }
+
+    /// 503: this process does not run the role the route needs.
+    pub fn role_not_served(role: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "role-not-served",
+            "This process does not serve that role",
+            format!("this process runs without the {role} role"),
+        )
+    }
+
+    /// 500: details go to the log, not to the client.
+    pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %parallax_chain(error), "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; the error is logged",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+fn parallax_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<ShopCommandError> for ApiError {
+    fn from(error: ShopCommandError) -> Self {
+        match error {
+            ShopCommandError::Refused { kind, message } => match kind {
+                Refusal::Invalid => Self::bad_request(message),
+                Refusal::NotFound => Self::not_found(message),
+                Refusal::AlreadyExists => {
+                    Self::new(StatusCode::CONFLICT, "already-exists", "It exists already", message)
+                }
+                Refusal::RuleViolated => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "rule-violated",
+                    "The command breaks a business rule",
+                    message,
+                ),
+            },
+            ShopCommandError::Conflict(message) => Self::new(
+                StatusCode::CONFLICT,
+                "concurrent-change",
+                "Concurrent changes kept conflicting; retry",
+                message,
+            ),
+            ShopCommandError::IdempotencyMismatch(message) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "The idempotency key was used for a different request",
+                message,
+            ),
+            ShopCommandError::Internal(source) => Self::internal(source.as_ref()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("https://parallax.dev/problems/{}", self.kind),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// 404 for routes that do not exist.
+pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,194 @@
+//! ⑦ The query API: answered from the read store alone.
+//!
+//! Every query accepts `consistent_with=<token>` and `wait_ms` (default 2000,
+//! at most 10000): it answers once the projection behind its view has
+//! absorbed the token, or 503 if that takes longer than `wait_ms`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parallax_core::ConsistencyToken;
+use parallax_runtime::WaitError;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shop_read::queries::{answered_by, Listing, DEFAULT_LIMIT, MAX_LIMIT};
+use shop_read::{QueryError, ShopQueries};
+use uuid::Uuid;
+
+use super::command_api::identifier;
+use super::problem::ApiError;
+use super::ApiState;
+
+const DEFAULT_WAIT_MS: u64 = 2_000;
+const MAX_WAIT_MS: u64 = 10_000;
+
+/// Query-string parameters; parsed by hand for precise errors.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    consistent_with: Option<String>,
+    wait_ms: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Params {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match &self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+fn from_query(error: QueryError) -> ApiError {
+    ApiError::internal(&error)
+}
+
+/// Checks the role, then waits for the token if one was given.
+async fn ready<'a>(state: &'a ApiState, params: &Params, projection: &str) -> Result<&'a ShopQueries, ApiError> {
+    let queries = state.queries.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
+    let wait = match &params.wait_ms {
+        None => DEFAULT_WAIT_MS,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= MAX_WAIT_MS)
+            .ok_or_else(|| ApiError::bad_request(format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}")))?,
+    };
+    let Some(raw) = &params.consistent_with else {
+        return Ok(queries);
+    };
+    let token: ConsistencyToken = raw.parse().map_err(|e: parallax_core::TokenError| ApiError::bad_request(e.to_string()))?;
+    let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
+    match freshness.wait(projection, token, Duration::from_millis(wait)).await {
+        Ok(()) => Ok(queries),
+        Err(WaitError::NotCaughtUp { projection, reached, needed }) => Err(ApiError::not_caught_up(format!(
+            "view {projection} has absorbed events up to position {reached}; the token needs {needed}; \
+             waited {wait} ms"
+        ))),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+fn listing<T: Serialize>(name: &str, listing: Listing<T>) -> Response {
+    Json(json!({ name: listing.items, "next_cursor": listing.next_cursor })).into_response()
+}
+
+pub async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+pub async fn products(
+    State(state): State<ApiState>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
+    let page = queries.products(params.limit()?, params.cursor.clone()).await.map_err(from_query)?;
+    Ok(listing("products", page))
+}
+
+pub async fn product(
+    State(state): State<ApiState>,
+    Path(sku): Path<String>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    identifier("sku", &sku)?;
+    let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
+    match queries.product(&sku).await.map_err(from_query)? {
+        Some(product) => Ok(Json(product).into_response()),
+        None => Err(ApiError::not_found(format!("product {sku} does not exist"))),
+    }
+}
+
+pub async fn cart(
+    State(state): State<ApiState>,
+    Path(cart_id): Path<String>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    identifier("cart id", &cart_id)?;
+    let queries = ready(&state, &params, answered_by::CARTS).await?;
+    match queries.cart(&cart_id).await.map_err(from_query)? {
+        Some(cart) => Ok(Json(cart).into_response()),
+        None => Err(ApiError::not_found(format!("cart {cart_id} does not exist"))),
+    }
+}
+
+pub async fn customer_orders(
+    State(state): State<ApiState>,
+    Path(customer_id): Path<String>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    identifier("customer id", &customer_id)?;
+    let limit = params.limit()?;
+    let queries = ready(&state, &params, answered_by::ORDERS).await?;
+    let page = queries.customer_orders(&customer_id, limit, params.cursor.clone()).await.map_err(from_query)?;
+    Ok(listing("orders", page))
+}
+
+pub async fn order(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let id = order_id
+        .parse::<Uuid>()
+        .map_err(|_| ApiError::bad_request(format!("order id {order_id:?} is not a UUID")))?;
+    let queries = ready(&state, &params, answered_by::ORDERS).await?;
+    match queries.order(id).await.map_err(from_query)? {
+        Some(order) => Ok(Json(order).into_response()),
+        None => Err(ApiError::not_found(format!("order {id} does not exist"))),
+    }
+}
+
+pub async fn sales(
+    State(state): State<ApiState>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit()?;
+    let queries = ready(&state, &params, answered_by::SALES).await?;
+    let page = queries.sales(limit, params.cursor.clone()).await.map_err(from_query)?;
+    Ok(listing("sales", page))
+}
+
+/// Each projection with its position, its lag behind the event store, and
+/// its dead letters.
+pub async fn projections(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let store = state.read_store.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
+    let head = match &state.event_store {
+        Some(events) => Some(events.head().await.map_err(|e| ApiError::internal(&e))?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for projection in &state.projections {
+        let name = projection.name();
+        let position = store.checkpoint(name).await.map_err(|e| ApiError::internal(&e))?;
+        let dead_letters = store.dead_letters(name).await.map_err(|e| ApiError::internal(&e))?.len();
+        rows.push(json!({
+            "name": name,
+            "views": projection.views(),
+            "position": position,
+            "lag": head.map(|head| head.saturating_sub(position)),
+            "dead_letters": dead_letters,
+        }));
+    }
+    Ok(Json(json!({ "head": head, "projections": rows })).into_response())
+}

@@ -1,0 +1,18 @@
+//! # shop
+//!
+//! The reference shop built on Parallax: HTTP API, CLI, configuration and
+//! wiring. The only crate that knows axum, clap and which adapters run.
+//!
+//! Modules in the order of the data flow: [`commands`] (① the write side's
+//! service: command handlers plus the lookups their decisions need),
+//! [`saga`] (the checkout process manager), [`http`] (the command and query
+//! APIs), [`app`] (which stores, projectors and workers run, and the server).
+
+pub mod config;
+pub mod commands;
+pub mod saga;
+pub mod http;
+pub mod app;
+
+pub use app::{start, RunningApp};
+pub use config::Settings;

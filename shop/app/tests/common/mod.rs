@@ -1,0 +1,143 @@
+//! The service ring's harness: a shop on port 0 over a fresh data folder.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use shop::{RunningApp, Settings};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub app: Option<RunningApp>,
+    pub client: Client,
+    pub base: String,
+    pub dir: TempDir,
+}
+
+/// Starts a shop in this process on a free port with a fresh data folder.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("create a temp folder");
+    let settings = Settings { listen: "127.0.0.1:0".parse().expect("an address"), data_dir: dir.path().into() };
+    let app = shop::start(settings).await.expect("start the shop");
+    TestApp { base: app.url(), app: Some(app), client: Client::new(), dir }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn token(&self) -> String {
+        self.body["token"].as_str().unwrap_or_else(|| panic!("no token in {}", self.body)).to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "body: {}", self.body);
+        assert_eq!(self.body["status"], json!(status), "body: {}", self.body);
+        for field in ["type", "title", "detail"] {
+            assert!(self.body[field].is_string(), "problem without {field}: {}", self.body);
+        }
+    }
+}
+
+async fn answer(response: Response) -> Answer {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("read the body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, content_type, body }
+}
+
+impl TestApp {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        answer(request.send().await.expect("send the request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body), None).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        answer(request.send().await.expect("send the request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    /// GET that waits for `token` (the bounded wait of the API itself).
+    pub async fn get_after(&self, path: &str, token: &str) -> Answer {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.get(&format!("{path}{sep}consistent_with={token}&wait_ms=10000")).await
+    }
+
+    /// Position of the event store's head: how much has ever been appended.
+    pub async fn head(&self) -> u64 {
+        let answer = self.get("/api/admin/projections").await;
+        answer.body["head"].as_u64().unwrap_or_else(|| panic!("no head in {}", answer.body))
+    }
+
+    /// Polls `path` until `done` holds (the saga works asynchronously), for at most 10 s.
+    pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..1_000 {
+            let answer = self.get(path).await;
+            if answer.status == StatusCode::OK && done(&answer.body) {
+                return answer.body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{path} never reached the expected state; last: {}", self.get(path).await.body)
+    }
+
+    pub async fn register(&self, sku: &str, name: &str, price_cents: i64, stock: i64) -> Answer {
+        let answer = self
+            .post("/api/products", json!({ "sku": sku, "name": name, "price_cents": price_cents, "stock": stock }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "register {sku}: {}", answer.body);
+        answer
+    }
+
+    pub async fn add(&self, cart: &str, sku: &str, quantity: i64) -> Answer {
+        let answer = self.post(&format!("/api/carts/{cart}/items"), json!({ "sku": sku, "quantity": quantity })).await;
+        assert_eq!(answer.status, StatusCode::OK, "add {sku} to {cart}: {}", answer.body);
+        answer
+    }
+
+    pub async fn check_out(&self, cart: &str, customer: &str) -> Answer {
+        let answer = self.post(&format!("/api/carts/{cart}/checkout"), json!({ "customer_id": customer })).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "check out {cart}: {}", answer.body);
+        answer
+    }
+
+    pub async fn order_status(&self, order_id: &str, status: &str) -> Value {
+        self.eventually(&format!("/api/orders/{order_id}"), |order| order["status"] == status).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}

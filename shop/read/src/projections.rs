@@ -1,0 +1,278 @@
+//! ⑤ The shop's projections. Each owns its views and its checkpoint.
+//!
+//! Every projection is a pure function of the events it reads and the
+//! documents it wrote before, so replaying from position 0 rebuilds the same
+//! views. Events that carry the resulting state (`stock` after a
+//! reservation, say) are applied by overwriting, not by adding.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewTx};
+use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
+
+use crate::views::{names, CartItemView, CartView, OrderView, ProductView, SalesView};
+
+/// All the shop's projections.
+pub fn all_projections() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(CatalogProjection::default()),
+        Arc::new(CartProjection::default()),
+        Arc::new(OrderProjection::default()),
+        Arc::new(SalesProjection::default()),
+    ]
+}
+
+fn decode(codec: &ShopCodec, event: &EventRecord) -> Result<Option<ShopEvent>, ProjectionError> {
+    codec.decode(event).map_err(|e| ProjectionError::Poison(e.to_string()))
+}
+
+fn missing(view: &str, key: &str, event: &EventRecord) -> ProjectionError {
+    ProjectionError::Poison(format!(
+        "{} at position {} refers to {view} {key}, which the view does not have",
+        event.event_type, event.position
+    ))
+}
+
+/// The catalog: every product with its price and available stock.
+#[derive(Default)]
+pub struct CatalogProjection {
+    codec: ShopCodec,
+}
+
+impl CatalogProjection {
+    /// Persisted name.
+    pub const NAME: &'static str = "catalog";
+}
+
+#[async_trait]
+impl Projection for CatalogProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[names::CATALOG]
+    }
+
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
+        let Some(ShopEvent::Product(product_event)) = decode(&self.codec, event)? else {
+            return Ok(());
+        };
+        if let ProductEvent::Registered { sku, name, price_cents, stock } = &product_event {
+            let view = ProductView { sku: sku.clone(), name: name.clone(), price_cents: *price_cents, stock: *stock };
+            tx.put_as(names::CATALOG, DocKey::new(names::ALL, sku), &view);
+            return Ok(());
+        }
+        let sku = match &product_event {
+            ProductEvent::Registered { sku, .. }
+            | ProductEvent::Renamed { sku, .. }
+            | ProductEvent::Repriced { sku, .. }
+            | ProductEvent::Restocked { sku, .. }
+            | ProductEvent::StockReserved { sku, .. }
+            | ProductEvent::StockReservationRejected { sku, .. }
+            | ProductEvent::StockReleased { sku, .. } => sku,
+        };
+        let key = DocKey::new(names::ALL, sku);
+        let mut view: ProductView =
+            tx.get_as(names::CATALOG, &key).await?.ok_or_else(|| missing("product", sku, event))?;
+        match product_event {
+            ProductEvent::Renamed { name, .. } => view.name = name,
+            ProductEvent::Repriced { price_cents, .. } => view.price_cents = price_cents,
+            ProductEvent::Restocked { stock, .. }
+            | ProductEvent::StockReserved { stock, .. }
+            | ProductEvent::StockReleased { stock, .. } => view.stock = stock,
+            ProductEvent::Registered { .. } | ProductEvent::StockReservationRejected { .. } => return Ok(()),
+        }
+        tx.put_as(names::CATALOG, key, &view);
+        Ok(())
+    }
+}
+
+/// Carts by id.
+#[derive(Default)]
+pub struct CartProjection {
+    codec: ShopCodec,
+}
+
+impl CartProjection {
+    /// Persisted name.
+    pub const NAME: &'static str = "carts";
+}
+
+#[async_trait]
+impl Projection for CartProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[names::CART]
+    }
+
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
+        let Some(ShopEvent::Cart(cart_event)) = decode(&self.codec, event)? else {
+            return Ok(());
+        };
+        let cart_id = match &cart_event {
+            CartEvent::ItemAdded { cart_id, .. }
+            | CartEvent::ItemRemoved { cart_id, .. }
+            | CartEvent::CheckedOut { cart_id, .. } => cart_id.clone(),
+        };
+        let key = DocKey::partition(&cart_id);
+        let mut cart = tx.get_as::<CartView>(names::CART, &key).await?.unwrap_or_else(|| CartView {
+            cart_id: cart_id.clone(),
+            status: "open".into(),
+            items: Vec::new(),
+            total_cents: 0,
+            order_id: None,
+        });
+        match cart_event {
+            CartEvent::ItemAdded { sku, name, unit_price_cents, quantity, .. } => {
+                match cart.items.iter_mut().find(|item| item.sku == sku) {
+                    Some(item) => {
+                        item.quantity += quantity;
+                        item.name = name;
+                        item.unit_price_cents = unit_price_cents;
+                    }
+                    None => {
+                        let at = cart.items.partition_point(|item| item.sku < sku);
+                        cart.items.insert(
+                            at,
+                            CartItemView { sku, name, unit_price_cents, quantity, line_total_cents: 0 },
+                        );
+                    }
+                }
+            }
+            CartEvent::ItemRemoved { sku, .. } => cart.items.retain(|item| item.sku != sku),
+            CartEvent::CheckedOut { order_id, .. } => {
+                cart.status = "checked_out".into();
+                cart.order_id = Some(order_id);
+            }
+        }
+        for item in &mut cart.items {
+            item.line_total_cents = item.unit_price_cents * i64::from(item.quantity);
+        }
+        cart.total_cents = cart.items.iter().map(|item| item.line_total_cents).sum();
+        tx.put_as(names::CART, key, &cart);
+        Ok(())
+    }
+}
+
+/// Orders by id, and by customer newest first: the join of order, lines and
+/// products computed ahead of time.
+#[derive(Default)]
+pub struct OrderProjection {
+    codec: ShopCodec,
+}
+
+impl OrderProjection {
+    /// Persisted name.
+    pub const NAME: &'static str = "orders";
+}
+
+#[async_trait]
+impl Projection for OrderProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[names::ORDER, names::CUSTOMER_ORDERS]
+    }
+
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
+        let order_event = match decode(&self.codec, event)? {
+            Some(ShopEvent::Cart(CartEvent::CheckedOut { cart_id, order_id, customer_id, lines, total_cents })) => {
+                let order = OrderView {
+                    order_id,
+                    customer_id,
+                    cart_id,
+                    status: "pending".into(),
+                    lines,
+                    total_cents,
+                    placed_at: event.recorded_at,
+                    rejection_reason: None,
+                };
+                save_order(tx, &order);
+                return Ok(());
+            }
+            Some(ShopEvent::Order(order_event)) => order_event,
+            _ => return Ok(()),
+        };
+        let (order_id, status) = match &order_event {
+            OrderEvent::Placed { order_id, .. } => (order_id, "placed"),
+            OrderEvent::Confirmed { order_id, .. } => (order_id, "confirmed"),
+            OrderEvent::Rejected { order_id, .. } => (order_id, "rejected"),
+            OrderEvent::Paid { order_id, .. } => (order_id, "paid"),
+            OrderEvent::Shipped { order_id } => (order_id, "shipped"),
+            OrderEvent::Cancelled { order_id, .. } => (order_id, "cancelled"),
+            OrderEvent::StockRequested { .. } | OrderEvent::LineReserved { .. } => return Ok(()),
+        };
+        let id = order_id.to_string();
+        let mut order: OrderView =
+            tx.get_as(names::ORDER, &DocKey::partition(&id)).await?.ok_or_else(|| missing("order", &id, event))?;
+        // `placed` may arrive after the saga has moved on in a replay of a
+        // partial log; it never moves an order backwards.
+        if status == "placed" && order.status != "pending" {
+            return Ok(());
+        }
+        order.status = status.into();
+        if let OrderEvent::Rejected { reason, .. } = order_event {
+            order.rejection_reason = Some(reason);
+        }
+        save_order(tx, &order);
+        Ok(())
+    }
+}
+
+fn save_order(tx: &mut ViewTx<'_>, order: &OrderView) {
+    tx.put_as(names::ORDER, DocKey::partition(order.order_id.to_string()), order);
+    tx.put_as(names::CUSTOMER_ORDERS, DocKey::new(&order.customer_id, order.customer_key()), order);
+}
+
+/// Units and revenue per product, over confirmed orders not cancelled.
+#[derive(Default)]
+pub struct SalesProjection {
+    codec: ShopCodec,
+}
+
+impl SalesProjection {
+    /// Persisted name.
+    pub const NAME: &'static str = "sales";
+}
+
+#[async_trait]
+impl Projection for SalesProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[names::SALES]
+    }
+
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
+        let (lines, sign) = match decode(&self.codec, event)? {
+            Some(ShopEvent::Order(OrderEvent::Confirmed { lines, .. })) => (lines, 1),
+            Some(ShopEvent::Order(OrderEvent::Cancelled { release, .. })) => (release, -1),
+            _ => return Ok(()),
+        };
+        for OrderLine { sku, name, unit_price_cents, quantity } in lines {
+            let key = DocKey::new(names::ALL, &sku);
+            let mut sales = tx.get_as::<SalesView>(names::SALES, &key).await?.unwrap_or_else(|| SalesView {
+                sku: sku.clone(),
+                name: name.clone(),
+                units: 0,
+                revenue_cents: 0,
+            });
+            sales.units += sign * i64::from(quantity);
+            sales.revenue_cents += sign * unit_price_cents * i64::from(quantity);
+            if sign > 0 {
+                sales.name = name;
+            }
+            tx.put_as(names::SALES, key, &sales);
+        }
+        Ok(())
+    }
+}

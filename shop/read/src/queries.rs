@@ -1,0 +1,132 @@
+//! ⑦ Queries: read-only, answered from the read store alone, returning DTOs.
+//!
+//! Each query names the projection whose views answer it, so that a caller
+//! holding a consistency token can first wait for that projection.
+
+use std::sync::Arc;
+
+use parallax_core::{ClusteringRange, DocKey, ReadStore, ReadStoreError};
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+use crate::projections::{CartProjection, CatalogProjection, OrderProjection, SalesProjection};
+use crate::views::{names, CartView, OrderView, ProductView, SalesView};
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The read store failed.
+    #[error(transparent)]
+    Store(#[from] ReadStoreError),
+    /// A stored document does not match its view's shape.
+    #[error("view {view} holds a document that does not decode: {reason}")]
+    Corrupt {
+        /// The view.
+        view: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listing<T> {
+    /// The items, in the listing's order.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The shop's queries.
+#[derive(Clone)]
+pub struct ShopQueries {
+    store: Arc<dyn ReadStore>,
+}
+
+/// Which projection answers each query, for consistency waits.
+pub mod answered_by {
+    use super::*;
+    /// Products and the catalog.
+    pub const PRODUCTS: &str = CatalogProjection::NAME;
+    /// Carts.
+    pub const CARTS: &str = CartProjection::NAME;
+    /// Orders, by id and by customer.
+    pub const ORDERS: &str = OrderProjection::NAME;
+    /// The sales report.
+    pub const SALES: &str = SalesProjection::NAME;
+}
+
+/// Page size when a listing is asked for without a limit, and its maximum.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The largest page a listing returns.
+pub const MAX_LIMIT: usize = 500;
+
+impl ShopQueries {
+    /// Queries over `store`.
+    pub fn new(store: Arc<dyn ReadStore>) -> Self {
+        Self { store }
+    }
+
+    /// The catalog, by SKU.
+    pub async fn products(&self, limit: usize, cursor: Option<String>) -> Result<Listing<ProductView>, QueryError> {
+        self.list(names::CATALOG, names::ALL, limit, cursor).await
+    }
+
+    /// One product.
+    pub async fn product(&self, sku: &str) -> Result<Option<ProductView>, QueryError> {
+        self.one(names::CATALOG, &DocKey::new(names::ALL, sku)).await
+    }
+
+    /// One cart.
+    pub async fn cart(&self, cart_id: &str) -> Result<Option<CartView>, QueryError> {
+        self.one(names::CART, &DocKey::partition(cart_id)).await
+    }
+
+    /// A customer's orders, newest first.
+    pub async fn customer_orders(
+        &self,
+        customer_id: &str,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Listing<OrderView>, QueryError> {
+        self.list(names::CUSTOMER_ORDERS, customer_id, limit, cursor).await
+    }
+
+    /// One order.
+    pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, QueryError> {
+        self.one(names::ORDER, &DocKey::partition(order_id.to_string())).await
+    }
+
+    /// Units and revenue per product, by SKU.
+    pub async fn sales(&self, limit: usize, cursor: Option<String>) -> Result<Listing<SalesView>, QueryError> {
+        self.list(names::SALES, names::ALL, limit, cursor).await
+    }
+
+    async fn one<T: DeserializeOwned>(&self, view: &'static str, key: &DocKey) -> Result<Option<T>, QueryError> {
+        self.store
+            .get(view, key)
+            .await?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| QueryError::Corrupt { view, reason: e.to_string() })
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        view: &'static str,
+        partition: &str,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Listing<T>, QueryError> {
+        let range = ClusteringRange { after: cursor, ..ClusteringRange::default() };
+        let page = self.store.scan(view, partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
+        let items = page
+            .documents
+            .into_iter()
+            .map(|doc| serde_json::from_value(doc.body))
+            .collect::<Result<_, _>>()
+            .map_err(|e| QueryError::Corrupt { view, reason: e.to_string() })?;
+        Ok(Listing { items, next_cursor: page.next_cursor })
+    }
+}

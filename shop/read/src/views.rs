@@ -1,0 +1,111 @@
+//! ⑥ The documents of the shop's views, which double as the queries' DTOs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shop_events::OrderLine;
+use uuid::Uuid;
+
+/// View names, as persisted.
+pub mod names {
+    /// Every product, by SKU.
+    pub const CATALOG: &str = "catalog";
+    /// Carts by id.
+    pub const CART: &str = "cart";
+    /// Orders by id.
+    pub const ORDER: &str = "order";
+    /// Orders by customer, newest first.
+    pub const CUSTOMER_ORDERS: &str = "customer_orders";
+    /// Sales per product.
+    pub const SALES: &str = "sales";
+    /// Partition key of the single-partition views (catalog, sales).
+    pub const ALL: &str = "all";
+}
+
+/// A product in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductView {
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Current price.
+    pub price_cents: i64,
+    /// Units available (not reserved).
+    pub stock: u32,
+}
+
+/// A line in a cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartItemView {
+    /// The product.
+    pub sku: String,
+    /// Its name when last added.
+    pub name: String,
+    /// Its price when last added.
+    pub unit_price_cents: i64,
+    /// Units.
+    pub quantity: u32,
+    /// `unit_price_cents × quantity`.
+    pub line_total_cents: i64,
+}
+
+/// A cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartView {
+    /// Its id.
+    pub cart_id: String,
+    /// `open` or `checked_out`.
+    pub status: String,
+    /// Lines, by SKU.
+    pub items: Vec<CartItemView>,
+    /// Sum of the lines.
+    pub total_cents: i64,
+    /// The order it became, once checked out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+}
+
+/// An order, with its lines as priced at checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Its id.
+    pub order_id: Uuid,
+    /// Who bought.
+    pub customer_id: String,
+    /// The cart it came from.
+    pub cart_id: String,
+    /// `pending` (checked out), `placed` (reserving stock), `confirmed`,
+    /// `rejected`, `paid`, `shipped` or `cancelled`.
+    pub status: String,
+    /// Lines with product names and unit prices at order time.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the lines.
+    pub total_cents: i64,
+    /// When the cart was checked out.
+    pub placed_at: DateTime<Utc>,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+}
+
+impl OrderView {
+    /// Clustering key of its row in `customer_orders`: newest first (the
+    /// checkout time, inverted), then the order id to break ties.
+    pub fn customer_key(&self) -> String {
+        let micros = self.placed_at.timestamp_micros().max(0);
+        format!("{:019}-{}", i64::MAX - micros, self.order_id)
+    }
+}
+
+/// Units and revenue of one product, over confirmed orders not cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesView {
+    /// The product.
+    pub sku: String,
+    /// Its name in the latest sale.
+    pub name: String,
+    /// Units sold.
+    pub units: i64,
+    /// Revenue.
+    pub revenue_cents: i64,
+}
