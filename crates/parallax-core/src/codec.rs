@@ -18,7 +18,9 @@ use crate::event::{EventRecord, Metadata, NewEvent};
 /// Implement it for an enum declared with
 /// `#[serde(tag = "type", content = "data")]` whose variants all carry a
 /// `#[serde(rename = "...")]` with their persisted type name.
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + 'static {
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + 'static
+{
     /// Persisted type name of this event; must equal the variant's serde name.
     fn event_type(&self) -> &'static str;
     /// Current schema version of this event type. Defaults to 1.
@@ -32,7 +34,11 @@ pub trait Upcaster: Send + Sync {
     /// Whether this upcaster reads `event_type` at `schema_version`.
     fn handles(&self, event_type: &str, schema_version: u32) -> bool;
     /// Rewrites the payload; returns it with its new schema version.
-    fn upcast(&self, payload: serde_json::Value, schema_version: u32) -> Result<(serde_json::Value, u32), CodecError>;
+    fn upcast(
+        &self,
+        payload: serde_json::Value,
+        schema_version: u32,
+    ) -> Result<(serde_json::Value, u32), CodecError>;
 }
 
 /// Why an event could not be encoded or decoded.
@@ -122,7 +128,8 @@ impl<E: DomainEvent> Codec<E> {
 
     /// Decodes a stored event, upcasting it first when it is older than the code.
     pub fn decode(&self, event_type: &str, schema_version: u32, payload: &str) -> Result<E, CodecError> {
-        let json_error = |source| CodecError::Json { event_type: event_type.to_owned(), schema_version, source };
+        let json_error =
+            |source| CodecError::Json { event_type: event_type.to_owned(), schema_version, source };
         let mut data: serde_json::Value = serde_json::from_str(payload).map_err(json_error)?;
         let mut version = schema_version;
         while let Some(upcaster) = self.upcasters.iter().find(|u| u.handles(event_type, version)) {
@@ -138,8 +145,11 @@ impl<E: DomainEvent> Codec<E> {
             version = next_version;
         }
         let tagged = serde_json::json!({ "type": event_type, "data": data });
-        serde_json::from_value(tagged)
-            .map_err(|source| CodecError::Json { event_type: event_type.to_owned(), schema_version: version, source })
+        serde_json::from_value(tagged).map_err(|source| CodecError::Json {
+            event_type: event_type.to_owned(),
+            schema_version: version,
+            source,
+        })
     }
 
     /// Decodes a stored record.

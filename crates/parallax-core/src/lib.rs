@@ -14,12 +14,12 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
-pub mod event;
 pub mod codec;
-pub mod store;
+pub mod event;
 pub mod log;
 pub mod projection;
 pub mod read_store;
+pub mod store;
 pub mod token;
 
 pub use aggregate::Aggregate;
@@ -32,7 +32,7 @@ pub use read_store::{
     ViewWrite,
 };
 pub use store::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord,
-    Snapshot, StoreError, StoredIdempotency,
+    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,
+    StoreError, StoredIdempotency,
 };
 pub use token::{ConsistencyToken, TokenError};

@@ -38,12 +38,17 @@ pub trait Projection: Send + Sync {
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
 }
 
+/// A document's address in a batch: view and key.
+type PendingKey = (String, DocKey);
+/// A pending change: the new body, or `None` for a delete.
+type Pending = Option<serde_json::Value>;
+
 /// A batch's view of the read store: reads see the batch's own writes.
 pub struct ViewTx<'a> {
     store: &'a dyn ReadStore,
-    pending: BTreeMap<(String, DocKey), Option<serde_json::Value>>,
+    pending: BTreeMap<PendingKey, Pending>,
     /// What the current event overwrote, to undo it if the event turns out poison.
-    undo: Vec<((String, DocKey), Option<Option<serde_json::Value>>)>,
+    undo: Vec<(PendingKey, Option<Pending>)>,
 }
 
 impl<'a> ViewTx<'a> {
@@ -68,9 +73,9 @@ impl<'a> ViewTx<'a> {
     ) -> Result<Option<T>, ProjectionError> {
         match self.get(view, key).await? {
             None => Ok(None),
-            Some(body) => serde_json::from_value(body)
-                .map(Some)
-                .map_err(|e| ProjectionError::Poison(format!("document {view}/{key:?} does not decode: {e}"))),
+            Some(body) => serde_json::from_value(body).map(Some).map_err(|e| {
+                ProjectionError::Poison(format!("document {view}/{key:?} does not decode: {e}"))
+            }),
         }
     }
 
@@ -79,7 +84,7 @@ impl<'a> ViewTx<'a> {
         self.record((view.to_owned(), key), Some(body));
     }
 
-    fn record(&mut self, key: (String, DocKey), value: Option<serde_json::Value>) {
+    fn record(&mut self, key: PendingKey, value: Pending) {
         let before = self.pending.insert(key.clone(), value);
         self.undo.push((key, before));
     }

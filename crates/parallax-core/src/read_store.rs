@@ -193,7 +193,11 @@ pub trait ReadStoreExt: ReadStore {
     }
 
     /// A typed document.
-    async fn get_as<T: serde::de::DeserializeOwned>(&self, view: &str, key: &DocKey) -> Result<Option<T>, ReadStoreError> {
+    async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<T>, ReadStoreError> {
         match self.get(view, key).await? {
             None => Ok(None),
             Some(body) => serde_json::from_value(body)

@@ -226,7 +226,12 @@ impl<A: Aggregate> CommandHandler<A> {
     ) -> Result<Executed, CommandError<A::Error>> {
         if let Some(record) = &context.idempotency {
             if let Some(stored) = self.store.idempotency(&record.key).await? {
-                return duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position);
+                return duplicate(
+                    record,
+                    stored.record.fingerprint,
+                    stored.record.response,
+                    stored.last_position,
+                );
             }
         }
         let stream_id = A::stream_id(id);
@@ -256,7 +261,12 @@ impl<A: Aggregate> CommandHandler<A> {
                 }
                 Ok(AppendOutcome::Duplicate(stored)) => {
                     let record = context.idempotency.as_ref().expect("a duplicate needs an idempotency key");
-                    return duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position);
+                    return duplicate(
+                        record,
+                        stored.record.fingerprint,
+                        stored.record.response,
+                        stored.last_position,
+                    );
                 }
                 Err(AppendError::Conflict { stream, expected, actual }) => {
                     if attempt >= self.retry.max_attempts {
@@ -282,7 +292,7 @@ impl<A: Aggregate> CommandHandler<A> {
     ) -> Result<Arc<Hydrated<A>>, CommandError<A::Error>> {
         let mut hydrated = match from {
             Some(from) => Hydrated::clone(&from),
-            None => self.from_snapshot(stream_id).await?,
+            None => self.hydrate_from_snapshot(stream_id).await?,
         };
         let events = self.store.read_stream(stream_id, hydrated.version).await?;
         for record in &events {
@@ -298,7 +308,7 @@ impl<A: Aggregate> CommandHandler<A> {
         Ok(hydrated)
     }
 
-    async fn from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, CommandError<A::Error>> {
+    async fn hydrate_from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, CommandError<A::Error>> {
         if self.snapshot_every == 0 {
             return Ok(Hydrated::default());
         }
@@ -318,7 +328,8 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     fn remember(&self, stream_id: &str, before: u64, next: Arc<Hydrated<A>>) {
-        let crossed = self.snapshot_every > 0 && next.version / self.snapshot_every > before / self.snapshot_every;
+        let crossed =
+            self.snapshot_every > 0 && next.version / self.snapshot_every > before / self.snapshot_every;
         self.cache.insert(stream_id.to_owned(), next.clone());
         if crossed {
             let store = self.store.clone();

@@ -46,7 +46,12 @@ impl Freshness {
     }
 
     /// Returns once `projection` has absorbed `token`, or fails after `timeout`.
-    pub async fn wait(&self, projection: &str, token: ConsistencyToken, timeout: Duration) -> Result<(), WaitError> {
+    pub async fn wait(
+        &self,
+        projection: &str,
+        token: ConsistencyToken,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.progress.notified();

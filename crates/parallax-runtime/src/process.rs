@@ -54,7 +54,11 @@ pub struct ProcessRunner {
 
 impl ProcessRunner {
     /// A runner of `manager` over `log`, keeping its checkpoint in `checkpoints`.
-    pub fn new(manager: Arc<dyn ProcessManager>, log: Arc<dyn EventLog>, checkpoints: Arc<dyn EventStore>) -> Self {
+    pub fn new(
+        manager: Arc<dyn ProcessManager>,
+        log: Arc<dyn EventLog>,
+        checkpoints: Arc<dyn EventStore>,
+    ) -> Self {
         Self { manager, log, checkpoints, batch_size: 200 }
     }
 

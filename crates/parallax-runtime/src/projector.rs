@@ -97,8 +97,11 @@ impl Projector {
                 }
                 Err(ProjectionError::Store(e)) => return Err(e.into()),
                 Err(other) => {
-                    return Err(ReadStoreError::store(format!("{name} failed at position {}", event.position), other)
-                        .into())
+                    return Err(ReadStoreError::store(
+                        format!("{name} failed at position {}", event.position),
+                        other,
+                    )
+                    .into())
                 }
             }
         }
@@ -143,7 +146,10 @@ impl Projector {
                 }
                 Ok(_) => backoff.succeeded(),
                 Err(ProjectorError::ReadStore(ReadStoreError::CheckpointMoved { .. })) => {
-                    tracing::debug!(projection = name, "another projector advanced the checkpoint; re-reading");
+                    tracing::debug!(
+                        projection = name,
+                        "another projector advanced the checkpoint; re-reading"
+                    );
                 }
                 Err(error) => {
                     let delay = backoff.failed();

@@ -23,7 +23,11 @@ const IDLE_READERS: usize = 4;
 
 /// Opens (creating if needed) the file that `conn` will write: WAL mode, the
 /// given `synchronous` level, a busy timeout, and the schema.
-pub(crate) fn open_writer<E: AdapterError>(path: &Path, synchronous: &str, schema: &str) -> Result<Connection, E> {
+pub(crate) fn open_writer<E: AdapterError>(
+    path: &Path,
+    synchronous: &str,
+    schema: &str,
+) -> Result<Connection, E> {
     let at = path.display();
     let conn = Connection::open(path).map_err(|e| E::caused(format!("open {at}"), e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| E::caused(format!("set the busy timeout of {at}"), e))?;
@@ -31,7 +35,9 @@ pub(crate) fn open_writer<E: AdapterError>(path: &Path, synchronous: &str, schem
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|e| E::caused(format!("switch {at} to WAL mode"), e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(E::msg(format!("{at} cannot use WAL mode (journal mode is {mode}); use a file on a local disk")));
+        return Err(E::msg(format!(
+            "{at} cannot use WAL mode (journal mode is {mode}); use a file on a local disk"
+        )));
     }
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| E::caused(format!("set synchronous={synchronous} on {at}"), e))?;
@@ -42,7 +48,8 @@ pub(crate) fn open_writer<E: AdapterError>(path: &Path, synchronous: &str, schem
 
 /// Opens an existing file for reading only (`query_only`), with a busy timeout.
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
@@ -112,13 +119,15 @@ pub(crate) fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 /// Column `idx` as a hyphenated UUID.
 pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<uuid::Uuid> {
     let text = row.get_ref(idx)?.as_str()?;
-    uuid::Uuid::parse_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    uuid::Uuid::parse_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
 /// Column `idx` as JSON text decoded into `T`.
 pub(crate) fn json_at<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text = row.get_ref(idx)?.as_str()?;
-    serde_json::from_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
 /// Microseconds since the Unix epoch, the stored form of every timestamp.

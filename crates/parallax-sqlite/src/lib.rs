@@ -39,9 +39,9 @@
 
 mod conn;
 mod error;
-pub mod store;
 pub mod log;
 pub mod read_store;
+pub mod store;
 
 pub use log::SqliteLog;
 pub use read_store::SqliteReadStore;

@@ -24,7 +24,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use parallax_core::{ClusteringRange, DeadLetter, DocKey, Document, Page, Position, ReadStore, ReadStoreError, ViewBatch, ViewWrite};
+use parallax_core::{
+    ClusteringRange, DeadLetter, DocKey, Document, Page, Position, ReadStore, ReadStoreError, ViewBatch,
+    ViewWrite,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::conn::{clamp_i64, json_at, micros, open_writer, u64_at, uuid_at, ReadPool};
@@ -53,7 +56,9 @@ impl SqliteReadStore {
     /// Opens (creating if needed) the read store at `path`.
     pub fn open(path: &Path) -> Result<Self, ReadStoreError> {
         let writer: Connection = open_writer(path, "NORMAL", SCHEMA)?;
-        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), reads: Arc::new(ReadPool::new(path)) }) })
+        Ok(Self {
+            inner: Arc::new(Inner { writer: Mutex::new(writer), reads: Arc::new(ReadPool::new(path)) }),
+        })
     }
 }
 
@@ -68,9 +73,13 @@ impl ReadStore for SqliteReadStore {
                     "SELECT body FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
                 )
                 .and_then(|mut statement| {
-                    statement.query_row(params![view, key.partition, key.clustering], |row| json_at(row, 0)).optional()
+                    statement
+                        .query_row(params![view, key.partition, key.clustering], |row| json_at(row, 0))
+                        .optional()
                 })
-                .map_err(|e| ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e))
+                .map_err(|e| {
+                    ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e)
+                })
             })
             .await
     }
@@ -213,19 +222,24 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
     for write in &batch.writes {
         match write {
             ViewWrite::Put { view, key, body } => {
-                let body = serde_json::to_string(body)
-                    .map_err(|e| ReadStoreError::store(format!("encode {view}/{}/{}", key.partition, key.clustering), e))?;
+                let body = serde_json::to_string(body).map_err(|e| {
+                    ReadStoreError::store(format!("encode {view}/{}/{}", key.partition, key.clustering), e)
+                })?;
                 tx.prepare_cached(
                     "INSERT INTO documents (view, partition, clustering, body) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (view, partition, clustering) DO UPDATE SET body = excluded.body",
                 )
-                .and_then(|mut statement| statement.execute(params![view, key.partition, key.clustering, body]))
+                .and_then(|mut statement| {
+                    statement.execute(params![view, key.partition, key.clustering, body])
+                })
                 .map_err(failed)?;
             }
             ViewWrite::Delete { view, key } => {
-                tx.prepare_cached("DELETE FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3")
-                    .and_then(|mut statement| statement.execute(params![view, key.partition, key.clustering]))
-                    .map_err(failed)?;
+                tx.prepare_cached(
+                    "DELETE FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+                )
+                .and_then(|mut statement| statement.execute(params![view, key.partition, key.clustering]))
+                .map_err(failed)?;
             }
         }
     }

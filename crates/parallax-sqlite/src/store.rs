@@ -199,16 +199,15 @@ impl SqliteEventStore {
         WriterPause { _release: release }
     }
 
-    async fn submit<T, E: From<StoreError>>(
-        &self,
-        job: impl FnOnce(Reply<T, E>) -> Job,
-    ) -> Result<T, E> {
+    async fn submit<T, E: From<StoreError>>(&self, job: impl FnOnce(Reply<T, E>) -> Job) -> Result<T, E> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
             .send(Message::Job(job(reply)))
             .map_err(|_| StoreError::msg("the event store's writer thread has stopped"))?;
-        answer.await.map_err(|_| StoreError::msg("the event store's writer thread stopped before answering"))?
+        answer
+            .await
+            .map_err(|_| StoreError::msg("the event store's writer thread stopped before answering"))?
     }
 }
 
@@ -248,7 +247,8 @@ impl EventStore for SqliteEventStore {
         self.inner
             .reads
             .read(move |conn| {
-                idempotency(conn, &key).map_err(|e| StoreError::new(format!("look up idempotency key {key}"), e))
+                idempotency(conn, &key)
+                    .map_err(|e| StoreError::new(format!("look up idempotency key {key}"), e))
             })
             .await
     }
@@ -350,7 +350,11 @@ fn idempotency(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredId
     statement
         .query_row([key], |row| {
             Ok(StoredIdempotency {
-                record: IdempotencyRecord { key: row.get(0)?, fingerprint: row.get(1)?, response: row.get(2)? },
+                record: IdempotencyRecord {
+                    key: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                    response: row.get(2)?,
+                },
                 last_position: u64_at(row, 3)?,
             })
         })
@@ -496,7 +500,8 @@ impl Writer {
                 // savepoint could not be undone: nothing of the group may commit.
                 let _ = self.execute("ROLLBACK");
                 tracing::error!("a write transaction was aborted; failing its {} requests", done.len());
-                let abort = || StoreError::msg("the group's write transaction was aborted by an earlier failure");
+                let abort =
+                    || StoreError::msg("the group's write transaction was aborted by an earlier failure");
                 done.into_iter().for_each(|d| d.fail(abort()));
                 jobs.for_each(|job| job.fail(abort()));
                 return;
@@ -506,7 +511,8 @@ impl Writer {
             let _ = self.execute("ROLLBACK");
             let e = Shared::new(e);
             tracing::error!(error = %e, "commit of {} requests failed", done.len());
-            done.into_iter().for_each(|d| d.fail(StoreError::new("commit the group's write transaction", e.clone())));
+            done.into_iter()
+                .for_each(|d| d.fail(StoreError::new("commit the group's write transaction", e.clone())));
             return;
         }
         self.counters.transactions.fetch_add(1, Ordering::AcqRel);
@@ -530,8 +536,9 @@ impl Writer {
             }
             Job::SaveSnapshot(snapshot, reply) => {
                 let result = self.in_savepoint(|conn| {
-                    save_snapshot(conn, &snapshot)
-                        .map_err(|e| StoreError::new(format!("save the snapshot of {}", snapshot.stream_id), e))
+                    save_snapshot(conn, &snapshot).map_err(|e| {
+                        StoreError::new(format!("save the snapshot of {}", snapshot.stream_id), e)
+                    })
                 });
                 Done::Unit(reply, result)
             }
@@ -560,7 +567,8 @@ impl Writer {
                 }
             },
             Err(error) => {
-                if self.execute("ROLLBACK TO request").and_then(|()| self.execute("RELEASE request")).is_err() {
+                if self.execute("ROLLBACK TO request").and_then(|()| self.execute("RELEASE request")).is_err()
+                {
                     self.broken = true;
                 }
                 Err(error)
@@ -601,8 +609,9 @@ fn append(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, A
     let mut version = actual;
     for event in &request.events {
         version += 1;
-        let metadata = serde_json::to_string(&event.metadata)
-            .map_err(|e| AppendError::Invalid(format!("metadata of event {} does not encode: {e}", event.event_id)))?;
+        let metadata = serde_json::to_string(&event.metadata).map_err(|e| {
+            AppendError::Invalid(format!("metadata of event {} does not encode: {e}", event.event_id))
+        })?;
         let event_id = event.event_id.hyphenated().to_string();
         let inserted = insert.execute(params![
             stream,

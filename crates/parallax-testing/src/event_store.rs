@@ -166,8 +166,10 @@ pub async fn appends_are_atomic_and_versioned(store: Arc<dyn EventStore>) {
     first[1].recorded_at = micros(1_700_000_000_123_457);
     first[2].recorded_at = micros(-1_000_001); // before the epoch
 
-    let (first_a, last_a, version) =
-        appended(store.append(append_request(stream, ExpectedVersion::Exact(0), first.clone())).await, "first append");
+    let (first_a, last_a, version) = appended(
+        store.append(append_request(stream, ExpectedVersion::Exact(0), first.clone())).await,
+        "first append",
+    );
     assert_eq!(version, 3, "three events on a new stream end at version 3");
     assert!(first_a >= 1 && first_a < last_a, "positions {first_a}..{last_a} increase within an append");
 
@@ -178,8 +180,10 @@ pub async fn appends_are_atomic_and_versioned(store: Arc<dyn EventStore>) {
     assert!(other_last > last_a, "a later append gets a higher position");
 
     let second = vec![any_event(), new_event("test.reopened", json!({ "by": null }))];
-    let (first_b, last_b, version) =
-        appended(store.append(append_request(stream, ExpectedVersion::Exact(3), second.clone())).await, "second append");
+    let (first_b, last_b, version) = appended(
+        store.append(append_request(stream, ExpectedVersion::Exact(3), second.clone())).await,
+        "second append",
+    );
     assert_eq!(version, 5);
     assert!(first_b > other_last && last_b > first_b, "positions keep increasing across appends");
 
@@ -213,7 +217,8 @@ pub async fn wrong_expected_version_conflicts(store: Arc<dyn EventStore>) {
     let before = head(&*store).await;
 
     for expected in [0, 1, 3, 7] {
-        match store.append(append_request(stream, ExpectedVersion::Exact(expected), vec![any_event()])).await {
+        match store.append(append_request(stream, ExpectedVersion::Exact(expected), vec![any_event()])).await
+        {
             Err(AppendError::Conflict { stream: s, expected: e, actual }) => {
                 assert_eq!((s.as_str(), e, actual), (stream, expected, 2), "conflict at Exact({expected})");
             }
@@ -228,8 +233,10 @@ pub async fn wrong_expected_version_conflicts(store: Arc<dyn EventStore>) {
     assert_eq!(store.read_stream(stream, 0).await.expect("read").len(), 2);
     assert!(store.read_stream("conflict-new", 0).await.expect("read").is_empty());
 
-    let (_, _, version) =
-        appended(store.append(append_request(stream, ExpectedVersion::Any, vec![any_event()])).await, "Any append");
+    let (_, _, version) = appended(
+        store.append(append_request(stream, ExpectedVersion::Any, vec![any_event()])).await,
+        "Any append",
+    );
     assert_eq!(version, 3, "Any appends at whatever the version is");
     let (_, _, version) = appended(
         store.append(append_request("conflict-any-new", ExpectedVersion::Any, vec![any_event()])).await,
@@ -257,7 +264,8 @@ pub async fn concurrent_appends_at_one_version_have_one_winner(store: Arc<dyn Ev
                 barrier.wait().await; // everyone has read: now race
                 let event = any_event();
                 let id = event.event_id;
-                let result = store.append(append_request(stream, ExpectedVersion::Exact(version), vec![event])).await;
+                let result =
+                    store.append(append_request(stream, ExpectedVersion::Exact(version), vec![event])).await;
                 attempts.push((round, version, id, result));
             }
             attempts
@@ -283,7 +291,11 @@ pub async fn concurrent_appends_at_one_version_have_one_winner(store: Arc<dyn Ev
                     winners.push(id);
                 }
                 Err(AppendError::Conflict { stream: s, expected, actual }) => {
-                    assert_eq!((s.as_str(), expected, actual), (stream, version, version + 1), "round {round}");
+                    assert_eq!(
+                        (s.as_str(), expected, actual),
+                        (stream, version, version + 1),
+                        "round {round}"
+                    );
                 }
                 other => panic!("round {round}: expected Appended or Conflict, got {other:?}"),
             }
@@ -292,8 +304,15 @@ pub async fn concurrent_appends_at_one_version_have_one_winner(store: Arc<dyn Ev
     }
 
     let records = store.read_stream(stream, 0).await.expect("read the raced stream");
-    assert_eq!(records.iter().map(|r| r.stream_version).collect::<Vec<_>>(), (1..=ROUNDS).collect::<Vec<_>>());
-    assert_eq!(records.iter().map(|r| r.event_id).collect::<Vec<_>>(), winners, "the winners, in round order");
+    assert_eq!(
+        records.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+        (1..=ROUNDS).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        records.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+        winners,
+        "the winners, in round order"
+    );
 }
 
 /// 32 tasks each append several events to one stream, reloading the version
@@ -312,7 +331,8 @@ pub async fn concurrent_writers_retrying_leave_contiguous_versions(store: Arc<dy
                 let version = version_of(&*store, stream).await;
                 let event = any_event();
                 let id = event.event_id;
-                match store.append(append_request(stream, ExpectedVersion::Exact(version), vec![event])).await {
+                match store.append(append_request(stream, ExpectedVersion::Exact(version), vec![event])).await
+                {
                     Ok(AppendOutcome::Appended { stream_version, .. }) => {
                         assert_eq!(stream_version, version + 1);
                         wins.push((stream_version, id));
@@ -340,7 +360,12 @@ pub async fn concurrent_writers_retrying_leave_contiguous_versions(store: Arc<dy
     let records = store.read_stream(stream, 0).await.expect("read the raced stream");
     assert_eq!(records.iter().map(|r| r.stream_version).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
     for record in &records {
-        assert_eq!(Some(&record.event_id), wins.get(&record.stream_version), "version {}", record.stream_version);
+        assert_eq!(
+            Some(&record.event_id),
+            wins.get(&record.stream_version),
+            "version {}",
+            record.stream_version
+        );
     }
 }
 
@@ -369,7 +394,11 @@ pub async fn tailer_sees_every_event_once(store: Arc<dyn EventStore>, log: Arc<d
                 continue;
             }
             for record in batch {
-                assert!(record.position > position, "log positions strictly increase: {} after {position}", record.position);
+                assert!(
+                    record.position > position,
+                    "log positions strictly increase: {} after {position}",
+                    record.position
+                );
                 position = record.position;
                 seen.push((record.position, record.event_id));
             }
@@ -477,7 +506,10 @@ pub async fn concurrent_appends_with_one_key_append_once(store: Arc<dyn EventSto
     while let Some(result) = tasks.join_next().await {
         match result.expect("a racing task panicked") {
             (task, Ok(AppendOutcome::Appended { last_position, .. })) => {
-                assert!(winner.replace((task, last_position)).is_none(), "two appends with one key were written");
+                assert!(
+                    winner.replace((task, last_position)).is_none(),
+                    "two appends with one key were written"
+                );
             }
             (_, Ok(AppendOutcome::Duplicate(stored))) => duplicates.push(stored),
             (task, other) => panic!("task {task}: expected Appended or Duplicate, got {other:?}"),
@@ -517,7 +549,8 @@ pub async fn snapshots_are_saved_and_replaced(store: Arc<dyn EventStore>) {
     store.save_snapshot(second.clone()).await.expect("replace");
     assert_eq!(store.load_snapshot("cart-1").await.expect("load"), Some(second.clone()));
 
-    let other = Snapshot { stream_id: "cart-2".into(), stream_version: 1, schema_version: 1, state: "{}".into() };
+    let other =
+        Snapshot { stream_id: "cart-2".into(), stream_version: 1, schema_version: 1, state: "{}".into() };
     store.save_snapshot(other.clone()).await.expect("save another");
     assert_eq!(store.load_snapshot("cart-1").await.expect("load"), Some(second));
     assert_eq!(store.load_snapshot("cart-2").await.expect("load"), Some(other));
@@ -535,7 +568,10 @@ pub async fn checkpoints_default_to_zero(store: Arc<dyn EventStore>) {
 
 /// An append without events is `Invalid` (not a conflict) and writes nothing.
 pub async fn empty_append_is_invalid(store: Arc<dyn EventStore>) {
-    appended(store.append(append_request("empty-1", ExpectedVersion::Exact(0), vec![any_event()])).await, "set-up");
+    appended(
+        store.append(append_request("empty-1", ExpectedVersion::Exact(0), vec![any_event()])).await,
+        "set-up",
+    );
     let before = head(&*store).await;
     for expected in [ExpectedVersion::Exact(0), ExpectedVersion::Exact(1), ExpectedVersion::Any] {
         match store.append(append_request("empty-1", expected, Vec::new())).await {
@@ -558,8 +594,10 @@ pub async fn read_all_honours_after_and_limit(store: Arc<dyn EventStore>) {
         let stream = format!("all-{}", i % 3);
         let event = new_event("test.numbered", json!({ "i": i }));
         let id = event.event_id;
-        let (first, _, _) =
-            appended(store.append(append_request(&stream, ExpectedVersion::Any, vec![event])).await, "append");
+        let (first, _, _) = appended(
+            store.append(append_request(&stream, ExpectedVersion::Any, vec![event])).await,
+            "append",
+        );
         written.push((first, id));
     }
     let last = written.last().expect("ten events").0;
@@ -569,9 +607,15 @@ pub async fn read_all_honours_after_and_limit(store: Arc<dyn EventStore>) {
     assert_eq!(everything.iter().map(|r| (r.position, r.event_id)).collect::<Vec<_>>(), written);
 
     let page = store.read_all(0, 3).await.expect("read 3");
-    assert_eq!(page.iter().map(|r| r.event_id).collect::<Vec<_>>(), written[..3].iter().map(|w| w.1).collect::<Vec<_>>());
+    assert_eq!(
+        page.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+        written[..3].iter().map(|w| w.1).collect::<Vec<_>>()
+    );
     let rest = store.read_all(page[2].position, 100).await.expect("read the rest");
-    assert_eq!(rest.iter().map(|r| r.event_id).collect::<Vec<_>>(), written[3..].iter().map(|w| w.1).collect::<Vec<_>>());
+    assert_eq!(
+        rest.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+        written[3..].iter().map(|w| w.1).collect::<Vec<_>>()
+    );
     let middle = store.read_all(written[4].0, 2).await.expect("read 2 in the middle");
     assert_eq!(middle.iter().map(|r| r.position).collect::<Vec<_>>(), [written[5].0, written[6].0]);
     assert!(store.read_all(last, 10).await.expect("read past the end").is_empty());

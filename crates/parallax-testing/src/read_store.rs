@@ -1,0 +1,377 @@
+//! The [`ReadStore`] contract: one suite that every adapter runs against its
+//! real backend.
+//!
+//! Each case is a public async function taking a *fresh, empty* store;
+//! [`run_all`] runs every case against a new store from a factory:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn read_store_contract() {
+//!     parallax_testing::read_store::run_all(|| async {
+//!         Arc::new(MyReadStore::open(/* a new database */).await) as Arc<dyn ReadStore>
+//!     })
+//!     .await;
+//! }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use parallax_core::{
+    ClusteringRange, DeadLetter, DocKey, Page, Position, ReadStore, ReadStoreError, ReadStoreExt, ViewBatch,
+    ViewWrite,
+};
+use serde_json::{json, Value};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+/// Runs every case of the contract, each against a fresh store from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn ReadStore>>,
+{
+    let fresh = |case: &str| {
+        eprintln!("read store contract: {case}");
+        make()
+    };
+    absent_document_is_none(fresh("absent_document_is_none").await).await;
+    documents_are_put_replaced_and_deleted(fresh("documents_are_put_replaced_and_deleted").await).await;
+    scan_orders_by_clustering_key_bytes(fresh("scan_orders_by_clustering_key_bytes").await).await;
+    scan_honours_bounds(fresh("scan_honours_bounds").await).await;
+    paging_visits_every_document_once(fresh("paging_visits_every_document_once").await).await;
+    views_and_partitions_are_isolated(fresh("views_and_partitions_are_isolated").await).await;
+    commit_is_atomic_and_checked(fresh("commit_is_atomic_and_checked").await).await;
+    concurrent_commits_from_one_checkpoint_apply_once(
+        fresh("concurrent_commits_from_one_checkpoint_apply_once").await,
+    )
+    .await;
+    writes_apply_in_order(fresh("writes_apply_in_order").await).await;
+    dead_letters_are_stored_and_listed(fresh("dead_letters_are_stored_and_listed").await).await;
+}
+
+// ---------------------------------------------------------------------------
+// Builders
+
+/// The projection name the cases write under when no projection matters.
+const OWNER: &str = "contract-tests";
+
+fn put(view: &str, partition: &str, clustering: &str, body: Value) -> ViewWrite {
+    ViewWrite::Put { view: view.into(), key: DocKey::new(partition, clustering), body }
+}
+
+fn delete(view: &str, partition: &str, clustering: &str) -> ViewWrite {
+    ViewWrite::Delete { view: view.into(), key: DocKey::new(partition, clustering) }
+}
+
+/// Commits `writes` as one batch of [`OWNER`], moving its checkpoint by one.
+async fn write(store: &dyn ReadStore, writes: Vec<ViewWrite>) {
+    let at = store.checkpoint(OWNER).await.expect("load the checkpoint");
+    store
+        .commit(ViewBatch {
+            projection: OWNER.into(),
+            from_checkpoint: at,
+            to_checkpoint: at + 1,
+            writes,
+            dead_letters: Vec::new(),
+        })
+        .await
+        .expect("commit a batch");
+}
+
+async fn get(store: &dyn ReadStore, view: &str, partition: &str, clustering: &str) -> Option<Value> {
+    store.get(view, &DocKey::new(partition, clustering)).await.expect("get a document")
+}
+
+async fn scan(store: &dyn ReadStore, partition: &str, range: ClusteringRange, limit: usize) -> Page {
+    store.scan("items", partition, &range, limit).await.expect("scan a partition")
+}
+
+fn keys(page: &Page) -> Vec<&str> {
+    page.documents.iter().map(|d| d.key.clustering.as_str()).collect()
+}
+
+fn range(from: Option<&str>, to: Option<&str>, after: Option<&str>) -> ClusteringRange {
+    ClusteringRange { from: from.map(Into::into), to: to.map(Into::into), after: after.map(Into::into) }
+}
+
+fn batch(projection: &str, from: Position, to: Position, writes: Vec<ViewWrite>) -> ViewBatch {
+    ViewBatch {
+        projection: projection.into(),
+        from_checkpoint: from,
+        to_checkpoint: to,
+        writes,
+        dead_letters: Vec::new(),
+    }
+}
+
+fn dead_letter(projection: &str, position: Position) -> DeadLetter {
+    DeadLetter {
+        projection: projection.into(),
+        position,
+        event_id: Uuid::new_v4(),
+        event_type: "cart.item_added".into(),
+        error: format!("payload of event {position} does not decode: missing field `sku`"),
+    }
+}
+
+/// The keys the ordering cases store, and the byte order they must come back in.
+const UNORDERED: [&str; 9] = ["a", "b", "aa", "B", "10", "9", "é", "z", ""];
+const BYTE_ORDER: [&str; 9] = ["", "10", "9", "B", "a", "aa", "b", "z", "é"];
+
+async fn put_ordering_keys(store: &dyn ReadStore) {
+    let writes = UNORDERED.iter().map(|k| put("items", "p", k, json!({ "key": k }))).collect();
+    write(store, writes).await;
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+
+/// A document never written is `None`; an empty partition scans empty.
+pub async fn absent_document_is_none(store: Arc<dyn ReadStore>) {
+    assert_eq!(get(&*store, "items", "p", "").await, None);
+    assert_eq!(get(&*store, "items", "p", "x").await, None);
+    let page = scan(&*store, "p", ClusteringRange::default(), 10).await;
+    assert_eq!(page, Page { documents: Vec::new(), next_cursor: None });
+    assert_eq!(store.checkpoint("nobody").await.expect("checkpoint"), 0);
+    assert!(store.dead_letters("nobody").await.expect("dead letters").is_empty());
+}
+
+/// Put, get, replace, delete, through committed batches.
+pub async fn documents_are_put_replaced_and_deleted(store: Arc<dyn ReadStore>) {
+    let body = json!({ "name": "Zoë's mug", "price_cents": 1299, "tags": ["☕", "mug"], "stock": null });
+    write(&*store, vec![put("items", "p", "", body.clone())]).await;
+    assert_eq!(get(&*store, "items", "p", "").await, Some(body));
+
+    write(&*store, vec![put("items", "p", "", json!({ "name": "renamed" }))]).await;
+    assert_eq!(get(&*store, "items", "p", "").await, Some(json!({ "name": "renamed" })), "a put replaces");
+
+    store.write_one(OWNER, delete("items", "p", "")).await.expect("delete");
+    assert_eq!(get(&*store, "items", "p", "").await, None);
+    store.write_one(OWNER, delete("items", "p", "")).await.expect("deleting an absent document is fine");
+    assert_eq!(get(&*store, "items", "p", "").await, None);
+}
+
+/// A partition scans in byte order of the UTF-8 clustering key.
+pub async fn scan_orders_by_clustering_key_bytes(store: Arc<dyn ReadStore>) {
+    put_ordering_keys(&*store).await;
+    let page = scan(&*store, "p", ClusteringRange::default(), 100).await;
+    assert_eq!(keys(&page), BYTE_ORDER);
+    assert_eq!(page.next_cursor, None);
+    for document in &page.documents {
+        assert_eq!(document.key.partition, "p");
+        assert_eq!(document.body, json!({ "key": document.key.clustering }), "each key's own body");
+    }
+}
+
+/// `from` is inclusive, `to` exclusive, `after` exclusive; the tighter lower
+/// bound wins.
+pub async fn scan_honours_bounds(store: Arc<dyn ReadStore>) {
+    put_ordering_keys(&*store).await;
+    let cases: [(Option<&str>, Option<&str>, Option<&str>, &[&str]); 10] = [
+        (Some("a"), Some("b"), None, &["a", "aa"]),
+        (Some("9"), None, None, &["9", "B", "a", "aa", "b", "z", "é"]),
+        (None, Some("9"), None, &["", "10"]),
+        (Some("ab"), None, None, &["b", "z", "é"]),
+        (Some("b"), Some("b"), None, &[]),
+        (Some("z"), Some("a"), None, &[]),
+        (None, None, Some("a"), &["aa", "b", "z", "é"]),
+        (Some("B"), None, Some("a"), &["aa", "b", "z", "é"]),
+        (Some("B"), Some("b"), Some("0"), &["B", "a", "aa"]),
+        (None, Some("z"), Some(""), &["10", "9", "B", "a", "aa", "b"]),
+    ];
+    for (from, to, after, expected) in cases {
+        let page = scan(&*store, "p", range(from, to, after), 100).await;
+        assert_eq!(keys(&page), expected, "from {from:?} to {to:?} after {after:?}");
+        assert_eq!(page.next_cursor, None, "from {from:?} to {to:?} after {after:?}: nothing follows");
+    }
+}
+
+/// Paging with `limit` and the returned cursor visits every document of the
+/// range exactly once, and the last page says nothing follows.
+pub async fn paging_visits_every_document_once(store: Arc<dyn ReadStore>) {
+    let all: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
+    // Written in reverse, so that storage order cannot stand in for key order.
+    write(&*store, all.iter().rev().map(|k| put("items", "p", k, json!({ "key": k }))).collect()).await;
+    write(&*store, vec![put("items", "other", "k00", json!({})), put("items", "other", "k99", json!({}))])
+        .await;
+
+    let within = |from: &str, to: &str| -> Vec<String> {
+        all.iter().filter(|k| k.as_str() >= from && k.as_str() < to).cloned().collect()
+    };
+    let cases = [
+        (None, None, 1, all.clone()),
+        (None, None, 5, all.clone()),
+        (None, None, 7, all.clone()),
+        (None, None, 25, all.clone()),
+        (None, None, 26, all.clone()),
+        (Some("k05"), Some("k15"), 4, within("k05", "k15")),
+        (Some("k05"), Some("k15"), 5, within("k05", "k15")),
+    ];
+    for (from, to, limit, expected) in cases {
+        let mut visited: Vec<String> = Vec::new();
+        let mut pages = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = scan(&*store, "p", range(from, to, cursor.as_deref()), limit).await;
+            pages += 1;
+            assert!(page.documents.len() <= limit, "a page holds at most {limit}");
+            visited.extend(page.documents.iter().map(|d| d.key.clustering.clone()));
+            match page.next_cursor {
+                Some(next) => {
+                    assert_eq!(page.documents.len(), limit, "only a full page has a cursor");
+                    cursor = Some(next);
+                }
+                None => break,
+            }
+            assert!(pages <= expected.len() + 1, "paging with limit {limit} does not end");
+        }
+        assert_eq!(visited, expected, "limit {limit} from {from:?} to {to:?}: every document once, in order");
+        assert_eq!(pages, expected.len().div_ceil(limit).max(1), "limit {limit}: no empty trailing page");
+    }
+}
+
+/// Views and partitions do not see each other's documents.
+pub async fn views_and_partitions_are_isolated(store: Arc<dyn ReadStore>) {
+    write(
+        &*store,
+        vec![
+            put("items", "p1", "k", json!("items/p1")),
+            put("items", "p2", "k", json!("items/p2")),
+            put("orders", "p1", "k", json!("orders/p1")),
+            put("items", "p10", "a", json!("items/p10")),
+        ],
+    )
+    .await;
+    assert_eq!(get(&*store, "items", "p1", "k").await, Some(json!("items/p1")));
+    assert_eq!(get(&*store, "items", "p2", "k").await, Some(json!("items/p2")));
+    assert_eq!(get(&*store, "orders", "p1", "k").await, Some(json!("orders/p1")));
+    assert_eq!(get(&*store, "orders", "p2", "k").await, None);
+
+    let page = scan(&*store, "p1", ClusteringRange::default(), 10).await;
+    assert_eq!(page.documents.len(), 1, "a scan of items/p1 sees only items/p1");
+    assert_eq!(page.documents[0].body, json!("items/p1"));
+
+    store.write_one(OWNER, delete("items", "p1", "k")).await.expect("delete");
+    assert_eq!(get(&*store, "items", "p1", "k").await, None);
+    assert_eq!(get(&*store, "items", "p2", "k").await, Some(json!("items/p2")));
+    assert_eq!(get(&*store, "orders", "p1", "k").await, Some(json!("orders/p1")));
+}
+
+/// A batch commits with its checkpoint only if the checkpoint is still where
+/// the batch started; otherwise `CheckpointMoved` and none of it is visible.
+pub async fn commit_is_atomic_and_checked(store: Arc<dyn ReadStore>) {
+    let projection = "catalog";
+    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 0);
+
+    let mut stale =
+        batch(projection, 3, 8, vec![put("items", "p", "a", json!(1)), put("items", "p", "b", json!(2))]);
+    stale.dead_letters.push(dead_letter(projection, 5));
+    match store.commit(stale).await {
+        Err(ReadStoreError::CheckpointMoved { projection: p, expected: 3, actual: 0 }) => {
+            assert_eq!(p, projection)
+        }
+        other => panic!("a batch from 3 when the checkpoint is 0: expected CheckpointMoved, got {other:?}"),
+    }
+    assert_eq!(get(&*store, "items", "p", "a").await, None, "a refused batch writes nothing");
+    assert_eq!(get(&*store, "items", "p", "b").await, None, "a refused batch writes nothing");
+    assert!(store.dead_letters(projection).await.expect("dead letters").is_empty());
+    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 0);
+
+    let first =
+        batch(projection, 0, 10, vec![put("items", "p", "a", json!(1)), put("items", "p", "b", json!(2))]);
+    store.commit(first).await.expect("a batch from the current checkpoint");
+    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 10);
+    assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)));
+
+    // Applying the same events again (a redelivery) is refused.
+    let replay =
+        batch(projection, 0, 10, vec![put("items", "p", "a", json!(100)), delete("items", "p", "b")]);
+    match store.commit(replay).await {
+        Err(ReadStoreError::CheckpointMoved { expected: 0, actual: 10, .. }) => {}
+        other => panic!("a replayed batch: expected CheckpointMoved 0/10, got {other:?}"),
+    }
+    assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)));
+    assert_eq!(get(&*store, "items", "p", "b").await, Some(json!(2)));
+
+    store.commit(batch(projection, 10, 20, Vec::new())).await.expect("a batch without writes");
+    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 20, "the checkpoint moves alone");
+    assert_eq!(
+        store.checkpoint("another-projection").await.expect("checkpoint"),
+        0,
+        "checkpoints are per projection"
+    );
+}
+
+/// Projectors racing with batches from one checkpoint: exactly one applies.
+pub async fn concurrent_commits_from_one_checkpoint_apply_once(store: Arc<dyn ReadStore>) {
+    const TASKS: usize = 8;
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+        tasks.spawn(async move {
+            let writes = vec![
+                put("items", "p", "winner", json!(task)),
+                put("items", "p", &format!("t{task}"), json!(task)),
+            ];
+            barrier.wait().await;
+            (task, store.commit(batch("racing", 0, 5, writes)).await)
+        });
+    }
+    let mut winner = None;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("a committing task panicked") {
+            (task, Ok(())) => {
+                assert!(winner.replace(task).is_none(), "two batches from checkpoint 0 applied")
+            }
+            (_, Err(ReadStoreError::CheckpointMoved { expected: 0, actual: 5, .. })) => {}
+            (task, other) => panic!("task {task}: expected Ok or CheckpointMoved 0/5, got {other:?}"),
+        }
+    }
+    let winner = winner.expect("one batch applied");
+    assert_eq!(get(&*store, "items", "p", "winner").await, Some(json!(winner)));
+    let page = scan(&*store, "p", range(Some("t"), Some("u"), None), 100).await;
+    assert_eq!(keys(&page), [format!("t{winner}")], "only the winner's writes are visible");
+    assert_eq!(store.checkpoint("racing").await.expect("checkpoint"), 5);
+}
+
+/// A batch's writes apply in their order.
+pub async fn writes_apply_in_order(store: Arc<dyn ReadStore>) {
+    write(
+        &*store,
+        vec![
+            put("items", "p", "put-then-delete", json!(1)),
+            delete("items", "p", "put-then-delete"),
+            delete("items", "p", "delete-then-put"),
+            put("items", "p", "delete-then-put", json!(2)),
+            put("items", "p", "put-twice", json!("first")),
+            put("items", "p", "put-twice", json!("second")),
+        ],
+    )
+    .await;
+    assert_eq!(get(&*store, "items", "p", "put-then-delete").await, None);
+    assert_eq!(get(&*store, "items", "p", "delete-then-put").await, Some(json!(2)));
+    assert_eq!(get(&*store, "items", "p", "put-twice").await, Some(json!("second")));
+}
+
+/// Dead letters are stored with their batch and listed per projection.
+pub async fn dead_letters_are_stored_and_listed(store: Arc<dyn ReadStore>) {
+    let projection = "orders-by-customer";
+    let letters = vec![dead_letter(projection, 7), dead_letter(projection, 4)];
+    let mut first = batch(projection, 0, 9, vec![put("items", "p", "a", json!(1))]);
+    first.dead_letters = letters.clone();
+    store.commit(first).await.expect("a batch with dead letters");
+    let mut later = batch(projection, 9, 12, Vec::new());
+    later.dead_letters = vec![dead_letter(projection, 11)];
+    store.commit(later.clone()).await.expect("a later batch");
+
+    let mut expected = letters;
+    expected.extend(later.dead_letters);
+    expected.sort_by_key(|l| l.position);
+    let mut listed = store.dead_letters(projection).await.expect("list dead letters");
+    listed.sort_by_key(|l| l.position);
+    assert_eq!(listed, expected);
+    assert!(store.dead_letters("another-projection").await.expect("list").is_empty());
+    assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)), "the batch's writes went in too");
+}

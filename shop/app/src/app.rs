@@ -66,13 +66,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let progress = Arc::new(Notify::new());
     let projections = shop_read::all_projections();
     for projection in &projections {
-        let projector =
-            Projector::new(projection.clone(), log.clone(), read_store.clone()).with_progress(progress.clone());
+        let projector = Projector::new(projection.clone(), log.clone(), read_store.clone())
+            .with_progress(progress.clone());
         let cancel = cancel.clone();
         tasks.spawn(async move { projector.run(cancel).await });
     }
     let commands = Arc::new(ShopCommands::new(event_store.clone()));
-    let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log.clone(), event_store.clone());
+    let saga =
+        ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log.clone(), event_store.clone());
     {
         let cancel = cancel.clone();
         tasks.spawn(async move { saga.run(cancel).await });
@@ -93,7 +94,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     {
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let server = axum::serve(listener, router(state)).with_graceful_shutdown(cancel.cancelled_owned());
+            let server =
+                axum::serve(listener, router(state)).with_graceful_shutdown(cancel.cancelled_owned());
             if let Err(error) = server.await {
                 tracing::error!(%error, "HTTP server failed");
             }

@@ -35,6 +35,16 @@ pub enum ShopCommandError {
 }
 
 impl ShopCommandError {
+    /// Names the aggregate in a bare "not found" refusal.
+    fn naming(self, what: &str, id: &str) -> Self {
+        match self {
+            Self::Refused { kind: Refusal::NotFound, message } if !message.contains(id) => {
+                Self::Refused { kind: Refusal::NotFound, message: format!("{what} {id} not found") }
+            }
+            other => other,
+        }
+    }
+
     fn from_command<E: std::error::Error + Send + Sync + 'static>(
         error: CommandError<E>,
         kind: impl Fn(&E) -> Refusal,
@@ -75,7 +85,7 @@ impl ShopCommands {
         self.products
             .execute(sku, &command, context)
             .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()).naming("product", sku))
     }
 
     /// Puts units of a product in a cart, priced as the product is now.
@@ -87,7 +97,8 @@ impl ShopCommands {
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
         let product = self.product_info(sku).await?;
-        let command = CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product };
+        let command =
+            CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product };
         self.cart(cart_id, command, context).await
     }
 
@@ -110,7 +121,8 @@ impl ShopCommands {
         order_id: Uuid,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        let cart = self.carts.load(cart_id).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
+        let cart =
+            self.carts.load(cart_id).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
         let mut prices = BTreeMap::new();
         for sku in cart.state.skus() {
             if let Some(info) = self.product_info(sku).await? {
@@ -133,14 +145,19 @@ impl ShopCommands {
         command: OrderCommand,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
+        let id = order_id.to_string();
         self.orders
-            .execute(&order_id.to_string(), &command, context)
+            .execute(&id, &command, context)
             .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()).naming("order", &id))
     }
 
     /// A command the checkout saga decided to send.
-    pub async fn dispatch(&self, command: SagaCommand, context: &CommandContext) -> Result<Executed, ShopCommandError> {
+    pub async fn dispatch(
+        &self,
+        command: SagaCommand,
+        context: &CommandContext,
+    ) -> Result<Executed, ShopCommandError> {
         match command {
             SagaCommand::Product { sku, command } => self.product(&sku, command, context).await,
             SagaCommand::Order { order_id, command } => self.order(order_id, command, context).await,
@@ -160,7 +177,8 @@ impl ShopCommands {
     }
 
     async fn product_info(&self, sku: &str) -> Result<Option<ProductInfo>, ShopCommandError> {
-        let product = self.products.load(sku).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
+        let product =
+            self.products.load(sku).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
         Ok(product.state.is_registered().then(|| ProductInfo {
             name: product.state.name().to_owned(),
             unit_price_cents: product.state.price_cents(),

@@ -14,7 +14,12 @@ async fn checkout_story_from_catalog_to_shipped_order() {
 
     let catalog = app.get_after("/api/products", &mouse.token()).await;
     assert_eq!(catalog.status, StatusCode::OK);
-    let skus: Vec<&str> = catalog.body["products"].as_array().expect("products").iter().map(|p| p["sku"].as_str().expect("sku")).collect();
+    let skus: Vec<&str> = catalog.body["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| p["sku"].as_str().expect("sku"))
+        .collect();
     assert_eq!(skus, ["KB-1", "MS-1"]);
 
     app.add("cart-1", "KB-1", 1).await;
@@ -35,7 +40,10 @@ async fn checkout_story_from_catalog_to_shipped_order() {
     assert_eq!(order.body["total_cents"], 4_999 + 3 * 1_500);
 
     let order = app.order_status(&order_id, "confirmed").await;
-    assert_eq!(order["lines"][0], json!({ "sku": "KB-1", "name": "Keyboard", "unit_price_cents": 4_999, "quantity": 1 }));
+    assert_eq!(
+        order["lines"][0],
+        json!({ "sku": "KB-1", "name": "Keyboard", "unit_price_cents": 4_999, "quantity": 1 })
+    );
     let stock = app.get("/api/products/MS-1").await;
     assert_eq!(stock.body["stock"], 2, "reserved units leave the available stock");
 
@@ -147,17 +155,29 @@ async fn an_idempotency_key_repeats_the_first_answer_and_appends_nothing() {
     let cart = app.get_after("/api/carts/k", &again.token()).await;
     assert_eq!(cart.body["items"][0]["quantity"], 2);
 
-    let other = app.send(Method::POST, "/api/carts/k/items", Some(json!({ "sku": "P", "quantity": 3 })), Some("key-1")).await;
+    let other = app
+        .send(Method::POST, "/api/carts/k/items", Some(json!({ "sku": "P", "quantity": 3 })), Some("key-1"))
+        .await;
     other.assert_problem(422);
     assert_eq!(app.head().await, head);
 
     // A checkout repeated concurrently makes one order.
     let repeats = (0..8).map(|_| {
-        app.send(Method::POST, "/api/carts/k/checkout", Some(json!({ "customer_id": "dan" })), Some("checkout-k"))
+        app.send(
+            Method::POST,
+            "/api/carts/k/checkout",
+            Some(json!({ "customer_id": "dan" })),
+            Some("checkout-k"),
+        )
     });
     let answers = futures::future::join_all(repeats).await;
-    let order_ids: std::collections::BTreeSet<String> =
-        answers.iter().map(|a| { assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body); a.body["order_id"].as_str().expect("id").to_owned() }).collect();
+    let order_ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+            a.body["order_id"].as_str().expect("id").to_owned()
+        })
+        .collect();
     assert_eq!(order_ids.len(), 1, "every repeat answers the first order: {order_ids:?}");
     let order_id = order_ids.into_iter().next().expect("one order");
     app.order_status(&order_id, "confirmed").await;
@@ -177,11 +197,36 @@ async fn bad_input_is_refused_precisely_and_appends_nothing() {
 
     let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![
         (Method::POST, "/api/products", Some(json!({ "sku": "Q", "name": "Q" })), 400),
-        (Method::POST, "/api/products", Some(json!({ "sku": "Q", "name": "Q", "price_cents": "ten", "stock": 1 })), 400),
-        (Method::POST, "/api/products", Some(json!({ "sku": "bad sku!", "name": "Q", "price_cents": 1, "stock": 1 })), 400),
-        (Method::POST, "/api/products", Some(json!({ "sku": "Q", "name": "", "price_cents": 1, "stock": 1 })), 400),
-        (Method::POST, "/api/products", Some(json!({ "sku": "Q", "name": "Q", "price_cents": 1, "stock": -1 })), 422),
-        (Method::POST, "/api/products", Some(json!({ "sku": "P", "name": "Pen", "price_cents": 1, "stock": 1 })), 409),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "Q", "price_cents": "ten", "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "bad sku!", "name": "Q", "price_cents": 1, "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "", "price_cents": 1, "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "Q", "price_cents": 1, "stock": -1 })),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "P", "name": "Pen", "price_cents": 1, "stock": 1 })),
+            409,
+        ),
         (Method::POST, "/api/products/P/restock", Some(json!({ "quantity": -3 })), 422),
         (Method::POST, "/api/products/NOPE/restock", Some(json!({ "quantity": 3 })), 404),
         (Method::POST, "/api/products/NOPE/price", Some(json!({ "price_cents": 3 })), 404),
@@ -209,7 +254,8 @@ async fn bad_input_is_refused_precisely_and_appends_nothing() {
     }
     let malformed = app.post_raw("/api/products", "{\"sku\": ").await;
     malformed.assert_problem(400);
-    let huge = format!("{{\"sku\":\"Q\",\"name\":\"{}\",\"price_cents\":1,\"stock\":1}}", "x".repeat(70 * 1024));
+    let huge =
+        format!("{{\"sku\":\"Q\",\"name\":\"{}\",\"price_cents\":1,\"stock\":1}}", "x".repeat(70 * 1024));
     app.post_raw("/api/products", huge).await.assert_problem(413);
 
     assert_eq!(app.head().await, head, "refused commands appended nothing");

@@ -109,7 +109,8 @@ async fn acknowledged_commands_survive_sigkill() {
             .json()
             .await
             .expect("a cart");
-        let quantity = cart["items"][0]["quantity"].as_u64().unwrap_or_else(|| panic!("cart-{writer}: {cart}"));
+        let quantity =
+            cart["items"][0]["quantity"].as_u64().unwrap_or_else(|| panic!("cart-{writer}: {cart}"));
         // The command in flight at the kill may have committed without its
         // answer arriving: at least every acknowledged one, at most one more.
         assert!(

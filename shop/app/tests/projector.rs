@@ -29,7 +29,12 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
     let commands = Arc::new(ShopCommands::new(store.clone()));
     let ctx = CommandContext::new;
     for (sku, stock) in [("A", 1_000), ("B", 40), ("C", 5)] {
-        let register = ProductCommand::Register { sku: sku.into(), name: format!("Product {sku}"), price_cents: 250, stock };
+        let register = ProductCommand::Register {
+            sku: sku.into(),
+            name: format!("Product {sku}"),
+            price_cents: 250,
+            stock,
+        };
         commands.product(sku, register, &ctx()).await.expect("register");
     }
     for n in 0..CARTS {
@@ -40,7 +45,10 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
             }
         }
         if n % 2 == 0 {
-            commands.check_out(&cart, &format!("customer-{}", n % 7), Uuid::now_v7(), &ctx()).await.expect("check out");
+            commands
+                .check_out(&cart, &format!("customer-{}", n % 7), Uuid::now_v7(), &ctx())
+                .await
+                .expect("check out");
         }
     }
     let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands)), log.clone(), store.clone());
@@ -66,7 +74,11 @@ async fn dump(store: &dyn ReadStore) -> Vec<(String, String, String, Value)> {
                 if view == "customer_orders" {
                     let order_id = doc.body["order_id"].as_str().expect("order id").to_owned();
                     let by_id = store.get("order", &DocKey::partition(&order_id)).await.expect("get");
-                    assert_eq!(by_id.as_ref(), Some(&doc.body), "order {order_id} differs between its two views");
+                    assert_eq!(
+                        by_id.as_ref(),
+                        Some(&doc.body),
+                        "order {order_id} differs between its two views"
+                    );
                 }
                 documents.push((view.to_owned(), doc.key.partition, doc.key.clustering, doc.body));
             }
@@ -85,7 +97,11 @@ async fn rebuild(dir: &TempDir, log: &Arc<dyn EventLog>) -> Arc<dyn ReadStore> {
     let store: Arc<dyn ReadStore> =
         Arc::new(SqliteReadStore::open(&dir.path().join("rebuild.db")).expect("open the read store"));
     for projection in shop_read::all_projections() {
-        Projector::new(projection, log.clone(), store.clone()).with_batch_size(100_000).catch_up().await.expect("rebuild");
+        Projector::new(projection, log.clone(), store.clone())
+            .with_batch_size(100_000)
+            .catch_up()
+            .await
+            .expect("rebuild");
     }
     store
 }
@@ -103,7 +119,13 @@ impl ReadStore for Crashing {
     async fn get(&self, view: &str, key: &DocKey) -> Result<Option<Value>, ReadStoreError> {
         self.inner.get(view, key).await
     }
-    async fn scan(&self, view: &str, partition: &str, range: &ClusteringRange, limit: usize) -> Result<Page, ReadStoreError> {
+    async fn scan(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page, ReadStoreError> {
         self.inner.scan(view, partition, range, limit).await
     }
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -124,8 +146,10 @@ impl ReadStore for Crashing {
 async fn stopped_and_crashing_projectors_end_equal_to_the_fold() {
     let dir = tempfile::tempdir().expect("temp folder");
     let (_store, log) = history(&dir).await;
-    let views: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
-    let crashing: Arc<dyn ReadStore> = Arc::new(Crashing { inner: views.clone(), commits: AtomicUsize::new(0), fail_every: 3 });
+    let views: Arc<dyn ReadStore> =
+        Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
+    let crashing: Arc<dyn ReadStore> =
+        Arc::new(Crashing { inner: views.clone(), commits: AtomicUsize::new(0), fail_every: 3 });
 
     for projection in shop_read::all_projections() {
         // A first projector runs a few small batches and stops mid-stream.
@@ -134,16 +158,16 @@ async fn stopped_and_crashing_projectors_end_equal_to_the_fold() {
             let _ = first.project_batch().await;
         }
         let stopped_at = views.checkpoint(projection.name()).await.expect("checkpoint");
-        assert!(stopped_at > 0 && stopped_at < log.head().await.expect("head"), "{} stopped mid-stream at {stopped_at}", projection.name());
+        assert!(
+            stopped_at > 0 && stopped_at < log.head().await.expect("head"),
+            "{} stopped mid-stream at {stopped_at}",
+            projection.name()
+        );
         drop(first);
         // A second one takes over; every third commit still crashes.
         let second = Projector::new(projection.clone(), log.clone(), crashing.clone()).with_batch_size(11);
-        loop {
-            match second.project_batch().await {
-                Ok(0) => break,
-                Ok(_) | Err(_) => {}
-            }
-        }
+        // Crashed commits (errors) are simply retried.
+        while !matches!(second.project_batch().await, Ok(0)) {}
     }
     let fold = rebuild(&dir, &log).await;
     assert_eq!(dump(views.as_ref()).await, dump(fold.as_ref()).await);
@@ -153,17 +177,21 @@ async fn stopped_and_crashing_projectors_end_equal_to_the_fold() {
 async fn two_projectors_of_one_projection_never_apply_an_event_twice() {
     let dir = tempfile::tempdir().expect("temp folder");
     let (_store, log) = history(&dir).await;
-    let views: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
+    let views: Arc<dyn ReadStore> =
+        Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
     let mut racers = Vec::new();
     for projection in shop_read::all_projections() {
         for batch_size in [5, 9] {
-            let projector = Projector::new(projection.clone(), log.clone(), views.clone()).with_batch_size(batch_size);
+            let projector =
+                Projector::new(projection.clone(), log.clone(), views.clone()).with_batch_size(batch_size);
             racers.push(tokio::spawn(async move {
                 loop {
                     match projector.project_batch().await {
                         Ok(0) => break,
                         Ok(_) => {}
-                        Err(parallax_runtime::ProjectorError::ReadStore(ReadStoreError::CheckpointMoved { .. })) => {}
+                        Err(parallax_runtime::ProjectorError::ReadStore(
+                            ReadStoreError::CheckpointMoved { .. },
+                        )) => {}
                         Err(e) => panic!("projector failed: {e}"),
                     }
                 }
@@ -177,6 +205,9 @@ async fn two_projectors_of_one_projection_never_apply_an_event_twice() {
     assert_eq!(dump(views.as_ref()).await, dump(fold.as_ref()).await);
     let projections: Vec<Arc<dyn Projection>> = shop_read::all_projections();
     for projection in projections {
-        assert_eq!(views.checkpoint(projection.name()).await.expect("checkpoint"), log.head().await.expect("head"));
+        assert_eq!(
+            views.checkpoint(projection.name()).await.expect("checkpoint"),
+            log.head().await.expect("head")
+        );
     }
 }

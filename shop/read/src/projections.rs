@@ -60,7 +60,12 @@ impl Projection for CatalogProjection {
             return Ok(());
         };
         if let ProductEvent::Registered { sku, name, price_cents, stock } = &product_event {
-            let view = ProductView { sku: sku.clone(), name: name.clone(), price_cents: *price_cents, stock: *stock };
+            let view = ProductView {
+                sku: sku.clone(),
+                name: name.clone(),
+                price_cents: *price_cents,
+                stock: *stock,
+            };
             tx.put_as(names::CATALOG, DocKey::new(names::ALL, sku), &view);
             return Ok(());
         }
@@ -183,7 +188,13 @@ impl Projection for OrderProjection {
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let order_event = match decode(&self.codec, event)? {
-            Some(ShopEvent::Cart(CartEvent::CheckedOut { cart_id, order_id, customer_id, lines, total_cents })) => {
+            Some(ShopEvent::Cart(CartEvent::CheckedOut {
+                cart_id,
+                order_id,
+                customer_id,
+                lines,
+                total_cents,
+            })) => {
                 let order = OrderView {
                     order_id,
                     customer_id,
@@ -210,8 +221,10 @@ impl Projection for OrderProjection {
             OrderEvent::StockRequested { .. } | OrderEvent::LineReserved { .. } => return Ok(()),
         };
         let id = order_id.to_string();
-        let mut order: OrderView =
-            tx.get_as(names::ORDER, &DocKey::partition(&id)).await?.ok_or_else(|| missing("order", &id, event))?;
+        let mut order: OrderView = tx
+            .get_as(names::ORDER, &DocKey::partition(&id))
+            .await?
+            .ok_or_else(|| missing("order", &id, event))?;
         // `placed` may arrive after the saga has moved on in a replay of a
         // partial log; it never moves an order backwards.
         if status == "placed" && order.status != "pending" {

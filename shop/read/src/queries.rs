@@ -69,7 +69,11 @@ impl ShopQueries {
     }
 
     /// The catalog, by SKU.
-    pub async fn products(&self, limit: usize, cursor: Option<String>) -> Result<Listing<ProductView>, QueryError> {
+    pub async fn products(
+        &self,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Listing<ProductView>, QueryError> {
         self.list(names::CATALOG, names::ALL, limit, cursor).await
     }
 
@@ -99,11 +103,19 @@ impl ShopQueries {
     }
 
     /// Units and revenue per product, by SKU.
-    pub async fn sales(&self, limit: usize, cursor: Option<String>) -> Result<Listing<SalesView>, QueryError> {
+    pub async fn sales(
+        &self,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Listing<SalesView>, QueryError> {
         self.list(names::SALES, names::ALL, limit, cursor).await
     }
 
-    async fn one<T: DeserializeOwned>(&self, view: &'static str, key: &DocKey) -> Result<Option<T>, QueryError> {
+    async fn one<T: DeserializeOwned>(
+        &self,
+        view: &'static str,
+        key: &DocKey,
+    ) -> Result<Option<T>, QueryError> {
         self.store
             .get(view, key)
             .await?

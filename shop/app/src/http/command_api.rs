@@ -167,15 +167,27 @@ pub async fn check_out(
     .await
 }
 
-pub async fn pay(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn pay(
+    state: State<ApiState>,
+    path: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     order_command(state, path, headers, "pay", OrderCommand::Pay).await
 }
 
-pub async fn ship(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn ship(
+    state: State<ApiState>,
+    path: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     order_command(state, path, headers, "ship", OrderCommand::Ship).await
 }
 
-pub async fn cancel(state: State<ApiState>, path: Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn cancel(
+    state: State<ApiState>,
+    path: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     order_command(state, path, headers, "cancel", OrderCommand::Cancel).await
 }
 
@@ -219,11 +231,14 @@ where
         digest.update(b"\n");
         digest.update(body);
         let fingerprint = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        context = context.with_idempotency(IdempotencyRecord { key, fingerprint, response: answer.to_string() });
+        context =
+            context.with_idempotency(IdempotencyRecord { key, fingerprint, response: answer.to_string() });
     }
     let executed = execute(commands, context).await?;
     let mut answer = match &executed {
-        Executed::Duplicate { response, .. } => serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?,
+        Executed::Duplicate { response, .. } => {
+            serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?
+        }
         _ => answer,
     };
     let token = ConsistencyToken::at(executed.position()).to_string();
@@ -249,13 +264,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// body over the limit with 413).
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, Bytes), ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(format!(
-            "the body must be at most {} bytes",
-            super::MAX_BODY_BYTES
-        )),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::too_large(format!("the body must be at most {} bytes", super::MAX_BODY_BYTES))
+        }
         _ => ApiError::bad_request(rejection.body_text()),
     })?;
-    let request = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let request = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     Ok((request, body))
 }
 

@@ -38,11 +38,9 @@ impl Params {
     fn limit(&self) -> Result<usize, ApiError> {
         match &self.limit {
             None => Ok(DEFAULT_LIMIT),
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+            Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
+            }),
         }
     }
 }
@@ -58,20 +56,23 @@ fn from_query(error: QueryError) -> ApiError {
 }
 
 /// Checks the role, then waits for the token if one was given.
-async fn ready<'a>(state: &'a ApiState, params: &Params, projection: &str) -> Result<&'a ShopQueries, ApiError> {
+async fn ready<'a>(
+    state: &'a ApiState,
+    params: &Params,
+    projection: &str,
+) -> Result<&'a ShopQueries, ApiError> {
     let queries = state.queries.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     let wait = match &params.wait_ms {
         None => DEFAULT_WAIT_MS,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= MAX_WAIT_MS)
-            .ok_or_else(|| ApiError::bad_request(format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}")))?,
+        Some(raw) => raw.parse::<u64>().ok().filter(|ms| *ms <= MAX_WAIT_MS).ok_or_else(|| {
+            ApiError::bad_request(format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}"))
+        })?,
     };
     let Some(raw) = &params.consistent_with else {
         return Ok(queries);
     };
-    let token: ConsistencyToken = raw.parse().map_err(|e: parallax_core::TokenError| ApiError::bad_request(e.to_string()))?;
+    let token: ConsistencyToken =
+        raw.parse().map_err(|e: parallax_core::TokenError| ApiError::bad_request(e.to_string()))?;
     let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     match freshness.wait(projection, token, Duration::from_millis(wait)).await {
         Ok(()) => Ok(queries),
@@ -138,7 +139,8 @@ pub async fn customer_orders(
     identifier("customer id", &customer_id)?;
     let limit = params.limit()?;
     let queries = ready(&state, &params, answered_by::ORDERS).await?;
-    let page = queries.customer_orders(&customer_id, limit, params.cursor.clone()).await.map_err(from_query)?;
+    let page =
+        queries.customer_orders(&customer_id, limit, params.cursor.clone()).await.map_err(from_query)?;
     Ok(listing("orders", page))
 }
 

@@ -18,7 +18,8 @@ pub struct TestApp {
 /// Starts a shop in this process on a free port with a fresh data folder.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create a temp folder");
-    let settings = Settings { listen: "127.0.0.1:0".parse().expect("an address"), data_dir: dir.path().into() };
+    let settings =
+        Settings { listen: "127.0.0.1:0".parse().expect("an address"), data_dir: dir.path().into() };
     let app = shop::start(settings).await.expect("start the shop");
     TestApp { base: app.url(), app: Some(app), client: Client::new(), dir }
 }
@@ -47,12 +48,8 @@ impl Answer {
 
 async fn answer(response: Response) -> Answer {
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let text = response.text().await.expect("read the body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer { status, content_type, body }
@@ -113,20 +110,25 @@ impl TestApp {
 
     pub async fn register(&self, sku: &str, name: &str, price_cents: i64, stock: i64) -> Answer {
         let answer = self
-            .post("/api/products", json!({ "sku": sku, "name": name, "price_cents": price_cents, "stock": stock }))
+            .post(
+                "/api/products",
+                json!({ "sku": sku, "name": name, "price_cents": price_cents, "stock": stock }),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "register {sku}: {}", answer.body);
         answer
     }
 
     pub async fn add(&self, cart: &str, sku: &str, quantity: i64) -> Answer {
-        let answer = self.post(&format!("/api/carts/{cart}/items"), json!({ "sku": sku, "quantity": quantity })).await;
+        let answer =
+            self.post(&format!("/api/carts/{cart}/items"), json!({ "sku": sku, "quantity": quantity })).await;
         assert_eq!(answer.status, StatusCode::OK, "add {sku} to {cart}: {}", answer.body);
         answer
     }
 
     pub async fn check_out(&self, cart: &str, customer: &str) -> Answer {
-        let answer = self.post(&format!("/api/carts/{cart}/checkout"), json!({ "customer_id": customer })).await;
+        let answer =
+            self.post(&format!("/api/carts/{cart}/checkout"), json!({ "customer_id": customer })).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "check out {cart}: {}", answer.body);
         answer
     }
