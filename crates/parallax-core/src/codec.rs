@@ -105,12 +105,16 @@ impl<E: DomainEvent> Codec<E> {
     /// The stored form of `event`: type name, schema version, JSON payload.
     pub fn encode(&self, event: &E) -> (&'static str, u32, String) {
         let event_type = event.event_type();
-        let value = serde_json::to_value(event).expect("domain events serialize to JSON");
-        let payload = match value {
-            serde_json::Value::Object(mut map) => map.remove("data").unwrap_or(serde_json::Value::Null),
-            other => panic!("domain event {event_type} must be an adjacently tagged enum, got {other}"),
+        let tagged = serde_json::to_string(event).expect("domain events serialize to JSON");
+        // serde writes an adjacently tagged variant as {"type":<name>,"data":<payload>},
+        // tag first: cut the payload out of the text instead of re-serializing it.
+        let prefix = format!("{{\"type\":{},\"data\":", serde_json::Value::from(event_type));
+        let payload = match tagged.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix('}')) {
+            Some(payload) => payload.to_owned(),
+            None if tagged == format!("{{\"type\":{}}}", serde_json::Value::from(event_type)) => "null".to_owned(),
+            None => panic!("{event_type} must be an adjacently tagged enum variant named {event_type}, got {tagged}"),
         };
-        (event_type, event.schema_version(), payload.to_string())
+        (event_type, event.schema_version(), payload)
     }
 
     /// A [`NewEvent`] for `event` with a fresh id, stamped now.
@@ -130,6 +134,11 @@ impl<E: DomainEvent> Codec<E> {
     pub fn decode(&self, event_type: &str, schema_version: u32, payload: &str) -> Result<E, CodecError> {
         let json_error =
             |source| CodecError::Json { event_type: event_type.to_owned(), schema_version, source };
+        if !self.upcasters.iter().any(|u| u.handles(event_type, schema_version)) {
+            // Current version: parse the text once, without an intermediate tree.
+            let tagged = format!("{{\"type\":{},\"data\":{payload}}}", serde_json::Value::from(event_type));
+            return serde_json::from_str(&tagged).map_err(json_error);
+        }
         let mut data: serde_json::Value = serde_json::from_str(payload).map_err(json_error)?;
         let mut version = schema_version;
         while let Some(upcaster) = self.upcasters.iter().find(|u| u.handles(event_type, version)) {
@@ -155,5 +164,70 @@ impl<E: DomainEvent> Codec<E> {
     /// Decodes a stored record.
     pub fn decode_record(&self, record: &EventRecord) -> Result<E, CodecError> {
         self.decode(&record.event_type, record.schema_version, &record.payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    enum Shipment {
+        /// v1 had `address` as one string; v2 splits it.
+        #[serde(rename = "shipment.sent")]
+        Sent { street: String, city: String },
+    }
+
+    impl DomainEvent for Shipment {
+        fn event_type(&self) -> &'static str {
+            "shipment.sent"
+        }
+        fn schema_version(&self) -> u32 {
+            2
+        }
+    }
+
+    struct SplitAddress;
+
+    impl Upcaster for SplitAddress {
+        fn handles(&self, event_type: &str, schema_version: u32) -> bool {
+            event_type == "shipment.sent" && schema_version == 1
+        }
+        fn upcast(&self, payload: Value, _: u32) -> Result<(Value, u32), CodecError> {
+            let address = payload["address"].as_str().unwrap_or_default();
+            let (street, city) = address.split_once(", ").unwrap_or((address, ""));
+            Ok((json!({ "street": street, "city": city }), 2))
+        }
+    }
+
+    #[test]
+    fn encodes_the_persisted_name_and_version() {
+        let codec = Codec::<Shipment>::new();
+        let event = Shipment::Sent { street: "1 Main St".into(), city: "Springfield".into() };
+        let (event_type, version, payload) = codec.encode(&event);
+        assert_eq!((event_type, version), ("shipment.sent", 2));
+        assert_eq!(payload, r#"{"street":"1 Main St","city":"Springfield"}"#);
+        assert_eq!(codec.decode(event_type, version, &payload).expect("round trip"), event);
+    }
+
+    #[test]
+    fn upcasts_old_payloads_before_decoding() {
+        let codec = Codec::<Shipment>::new().with_upcaster(SplitAddress);
+        let old = r#"{"address":"1 Main St, Springfield"}"#;
+        let event = codec.decode("shipment.sent", 1, old).expect("upcast");
+        assert_eq!(event, Shipment::Sent { street: "1 Main St".into(), city: "Springfield".into() });
+        let without = Codec::<Shipment>::new().decode("shipment.sent", 1, old);
+        assert!(matches!(without, Err(CodecError::Json { schema_version: 1, .. })), "{without:?}");
+    }
+
+    #[test]
+    fn unknown_types_and_bad_json_are_errors() {
+        let codec = Codec::<Shipment>::new();
+        assert!(codec.decode("shipment.lost", 1, "{}").is_err());
+        assert!(codec.decode("shipment.sent", 2, "{not json").is_err());
     }
 }

@@ -37,11 +37,16 @@
 //! ```
 #![warn(missing_docs)]
 
+// In the order of the data flow, not alphabetical.
+// ② the event store,
+pub mod store;
+// ③④ its log tail,
+pub mod log;
+// ⑥ the views.
+pub mod read_store;
+
 mod conn;
 mod error;
-pub mod log;
-pub mod read_store;
-pub mod store;
 
 pub use log::SqliteLog;
 pub use read_store::SqliteReadStore;

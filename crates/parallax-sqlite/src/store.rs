@@ -19,6 +19,10 @@
 //!   and only then is every request answered. If the commit fails, every
 //!   request of the group gets an error and nothing of the group is stored.
 //!
+//! An append whose future is dropped after it was queued may still commit;
+//! only its answer is lost (a retry with the same idempotency key then gets
+//! [`AppendOutcome::Duplicate`]).
+//!
 //! An answered append is durable: with the default `synchronous=FULL` it
 //! survives `kill -9` and power loss; with `synchronous_full: false`
 //! (`synchronous=NORMAL`) it survives a crash of the process but the last
@@ -140,7 +144,8 @@ impl std::fmt::Debug for SqliteEventStore {
 
 impl SqliteEventStore {
     /// Opens (creating if needed) the event store at `path`, with the default
-    /// [`SqliteStoreOptions`].
+    /// [`SqliteStoreOptions`], and starts its writer thread. Blocks while it
+    /// creates the schema: call it at startup (or in `spawn_blocking`).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with(path, SqliteStoreOptions::default())
     }
@@ -432,6 +437,15 @@ impl Done {
         }
     }
 
+    /// Answers with the job's own error if it failed, else with `error`.
+    fn fail_keeping_own_error(self, error: StoreError) {
+        match self {
+            Done::Append(reply, Err(own)) => drop(reply.send(Err(own))),
+            Done::Unit(reply, Err(own)) => drop(reply.send(Err(own))),
+            done => done.fail(error),
+        }
+    }
+
     fn last_position(&self) -> Option<Position> {
         match self {
             Done::Append(_, Ok(AppendOutcome::Appended { last_position, .. })) => Some(*last_position),
@@ -453,7 +467,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        let mut group = Vec::with_capacity(self.max_batch);
+        let mut group = Vec::new(); // reused: it keeps the largest group's capacity
         while let Ok(message) = self.jobs.recv() {
             let job = match message {
                 Message::Job(job) => job,
@@ -484,8 +498,7 @@ impl Writer {
     }
 
     /// Runs `jobs` in one transaction and answers each of them.
-    fn commit_group(&mut self, jobs: impl Iterator<Item = Job>) {
-        let mut jobs = jobs.peekable();
+    fn commit_group(&mut self, mut jobs: impl Iterator<Item = Job>) {
         if let Err(e) = self.execute("BEGIN IMMEDIATE") {
             let e = Shared::new(e);
             jobs.for_each(|job| job.fail(StoreError::new("begin a write transaction", e.clone())));
@@ -502,6 +515,8 @@ impl Writer {
                 tracing::error!("a write transaction was aborted; failing its {} requests", done.len());
                 let abort =
                     || StoreError::msg("the group's write transaction was aborted by an earlier failure");
+                let culprit = done.pop().expect("the job just run is in `done`");
+                culprit.fail_keeping_own_error(abort());
                 done.into_iter().for_each(|d| d.fail(abort()));
                 jobs.for_each(|job| job.fail(abort()));
                 return;

@@ -168,7 +168,8 @@ pub async fn scan_orders_by_clustering_key_bytes(store: Arc<dyn ReadStore>) {
 /// bound wins.
 pub async fn scan_honours_bounds(store: Arc<dyn ReadStore>) {
     put_ordering_keys(&*store).await;
-    let cases: [(Option<&str>, Option<&str>, Option<&str>, &[&str]); 10] = [
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a [&'a str]);
+    let cases: [Case<'_>; 10] = [
         (Some("a"), Some("b"), None, &["a", "aa"]),
         (Some("9"), None, None, &["9", "B", "a", "aa", "b", "z", "é"]),
         (None, Some("9"), None, &["", "10"]),

@@ -52,6 +52,7 @@ impl RunningApp {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
     let events = SqliteEventStore::open(&settings.events_path())
         .with_context(|| format!("open event store {}", settings.events_path().display()))?;
     let log: Arc<dyn EventLog> = Arc::new(events.log());
@@ -101,7 +102,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             }
         });
     }
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "shop listening");
+    tracing::info!(%addr, data_dir = %data_dir.display(), "shop listening");
     Ok(RunningApp { addr, cancel, tasks })
 }
 

@@ -97,6 +97,7 @@ async fn acknowledged_commands_survive_sigkill() {
     drop(shop);
     let total: u64 = acks.iter().map(|(_, n, _)| n).sum();
     assert!(total > 0, "no command was acknowledged before the kill");
+    eprintln!("{total} commands acknowledged before kill -9");
 
     let shop = start(dir.path(), &client).await;
     for (writer, acknowledged, token) in acks {

@@ -211,3 +211,51 @@ async fn two_projectors_of_one_projection_never_apply_an_event_twice() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
+    let dir = tempfile::tempdir().expect("temp folder");
+    let (store, log) = history(&dir).await;
+    let poison = parallax_core::NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "cart.item_added".into(),
+        schema_version: 1,
+        payload: r#"{"cart_id":"cart-0","sku":"A"}"#.into(),
+        metadata: parallax_core::Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    let appended = store
+        .append(parallax_core::AppendRequest {
+            stream_id: "cart-0".into(),
+            expected_version: parallax_core::ExpectedVersion::Any,
+            events: vec![poison.clone()],
+            idempotency: None,
+        })
+        .await
+        .expect("append the poison event");
+    let parallax_core::AppendOutcome::Appended { last_position, .. } = appended else { panic!("{appended:?}") };
+    // A healthy event after the poison one.
+    let commands = ShopCommands::new(store.clone());
+    commands.add_item("cart-1", "A", 1, &CommandContext::new()).await.expect("add after the poison");
+
+    let views: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
+    for projection in shop_read::all_projections() {
+        Projector::new(projection, log.clone(), views.clone()).with_batch_size(50).catch_up().await.expect("catch up");
+    }
+    let dead = views.dead_letters("carts").await.expect("dead letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].position, dead[0].event_id), (last_position, poison.event_id));
+    assert!(dead[0].error.contains("cart.item_added"), "{}", dead[0].error);
+    for other in ["catalog", "orders", "sales"] {
+        assert!(views.dead_letters(other).await.expect("dead letters").is_empty(), "{other} is not concerned");
+    }
+    assert_eq!(views.checkpoint("carts").await.expect("checkpoint"), log.head().await.expect("head"));
+    // The projection went on, and the poison event left no trace in cart-0.
+    let fold_without_poison = {
+        let cart_1: Value = views.get("cart", &DocKey::partition("cart-1")).await.expect("get").expect("cart-1");
+        cart_1["items"][0]["quantity"].as_u64()
+    };
+    assert_eq!(fold_without_poison, Some(3), "cart-1 had 2 units of A, plus the one added after the poison");
+    let cart_0: Value = views.get("cart", &DocKey::partition("cart-0")).await.expect("get").expect("cart-0");
+    assert_eq!(cart_0["items"][0]["quantity"], 1);
+}
