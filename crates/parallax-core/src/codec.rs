@@ -111,8 +111,12 @@ impl<E: DomainEvent> Codec<E> {
         let prefix = format!("{{\"type\":{},\"data\":", serde_json::Value::from(event_type));
         let payload = match tagged.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix('}')) {
             Some(payload) => payload.to_owned(),
-            None if tagged == format!("{{\"type\":{}}}", serde_json::Value::from(event_type)) => "null".to_owned(),
-            None => panic!("{event_type} must be an adjacently tagged enum variant named {event_type}, got {tagged}"),
+            None if tagged == format!("{{\"type\":{}}}", serde_json::Value::from(event_type)) => {
+                "null".to_owned()
+            }
+            None => panic!(
+                "{event_type} must be an adjacently tagged enum variant named {event_type}, got {tagged}"
+            ),
         };
         (event_type, event.schema_version(), payload)
     }

@@ -14,12 +14,12 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
-pub mod codec;
 pub mod event;
+pub mod codec;
+pub mod store;
 pub mod log;
 pub mod projection;
 pub mod read_store;
-pub mod store;
 pub mod token;
 
 pub use aggregate::Aggregate;

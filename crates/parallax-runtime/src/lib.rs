@@ -15,9 +15,9 @@
 #![warn(missing_docs)]
 
 pub mod command;
-pub mod consistency;
-pub mod process;
 pub mod projector;
+pub mod process;
+pub mod consistency;
 pub mod retry;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};

@@ -5,16 +5,27 @@
 //! for the tailer case, the log that tails it); [`run_all`] runs every case
 //! against a new store from a factory:
 //!
-//! ```ignore
-//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-//! async fn event_store_contract() {
-//!     parallax_testing::event_store::run_all(|| async {
-//!         let store = MyStore::open(/* a new database */).await;
-//!         EventStoreFixture { log: Arc::new(store.log()), store: Arc::new(store) }
-//!     })
-//!     .await;
+//! ```no_run
+//! use std::sync::Arc;
+//! use parallax_core::{EventLog, EventStore};
+//! use parallax_testing::event_store::{run_all, EventStoreFixture};
+//!
+//! /// The adapter under test, on a new, empty database.
+//! async fn open_fresh() -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
+//!     unimplemented!("open a new database")
 //! }
+//!
+//! // In a `#[tokio::test(flavor = "multi_thread")]`:
+//! # async fn event_store_contract() {
+//! run_all(|| async {
+//!     let (store, log) = open_fresh().await;
+//!     EventStoreFixture { store, log }
+//! })
+//! .await;
+//! # }
 //! ```
+//!
+//! `parallax-sqlite`'s `tests/contract.rs` is a complete example.
 //!
 //! Payloads are compared as JSON values, not as text (a `jsonb` column
 //! normalizes whitespace and key order); `recorded_at` must round-trip to the

@@ -5,6 +5,6 @@
 //! (ripgrep's trick: one test body, many engines).
 #![warn(missing_docs)]
 
-pub mod event_store;
 pub mod given;
+pub mod event_store;
 pub mod read_store;

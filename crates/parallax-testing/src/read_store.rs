@@ -4,15 +4,23 @@
 //! Each case is a public async function taking a *fresh, empty* store;
 //! [`run_all`] runs every case against a new store from a factory:
 //!
-//! ```ignore
-//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-//! async fn read_store_contract() {
-//!     parallax_testing::read_store::run_all(|| async {
-//!         Arc::new(MyReadStore::open(/* a new database */).await) as Arc<dyn ReadStore>
-//!     })
-//!     .await;
+//! ```no_run
+//! use std::sync::Arc;
+//! use parallax_core::ReadStore;
+//! use parallax_testing::read_store::run_all;
+//!
+//! /// The adapter under test, on a new, empty database.
+//! async fn open_fresh() -> Arc<dyn ReadStore> {
+//!     unimplemented!("open a new database")
 //! }
+//!
+//! // In a `#[tokio::test(flavor = "multi_thread")]`:
+//! # async fn read_store_contract() {
+//! run_all(open_fresh).await;
+//! # }
 //! ```
+//!
+//! `parallax-sqlite`'s `tests/contract.rs` is a complete example.
 
 use std::future::Future;
 use std::sync::Arc;

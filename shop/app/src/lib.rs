@@ -8,11 +8,11 @@
 //! [`saga`] (the checkout process manager), [`http`] (the command and query
 //! APIs), [`app`] (which stores, projectors and workers run, and the server).
 
-pub mod app;
-pub mod commands;
 pub mod config;
-pub mod http;
+pub mod commands;
 pub mod saga;
+pub mod http;
+pub mod app;
 
 pub use app::{start, RunningApp};
 pub use config::Settings;

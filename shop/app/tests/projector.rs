@@ -233,26 +233,37 @@ async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
         })
         .await
         .expect("append the poison event");
-    let parallax_core::AppendOutcome::Appended { last_position, .. } = appended else { panic!("{appended:?}") };
+    let parallax_core::AppendOutcome::Appended { last_position, .. } = appended else {
+        panic!("{appended:?}")
+    };
     // A healthy event after the poison one.
     let commands = ShopCommands::new(store.clone());
     commands.add_item("cart-1", "A", 1, &CommandContext::new()).await.expect("add after the poison");
 
-    let views: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
+    let views: Arc<dyn ReadStore> =
+        Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));
     for projection in shop_read::all_projections() {
-        Projector::new(projection, log.clone(), views.clone()).with_batch_size(50).catch_up().await.expect("catch up");
+        Projector::new(projection, log.clone(), views.clone())
+            .with_batch_size(50)
+            .catch_up()
+            .await
+            .expect("catch up");
     }
     let dead = views.dead_letters("carts").await.expect("dead letters");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!((dead[0].position, dead[0].event_id), (last_position, poison.event_id));
     assert!(dead[0].error.contains("cart.item_added"), "{}", dead[0].error);
     for other in ["catalog", "orders", "sales"] {
-        assert!(views.dead_letters(other).await.expect("dead letters").is_empty(), "{other} is not concerned");
+        assert!(
+            views.dead_letters(other).await.expect("dead letters").is_empty(),
+            "{other} is not concerned"
+        );
     }
     assert_eq!(views.checkpoint("carts").await.expect("checkpoint"), log.head().await.expect("head"));
     // The projection went on, and the poison event left no trace in cart-0.
     let fold_without_poison = {
-        let cart_1: Value = views.get("cart", &DocKey::partition("cart-1")).await.expect("get").expect("cart-1");
+        let cart_1: Value =
+            views.get("cart", &DocKey::partition("cart-1")).await.expect("get").expect("cart-1");
         cart_1["items"][0]["quantity"].as_u64()
     };
     assert_eq!(fold_without_poison, Some(3), "cart-1 had 2 units of A, plus the one added after the poison");

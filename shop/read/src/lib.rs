@@ -18,8 +18,8 @@
 #![warn(missing_docs)]
 
 pub mod projections;
-pub mod queries;
 pub mod views;
+pub mod queries;
 
 pub use projections::all_projections;
 pub use queries::{QueryError, ShopQueries};

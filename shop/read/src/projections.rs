@@ -25,7 +25,11 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
 
 /// Decodes the events whose type starts with one of `wanted`; the others
 /// are none of this projection's business (and cannot poison it).
-fn decode(codec: &ShopCodec, event: &EventRecord, wanted: &[&str]) -> Result<Option<ShopEvent>, ProjectionError> {
+fn decode(
+    codec: &ShopCodec,
+    event: &EventRecord,
+    wanted: &[&str],
+) -> Result<Option<ShopEvent>, ProjectionError> {
     if !wanted.iter().any(|prefix| event.event_type.starts_with(prefix)) {
         return Ok(None);
     }
