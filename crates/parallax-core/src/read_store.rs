@@ -142,6 +142,11 @@ pub enum ReadStoreError {
 }
 
 impl ReadStoreError {
+    /// A store failure without a cause.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::Store { message: message.into(), source: None }
+    }
+
     /// A store failure with a cause.
     pub fn store(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Store { message: message.into(), source: Some(Box::new(source)) }
@@ -154,7 +159,9 @@ pub trait ReadStore: Send + Sync {
     /// One document.
     async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError>;
 
-    /// Documents of one partition within `range`, in clustering order, at most `limit`.
+    /// Documents of one partition within `range`, in clustering order, at most
+    /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
+    /// exactly when nothing follows. `limit == 0` returns an empty last page.
     async fn scan(
         &self,
         view: &str,
@@ -170,7 +177,7 @@ pub trait ReadStore: Send + Sync {
     /// How far a projection has got (0: nothing absorbed).
     async fn checkpoint(&self, projection: &str) -> Result<Position, ReadStoreError>;
 
-    /// Events a projection could not apply.
+    /// Events a projection could not apply, by position.
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError>;
 }
 

@@ -132,6 +132,12 @@ pub struct Snapshot {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends events atomically, checked against `expected_version`.
+    ///
+    /// The idempotency key, when given, is checked first: a used key answers
+    /// [`AppendOutcome::Duplicate`] whatever the stream's version. An event id
+    /// already in the store is [`AppendError::Invalid`]. `recorded_at` is kept
+    /// to the microsecond; the payload may come back normalised (same JSON
+    /// value, other whitespace or key order).
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
 
     /// The events of one stream with a version above `after_version`, in order.
@@ -149,7 +155,8 @@ pub trait EventStore: Send + Sync {
     /// The latest snapshot of a stream.
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError>;
 
-    /// Stores a snapshot, replacing an older one.
+    /// Stores a snapshot, replacing one of a lower stream version (or of
+    /// another schema version); a snapshot older than the stored one is ignored.
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
 
     /// A named consumer's position (a process manager's, say), kept in the write DB.

@@ -33,7 +33,7 @@ impl AdapterError for ReadStoreError {
         ReadStoreError::store(context, source)
     }
     fn msg(message: impl Into<String>) -> Self {
-        ReadStoreError::Store { message: message.into(), source: None }
+        ReadStoreError::msg(message)
     }
 }
 

@@ -675,7 +675,9 @@ fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> rusqlite::Result<()>
     conn.prepare_cached(
         "INSERT INTO snapshots (stream_id, stream_version, schema_version, state) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
-         schema_version = excluded.schema_version, state = excluded.state",
+         schema_version = excluded.schema_version, state = excluded.state \
+         WHERE excluded.stream_version >= snapshots.stream_version \
+         OR excluded.schema_version <> snapshots.schema_version",
     )?
     .execute(params![
         snapshot.stream_id,

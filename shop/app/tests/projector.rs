@@ -130,7 +130,7 @@ impl ReadStore for Crashing {
     }
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         if self.commits.fetch_add(1, Ordering::SeqCst) % self.fail_every == self.fail_every - 1 {
-            return Err(ReadStoreError::Store { message: "killed before commit".into(), source: None });
+            return Err(ReadStoreError::msg("killed before commit"));
         }
         self.inner.commit(batch).await
     }
