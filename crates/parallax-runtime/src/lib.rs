@@ -23,6 +23,6 @@ pub mod retry;
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
 pub use consistency::{Freshness, WaitError};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
-pub use projector::{Projector, ProjectorError};
+pub use projector::{error_chain, Projector, ProjectorError};
 pub use retry::RetryPolicy;
 pub use tokio_util::sync::CancellationToken;

@@ -165,8 +165,8 @@ impl Projector {
     }
 }
 
-/// An error with its causes, for one log line.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error with its causes, `outer: inner: root`, for one log line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -58,7 +58,7 @@ pub mod answered_by {
 }
 
 /// Page size when a listing is asked for without a limit, and its maximum.
-pub const DEFAULT_LIMIT: usize = 50;
+pub const DEFAULT_LIMIT: usize = 100;
 /// The largest page a listing returns.
 pub const MAX_LIMIT: usize = 500;
 

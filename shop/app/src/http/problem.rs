@@ -67,7 +67,7 @@ impl ApiError {
 
     /// 500: details go to the log, not to the client.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::error!(error = %parallax_chain(error), "request failed");
+        tracing::error!(error = %parallax_runtime::error_chain(error), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -80,17 +80,6 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
-}
-
-fn parallax_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl From<ShopCommandError> for ApiError {
