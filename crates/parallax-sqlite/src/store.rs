@@ -46,7 +46,8 @@
 //! last commit and never wait for the writer.
 //!
 //! `recorded_at` is stored in microseconds: finer digits are dropped.
-//! Snapshots are replaced unconditionally by the latest `save_snapshot`.
+//! A snapshot replaces the stored one unless that one is of a higher stream
+//! version (and the same schema version): late background saves never win.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
