@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 /// The Parallax reference shop: CQRS and event sourcing, embedded on SQLite.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
