@@ -86,32 +86,39 @@ pub async fn register_product(
 }
 
 pub async fn reprice(
-    State(state): State<ApiState>,
-    Path(sku): Path<String>,
+    state: State<ApiState>,
+    path: Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (request, body): (Reprice, _) = parse(body)?;
-    identifier("sku", &sku)?;
-    let route = format!("POST /api/products/{sku}/price");
     let command = ProductCommand::Reprice { price_cents: request.price_cents };
-    run(&state, &headers, &route, &body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
-        c.product(&sku, command, &ctx).await
-    })
-    .await
+    product_command(state, path, headers, "price", &body, command).await
 }
 
 pub async fn restock(
-    State(state): State<ApiState>,
-    Path(sku): Path<String>,
+    state: State<ApiState>,
+    path: Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (request, body): (Restock, _) = parse(body)?;
-    identifier("sku", &sku)?;
-    let route = format!("POST /api/products/{sku}/restock");
     let command = ProductCommand::Restock { quantity: request.quantity };
-    run(&state, &headers, &route, &body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
+    product_command(state, path, headers, "restock", &body, command).await
+}
+
+/// A command to an existing product, at `POST /api/products/{sku}/{verb}`.
+async fn product_command(
+    State(state): State<ApiState>,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    verb: &str,
+    body: &[u8],
+    command: ProductCommand,
+) -> Result<Response, ApiError> {
+    identifier("sku", &sku)?;
+    let route = format!("POST /api/products/{sku}/{verb}");
+    run(&state, &headers, &route, body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
         c.product(&sku, command, &ctx).await
     })
     .await
