@@ -19,6 +19,7 @@ pub mod projector;
 pub mod process;
 pub mod consistency;
 pub mod retry;
+mod worker;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
 pub use consistency::{Freshness, WaitError};

@@ -9,14 +9,12 @@
 //! reaction appends nothing new.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use parallax_core::{EventLog, EventRecord, EventStore, LogError, Position};
 use tokio_util::sync::CancellationToken;
 
-use crate::projector::error_chain;
-use crate::retry::Backoff;
+use crate::worker::{drive, Step};
 
 /// Why a process manager could not handle an event.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +64,16 @@ impl ProcessRunner {
     /// On a transient failure the checkpoint still moves past the events
     /// handled before it.
     pub async fn process_batch(&self) -> Result<usize, ProcessError> {
+        self.step().await.map(|(events, _)| events)
+    }
+
+    /// One batch: how many events it covered, and the checkpoint afterwards.
+    async fn step(&self) -> Result<(usize, Position), ProcessError> {
         let name = self.manager.name();
         let from = self.checkpoints.checkpoint(name).await?;
         let events = self.log.read(from, self.batch_size).await?;
         let mut done: Option<Position> = None;
-        let mut outcome = Ok(events.len());
+        let mut failure = None;
         for event in &events {
             match self.manager.handle(event).await {
                 Ok(()) => {}
@@ -78,7 +81,7 @@ impl ProcessRunner {
                     tracing::error!(manager = name, position = event.position, event_type = %event.event_type, %reason, "event skipped");
                 }
                 Err(error) => {
-                    outcome = Err(error);
+                    failure = Some(error);
                     break;
                 }
             }
@@ -87,35 +90,21 @@ impl ProcessRunner {
         if let Some(position) = done {
             self.checkpoints.save_checkpoint(name, position).await?;
         }
-        outcome
+        match failure {
+            Some(error) => Err(error),
+            None => Ok((events.len(), done.unwrap_or(from))),
+        }
     }
 
-    /// Runs until `cancel`.
+    /// Runs until `cancel`, waiting on the log when caught up and backing
+    /// off after failures.
     pub async fn run(&self, cancel: CancellationToken) {
-        let name = self.manager.name();
-        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
-        tracing::info!(manager = name, "process manager started");
-        while !cancel.is_cancelled() {
-            match self.process_batch().await {
-                Ok(0) => {
-                    backoff.succeeded();
-                    let Ok(at) = self.checkpoints.checkpoint(name).await else { continue };
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = self.log.wait_beyond(at, Duration::from_millis(500)) => {}
-                    }
-                }
-                Ok(_) => backoff.succeeded(),
-                Err(error) => {
-                    let delay = backoff.failed();
-                    tracing::warn!(manager = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+        drive("process manager", self.manager.name(), self.log.as_ref(), &cancel, || async {
+            match self.step().await? {
+                (0, at) => Ok::<_, ProcessError>(Step::CaughtUp(at)),
+                _ => Ok(Step::Progressed),
             }
-        }
-        tracing::info!(manager = name, "process manager stopped");
+        })
+        .await
     }
 }

@@ -13,7 +13,6 @@
 //! projection goes on.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use parallax_core::{
     read_store::DeadLetter, EventLog, LogError, Position, Projection, ProjectionError, ReadStore,
@@ -22,7 +21,7 @@ use parallax_core::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::Backoff;
+use crate::worker::{drive, Step};
 
 /// Why a batch was not committed. Every variant is transient: the loop retries.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +70,16 @@ impl Projector {
 
     /// Projects one batch; returns how many events it covered (0: caught up).
     pub async fn project_batch(&self) -> Result<usize, ProjectorError> {
+        self.step().await.map(|(events, _)| events)
+    }
+
+    /// One batch: how many events it covered, and the checkpoint afterwards.
+    async fn step(&self) -> Result<(usize, Position), ProjectorError> {
         let name = self.projection.name();
         let from = self.store.checkpoint(name).await?;
         let events = self.log.read(from, self.batch_size).await?;
         let Some(last) = events.last() else {
-            return Ok(0);
+            return Ok((0, from));
         };
         let to = last.position;
         let mut tx = ViewTx::new(self.store.as_ref());
@@ -114,54 +118,32 @@ impl Projector {
         };
         self.store.commit(batch).await?;
         self.progress.notify_waiters();
-        Ok(events.len())
+        Ok((events.len(), to))
     }
 
     /// Projects until caught up with the log's head as it was when called.
     pub async fn catch_up(&self) -> Result<Position, ProjectorError> {
-        let name = self.projection.name();
         let head = self.log.head().await?;
-        while self.project_batch().await? > 0 && self.store.checkpoint(name).await? < head {}
-        Ok(self.store.checkpoint(name).await?)
+        loop {
+            let (events, at) = self.step().await?;
+            if events == 0 || at >= head {
+                return Ok(at);
+            }
+        }
     }
 
     /// Projects until `cancel`, waiting on the log when caught up and backing
     /// off after failures.
     pub async fn run(&self, cancel: CancellationToken) {
-        let name = self.projection.name();
-        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
-        tracing::info!(projection = name, "projector started");
-        while !cancel.is_cancelled() {
-            match self.project_batch().await {
-                Ok(0) => {
-                    backoff.succeeded();
-                    let at = match self.store.checkpoint(name).await {
-                        Ok(at) => at,
-                        Err(_) => continue,
-                    };
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = self.log.wait_beyond(at, Duration::from_millis(500)) => {}
-                    }
-                }
-                Ok(_) => backoff.succeeded(),
-                Err(ProjectorError::ReadStore(ReadStoreError::CheckpointMoved { .. })) => {
-                    tracing::debug!(
-                        projection = name,
-                        "another projector advanced the checkpoint; re-reading"
-                    );
-                }
-                Err(error) => {
-                    let delay = backoff.failed();
-                    tracing::warn!(projection = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+        drive("projector", self.projection.name(), self.log.as_ref(), &cancel, || async {
+            match self.step().await {
+                Ok((0, at)) => Ok(Step::CaughtUp(at)),
+                Ok(_) => Ok(Step::Progressed),
+                Err(ProjectorError::ReadStore(ReadStoreError::CheckpointMoved { .. })) => Ok(Step::Raced),
+                Err(error) => Err(error),
             }
-        }
-        tracing::info!(projection = name, "projector stopped");
+        })
+        .await
     }
 }
 

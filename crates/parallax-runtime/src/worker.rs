@@ -1,0 +1,63 @@
+//! The thin loop around a log-driven worker's step: wait on the log when
+//! caught up, back off after failures, stop on cancel.
+
+use std::future::Future;
+use std::time::Duration;
+
+use parallax_core::{EventLog, Position};
+use tokio_util::sync::CancellationToken;
+
+use crate::projector::error_chain;
+use crate::retry::Backoff;
+
+/// How long a caught-up worker waits on the log before looking again anyway
+/// (a writer in another process does not wake it).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// What one step did.
+pub(crate) enum Step {
+    /// It covered events; step again at once.
+    Progressed,
+    /// Nothing after this position yet.
+    CaughtUp(Position),
+    /// Another worker moved first; step again at once, without backing off.
+    Raced,
+}
+
+/// Runs `step` until `cancel`.
+pub(crate) async fn drive<F, Fut, E>(
+    kind: &'static str,
+    name: &str,
+    log: &dyn EventLog,
+    cancel: &CancellationToken,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Step, E>>,
+    E: std::error::Error + 'static,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+    tracing::info!(kind, name, "started");
+    while !cancel.is_cancelled() {
+        match step().await {
+            Ok(Step::Progressed) => backoff.succeeded(),
+            Ok(Step::Raced) => tracing::debug!(kind, name, "another worker moved the checkpoint; re-reading"),
+            Ok(Step::CaughtUp(at)) => {
+                backoff.succeeded();
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = log.wait_beyond(at, IDLE_WAIT) => {}
+                }
+            }
+            Err(error) => {
+                let delay = backoff.failed();
+                tracing::warn!(kind, name, error = %error_chain(&error), ?delay, "batch failed; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(kind, name, "stopped");
+}
