@@ -302,8 +302,9 @@ impl<A: Aggregate> CommandHandler<A> {
         }
         let hydrated = Arc::new(hydrated);
         self.cache.insert(stream_id.to_owned(), hydrated.clone());
-        if events.len() as u64 >= self.snapshot_every.max(1) && self.snapshot_every > 0 {
-            self.snapshot(stream_id, &hydrated).await;
+        // A cold load that replayed a long tail saves the next one the work.
+        if self.snapshot_every > 0 && events.len() as u64 >= self.snapshot_every {
+            self.snapshot_in_background(stream_id, hydrated.clone());
         }
         Ok(hydrated)
     }
@@ -332,20 +333,20 @@ impl<A: Aggregate> CommandHandler<A> {
             self.snapshot_every > 0 && next.version / self.snapshot_every > before / self.snapshot_every;
         self.cache.insert(stream_id.to_owned(), next.clone());
         if crossed {
-            let store = self.store.clone();
-            let stream_id = stream_id.to_owned();
-            tokio::spawn(async move {
-                if let Err(error) = store.save_snapshot(snapshot_of(&stream_id, &next)).await {
-                    tracing::warn!(stream_id, %error, "snapshot not saved");
-                }
-            });
+            self.snapshot_in_background(stream_id, next);
         }
     }
 
-    async fn snapshot(&self, stream_id: &str, hydrated: &Hydrated<A>) {
-        if let Err(error) = self.store.save_snapshot(snapshot_of(stream_id, hydrated)).await {
-            tracing::warn!(stream_id, %error, "snapshot not saved");
-        }
+    /// Saves a snapshot off the command's path; a failure only costs replay later.
+    fn snapshot_in_background(&self, stream_id: &str, hydrated: Arc<Hydrated<A>>) {
+        let store = self.store.clone();
+        let snapshot = snapshot_of(stream_id, &hydrated);
+        tokio::spawn(async move {
+            let stream_id = snapshot.stream_id.clone();
+            if let Err(error) = store.save_snapshot(snapshot).await {
+                tracing::warn!(stream_id, %error, "snapshot not saved");
+            }
+        });
     }
 }
 
