@@ -3,7 +3,7 @@
 //! The vocabulary and the ports of Parallax, in the order of the data flow:
 //!
 //! ① [`aggregate`] decides, ② [`event`], [`codec`] and [`store`] record,
-//! ③④ [`log`] carries, ⑤ [`projection`] applies, ⑥ [`read_store`] keeps the
+//! ③④ [`log`] carries (with [`lease`] electing one relay), ⑤ [`projection`] applies, ⑥ [`read_store`] keeps the
 //! views, ⑦ [`token`] lets a query wait for a command's effect.
 //!
 //! This crate is pure: no async runtime, no database driver, no I/O. Ports are
@@ -18,6 +18,7 @@ pub mod event;
 pub mod codec;
 pub mod store;
 pub mod log;
+pub mod lease;
 pub mod projection;
 pub mod read_store;
 pub mod token;
@@ -25,11 +26,15 @@ pub mod token;
 pub use aggregate::Aggregate;
 pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
 pub use event::{EventRecord, Metadata, NewEvent, Position};
-pub use log::{EventLog, LogError};
+pub use lease::{Lease, LeaseError, Leases};
+pub use log::{
+    partition_for, Checkpoint, EventLog, EventSink, EventSource, LogError, LogSource, Partition, SourceBatch,
+    SourcedEvent,
+};
 pub use projection::{Projection, ProjectionError, ViewTx};
 pub use read_store::{
-    ClusteringRange, DeadLetter, DocKey, Document, Page, ReadStore, ReadStoreError, ReadStoreExt, ViewBatch,
-    ViewWrite,
+    furthest, CheckpointMove, ClusteringRange, DeadLetter, DocKey, Document, Page, ReadGuard, ReadStore,
+    ReadStoreError, ReadStoreExt, Revision, ViewBatch, ViewWrite,
 };
 pub use store::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,

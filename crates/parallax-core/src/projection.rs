@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::event::EventRecord;
-use crate::read_store::{DocKey, ReadStore, ReadStoreError, ViewWrite};
+use crate::read_store::{DocKey, ReadGuard, ReadStore, ReadStoreError, Revision, ViewWrite};
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,13 @@ type PendingKey = (String, DocKey);
 /// A pending change: the new body, or `None` for a delete.
 type Pending = Option<serde_json::Value>;
 
-/// A batch's view of the read store: reads see the batch's own writes.
+/// A batch's view of the read store: reads see the batch's own writes, and
+/// every document read from the store is remembered with its revision so the
+/// commit can refuse the batch if another projector changed it meanwhile.
 pub struct ViewTx<'a> {
     store: &'a dyn ReadStore,
     pending: BTreeMap<PendingKey, Pending>,
+    read: BTreeMap<PendingKey, (Option<serde_json::Value>, Revision)>,
     /// What the current event overwrote, to undo it if the event turns out poison.
     undo: Vec<(PendingKey, Option<Pending>)>,
 }
@@ -54,20 +57,33 @@ pub struct ViewTx<'a> {
 impl<'a> ViewTx<'a> {
     /// An empty batch over `store`.
     pub fn new(store: &'a dyn ReadStore) -> Self {
-        Self { store, pending: BTreeMap::new(), undo: Vec::new() }
+        Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new() }
     }
 
     /// The document as the batch sees it.
-    pub async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
-        match self.pending.get(&(view.to_owned(), key.clone())) {
-            Some(pending) => Ok(pending.clone()),
-            None => self.store.get(view, key).await,
+    pub async fn get(
+        &mut self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        let address = (view.to_owned(), key.clone());
+        if let Some(pending) = self.pending.get(&address) {
+            return Ok(pending.clone());
         }
+        if let Some((body, _)) = self.read.get(&address) {
+            return Ok(body.clone());
+        }
+        let (body, revision) = match self.store.get_with_revision(view, key).await? {
+            Some((body, revision)) => (Some(body), revision),
+            None => (None, 0),
+        };
+        self.read.insert(address, (body.clone(), revision));
+        Ok(body)
     }
 
     /// A typed document as the batch sees it; a body that does not decode is poison.
     pub async fn get_as<T: serde::de::DeserializeOwned>(
-        &self,
+        &mut self,
         view: &str,
         key: &DocKey,
     ) -> Result<Option<T>, ProjectionError> {
@@ -126,14 +142,22 @@ impl<'a> ViewTx<'a> {
         self.pending.is_empty()
     }
 
-    /// The batch's net changes, one per document, in key order.
-    pub fn into_writes(self) -> Vec<ViewWrite> {
-        self.pending
+    /// The batch's net changes, one per document, in key order, and the
+    /// documents they were computed from, with the revisions read.
+    pub fn into_writes(self) -> (Vec<ViewWrite>, Vec<ReadGuard>) {
+        let writes = self
+            .pending
             .into_iter()
             .map(|((view, key), body)| match body {
                 Some(body) => ViewWrite::Put { view, key, body },
                 None => ViewWrite::Delete { view, key },
             })
-            .collect()
+            .collect();
+        let reads = self
+            .read
+            .into_iter()
+            .map(|((view, key), (_, revision))| ReadGuard { view, key, revision })
+            .collect();
+        (writes, reads)
     }
 }

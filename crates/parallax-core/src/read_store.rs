@@ -5,13 +5,26 @@
 //! (byte order of the UTF-8 key). Views with one document per partition use
 //! the empty clustering key.
 //!
-//! Architecture invariant: a projection's view writes and its checkpoint are
-//! committed together ([`ReadStore::commit`]), and only if the checkpoint is
-//! still where the batch started, so no event's effect is applied twice.
+//! Architecture invariant: a projection's view writes and its checkpoints
+//! (one per source partition) are committed together ([`ReadStore::commit`]),
+//! and only if every checkpoint is still where the batch started and every
+//! document the batch read is still at the revision it read, so no event's
+//! effect is applied twice and no concurrent projector's write is lost.
 
 use async_trait::async_trait;
 
 use crate::event::Position;
+use crate::log::{Checkpoint, Partition};
+
+/// A stored document's revision: a fresh value on every write, so a reader
+/// can tell whether the document changed since it read it. 0 means absent.
+pub type Revision = u64;
+
+/// A fresh, non-zero revision for a write.
+pub fn fresh_revision() -> Revision {
+    // 63 random bits: fits a signed 64-bit column, never 0.
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 1).max(1)
+}
 
 /// Where a document lives within its view.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,15 +93,38 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+/// A checkpoint a batch moves: from where it was read to where the batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointMove {
+    /// The source partition.
+    pub partition: Partition,
+    /// The checkpoint the batch was computed from.
+    pub from: Checkpoint,
+    /// The checkpoint after the batch.
+    pub to: Checkpoint,
+}
+
+/// A document a batch read, at the revision it read (0: it was absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadGuard {
+    /// The view.
+    pub view: String,
+    /// The key.
+    pub key: DocKey,
+    /// The revision read.
+    pub revision: Revision,
+}
+
 /// Everything one projector batch changes, committed atomically.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewBatch {
     /// The projection that owns the writes.
     pub projection: String,
-    /// The checkpoint the batch was computed from.
-    pub from_checkpoint: Position,
-    /// The checkpoint after the batch.
-    pub to_checkpoint: Position,
+    /// The checkpoints the batch moves (none for a write outside any projector).
+    pub checkpoints: Vec<CheckpointMove>,
+    /// The documents the batch's writes were computed from: if any changed
+    /// since, the batch is not applied ([`ReadStoreError::Conflict`]).
+    pub reads: Vec<ReadGuard>,
     /// View changes, applied in order.
     pub writes: Vec<ViewWrite>,
     /// Events that could not be applied.
@@ -121,14 +157,27 @@ pub struct ClusteringRange {
 pub enum ReadStoreError {
     /// Another projector moved the checkpoint since the batch was read:
     /// the batch was not applied.
-    #[error("checkpoint of {projection} is at {actual}, not {expected}")]
+    #[error("checkpoint of {projection} in partition {partition} is at position {actual}, not {expected}")]
     CheckpointMoved {
         /// The projection.
         projection: String,
+        /// The source partition.
+        partition: Partition,
         /// Where the batch started.
         expected: Position,
         /// Where the checkpoint is.
         actual: Position,
+    },
+    /// A document the batch read changed since (another projector of the
+    /// same projection wrote it): the batch was not applied.
+    #[error("document {view}/{partition}/{clustering} changed while the batch was computed")]
+    Conflict {
+        /// The view.
+        view: String,
+        /// The document's partition key.
+        partition: String,
+        /// The document's clustering key.
+        clustering: String,
     },
     /// The store failed.
     #[error("read store: {message}")]
@@ -157,7 +206,16 @@ impl ReadStoreError {
 #[async_trait]
 pub trait ReadStore: Send + Sync {
     /// One document.
-    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError>;
+    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        Ok(self.get_with_revision(view, key).await?.map(|(body, _)| body))
+    }
+
+    /// One document with its revision.
+    async fn get_with_revision(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError>;
 
     /// Documents of one partition within `range`, in clustering order, at most
     /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
@@ -170,12 +228,16 @@ pub trait ReadStore: Send + Sync {
         limit: usize,
     ) -> Result<Page, ReadStoreError>;
 
-    /// Applies a batch and moves the projection's checkpoint, atomically, if
-    /// the checkpoint is still at `batch.from_checkpoint`.
+    /// Applies a batch and moves the projection's checkpoints, atomically,
+    /// if every checkpoint is still at its `from` and every read document at
+    /// its revision.
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError>;
 
-    /// How far a projection has got (0: nothing absorbed).
-    async fn checkpoint(&self, projection: &str) -> Result<Position, ReadStoreError>;
+    /// How far a projection has got in one source partition.
+    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError>;
+
+    /// A projection's checkpoints in every partition it has seen, by partition.
+    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError>;
 
     /// Events a projection could not apply, by position.
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError>;
@@ -185,14 +247,12 @@ pub trait ReadStore: Send + Sync {
 #[async_trait]
 pub trait ReadStoreExt: ReadStore {
     /// Writes a single change outside any projection (tests, tools): commits a
-    /// batch of one write under the projection name `owner` at its current
-    /// checkpoint.
+    /// batch of one write under the projection name `owner`, moving no checkpoint.
     async fn write_one(&self, owner: &str, write: ViewWrite) -> Result<(), ReadStoreError> {
-        let at = self.checkpoint(owner).await?;
         self.commit(ViewBatch {
             projection: owner.to_owned(),
-            from_checkpoint: at,
-            to_checkpoint: at,
+            checkpoints: Vec::new(),
+            reads: Vec::new(),
             writes: vec![write],
             dead_letters: Vec::new(),
         })
@@ -215,3 +275,9 @@ pub trait ReadStoreExt: ReadStore {
 }
 
 impl<S: ReadStore + ?Sized> ReadStoreExt for S {}
+
+/// The highest position a projection has absorbed in any partition (for lag
+/// reporting; with one partition it is simply its checkpoint).
+pub fn furthest(checkpoints: &[(Partition, Checkpoint)]) -> Position {
+    checkpoints.iter().map(|(_, c)| c.position).max().unwrap_or(0)
+}

@@ -1,39 +1,46 @@
 //! ⑦ Consistency tokens: what a command's answer carries so that a later
 //! query can wait until its view has absorbed the command's events.
 //!
-//! A token is opaque to clients. Today it names the global position of the
-//! command's last event; a view has absorbed it once the view's projection
-//! checkpoint is at or beyond that position.
+//! A token is opaque to clients. It names the log partition of the command's
+//! stream and the global position of the command's last event. Within a
+//! partition events are delivered in position order, so a view has absorbed
+//! the write once its projection's checkpoint in that partition is at or
+//! beyond the position; this holds across a broker hop as in the embedded
+//! log (one partition).
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::event::Position;
+use crate::log::{Checkpoint, Partition};
 
 /// The write a client wants to see reflected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConsistencyToken {
+    /// The log partition of the write's stream.
+    pub partition: Partition,
     /// Global position of the last event of the write.
     pub position: Position,
 }
 
-const PREFIX: &str = "p1.";
+const PREFIX: &str = "p2.";
 
 impl ConsistencyToken {
-    /// The token for a write whose last event is at `position`.
-    pub fn at(position: Position) -> Self {
-        Self { position }
+    /// The token for a write whose last event is at `position` in `partition`.
+    pub fn at(partition: Partition, position: Position) -> Self {
+        Self { partition, position }
     }
 
-    /// Whether a view whose checkpoint is `checkpoint` has absorbed this write.
-    pub fn absorbed_by(&self, checkpoint: Position) -> bool {
-        checkpoint >= self.position
+    /// Whether a view whose checkpoint in [`Self::partition`] is `checkpoint`
+    /// has absorbed this write.
+    pub fn absorbed_by(&self, checkpoint: &Checkpoint) -> bool {
+        checkpoint.position >= self.position
     }
 }
 
 impl fmt::Display for ConsistencyToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}{}", self.position)
+        write!(f, "{PREFIX}{}.{}", self.partition, self.position)
     }
 }
 
@@ -47,8 +54,31 @@ impl FromStr for ConsistencyToken {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.strip_prefix(PREFIX)
-            .and_then(|n| n.parse().ok())
-            .map(Self::at)
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(partition, position)| Some(Self::at(partition.parse().ok()?, position.parse().ok()?)))
             .ok_or_else(|| TokenError(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let token = ConsistencyToken::at(3, 1_234);
+        assert_eq!(token.to_string(), "p2.3.1234");
+        assert_eq!("p2.3.1234".parse::<ConsistencyToken>().unwrap(), token);
+        for bad in ["", "p2.", "p2.3", "p2.x.4", "p2.3.-1", "p1.5", "3.4"] {
+            assert!(bad.parse::<ConsistencyToken>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn absorbed_once_the_partition_reaches_the_position() {
+        let token = ConsistencyToken::at(1, 10);
+        assert!(!token.absorbed_by(&Checkpoint { position: 9, offset: 4 }));
+        assert!(token.absorbed_by(&Checkpoint { position: 10, offset: 5 }));
+        assert!(token.absorbed_by(&Checkpoint { position: 12, offset: 6 }));
     }
 }

@@ -28,11 +28,13 @@ pub struct Hydrated<A> {
     pub state: A,
     /// How many events it folds (0: the stream does not exist).
     pub version: u64,
+    /// The global position of the last event it folds (0: none).
+    pub position: Position,
 }
 
 impl<A: Aggregate> Default for Hydrated<A> {
     fn default() -> Self {
-        Self { state: A::default(), version: 0 }
+        Self { state: A::default(), version: 0, position: 0 }
     }
 }
 
@@ -109,8 +111,9 @@ pub enum Executed {
     Unchanged {
         /// The stream's version.
         stream_version: u64,
-        /// The store's head when the command was decided: a safe token.
-        head: Position,
+        /// Position of the stream's last event (0: none): the state the
+        /// command was decided on is absorbed once a view reaches it.
+        last_position: Position,
     },
     /// The idempotency key was used before: this is the first answer.
     Duplicate {
@@ -126,7 +129,7 @@ impl Executed {
     pub fn position(&self) -> Position {
         match self {
             Self::Appended { last_position, .. } | Self::Duplicate { last_position, .. } => *last_position,
-            Self::Unchanged { head, .. } => *head,
+            Self::Unchanged { last_position, .. } => *last_position,
         }
     }
 }
@@ -240,8 +243,10 @@ impl<A: Aggregate> CommandHandler<A> {
         loop {
             let events = current.state.handle(command).map_err(CommandError::Domain)?;
             if events.is_empty() {
-                let head = self.store.head().await?;
-                return Ok(Executed::Unchanged { stream_version: current.version, head });
+                return Ok(Executed::Unchanged {
+                    stream_version: current.version,
+                    last_position: current.position,
+                });
             }
             let metadata = context.metadata();
             let request = AppendRequest {
@@ -252,7 +257,11 @@ impl<A: Aggregate> CommandHandler<A> {
             };
             match self.store.append(request).await {
                 Ok(AppendOutcome::Appended { last_position, stream_version, .. }) => {
-                    let mut next = Hydrated { state: current.state.clone(), version: stream_version };
+                    let mut next = Hydrated {
+                        state: current.state.clone(),
+                        version: stream_version,
+                        position: last_position,
+                    };
                     for event in &events {
                         next.state.apply(event);
                     }
@@ -299,6 +308,7 @@ impl<A: Aggregate> CommandHandler<A> {
             let event = self.codec.decode_record(record)?;
             hydrated.state.apply(&event);
             hydrated.version = record.stream_version;
+            hydrated.position = record.position;
         }
         let hydrated = Arc::new(hydrated);
         self.cache.insert(stream_id.to_owned(), hydrated.clone());
@@ -320,7 +330,13 @@ impl<A: Aggregate> CommandHandler<A> {
             return Ok(Hydrated::default());
         }
         match serde_json::from_str(&snapshot.state) {
-            Ok(state) => Ok(Hydrated { state, version: snapshot.stream_version }),
+            Ok(state) => {
+                // The snapshot's last event, for the position a token names.
+                let last =
+                    self.store.read_stream(stream_id, snapshot.stream_version.saturating_sub(1)).await?;
+                let position = last.first().map_or(0, |record| record.position);
+                Ok(Hydrated { state, version: snapshot.stream_version, position })
+            }
             Err(error) => {
                 tracing::warn!(stream_id, %error, "snapshot does not decode; rebuilding from events");
                 Ok(Hydrated::default())

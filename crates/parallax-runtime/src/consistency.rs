@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parallax_core::{ConsistencyToken, Position, ReadStore, ReadStoreError};
+use parallax_core::{ConsistencyToken, Partition, Position, ReadStore, ReadStoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -17,10 +17,12 @@ use tokio::time::Instant;
 #[non_exhaustive]
 pub enum WaitError {
     /// The view has not caught up in time.
-    #[error("view {projection} is at position {reached}, the token needs {needed}")]
+    #[error("view {projection} is at position {reached} in partition {partition}, the token needs {needed}")]
     NotCaughtUp {
         /// The projection behind the view.
         projection: String,
+        /// The log partition of the token.
+        partition: Partition,
         /// Where it got to.
         reached: Position,
         /// Where the token is.
@@ -55,15 +57,16 @@ impl Freshness {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.progress.notified();
-            let reached = self.store.checkpoint(projection).await?;
-            if token.absorbed_by(reached) {
+            let reached = self.store.checkpoint(projection, token.partition).await?;
+            if token.absorbed_by(&reached) {
                 return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(WaitError::NotCaughtUp {
                     projection: projection.to_owned(),
-                    reached,
+                    partition: token.partition,
+                    reached: reached.position,
                     needed: token.position,
                 });
             }

@@ -2,7 +2,8 @@
 //!
 //! The engines that drive Parallax's ports, in the order of the data flow:
 //! ① [`command`] (command handler with a hot aggregate cache, optimistic
-//! append, bounded retry, snapshots, idempotency keys), ⑤ [`projector`]
+//! append, bounded retry, snapshots, idempotency keys), ③ [`relay`] (event
+//! store → broker under a lease), ⑤ [`projector`]
 //! (projection step and loop, checkpoint committed with the views),
 //! [`process`] (process managers: events in, commands out), and ⑦
 //! [`consistency`] (bounded waits for consistency tokens).
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod relay;
 pub mod projector;
 pub mod process;
 pub mod consistency;
@@ -24,6 +26,7 @@ mod worker;
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
 pub use consistency::{Freshness, WaitError};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
-pub use projector::{error_chain, Projector, ProjectorError};
+pub use projector::{error_chain, BatchOutcome, Projector, ProjectorError};
+pub use relay::{Relay, RelayError};
 pub use retry::RetryPolicy;
 pub use tokio_util::sync::CancellationToken;

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parallax_core::{EventLog, EventRecord, EventStore, LogError, Position};
+use parallax_core::{EventLog, EventRecord, EventStore, Leases, LogError, Position};
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::{drive, Step};
@@ -106,5 +106,32 @@ impl ProcessRunner {
             }
         })
         .await
+    }
+
+    /// Runs like [`Self::run`], but only while this process holds the lease
+    /// named after the manager, so one runner is active across processes.
+    pub async fn run_leased(&self, leases: Arc<dyn Leases>, cancel: CancellationToken) {
+        let name = self.manager.name();
+        while !cancel.is_cancelled() {
+            let lease = tokio::select! {
+                _ = cancel.cancelled() => break,
+                lease = leases.acquire(name) => lease,
+            };
+            let lease = match lease {
+                Ok(lease) => lease,
+                Err(error) => {
+                    tracing::warn!(manager = name, %error, "could not take the lease");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            tracing::info!(manager = name, epoch = lease.epoch(), "process manager active");
+            let held = cancel.child_token();
+            tokio::select! {
+                _ = lease.lost() => tracing::warn!(manager = name, "lease lost; standing by"),
+                _ = self.run(held.clone()) => {}
+            }
+            held.cancel();
+        }
     }
 }

@@ -1,53 +1,94 @@
-//! ⑤ The projector: log → projection → read store, one batch at a time.
+//! ⑤ The projector: source → projection → read store, one batch at a time.
 //!
-//! Semantics: the log delivers at least once; the projector makes the effect
-//! exactly once. Each batch is read after the projection's checkpoint, applied
-//! to a [`ViewTx`], and committed to the read store *together with* the new
-//! checkpoint, on the condition that the checkpoint has not moved meanwhile
-//! (so a second projector of the same projection, or a replay after a crash,
-//! can never apply an event twice). A crash before the commit loses nothing:
-//! the batch is read again.
+//! Semantics: the source delivers at least once (a relay may publish twice,
+//! a broker may redeliver after a rebalance); the projector makes the effect
+//! exactly once. It keeps, per source partition, the projection's checkpoint
+//! (the highest position absorbed and the source offset to resume from).
+//! Each batch skips events at or below its partition's checkpoint, applies
+//! the rest to a [`ViewTx`], and commits the view writes *together with* the
+//! moved checkpoints, on the condition that no checkpoint has moved and no
+//! document read has changed meanwhile. A second projector of the same
+//! projection (racing for a partition during a rebalance, or sharing a row
+//! across partitions) therefore never applies an event twice nor loses a
+//! write: the loser re-reads its checkpoints and seeks back. A crash before
+//! the commit loses nothing: the source is read again from the checkpoint.
 //!
 //! A poison event (one the projection cannot apply) goes to the dead-letter
 //! table with its error, its half-applied changes are taken back, and the
 //! projection goes on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parallax_core::{
-    read_store::DeadLetter, EventLog, LogError, Position, Projection, ProjectionError, ReadStore,
-    ReadStoreError, ViewBatch, ViewTx,
+    read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventSource, LogError, LogSource,
+    Partition, Projection, ProjectionError, ReadStore, ReadStoreError, ViewBatch, ViewTx,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{drive, Step};
+use crate::retry::Backoff;
+
+/// How long a caught-up projector waits on its source before polling again.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a batch was not committed. Every variant is transient: the loop retries.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectorError {
-    /// The log could not be read.
-    #[error("reading the log")]
+    /// The source could not be read.
+    #[error("reading the source")]
     Log(#[from] LogError),
-    /// The read store failed, or another projector moved the checkpoint.
+    /// The read store failed, or another projector moved first.
     #[error("writing the views")]
     ReadStore(#[from] ReadStoreError),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    /// Events delivered by the source (duplicates included).
+    pub delivered: usize,
+    /// Events applied (or dead-lettered) for the first time.
+    pub applied: usize,
 }
 
 /// Drives one projection.
 pub struct Projector {
     projection: Arc<dyn Projection>,
-    log: Arc<dyn EventLog>,
     store: Arc<dyn ReadStore>,
+    state: Mutex<SourceState>,
     batch_size: usize,
     progress: Arc<Notify>,
 }
 
+/// The source and the checkpoints of the partitions it currently gives us.
+struct SourceState {
+    source: Box<dyn EventSource>,
+    checkpoints: BTreeMap<Partition, Checkpoint>,
+}
+
 impl Projector {
-    /// A projector of `projection` from `log` into `store`, 500 events a batch.
+    /// A projector of `projection` from the embedded `log` into `store`.
     pub fn new(projection: Arc<dyn Projection>, log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>) -> Self {
-        Self { projection, log, store, batch_size: 500, progress: Arc::new(Notify::new()) }
+        Self::from_source(projection, Box::new(LogSource::new(log)), store)
+    }
+
+    /// A projector of `projection` from any `source` (a broker's consumer
+    /// group, say) into `store`, 500 events a batch.
+    pub fn from_source(
+        projection: Arc<dyn Projection>,
+        source: Box<dyn EventSource>,
+        store: Arc<dyn ReadStore>,
+    ) -> Self {
+        Self {
+            projection,
+            store,
+            state: Mutex::new(SourceState { source, checkpoints: BTreeMap::new() }),
+            batch_size: 500,
+            progress: Arc::new(Notify::new()),
+        }
     }
 
     /// At most `n` events per batch.
@@ -68,23 +109,93 @@ impl Projector {
         self.projection.name()
     }
 
-    /// Projects one batch; returns how many events it covered (0: caught up).
+    /// Projects one batch without waiting; returns how many events the
+    /// source delivered (0: caught up).
     pub async fn project_batch(&self) -> Result<usize, ProjectorError> {
-        self.step().await.map(|(events, _)| events)
+        self.step(Duration::ZERO).await.map(|outcome| outcome.delivered)
     }
 
-    /// One batch: how many events it covered, and the checkpoint afterwards.
-    async fn step(&self) -> Result<(usize, Position), ProjectorError> {
+    /// Projects until the source has nothing more right now.
+    pub async fn catch_up(&self) -> Result<(), ProjectorError> {
+        while self.step(Duration::ZERO).await?.delivered > 0 {}
+        Ok(())
+    }
+
+    /// One batch, waiting up to `wait` for the source.
+    pub async fn step(&self, wait: Duration) -> Result<BatchOutcome, ProjectorError> {
+        let mut state = self.state.lock().await;
+        let result = self.step_locked(&mut state, wait).await;
+        if result.is_err() {
+            // Whatever the source handed over was not committed: forget the
+            // checkpoints (another projector may have moved them) and read
+            // them again before the next batch.
+            let partitions: Vec<Partition> = state.checkpoints.keys().copied().collect();
+            for partition in partitions {
+                if let Err(error) = self.resume(&mut state, partition).await {
+                    tracing::warn!(projection = self.name(), partition, %error, "could not seek back");
+                    state.checkpoints.remove(&partition);
+                }
+            }
+        }
+        result
+    }
+
+    /// Loads a partition's checkpoint and points the source at it.
+    async fn resume(&self, state: &mut SourceState, partition: Partition) -> Result<(), ProjectorError> {
+        let checkpoint = self.store.checkpoint(self.name(), partition).await?;
+        state.source.seek(partition, checkpoint).await?;
+        state.checkpoints.insert(partition, checkpoint);
+        Ok(())
+    }
+
+    async fn step_locked(
+        &self,
+        state: &mut SourceState,
+        wait: Duration,
+    ) -> Result<BatchOutcome, ProjectorError> {
         let name = self.projection.name();
-        let from = self.store.checkpoint(name).await?;
-        let events = self.log.read(from, self.batch_size).await?;
-        let Some(last) = events.last() else {
-            return Ok((0, from));
-        };
-        let to = last.position;
+        let mut batch = state.source.next_batch(self.batch_size, wait).await?;
+        loop {
+            for partition in &batch.revoked {
+                state.checkpoints.remove(partition);
+            }
+            for &partition in &batch.assigned {
+                self.resume(state, partition).await?;
+            }
+            // A poll that only changed the assignment: poll again from the
+            // checkpoints just loaded.
+            if !batch.events.is_empty() || batch.assigned.is_empty() {
+                break;
+            }
+            batch = state.source.next_batch(self.batch_size, wait).await?;
+        }
+        let delivered = batch.events.len();
+        let mut moves: BTreeMap<Partition, CheckpointMove> = BTreeMap::new();
         let mut tx = ViewTx::new(self.store.as_ref());
         let mut dead_letters = Vec::new();
-        for event in &events {
+        let mut applied = 0;
+        for sourced in &batch.events {
+            let Some(&from) = state.checkpoints.get(&sourced.partition) else {
+                // Not (or no longer) ours: the partition's owner will apply it.
+                continue;
+            };
+            let movement = moves.entry(sourced.partition).or_insert(CheckpointMove {
+                partition: sourced.partition,
+                from,
+                to: from,
+            });
+            if sourced.offset < movement.to.offset {
+                // From before the resume point (a fetch that raced a seek).
+                continue;
+            }
+            movement.to.offset = movement.to.offset.max(sourced.offset + 1);
+            let event = &sourced.event;
+            if event.position <= movement.to.position {
+                // Already absorbed: a republished or redelivered duplicate.
+                continue;
+            }
+            movement.to.position = event.position;
+            applied += 1;
             tx.begin_event();
             match self.projection.apply(&mut tx, event).await {
                 Ok(()) => {}
@@ -109,41 +220,57 @@ impl Projector {
                 }
             }
         }
-        let batch = ViewBatch {
-            projection: name.to_owned(),
-            from_checkpoint: from,
-            to_checkpoint: to,
-            writes: tx.into_writes(),
-            dead_letters,
-        };
-        self.store.commit(batch).await?;
+        moves.retain(|_, movement| movement.to != movement.from);
+        if moves.is_empty() {
+            return Ok(BatchOutcome { delivered, applied: 0 });
+        }
+        let (writes, reads) = tx.into_writes();
+        let checkpoints: Vec<CheckpointMove> = moves.into_values().collect();
+        self.store
+            .commit(ViewBatch {
+                projection: name.to_owned(),
+                checkpoints: checkpoints.clone(),
+                reads,
+                writes,
+                dead_letters,
+            })
+            .await?;
+        for movement in checkpoints {
+            state.checkpoints.insert(movement.partition, movement.to);
+        }
         self.progress.notify_waiters();
-        Ok((events.len(), to))
+        Ok(BatchOutcome { delivered, applied })
     }
 
-    /// Projects until caught up with the log's head as it was when called.
-    pub async fn catch_up(&self) -> Result<Position, ProjectorError> {
-        let head = self.log.head().await?;
-        loop {
-            let (events, at) = self.step().await?;
-            if events == 0 || at >= head {
-                return Ok(at);
+    /// Projects until `cancel`, waiting on the source when caught up and
+    /// backing off after failures.
+    pub async fn run(&self, cancel: CancellationToken) {
+        let name = self.name();
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+        tracing::info!(projection = name, "projector started");
+        while !cancel.is_cancelled() {
+            let step = tokio::select! {
+                _ = cancel.cancelled() => break,
+                step = self.step(IDLE_WAIT) => step,
+            };
+            match step {
+                Ok(_) => backoff.succeeded(),
+                Err(ProjectorError::ReadStore(
+                    error @ (ReadStoreError::CheckpointMoved { .. } | ReadStoreError::Conflict { .. }),
+                )) => {
+                    tracing::debug!(projection = name, %error, "another projector moved first; re-reading");
+                }
+                Err(error) => {
+                    let delay = backoff.failed();
+                    tracing::warn!(projection = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
             }
         }
-    }
-
-    /// Projects until `cancel`, waiting on the log when caught up and backing
-    /// off after failures.
-    pub async fn run(&self, cancel: CancellationToken) {
-        drive("projector", self.projection.name(), self.log.as_ref(), &cancel, || async {
-            match self.step().await {
-                Ok((0, at)) => Ok(Step::CaughtUp(at)),
-                Ok(_) => Ok(Step::Progressed),
-                Err(ProjectorError::ReadStore(ReadStoreError::CheckpointMoved { .. })) => Ok(Step::Raced),
-                Err(error) => Err(error),
-            }
-        })
-        .await
+        tracing::info!(projection = name, "projector stopped");
     }
 }
 

@@ -20,8 +20,6 @@ pub(crate) enum Step {
     Progressed,
     /// Nothing after this position yet.
     CaughtUp(Position),
-    /// Another worker moved first; step again at once, without backing off.
-    Raced,
 }
 
 /// Runs `step` until `cancel`.
@@ -41,7 +39,6 @@ pub(crate) async fn drive<F, Fut, E>(
     while !cancel.is_cancelled() {
         match step().await {
             Ok(Step::Progressed) => backoff.succeeded(),
-            Ok(Step::Raced) => tracing::debug!(kind, name, "another worker moved the checkpoint; re-reading"),
             Ok(Step::CaughtUp(at)) => {
                 backoff.succeeded();
                 tokio::select! {

@@ -89,7 +89,7 @@ async fn a_refused_command_appends_nothing() {
     assert!(matches!(refused, Err(CommandError::Domain(BelowZero))));
     assert_eq!(store.head().await.expect("head"), 1);
     let unchanged = handler.execute("c", &0, &CommandContext::new()).await.expect("no-op");
-    assert_eq!(unchanged, Executed::Unchanged { stream_version: 1, head: 1 });
+    assert_eq!(unchanged, Executed::Unchanged { stream_version: 1, last_position: 1 });
 }
 
 #[tokio::test]

@@ -6,11 +6,13 @@
 //! compares the UTF-8 bytes: the byte order the port specifies.
 //!
 //! [`ReadStore::commit`] runs in one `BEGIN IMMEDIATE` transaction on the one
-//! write connection: it reads the projection's checkpoint, refuses the batch
-//! with [`ReadStoreError::CheckpointMoved`] (writing nothing) unless it is
-//! still at `from_checkpoint`, then applies the writes in order, stores the
-//! dead letters and moves the checkpoint. View writes and checkpoint commit
-//! together or not at all, so no event's effect is applied twice.
+//! write connection: it reads the projection's checkpoints and the revisions
+//! of the documents the batch read, refuses the batch (writing nothing) with
+//! [`ReadStoreError::CheckpointMoved`] or [`ReadStoreError::Conflict`] unless
+//! all are still as the batch saw them, then applies the writes in order
+//! (each with a fresh revision), stores the dead letters and moves the
+//! checkpoints. View writes and checkpoints commit together or not at all, so
+//! no event's effect is applied twice.
 //!
 //! Reads run on separate connections; in WAL mode they see the last commit
 //! and never wait behind one. Every SQLite call runs in `spawn_blocking`.
@@ -24,9 +26,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use parallax_core::read_store::fresh_revision;
 use parallax_core::{
-    ClusteringRange, DeadLetter, DocKey, Document, Page, Position, ReadStore, ReadStoreError, ViewBatch,
-    ViewWrite,
+    Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStore, ReadStoreError,
+    Revision, ViewBatch, ViewWrite,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -54,7 +57,11 @@ impl std::fmt::Debug for SqliteReadStore {
 
 impl SqliteReadStore {
     /// Opens (creating if needed) the read store at `path`.
+    ///
+    /// A file written by an older layout is emptied first: views are derived
+    /// data, and the projectors rebuild them from the event store.
     pub fn open(path: &Path) -> Result<Self, ReadStoreError> {
+        drop_older_layout(path)?;
         let writer: Connection = open_writer(path, "NORMAL", SCHEMA)?;
         Ok(Self {
             inner: Arc::new(Inner { writer: Mutex::new(writer), reads: Arc::new(ReadPool::new(path)) }),
@@ -64,17 +71,24 @@ impl SqliteReadStore {
 
 #[async_trait]
 impl ReadStore for SqliteReadStore {
-    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+    async fn get_with_revision(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError> {
         let (view, key) = (view.to_owned(), key.clone());
         self.inner
             .reads
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT body FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+                    "SELECT body, revision FROM documents \
+                     WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
                 )
                 .and_then(|mut statement| {
                     statement
-                        .query_row(params![view, key.partition, key.clustering], |row| json_at(row, 0))
+                        .query_row(params![view, key.partition, key.clustering], |row| {
+                            Ok((json_at(row, 0)?, u64_at(row, 1)?))
+                        })
                         .optional()
                 })
                 .map_err(|e| {
@@ -116,13 +130,24 @@ impl ReadStore for SqliteReadStore {
         .map_err(|e| ReadStoreError::store("run a commit off the async runtime", e))?
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Position, ReadStoreError> {
+    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
         let projection = projection.to_owned();
         self.inner
             .reads
             .read(move |conn| {
-                checkpoint(conn, &projection)
+                checkpoint(conn, &projection, partition)
                     .map_err(|e| ReadStoreError::store(format!("load the checkpoint of {projection}"), e))
+            })
+            .await
+    }
+
+    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
+        let projection = projection.to_owned();
+        self.inner
+            .reads
+            .read(move |conn| {
+                checkpoints(conn, &projection)
+                    .map_err(|e| ReadStoreError::store(format!("load the checkpoints of {projection}"), e))
             })
             .await
     }
@@ -184,9 +209,55 @@ fn scan(
     Ok(Page { documents, next_cursor })
 }
 
-fn checkpoint(conn: &Connection, projection: &str) -> rusqlite::Result<Position> {
-    let mut statement = conn.prepare_cached("SELECT position FROM checkpoints WHERE projection = ?1")?;
-    Ok(statement.query_row([projection], |row| u64_at(row, 0)).optional()?.unwrap_or(0))
+/// Empties a read store file whose layout predates the current one.
+fn drop_older_layout(path: &Path) -> Result<(), ReadStoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let failed = |e| ReadStoreError::store(format!("check the layout of {}", path.display()), e);
+    let conn = Connection::open(path).map_err(failed)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(failed)?;
+    if version < 2 {
+        tracing::warn!(path = %path.display(), "read store has an older layout; rebuilding the views");
+        conn.execute_batch(
+            "DROP TABLE IF EXISTS documents; DROP TABLE IF EXISTS checkpoints; DROP TABLE IF EXISTS dead_letters;",
+        )
+        .map_err(failed)?;
+    }
+    Ok(())
+}
+
+fn checkpoint_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint { position: u64_at(row, first)?, offset: u64_at(row, first + 1)? })
+}
+
+fn checkpoint(conn: &Connection, projection: &str, partition: Partition) -> rusqlite::Result<Checkpoint> {
+    let mut statement = conn.prepare_cached(
+        "SELECT position, source_offset FROM checkpoints WHERE projection = ?1 AND source_partition = ?2",
+    )?;
+    Ok(statement
+        .query_row(params![projection, partition], |row| checkpoint_at(row, 0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn checkpoints(conn: &Connection, projection: &str) -> rusqlite::Result<Vec<(Partition, Checkpoint)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT source_partition, position, source_offset FROM checkpoints \
+         WHERE projection = ?1 ORDER BY source_partition",
+    )?;
+    let rows = statement.query_map([projection], |row| Ok((row.get(0)?, checkpoint_at(row, 1)?)))?;
+    rows.collect()
+}
+
+fn revision(conn: &Connection, view: &str, key: &DocKey) -> rusqlite::Result<Revision> {
+    let mut statement = conn.prepare_cached(
+        "SELECT revision FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+    )?;
+    Ok(statement
+        .query_row(params![view, key.partition, key.clustering], |row| u64_at(row, 0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 fn dead_letters(conn: &Connection, projection: &str) -> rusqlite::Result<Vec<DeadLetter>> {
@@ -210,15 +281,28 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
     let projection = &batch.projection;
     let failed = |e| ReadStoreError::store(format!("commit a batch of {projection}"), e);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
-    let actual = checkpoint(&tx, projection).map_err(failed)?;
-    if actual != batch.from_checkpoint {
-        // Dropping `tx` rolls back; nothing was written.
-        return Err(ReadStoreError::CheckpointMoved {
-            projection: projection.clone(),
-            expected: batch.from_checkpoint,
-            actual,
-        });
+    // Dropping `tx` on a refusal rolls back; nothing was written.
+    for movement in &batch.checkpoints {
+        let actual = checkpoint(&tx, projection, movement.partition).map_err(failed)?;
+        if actual != movement.from {
+            return Err(ReadStoreError::CheckpointMoved {
+                projection: projection.clone(),
+                partition: movement.partition,
+                expected: movement.from.position,
+                actual: actual.position,
+            });
+        }
     }
+    for read in &batch.reads {
+        if revision(&tx, &read.view, &read.key).map_err(failed)? != read.revision {
+            return Err(ReadStoreError::Conflict {
+                view: read.view.clone(),
+                partition: read.key.partition.clone(),
+                clustering: read.key.clustering.clone(),
+            });
+        }
+    }
+    let revision = clamp_i64(fresh_revision());
     for write in &batch.writes {
         match write {
             ViewWrite::Put { view, key, body } => {
@@ -226,11 +310,12 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
                     ReadStoreError::store(format!("encode {view}/{}/{}", key.partition, key.clustering), e)
                 })?;
                 tx.prepare_cached(
-                    "INSERT INTO documents (view, partition, clustering, body) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (view, partition, clustering) DO UPDATE SET body = excluded.body",
+                    "INSERT INTO documents (view, partition, clustering, body, revision) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (view, partition, clustering) \
+                     DO UPDATE SET body = excluded.body, revision = excluded.revision",
                 )
                 .and_then(|mut statement| {
-                    statement.execute(params![view, key.partition, key.clustering, body])
+                    statement.execute(params![view, key.partition, key.clustering, body, revision])
                 })
                 .map_err(failed)?;
             }
@@ -261,11 +346,21 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
         })
         .map_err(failed)?;
     }
-    tx.prepare_cached(
-        "INSERT INTO checkpoints (projection, position) VALUES (?1, ?2) \
-         ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-    )
-    .and_then(|mut statement| statement.execute(params![projection, clamp_i64(batch.to_checkpoint)]))
-    .map_err(failed)?;
+    for movement in &batch.checkpoints {
+        tx.prepare_cached(
+            "INSERT INTO checkpoints (projection, source_partition, position, source_offset) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (projection, source_partition) \
+             DO UPDATE SET position = excluded.position, source_offset = excluded.source_offset",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                projection,
+                movement.partition,
+                clamp_i64(movement.to.position),
+                clamp_i64(movement.to.offset)
+            ])
+        })
+        .map_err(failed)?;
+    }
     tx.commit().map_err(failed)
 }

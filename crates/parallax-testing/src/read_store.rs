@@ -26,8 +26,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use parallax_core::{
-    ClusteringRange, DeadLetter, DocKey, Page, Position, ReadStore, ReadStoreError, ReadStoreExt, ViewBatch,
-    ViewWrite,
+    Checkpoint, CheckpointMove, ClusteringRange, DeadLetter, DocKey, Page, Partition, Position, ReadGuard,
+    ReadStore, ReadStoreError, ReadStoreExt, ViewBatch, ViewWrite,
 };
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
@@ -54,6 +54,10 @@ where
         fresh("concurrent_commits_from_one_checkpoint_apply_once").await,
     )
     .await;
+    checkpoints_are_per_partition(fresh("checkpoints_are_per_partition").await).await;
+    read_guards_refuse_a_changed_document(fresh("read_guards_refuse_a_changed_document").await).await;
+    concurrent_read_modify_writes_lose_nothing(fresh("concurrent_read_modify_writes_lose_nothing").await)
+        .await;
     writes_apply_in_order(fresh("writes_apply_in_order").await).await;
     dead_letters_are_stored_and_listed(fresh("dead_letters_are_stored_and_listed").await).await;
 }
@@ -74,17 +78,19 @@ fn delete(view: &str, partition: &str, clustering: &str) -> ViewWrite {
 
 /// Commits `writes` as one batch of [`OWNER`], moving its checkpoint by one.
 async fn write(store: &dyn ReadStore, writes: Vec<ViewWrite>) {
-    let at = store.checkpoint(OWNER).await.expect("load the checkpoint");
-    store
-        .commit(ViewBatch {
-            projection: OWNER.into(),
-            from_checkpoint: at,
-            to_checkpoint: at + 1,
-            writes,
-            dead_letters: Vec::new(),
-        })
-        .await
-        .expect("commit a batch");
+    let at = position(store, OWNER).await;
+    store.commit(batch(OWNER, at, at + 1, writes)).await.expect("commit a batch");
+}
+
+/// The checkpoint a batch ending at `position` leaves (the embedded log's
+/// offsets are positions).
+fn at(position: Position) -> Checkpoint {
+    Checkpoint { position, offset: position + 1 }
+}
+
+/// Where `projection` is in partition 0.
+async fn position(store: &dyn ReadStore, projection: &str) -> Position {
+    store.checkpoint(projection, 0).await.expect("load a checkpoint").position
 }
 
 async fn get(store: &dyn ReadStore, view: &str, partition: &str, clustering: &str) -> Option<Value> {
@@ -103,11 +109,24 @@ fn range(from: Option<&str>, to: Option<&str>, after: Option<&str>) -> Clusterin
     ClusteringRange { from: from.map(Into::into), to: to.map(Into::into), after: after.map(Into::into) }
 }
 
+/// A batch of partition 0 from position `from` to `to` (0: the empty checkpoint).
 fn batch(projection: &str, from: Position, to: Position, writes: Vec<ViewWrite>) -> ViewBatch {
+    let checkpoint = |p| if p == 0 { Checkpoint::default() } else { at(p) };
+    moving(projection, &[(0, checkpoint(from), checkpoint(to))], writes)
+}
+
+fn moving(
+    projection: &str,
+    moves: &[(Partition, Checkpoint, Checkpoint)],
+    writes: Vec<ViewWrite>,
+) -> ViewBatch {
     ViewBatch {
         projection: projection.into(),
-        from_checkpoint: from,
-        to_checkpoint: to,
+        checkpoints: moves
+            .iter()
+            .map(|&(partition, from, to)| CheckpointMove { partition, from, to })
+            .collect(),
+        reads: Vec::new(),
         writes,
         dead_letters: Vec::new(),
     }
@@ -141,7 +160,9 @@ pub async fn absent_document_is_none(store: Arc<dyn ReadStore>) {
     assert_eq!(get(&*store, "items", "p", "x").await, None);
     let page = scan(&*store, "p", ClusteringRange::default(), 10).await;
     assert_eq!(page, Page { documents: Vec::new(), next_cursor: None });
-    assert_eq!(store.checkpoint("nobody").await.expect("checkpoint"), 0);
+    assert_eq!(store.checkpoint("nobody", 0).await.expect("checkpoint"), Checkpoint::default());
+    assert!(store.checkpoints("nobody").await.expect("checkpoints").is_empty());
+    assert_eq!(store.get_with_revision("items", &DocKey::new("p", "k")).await.expect("get"), None);
     assert!(store.dead_letters("nobody").await.expect("dead letters").is_empty());
 }
 
@@ -271,13 +292,13 @@ pub async fn views_and_partitions_are_isolated(store: Arc<dyn ReadStore>) {
 /// the batch started; otherwise `CheckpointMoved` and none of it is visible.
 pub async fn commit_is_atomic_and_checked(store: Arc<dyn ReadStore>) {
     let projection = "catalog";
-    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 0);
+    assert_eq!(position(&*store, projection).await, 0);
 
     let mut stale =
         batch(projection, 3, 8, vec![put("items", "p", "a", json!(1)), put("items", "p", "b", json!(2))]);
     stale.dead_letters.push(dead_letter(projection, 5));
     match store.commit(stale).await {
-        Err(ReadStoreError::CheckpointMoved { projection: p, expected: 3, actual: 0 }) => {
+        Err(ReadStoreError::CheckpointMoved { projection: p, partition: 0, expected: 3, actual: 0 }) => {
             assert_eq!(p, projection)
         }
         other => panic!("a batch from 3 when the checkpoint is 0: expected CheckpointMoved, got {other:?}"),
@@ -285,12 +306,12 @@ pub async fn commit_is_atomic_and_checked(store: Arc<dyn ReadStore>) {
     assert_eq!(get(&*store, "items", "p", "a").await, None, "a refused batch writes nothing");
     assert_eq!(get(&*store, "items", "p", "b").await, None, "a refused batch writes nothing");
     assert!(store.dead_letters(projection).await.expect("dead letters").is_empty());
-    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 0);
+    assert_eq!(position(&*store, projection).await, 0);
 
     let first =
         batch(projection, 0, 10, vec![put("items", "p", "a", json!(1)), put("items", "p", "b", json!(2))]);
     store.commit(first).await.expect("a batch from the current checkpoint");
-    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 10);
+    assert_eq!(position(&*store, projection).await, 10);
     assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)));
 
     // Applying the same events again (a redelivery) is refused.
@@ -304,12 +325,8 @@ pub async fn commit_is_atomic_and_checked(store: Arc<dyn ReadStore>) {
     assert_eq!(get(&*store, "items", "p", "b").await, Some(json!(2)));
 
     store.commit(batch(projection, 10, 20, Vec::new())).await.expect("a batch without writes");
-    assert_eq!(store.checkpoint(projection).await.expect("checkpoint"), 20, "the checkpoint moves alone");
-    assert_eq!(
-        store.checkpoint("another-projection").await.expect("checkpoint"),
-        0,
-        "checkpoints are per projection"
-    );
+    assert_eq!(position(&*store, projection).await, 20, "the checkpoint moves alone");
+    assert_eq!(position(&*store, "another-projection").await, 0, "checkpoints are per projection");
 }
 
 /// Projectors racing with batches from one checkpoint: exactly one applies.
@@ -342,7 +359,7 @@ pub async fn concurrent_commits_from_one_checkpoint_apply_once(store: Arc<dyn Re
     assert_eq!(get(&*store, "items", "p", "winner").await, Some(json!(winner)));
     let page = scan(&*store, "p", range(Some("t"), Some("u"), None), 100).await;
     assert_eq!(keys(&page), [format!("t{winner}")], "only the winner's writes are visible");
-    assert_eq!(store.checkpoint("racing").await.expect("checkpoint"), 5);
+    assert_eq!(position(&*store, "racing").await, 5);
 }
 
 /// A batch's writes apply in their order.
@@ -383,4 +400,128 @@ pub async fn dead_letters_are_stored_and_listed(store: Arc<dyn ReadStore>) {
     assert_eq!(listed, expected);
     assert!(store.dead_letters("another-projection").await.expect("list").is_empty());
     assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)), "the batch's writes went in too");
+}
+
+/// Checkpoints are kept per source partition, and a batch moves all of its
+/// partitions or none.
+pub async fn checkpoints_are_per_partition(store: Arc<dyn ReadStore>) {
+    let projection = "orders";
+    let zero = Checkpoint::default();
+    let (p0, p3) = (Checkpoint { position: 7, offset: 3 }, Checkpoint { position: 9, offset: 5 });
+    store
+        .commit(moving(projection, &[(0, zero, p0), (3, zero, p3)], vec![put("items", "p", "a", json!(1))]))
+        .await
+        .expect("a batch over two partitions");
+    assert_eq!(store.checkpoint(projection, 0).await.expect("checkpoint"), p0);
+    assert_eq!(store.checkpoint(projection, 3).await.expect("checkpoint"), p3);
+    assert_eq!(store.checkpoint(projection, 1).await.expect("checkpoint"), zero, "untouched partition");
+    assert_eq!(store.checkpoints(projection).await.expect("checkpoints"), vec![(0, p0), (3, p3)]);
+
+    // Partition 3 is where the batch expects, partition 0 is not: nothing moves.
+    let later = Checkpoint { position: 20, offset: 9 };
+    let stale =
+        moving(projection, &[(3, p3, later), (0, zero, later)], vec![put("items", "p", "a", json!(2))]);
+    match store.commit(stale).await {
+        Err(ReadStoreError::CheckpointMoved { partition: 0, expected: 0, actual: 7, .. }) => {}
+        other => panic!("a batch with one stale partition: expected CheckpointMoved in 0, got {other:?}"),
+    }
+    assert_eq!(store.checkpoint(projection, 3).await.expect("checkpoint"), p3, "no partition moved");
+    assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)), "nothing written");
+
+    // The offset is part of the checkpoint: a batch from the right position
+    // but another offset is refused too.
+    let other_offset = Checkpoint { position: 9, offset: 4 };
+    assert!(matches!(
+        store.commit(moving(projection, &[(3, other_offset, later)], Vec::new())).await,
+        Err(ReadStoreError::CheckpointMoved { partition: 3, .. })
+    ));
+}
+
+/// A batch computed from a document that changed since is refused whole.
+pub async fn read_guards_refuse_a_changed_document(store: Arc<dyn ReadStore>) {
+    let key = DocKey::new("p", "counter");
+    write(&*store, vec![put("items", "p", "counter", json!(1))]).await;
+    let (body, first) = store.get_with_revision("items", &key).await.expect("get").expect("present");
+    assert_eq!(body, json!(1));
+    assert_ne!(first, 0, "a present document has a non-zero revision");
+    write(&*store, vec![put("items", "p", "counter", json!(2))]).await;
+    let (_, second) = store.get_with_revision("items", &key).await.expect("get").expect("present");
+    assert_ne!(first, second, "every write gives a fresh revision");
+
+    let guarded = |revision, writes| ViewBatch {
+        reads: vec![ReadGuard { view: "items".into(), key: key.clone(), revision }],
+        ..moving("sales", &[], writes)
+    };
+    match store
+        .commit(guarded(
+            first,
+            vec![put("items", "p", "counter", json!(10)), put("items", "p", "x", json!(1))],
+        ))
+        .await
+    {
+        Err(ReadStoreError::Conflict { view, partition, clustering }) => {
+            assert_eq!((view.as_str(), partition.as_str(), clustering.as_str()), ("items", "p", "counter"))
+        }
+        other => panic!("a batch read at a stale revision: expected Conflict, got {other:?}"),
+    }
+    assert_eq!(get(&*store, "items", "p", "counter").await, Some(json!(2)), "nothing written");
+    assert_eq!(get(&*store, "items", "p", "x").await, None, "nothing written");
+
+    store
+        .commit(guarded(second, vec![put("items", "p", "counter", json!(3))]))
+        .await
+        .expect("a current read");
+    assert_eq!(get(&*store, "items", "p", "counter").await, Some(json!(3)));
+
+    // Read as absent (revision 0), created since: refused.
+    let absent = DocKey::new("p", "fresh");
+    write(&*store, vec![put("items", "p", "fresh", json!(1))]).await;
+    let refused = ViewBatch {
+        reads: vec![ReadGuard { view: "items".into(), key: absent, revision: 0 }],
+        ..moving("sales", &[], vec![put("items", "p", "fresh", json!(100))])
+    };
+    assert!(matches!(store.commit(refused).await, Err(ReadStoreError::Conflict { .. })));
+    assert_eq!(get(&*store, "items", "p", "fresh").await, Some(json!(1)));
+}
+
+/// Writers that read-modify-write one document concurrently (projectors of
+/// different partitions updating one sales row) lose no update when they
+/// retry on `Conflict`.
+pub async fn concurrent_read_modify_writes_lose_nothing(store: Arc<dyn ReadStore>) {
+    const TASKS: u64 = 6;
+    const INCREMENTS: u64 = 25;
+    let key = DocKey::new("p", "total");
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (store, key) = (Arc::clone(&store), key.clone());
+        tasks.spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..INCREMENTS {
+                loop {
+                    let (total, revision) = match store.get_with_revision("items", &key).await.expect("get") {
+                        Some((body, revision)) => (body.as_u64().expect("a number"), revision),
+                        None => (0, 0),
+                    };
+                    let batch = ViewBatch {
+                        reads: vec![ReadGuard { view: "items".into(), key: key.clone(), revision }],
+                        ..moving(
+                            &format!("writer-{task}"),
+                            &[],
+                            vec![put("items", "p", "total", json!(total + 1))],
+                        )
+                    };
+                    match store.commit(batch).await {
+                        Ok(()) => break,
+                        Err(ReadStoreError::Conflict { .. }) => conflicts += 1,
+                        Err(other) => panic!("task {task}: {other:?}"),
+                    }
+                }
+            }
+            conflicts
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("a writer panicked");
+    }
+    assert_eq!(get(&*store, "items", "p", "total").await, Some(json!(TASKS * INCREMENTS)), "no update lost");
 }

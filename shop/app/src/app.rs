@@ -1,24 +1,33 @@
-//! Wiring: which stores, projectors and workers run, and the HTTP server.
+//! Wiring: which stores, workers and APIs this process runs, from its settings.
 //!
-//! The embedded shape: the event store and the read store are two SQLite
-//! files under the data folder; projectors and the checkout saga tail the
-//! event store in this process; one HTTP server serves commands and queries.
+//! The embedded shape (the default): the event store and the read store are
+//! two SQLite files under the data folder, projectors and the checkout saga
+//! tail the event store in this process, one HTTP server serves everything.
+//! The distributed shape: the event store on PostgreSQL, the relay publishing
+//! it to Kafka, projectors consuming the topic as consumer groups into a read
+//! store on PostgreSQL, and each role in processes of its own. The code that
+//! runs is the same; only these adapters differ.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use parallax_core::{EventLog, EventStore, ReadStore};
-use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Projector};
+use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
+use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
+use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
+use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Projector, Relay};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use shop_read::ShopQueries;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::commands::ShopCommands;
-use crate::config::Settings;
+use crate::config::{DbKind, LogKind, Role, Settings};
 use crate::http::{router, ApiState};
 use crate::saga::CheckoutSaga;
+
+/// The CloudEvents source of the shop's events.
+pub const EVENT_SOURCE: &str = "/parallax/shop";
 
 /// A running shop.
 pub struct RunningApp {
@@ -48,45 +57,162 @@ impl RunningApp {
     }
 }
 
-/// Opens the stores, starts the projectors, the saga and the HTTP server.
+/// The write side as this process opened it.
+struct WriteSide {
+    store: Arc<dyn EventStore>,
+    log: Arc<dyn EventLog>,
+    /// Leases across processes (PostgreSQL only).
+    leases: Option<Arc<dyn Leases>>,
+}
+
+async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
+    match settings.write_db.kind {
+        DbKind::Sqlite => {
+            let path = settings.events_path();
+            let events = SqliteEventStore::open(&path)
+                .with_context(|| format!("open event store {}", path.display()))?;
+            Ok(WriteSide { log: Arc::new(events.log()), store: Arc::new(events), leases: None })
+        }
+        DbKind::Postgres => {
+            let url = settings.write_db.url.as_deref().unwrap_or_default();
+            let pool = parallax_postgres::pool(url, settings.write_db.max_connections).await?;
+            let store = PgEventStore::new(pool.clone(), PgStoreOptions::default());
+            Ok(WriteSide {
+                log: Arc::new(store.log()),
+                store: Arc::new(store),
+                leases: Some(Arc::new(PgLeases::new(pool))),
+            })
+        }
+    }
+}
+
+async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+    Ok(match settings.read_db.kind {
+        DbKind::Sqlite => {
+            let path = settings.views_path();
+            Arc::new(
+                SqliteReadStore::open(&path)
+                    .with_context(|| format!("open read store {}", path.display()))?,
+            )
+        }
+        DbKind::Postgres => {
+            let url = settings.read_db.url.as_deref().unwrap_or_default();
+            Arc::new(PgReadStore::new(parallax_postgres::pool(url, settings.read_db.max_connections).await?))
+        }
+    })
+}
+
+fn kafka_config(settings: &Settings) -> KafkaConfig {
+    let log = &settings.log;
+    KafkaConfig::new(&log.brokers, &log.topic, log.partitions, EVENT_SOURCE)
+}
+
+/// Creates what the configured databases and log need (schemas, the topic),
+/// idempotently. SQLite files create their schema when opened.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    if settings.write_db.kind == DbKind::Postgres {
+        let url = settings.write_db.url.as_deref().unwrap_or_default();
+        let pool = parallax_postgres::pool(url, 2).await?;
+        parallax_postgres::migrate_write(&pool).await?;
+        tracing::info!(url = %parallax_postgres::redact(url), "event store schema is current");
+    }
+    if settings.read_db.kind == DbKind::Postgres {
+        let url = settings.read_db.url.as_deref().unwrap_or_default();
+        let pool = parallax_postgres::pool(url, 2).await?;
+        parallax_postgres::migrate_read(&pool).await?;
+        tracing::info!(url = %parallax_postgres::redact(url), "read store schema is current");
+    }
+    if settings.log.kind == LogKind::Kafka {
+        let status = parallax_kafka::ensure_topic(&kafka_config(settings)).await?;
+        tracing::info!(topic = %settings.log.topic, ?status, "topic is ready");
+    }
+    Ok(())
+}
+
+/// Opens what the roles need, starts their workers and the HTTP server.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
-    let data_dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
-    let events = SqliteEventStore::open(&settings.events_path())
-        .with_context(|| format!("open event store {}", settings.events_path().display()))?;
-    let log: Arc<dyn EventLog> = Arc::new(events.log());
-    let event_store: Arc<dyn EventStore> = Arc::new(events);
-    let read_store: Arc<dyn ReadStore> = Arc::new(
-        SqliteReadStore::open(&settings.views_path())
-            .with_context(|| format!("open read store {}", settings.views_path().display()))?,
-    );
+    settings.validate()?;
+    let embedded_files = settings.write_db.kind == DbKind::Sqlite || settings.read_db.kind == DbKind::Sqlite;
+    if embedded_files {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
+    }
+    let kafka = settings.log.kind == LogKind::Kafka;
+    let needs_write = settings.plays(Role::Command)
+        || settings.plays(Role::Saga)
+        || (settings.plays(Role::Relay) && kafka)
+        || (settings.plays(Role::Projector) && !kafka);
+    let needs_read = settings.plays(Role::Projector) || settings.plays(Role::Query);
+    let write = match needs_write {
+        true => Some(open_write_side(&settings).await?),
+        false => None,
+    };
+    let read_store = match needs_read {
+        true => Some(open_read_store(&settings).await?),
+        false => None,
+    };
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let progress = Arc::new(Notify::new());
     let projections = shop_read::all_projections();
-    for projection in &projections {
-        let projector = Projector::new(projection.clone(), log.clone(), read_store.clone())
-            .with_progress(progress.clone());
-        let cancel = cancel.clone();
-        tasks.spawn(async move { projector.run(cancel).await });
+
+    if let (true, Some(read_store)) = (settings.plays(Role::Projector), &read_store) {
+        for projection in &projections {
+            let source: Box<dyn EventSource> = match (&write, kafka) {
+                (_, true) => {
+                    let group = format!("{}.{}", settings.log.group, projection.name());
+                    Box::new(KafkaSource::new(&kafka_config(&settings), &group)?)
+                }
+                (Some(write), false) => Box::new(LogSource::new(write.log.clone())),
+                (None, false) => unreachable!("an embedded projector opens the write side"),
+            };
+            let projector = Projector::from_source(projection.clone(), source, read_store.clone())
+                .with_progress(progress.clone());
+            let cancel = cancel.clone();
+            tasks.spawn(async move { projector.run(cancel).await });
+        }
     }
-    let commands = Arc::new(ShopCommands::new(event_store.clone()));
-    let saga =
-        ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log.clone(), event_store.clone());
-    {
+    if let (true, true, Some(write)) = (settings.plays(Role::Relay), kafka, &write) {
+        let sink = KafkaSink::new(kafka_config(&settings))?;
+        let topic_partitions = sink.partition_count().await?;
+        anyhow::ensure!(
+            topic_partitions == Some(settings.log.partitions),
+            "topic {} has {topic_partitions:?} partitions, the configuration says {}; run `shop migrate`",
+            settings.log.topic,
+            settings.log.partitions
+        );
+        let leases = write.leases.clone().context("the relay needs leases (write_db = postgres)")?;
+        let relay = Relay::new(write.log.clone(), Arc::new(sink), leases);
         let cancel = cancel.clone();
-        tasks.spawn(async move { saga.run(cancel).await });
+        tasks.spawn(async move { relay.run(cancel).await });
+    }
+    let commands = write.as_ref().map(|write| Arc::new(ShopCommands::new(write.store.clone())));
+    if let (true, Some(write), Some(commands)) = (settings.plays(Role::Saga), &write, &commands) {
+        let saga = ProcessRunner::new(
+            Arc::new(CheckoutSaga::new(commands.clone())),
+            write.log.clone(),
+            write.store.clone(),
+        );
+        let cancel = cancel.clone();
+        let leases = write.leases.clone();
+        tasks.spawn(async move {
+            match leases {
+                Some(leases) => saga.run_leased(leases, cancel).await,
+                None => saga.run(cancel).await,
+            }
+        });
     }
 
+    let serves_queries = settings.plays(Role::Query);
     let state = ApiState {
-        commands: Some(commands),
-        queries: Some(ShopQueries::new(read_store.clone())),
-        freshness: Some(Freshness::new(read_store.clone(), progress)),
-        read_store: Some(read_store),
-        event_store: Some(event_store),
+        commands: commands.filter(|_| settings.plays(Role::Command)),
+        queries: read_store.clone().filter(|_| serves_queries).map(ShopQueries::new),
+        freshness: read_store.clone().filter(|_| serves_queries).map(|store| Freshness::new(store, progress)),
+        read_store,
+        event_store: write.as_ref().map(|write| write.store.clone()),
         projections,
+        partitions: settings.partitions(),
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -102,7 +228,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             }
         });
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), "shop listening");
+    tracing::info!(%addr, roles = ?settings.roles, write_db = ?settings.write_db.kind, log = ?settings.log.kind,
+        read_db = ?settings.read_db.kind, "shop listening");
     Ok(RunningApp { addr, cancel, tasks })
 }
 

@@ -1,24 +1,239 @@
-//! Configuration: what the shop is (where it listens, where its data lives).
+//! Configuration: which roles this process plays and which databases and
+//! log it uses.
+//!
+//! Settings come from, lowest first: the defaults (the embedded shape under
+//! `./data`), a TOML file (`--config`), environment variables `SHOP__…` with
+//! `__` between nested keys (`SHOP__WRITE_DB__URL`), and the command line.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "./data"
+//! roles = ["command", "relay", "projector", "saga", "query"]
+//!
+//! [write_db]           # the event store
+//! kind = "postgres"    # or "sqlite" (a file under data_dir)
+//! url = "postgres://parallax:parallax@127.0.0.1:5432/shop"
+//!
+//! [log]                # between write and read side
+//! kind = "kafka"       # or "embedded" (projectors tail the event store)
+//! brokers = "127.0.0.1:9092"
+//! topic = "shop.events"
+//! partitions = 8
+//! group = "shop"       # each projection consumes as group "shop.<projection>"
+//!
+//! [read_db]            # the views
+//! kind = "postgres"    # or "sqlite"
+//! url = "postgres://parallax:parallax@127.0.0.1:5432/shop_views"
+//! ```
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// What a process does; a process may play several roles.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The command API and the command handlers (write side).
+    Command,
+    /// Publishes the event store to Kafka (one active across processes).
+    Relay,
+    /// Keeps the views up to date.
+    Projector,
+    /// The checkout saga (one active across processes).
+    Saga,
+    /// The query API (read side).
+    Query,
+}
+
+impl Role {
+    /// Every role: the default.
+    pub const ALL: [Role; 5] = [Role::Command, Role::Relay, Role::Projector, Role::Saga, Role::Query];
+}
+
+/// Which database a side uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// A file under the data folder.
+    Sqlite,
+    /// A PostgreSQL database at `url`.
+    Postgres,
+}
+
+/// A database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSettings {
+    /// Which kind.
+    pub kind: DbKind,
+    /// Where (PostgreSQL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Pool size (PostgreSQL).
+    #[serde(default = "default_connections")]
+    pub max_connections: u32,
+}
+
+fn default_connections() -> u32 {
+    16
+}
+
+impl DbSettings {
+    fn sqlite() -> Self {
+        Self { kind: DbKind::Sqlite, url: None, max_connections: default_connections() }
+    }
+}
+
+/// How events travel from the write side to the read side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogKind {
+    /// Projectors tail the event store.
+    Embedded,
+    /// The relay publishes to a Kafka topic; projectors consume it.
+    Kafka,
+}
+
+/// The log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Which kind.
+    pub kind: LogKind,
+    /// Kafka bootstrap brokers.
+    pub brokers: String,
+    /// Kafka topic.
+    pub topic: String,
+    /// The topic's partition count (consistency tokens name partitions).
+    pub partitions: u32,
+    /// Consumer group prefix: each projection is group `<group>.<projection>`.
+    pub group: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            kind: LogKind::Embedded,
+            brokers: "127.0.0.1:9092".into(),
+            topic: "shop.events".into(),
+            partitions: 8,
+            group: "shop".into(),
+        }
+    }
+}
 
 /// Validated settings of a shop process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address of the HTTP API.
     pub listen: SocketAddr,
     /// Folder of the embedded databases (`events.db`, `views.db`).
     pub data_dir: PathBuf,
+    /// What this process does.
+    pub roles: BTreeSet<Role>,
+    /// The event store.
+    pub write_db: DbSettings,
+    /// The views.
+    pub read_db: DbSettings,
+    /// Between them.
+    pub log: LogSettings,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        Self::embedded("127.0.0.1:8080".parse().expect("a valid address"), PathBuf::from("./data"))
+    }
+}
+
+/// Settings that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
 impl Settings {
-    /// The write database's file.
+    /// Every role, embedded, with its databases under `data_dir`.
+    pub fn embedded(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            roles: Role::ALL.into_iter().collect(),
+            write_db: DbSettings::sqlite(),
+            read_db: DbSettings::sqlite(),
+            log: LogSettings::default(),
+        }
+    }
+
+    /// The defaults, overlaid with the TOML file `file` (if any) and the
+    /// `SHOP__…` environment, validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("SHOP__").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuses settings that cannot work, saying why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (side, db) in [("write_db", &self.write_db), ("read_db", &self.read_db)] {
+            if db.kind == DbKind::Postgres && db.url.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError(format!("{side}.kind = \"postgres\" needs {side}.url")));
+            }
+        }
+        if self.log.kind == LogKind::Kafka {
+            if self.write_db.kind != DbKind::Postgres {
+                return Err(ConfigError(
+                    "log.kind = \"kafka\" needs write_db.kind = \"postgres\" (the relay's lease lives there)"
+                        .into(),
+                ));
+            }
+            if self.log.partitions == 0 || self.log.brokers.is_empty() || self.log.topic.is_empty() {
+                return Err(ConfigError(
+                    "log.kind = \"kafka\" needs brokers, a topic and partitions >= 1".into(),
+                ));
+            }
+        }
+        if self.roles.is_empty() {
+            return Err(ConfigError("a process needs at least one role".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether this process plays `role`.
+    pub fn plays(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Partitions of the log, as consistency tokens count them.
+    pub fn partitions(&self) -> u32 {
+        match self.log.kind {
+            LogKind::Embedded => 1,
+            LogKind::Kafka => self.log.partitions,
+        }
+    }
+
+    /// The write database's file (SQLite).
     pub fn events_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
     }
 
-    /// The read database's file.
+    /// The read database's file (SQLite).
     pub fn views_path(&self) -> PathBuf {
         self.data_dir.join("views.db")
     }

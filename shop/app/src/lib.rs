@@ -14,5 +14,5 @@ pub mod saga;
 pub mod http;
 pub mod app;
 
-pub use app::{start, RunningApp};
-pub use config::Settings;
+pub use app::{migrate, start, RunningApp, EVENT_SOURCE};
+pub use config::{Role, Settings};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parallax_core::{
-    read_store::DeadLetter, ClusteringRange, DocKey, EventLog, EventStore, Page, Projection, ReadStore,
-    ReadStoreError, ViewBatch,
+    read_store::DeadLetter, Checkpoint, ClusteringRange, DocKey, EventLog, EventStore, Page, Partition,
+    Projection, ReadStore, ReadStoreError, Revision, ViewBatch,
 };
 use parallax_runtime::{CommandContext, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
@@ -116,8 +116,12 @@ struct Crashing {
 
 #[async_trait]
 impl ReadStore for Crashing {
-    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<Value>, ReadStoreError> {
-        self.inner.get(view, key).await
+    async fn get_with_revision(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<(Value, Revision)>, ReadStoreError> {
+        self.inner.get_with_revision(view, key).await
     }
     async fn scan(
         &self,
@@ -134,8 +138,11 @@ impl ReadStore for Crashing {
         }
         self.inner.commit(batch).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadStoreError> {
-        self.inner.checkpoint(projection).await
+    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
+        self.inner.checkpoint(projection, partition).await
+    }
+    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
+        self.inner.checkpoints(projection).await
     }
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         self.inner.dead_letters(projection).await
@@ -157,7 +164,7 @@ async fn stopped_and_crashing_projectors_end_equal_to_the_fold() {
         for _ in 0..5 {
             let _ = first.project_batch().await;
         }
-        let stopped_at = views.checkpoint(projection.name()).await.expect("checkpoint");
+        let stopped_at = views.checkpoint(projection.name(), 0).await.expect("checkpoint").position;
         assert!(
             stopped_at > 0 && stopped_at < log.head().await.expect("head"),
             "{} stopped mid-stream at {stopped_at}",
@@ -206,7 +213,7 @@ async fn two_projectors_of_one_projection_never_apply_an_event_twice() {
     let projections: Vec<Arc<dyn Projection>> = shop_read::all_projections();
     for projection in projections {
         assert_eq!(
-            views.checkpoint(projection.name()).await.expect("checkpoint"),
+            views.checkpoint(projection.name(), 0).await.expect("checkpoint").position,
             log.head().await.expect("head")
         );
     }
@@ -259,7 +266,10 @@ async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
             "{other} is not concerned"
         );
     }
-    assert_eq!(views.checkpoint("carts").await.expect("checkpoint"), log.head().await.expect("head"));
+    assert_eq!(
+        views.checkpoint("carts", 0).await.expect("checkpoint").position,
+        log.head().await.expect("head")
+    );
     // The projection went on, and the poison event left no trace in cart-0.
     let fold_without_poison = {
         let cart_1: Value =

@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::DateTime;
 use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewTx};
 use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
+use uuid::Uuid;
 
 use crate::views::{names, CartItemView, CartView, OrderView, ProductView, SalesView};
 
@@ -74,6 +76,7 @@ impl Projection for CatalogProjection {
                 name: name.clone(),
                 price_cents: *price_cents,
                 stock: *stock,
+                version: event.stream_version,
             };
             tx.put_as(names::CATALOG, DocKey::new(names::ALL, sku), &view);
             return Ok(());
@@ -96,8 +99,9 @@ impl Projection for CatalogProjection {
             ProductEvent::Restocked { stock, .. }
             | ProductEvent::StockReserved { stock, .. }
             | ProductEvent::StockReleased { stock, .. } => view.stock = stock,
-            ProductEvent::Registered { .. } | ProductEvent::StockReservationRejected { .. } => return Ok(()),
+            ProductEvent::Registered { .. } | ProductEvent::StockReservationRejected { .. } => {}
         }
+        view.version = event.stream_version;
         tx.put_as(names::CATALOG, key, &view);
         Ok(())
     }
@@ -140,6 +144,7 @@ impl Projection for CartProjection {
             items: Vec::new(),
             total_cents: 0,
             order_id: None,
+            version: 0,
         });
         match cart_event {
             CartEvent::ItemAdded { sku, name, unit_price_cents, quantity, .. } => {
@@ -168,6 +173,7 @@ impl Projection for CartProjection {
             item.line_total_cents = item.unit_price_cents * i64::from(item.quantity);
         }
         cart.total_cents = cart.items.iter().map(|item| item.line_total_cents).sum();
+        cart.version = event.stream_version;
         tx.put_as(names::CART, key, &cart);
         Ok(())
     }
@@ -195,6 +201,12 @@ impl Projection for OrderProjection {
         &[names::ORDER, names::CUSTOMER_ORDERS]
     }
 
+    /// The order view has two sources on two streams: the cart's
+    /// `cart.checked_out` (the order exists, pending) and the order's own
+    /// events. Behind a partitioned log they may arrive in either order, so
+    /// the view is built to reach the same state both ways: whichever comes
+    /// first creates it, `checked_out` never touches an existing one, and
+    /// `placed_at` is the checkout time carried by the order id (a UUIDv7).
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let order_event = match decode(&self.codec, event, &["cart.checked_out", "order."])? {
             Some(ShopEvent::Cart(CartEvent::CheckedOut {
@@ -204,47 +216,94 @@ impl Projection for OrderProjection {
                 lines,
                 total_cents,
             })) => {
-                let order = OrderView {
-                    order_id,
-                    customer_id,
-                    cart_id,
-                    status: "pending".into(),
-                    lines,
-                    total_cents,
-                    placed_at: event.recorded_at,
-                    rejection_reason: None,
-                };
-                save_order(tx, &order);
+                let key = DocKey::partition(order_id.to_string());
+                if tx.get(names::ORDER, &key).await?.is_none() {
+                    let order =
+                        new_order(order_id, customer_id, cart_id, "pending", lines, total_cents, event, 0);
+                    save_order(tx, &order);
+                }
                 return Ok(());
             }
             Some(ShopEvent::Order(order_event)) => order_event,
             _ => return Ok(()),
         };
+        if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents } = &order_event {
+            let key = DocKey::partition(order_id.to_string());
+            let order = match tx.get_as::<OrderView>(names::ORDER, &key).await? {
+                None => new_order(
+                    *order_id,
+                    customer_id.clone(),
+                    cart_id.clone(),
+                    "placed",
+                    lines.clone(),
+                    *total_cents,
+                    event,
+                    event.stream_version,
+                ),
+                Some(order) if order.status == "pending" => {
+                    OrderView { status: "placed".into(), version: event.stream_version, ..order }
+                }
+                // Replayed: the order has moved on.
+                Some(_) => return Ok(()),
+            };
+            save_order(tx, &order);
+            return Ok(());
+        }
         let (order_id, status) = match &order_event {
-            OrderEvent::Placed { order_id, .. } => (order_id, "placed"),
             OrderEvent::Confirmed { order_id, .. } => (order_id, "confirmed"),
             OrderEvent::Rejected { order_id, .. } => (order_id, "rejected"),
             OrderEvent::Paid { order_id, .. } => (order_id, "paid"),
             OrderEvent::Shipped { order_id } => (order_id, "shipped"),
             OrderEvent::Cancelled { order_id, .. } => (order_id, "cancelled"),
-            OrderEvent::StockRequested { .. } | OrderEvent::LineReserved { .. } => return Ok(()),
+            OrderEvent::Placed { .. }
+            | OrderEvent::StockRequested { .. }
+            | OrderEvent::LineReserved { .. } => return Ok(()),
         };
         let id = order_id.to_string();
         let mut order: OrderView = tx
             .get_as(names::ORDER, &DocKey::partition(&id))
             .await?
             .ok_or_else(|| missing("order", &id, event))?;
-        // `placed` may arrive after the saga has moved on in a replay of a
-        // partial log; it never moves an order backwards.
-        if status == "placed" && order.status != "pending" {
-            return Ok(());
-        }
         order.status = status.into();
+        order.version = event.stream_version;
         if let OrderEvent::Rejected { reason, .. } = order_event {
             order.rejection_reason = Some(reason);
         }
         save_order(tx, &order);
         Ok(())
+    }
+}
+
+/// A new order view; `placed_at` is the checkout time in the order id when
+/// it is a UUIDv7, else the event's time.
+#[allow(clippy::too_many_arguments)]
+fn new_order(
+    order_id: Uuid,
+    customer_id: String,
+    cart_id: String,
+    status: &str,
+    lines: Vec<OrderLine>,
+    total_cents: i64,
+    event: &EventRecord,
+    version: u64,
+) -> OrderView {
+    let placed_at = order_id
+        .get_timestamp()
+        .and_then(|at| {
+            let (seconds, nanos) = at.to_unix();
+            DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
+        })
+        .unwrap_or(event.recorded_at);
+    OrderView {
+        order_id,
+        customer_id,
+        cart_id,
+        status: status.into(),
+        lines,
+        total_cents,
+        placed_at,
+        rejection_reason: None,
+        version,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct ProductView {
     pub price_cents: i64,
     /// Units available (not reserved).
     pub stock: u32,
+    /// Version of the product's stream this view has absorbed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A line in a cart.
@@ -63,6 +66,9 @@ pub struct CartView {
     /// The order it became, once checked out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
+    /// Version of the cart's stream this view has absorbed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// An order, with its lines as priced at checkout.
@@ -86,6 +92,10 @@ pub struct OrderView {
     /// Why it was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
+    /// Version of the order's stream this view has absorbed (0: checked
+    /// out, not yet placed).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl OrderView {

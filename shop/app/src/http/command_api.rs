@@ -15,13 +15,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::{ConsistencyToken, IdempotencyRecord};
+use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord};
 use parallax_runtime::{CommandContext, Executed};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shop_domain::{OrderCommand, ProductCommand};
+use shop_domain::{Cart, Order, OrderCommand, Product, ProductCommand};
 use uuid::Uuid;
 
 use super::problem::ApiError;
@@ -79,7 +79,8 @@ pub async fn register_product(
         stock: request.stock,
     };
     let route = "POST /api/products";
-    run(&state, &headers, route, &body, StatusCode::CREATED, answer, |c, ctx| async move {
+    let stream = Product::stream_id(&sku);
+    run(&state, &headers, route, &stream, &body, StatusCode::CREATED, answer, |c, ctx| async move {
         c.product(&sku, command, &ctx).await
     })
     .await
@@ -118,7 +119,8 @@ async fn product_command(
 ) -> Result<Response, ApiError> {
     identifier("sku", &sku)?;
     let route = format!("POST /api/products/{sku}/{verb}");
-    run(&state, &headers, &route, body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
+    let stream = Product::stream_id(&sku);
+    run(&state, &headers, &route, &stream, body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
         c.product(&sku, command, &ctx).await
     })
     .await
@@ -135,7 +137,8 @@ pub async fn add_item(
     identifier("sku", &request.sku)?;
     let route = format!("POST /api/carts/{cart_id}/items");
     let answer = json!({ "cart_id": cart_id });
-    run(&state, &headers, &route, &body, StatusCode::OK, answer, |c, ctx| async move {
+    let stream = Cart::stream_id(&cart_id);
+    run(&state, &headers, &route, &stream, &body, StatusCode::OK, answer, |c, ctx| async move {
         c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await
     })
     .await
@@ -150,7 +153,8 @@ pub async fn remove_item(
     identifier("sku", &sku)?;
     let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
     let answer = json!({ "cart_id": cart_id });
-    run(&state, &headers, &route, b"", StatusCode::OK, answer, |c, ctx| async move {
+    let stream = Cart::stream_id(&cart_id);
+    run(&state, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
         c.remove_item(&cart_id, &sku, &ctx).await
     })
     .await
@@ -168,7 +172,8 @@ pub async fn check_out(
     let order_id = Uuid::now_v7();
     let route = format!("POST /api/carts/{cart_id}/checkout");
     let answer = json!({ "order_id": order_id, "cart_id": cart_id });
-    run(&state, &headers, &route, &body, StatusCode::ACCEPTED, answer, |c, ctx| async move {
+    let stream = Cart::stream_id(&cart_id);
+    run(&state, &headers, &route, &stream, &body, StatusCode::ACCEPTED, answer, |c, ctx| async move {
         c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
     })
     .await
@@ -209,18 +214,22 @@ async fn order_command(
         .parse::<Uuid>()
         .map_err(|_| ApiError::bad_request(format!("order id {order_id:?} is not a UUID")))?;
     let route = format!("POST /api/orders/{id}/{verb}");
-    run(&state, &headers, &route, b"", StatusCode::OK, json!({ "order_id": id }), |c, ctx| async move {
+    let stream = Order::stream_id(&id.to_string());
+    let answer = json!({ "order_id": id });
+    run(&state, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
         c.order(id, command, &ctx).await
     })
     .await
 }
 
-/// Runs a command with the request's idempotency key and answers with
-/// `answer` plus the consistency token.
+/// Runs a command on `stream` with the request's idempotency key and
+/// answers with `answer` plus the consistency token.
+#[allow(clippy::too_many_arguments)]
 async fn run<F, Fut>(
     state: &ApiState,
     headers: &HeaderMap,
     route: &str,
+    stream: &str,
     body: &[u8],
     status: StatusCode,
     answer: Value,
@@ -248,7 +257,8 @@ where
         }
         _ => answer,
     };
-    let token = ConsistencyToken::at(executed.position()).to_string();
+    let partition = partition_for(stream, state.partitions);
+    let token = ConsistencyToken::at(partition, executed.position()).to_string();
     if let Value::Object(fields) = &mut answer {
         fields.insert("token".into(), Value::String(token));
     }

@@ -36,6 +36,9 @@ pub struct ApiState {
     pub event_store: Option<Arc<dyn EventStore>>,
     /// Projections whose progress the admin view lists.
     pub projections: Vec<Arc<dyn Projection>>,
+    /// Partitions of the log: consistency tokens name the partition of the
+    /// command's stream (1 in the embedded shape).
+    pub partitions: u32,
 }
 
 /// The whole API.

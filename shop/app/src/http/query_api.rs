@@ -10,10 +10,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::ConsistencyToken;
+use parallax_core::{furthest, ConsistencyToken};
 use parallax_runtime::WaitError;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use shop_read::queries::{answered_by, Listing, DEFAULT_LIMIT, MAX_LIMIT};
 use shop_read::{QueryError, ShopQueries};
 use uuid::Uuid;
@@ -76,10 +76,12 @@ async fn ready<'a>(
     let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     match freshness.wait(projection, token, Duration::from_millis(wait)).await {
         Ok(()) => Ok(queries),
-        Err(WaitError::NotCaughtUp { projection, reached, needed }) => Err(ApiError::not_caught_up(format!(
-            "view {projection} has absorbed events up to position {reached}; the token needs {needed}; \
-             waited {wait} ms"
-        ))),
+        Err(WaitError::NotCaughtUp { projection, partition, reached, needed, .. }) => {
+            Err(ApiError::not_caught_up(format!(
+                "view {projection} has absorbed events up to position {reached} in log partition {partition}; \
+                 the token needs {needed}; waited {wait} ms"
+            )))
+        }
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
@@ -182,13 +184,19 @@ pub async fn projections(State(state): State<ApiState>) -> Result<Response, ApiE
     let mut rows = Vec::new();
     for projection in &state.projections {
         let name = projection.name();
-        let position = store.checkpoint(name).await.map_err(|e| ApiError::internal(&e))?;
+        let checkpoints = store.checkpoints(name).await.map_err(|e| ApiError::internal(&e))?;
+        let position = furthest(&checkpoints);
         let dead_letters = store.dead_letters(name).await.map_err(|e| ApiError::internal(&e))?.len();
+        let partitions: Vec<Value> = checkpoints
+            .iter()
+            .map(|(partition, at)| json!({ "partition": partition, "position": at.position, "offset": at.offset }))
+            .collect();
         rows.push(json!({
             "name": name,
             "views": projection.views(),
             "position": position,
             "lag": head.map(|head| head.saturating_sub(position)),
+            "partitions": partitions,
             "dead_letters": dead_letters,
         }));
     }

@@ -1,27 +1,36 @@
-//! The service ring's harness: a shop on port 0 over a fresh data folder.
+//! The service ring's harness: a client of the shop's HTTP API ([`TestApp`]),
+//! the embedded shop on port 0 over a fresh data folder ([`spawn_app`]), the
+//! black-box [`suite`], and the distributed shape ([`distributed`]).
 #![allow(dead_code)]
 
-use std::time::Duration;
+pub mod suite;
+pub mod distributed;
+
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use shop::{RunningApp, Settings};
 use tempfile::TempDir;
 
+/// A shop seen through its HTTP API at `base`.
 pub struct TestApp {
-    pub app: Option<RunningApp>,
     pub client: Client,
     pub base: String,
-    pub dir: TempDir,
+    /// The embedded shop this process runs, if any.
+    shop: Option<RunningApp>,
+    dir: Option<TempDir>,
 }
+
+/// How long [`TestApp::eventually`] polls.
+const EVENTUALLY: Duration = Duration::from_secs(20);
 
 /// Starts a shop in this process on a free port with a fresh data folder.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create a temp folder");
-    let settings =
-        Settings { listen: "127.0.0.1:0".parse().expect("an address"), data_dir: dir.path().into() };
+    let settings = Settings::embedded("127.0.0.1:0".parse().expect("an address"), dir.path().into());
     let app = shop::start(settings).await.expect("start the shop");
-    TestApp { base: app.url(), app: Some(app), client: Client::new(), dir }
+    TestApp { base: app.url(), shop: Some(app), client: Client::new(), dir: Some(dir) }
 }
 
 pub struct Answer {
@@ -56,6 +65,16 @@ async fn answer(response: Response) -> Answer {
 }
 
 impl TestApp {
+    /// A client of the shop at `base`, which runs elsewhere.
+    pub fn remote(base: String) -> Self {
+        Self { client: Client::new(), base, shop: None, dir: None }
+    }
+
+    /// Another client of the same shop, for concurrent tasks (it does not own the shop).
+    pub fn detached(&self) -> Self {
+        Self { client: self.client.clone(), base: self.base.clone(), shop: None, dir: None }
+    }
+
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> Answer {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -96,16 +115,21 @@ impl TestApp {
         answer.body["head"].as_u64().unwrap_or_else(|| panic!("no head in {}", answer.body))
     }
 
-    /// Polls `path` until `done` holds (the saga works asynchronously), for at most 10 s.
+    /// Polls `path` until `done` holds (the saga works asynchronously), for at most 20 s.
     pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..1_000 {
+        let deadline = Instant::now() + EVENTUALLY;
+        loop {
             let answer = self.get(path).await;
             if answer.status == StatusCode::OK && done(&answer.body) {
                 return answer.body;
             }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not reach the expected state within {EVENTUALLY:?}; last: {}",
+                answer.body
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("{path} never reached the expected state; last: {}", self.get(path).await.body)
     }
 
     pub async fn register(&self, sku: &str, name: &str, price_cents: i64, stock: i64) -> Answer {
@@ -137,8 +161,9 @@ impl TestApp {
         self.eventually(&format!("/api/orders/{order_id}"), |order| order["status"] == status).await
     }
 
+    /// Stops the embedded shop, if this client runs one.
     pub async fn stop(&mut self) {
-        if let Some(app) = self.app.take() {
+        if let Some(app) = self.shop.take() {
             app.shutdown().await;
         }
     }

@@ -1,0 +1,310 @@
+//! The HTTP black-box suite: the shop through its API only, whatever its shape.
+//!
+//! Each case is a function of a running shop; `tests/api.rs` runs every case on
+//! the embedded shop, `tests/distributed.rs` on the distributed one (one OS
+//! process per role, behind a method-routing proxy). [`for_each_case`] lists
+//! the cases once, so neither shape can miss one.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::TestApp;
+
+/// Expands `$test!(case)` for every case of the suite.
+macro_rules! for_each_case {
+    ($test:ident) => {
+        $test!(checkout_story_from_catalog_to_shipped_order);
+        $test!(an_order_lacking_stock_is_rejected_and_its_reservations_released);
+        $test!(cancelling_a_confirmed_order_releases_stock_and_takes_back_the_sale);
+        $test!(every_token_makes_the_next_query_see_its_write);
+        $test!(a_token_the_view_has_not_reached_answers_503_after_the_wait);
+        $test!(an_idempotency_key_repeats_the_first_answer_and_appends_nothing);
+        $test!(bad_input_is_refused_precisely_and_appends_nothing);
+        $test!(customer_orders_page_newest_first_with_a_cursor);
+        $test!(admin_lists_projections_with_their_lag);
+    };
+}
+pub(crate) use for_each_case;
+
+pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {
+    app.register("KB-1", "Keyboard", 4_999, 10).await;
+    let mouse = app.register("MS-1", "Mouse", 1_500, 5).await;
+
+    let catalog = app.get_after("/api/products", &mouse.token()).await;
+    assert_eq!(catalog.status, StatusCode::OK);
+    let skus: Vec<&str> = catalog.body["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| p["sku"].as_str().expect("sku"))
+        .collect();
+    assert_eq!(skus, ["KB-1", "MS-1"]);
+
+    app.add("cart-1", "KB-1", 1).await;
+    app.add("cart-1", "MS-1", 1).await;
+    let added = app.add("cart-1", "MS-1", 2).await;
+    let cart = app.get_after("/api/carts/cart-1", &added.token()).await;
+    assert_eq!(cart.status, StatusCode::OK);
+    assert_eq!(cart.body["status"], "open");
+    assert_eq!(cart.body["items"][1]["quantity"], 3);
+    assert_eq!(cart.body["total_cents"], 4_999 + 3 * 1_500);
+
+    let checkout = app.check_out("cart-1", "alice").await;
+    let order_id = checkout.body["order_id"].as_str().expect("order id").to_owned();
+    // The token makes the order visible at once, though the saga is still at work.
+    let order = app.get_after(&format!("/api/orders/{order_id}"), &checkout.token()).await;
+    assert_eq!(order.status, StatusCode::OK, "{}", order.body);
+    assert_eq!(order.body["customer_id"], "alice");
+    assert_eq!(order.body["total_cents"], 4_999 + 3 * 1_500);
+
+    let order = app.order_status(&order_id, "confirmed").await;
+    assert_eq!(
+        order["lines"][0],
+        json!({ "sku": "KB-1", "name": "Keyboard", "unit_price_cents": 4_999, "quantity": 1 })
+    );
+    let stock = app.get("/api/products/MS-1").await;
+    assert_eq!(stock.body["stock"], 2, "reserved units leave the available stock");
+
+    let paid = app.post(&format!("/api/orders/{order_id}/pay"), json!({})).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    let shipped = app.post(&format!("/api/orders/{order_id}/ship"), json!({})).await;
+    assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
+    let order = app.get_after(&format!("/api/orders/{order_id}"), &shipped.token()).await;
+    assert_eq!(order.body["status"], "shipped");
+
+    let orders = app.get_after("/api/customers/alice/orders", &shipped.token()).await;
+    assert_eq!(orders.body["orders"].as_array().expect("orders").len(), 1);
+    assert_eq!(orders.body["orders"][0]["status"], "shipped");
+    assert_eq!(orders.body["orders"][0]["lines"][1]["name"], "Mouse");
+
+    let sales = app.get_after("/api/reports/sales", &shipped.token()).await;
+    assert_eq!(
+        sales.body["sales"],
+        json!([
+            { "sku": "KB-1", "name": "Keyboard", "units": 1, "revenue_cents": 4_999 },
+            { "sku": "MS-1", "name": "Mouse", "units": 3, "revenue_cents": 4_500 },
+        ])
+    );
+    let cart = app.get("/api/carts/cart-1").await;
+    assert_eq!(cart.body["status"], "checked_out");
+    assert_eq!(cart.body["order_id"], order_id.as_str());
+}
+
+pub async fn an_order_lacking_stock_is_rejected_and_its_reservations_released(app: &TestApp) {
+    app.register("A", "Apple", 100, 10).await;
+    app.register("B", "Banana", 50, 1).await;
+    app.add("c", "A", 4).await;
+    app.add("c", "B", 2).await;
+    let order_id = app.check_out("c", "bob").await.body["order_id"].as_str().expect("order id").to_owned();
+
+    let order = app.order_status(&order_id, "rejected").await;
+    assert!(order["rejection_reason"].as_str().expect("a reason").contains('B'), "{order}");
+    let apple = app.eventually("/api/products/A", |p| p["stock"] == 10).await;
+    assert_eq!(apple["stock"], 10, "the first line's reservation was released");
+    assert_eq!(app.get("/api/products/B").await.body["stock"], 1);
+
+    let pay = app.post(&format!("/api/orders/{order_id}/pay"), json!({})).await;
+    pay.assert_problem(422);
+    let sales = app.get("/api/reports/sales").await;
+    assert_eq!(sales.body["sales"], json!([]));
+}
+
+pub async fn cancelling_a_confirmed_order_releases_stock_and_takes_back_the_sale(app: &TestApp) {
+    app.register("A", "Apple", 100, 10).await;
+    app.add("c", "A", 3).await;
+    let order_id = app.check_out("c", "carol").await.body["order_id"].as_str().expect("order id").to_owned();
+    app.order_status(&order_id, "confirmed").await;
+    app.eventually("/api/reports/sales", |s| s["sales"][0]["units"] == 3).await;
+
+    let cancelled = app.post(&format!("/api/orders/{order_id}/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    app.eventually("/api/products/A", |p| p["stock"] == 10).await;
+    let sales = app.get_after("/api/reports/sales", &cancelled.token()).await;
+    assert_eq!(sales.body["sales"][0]["units"], 0);
+    assert_eq!(sales.body["sales"][0]["revenue_cents"], 0);
+    app.post(&format!("/api/orders/{order_id}/ship"), json!({})).await.assert_problem(422);
+}
+
+pub async fn every_token_makes_the_next_query_see_its_write(app: &TestApp) {
+    app.register("P", "Pen", 100, 1).await;
+    for price in 101..141 {
+        let answer = app.post("/api/products/P/price", json!({ "price_cents": price })).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let product = app.get_after("/api/products/P", &answer.token()).await;
+        assert_eq!(product.body["price_cents"], price);
+    }
+    for quantity in 1..21 {
+        let answer = app.add("rw", "P", 1).await;
+        let cart = app.get_after("/api/carts/rw", &answer.token()).await;
+        assert_eq!(cart.body["items"][0]["quantity"], quantity);
+    }
+}
+
+pub async fn a_token_the_view_has_not_reached_answers_503_after_the_wait(app: &TestApp) {
+    app.register("P", "Pen", 100, 1).await;
+    let answer = app.get("/api/products/P?consistent_with=p2.0.999999&wait_ms=50").await;
+    answer.assert_problem(503);
+    assert!(answer.body["detail"].as_str().expect("detail").contains("999999"), "{}", answer.body);
+    app.get("/api/products?consistent_with=banana").await.assert_problem(400);
+    app.get("/api/products?consistent_with=p2.0.1&wait_ms=10001").await.assert_problem(400);
+    app.get("/api/products?wait_ms=-1").await.assert_problem(400);
+}
+
+pub async fn an_idempotency_key_repeats_the_first_answer_and_appends_nothing(app: &TestApp) {
+    app.register("P", "Pen", 100, 5).await;
+    let body = json!({ "sku": "P", "quantity": 2 });
+    let first = app.send(Method::POST, "/api/carts/k/items", Some(body.clone()), Some("key-1")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let head = app.head().await;
+    let again = app.send(Method::POST, "/api/carts/k/items", Some(body.clone()), Some("key-1")).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, first.body, "same answer, same token");
+    assert_eq!(app.head().await, head, "nothing appended");
+    let cart = app.get_after("/api/carts/k", &again.token()).await;
+    assert_eq!(cart.body["items"][0]["quantity"], 2);
+
+    let other = app
+        .send(Method::POST, "/api/carts/k/items", Some(json!({ "sku": "P", "quantity": 3 })), Some("key-1"))
+        .await;
+    other.assert_problem(422);
+    assert_eq!(app.head().await, head);
+
+    // A checkout repeated concurrently makes one order.
+    let repeats = (0..8).map(|_| {
+        app.send(
+            Method::POST,
+            "/api/carts/k/checkout",
+            Some(json!({ "customer_id": "dan" })),
+            Some("checkout-k"),
+        )
+    });
+    let answers = futures::future::join_all(repeats).await;
+    let order_ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+            a.body["order_id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(order_ids.len(), 1, "every repeat answers the first order: {order_ids:?}");
+    let order_id = order_ids.into_iter().next().expect("one order");
+    app.order_status(&order_id, "confirmed").await;
+    let orders = app.get("/api/customers/dan/orders").await;
+    assert_eq!(orders.body["orders"].as_array().expect("orders").len(), 1);
+}
+
+pub async fn bad_input_is_refused_precisely_and_appends_nothing(app: &TestApp) {
+    app.register("P", "Pen", 100, 5).await;
+    app.add("full", "P", 1).await;
+    app.add("empty", "P", 1).await;
+    let removed = app.send(Method::DELETE, "/api/carts/empty/items/P", None, None).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    let head = app.head().await;
+
+    let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![
+        (Method::POST, "/api/products", Some(json!({ "sku": "Q", "name": "Q" })), 400),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "Q", "price_cents": "ten", "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "bad sku!", "name": "Q", "price_cents": 1, "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "", "price_cents": 1, "stock": 1 })),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "Q", "name": "Q", "price_cents": 1, "stock": -1 })),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/products",
+            Some(json!({ "sku": "P", "name": "Pen", "price_cents": 1, "stock": 1 })),
+            409,
+        ),
+        (Method::POST, "/api/products/P/restock", Some(json!({ "quantity": -3 })), 422),
+        (Method::POST, "/api/products/NOPE/restock", Some(json!({ "quantity": 3 })), 404),
+        (Method::POST, "/api/products/NOPE/price", Some(json!({ "price_cents": 3 })), 404),
+        (Method::POST, "/api/carts/c/items", Some(json!({ "sku": "NOPE", "quantity": 1 })), 404),
+        (Method::POST, "/api/carts/c/items", Some(json!({ "sku": "P", "quantity": 0 })), 400),
+        (Method::POST, "/api/carts/c/items", Some(json!({ "sku": "P" })), 400),
+        (Method::DELETE, "/api/carts/nobody/items/P", None, 404),
+        (Method::DELETE, "/api/carts/full/items/NOPE", None, 404),
+        (Method::POST, "/api/carts/nobody/checkout", Some(json!({ "customer_id": "x" })), 404),
+        (Method::POST, "/api/carts/empty/checkout", Some(json!({ "customer_id": "x" })), 422),
+        (Method::POST, "/api/carts/full/checkout", Some(json!({})), 400),
+        (Method::POST, "/api/carts/full/checkout", Some(json!({ "customer_id": "no spaces" })), 400),
+        (Method::POST, "/api/orders/00000000-0000-0000-0000-000000000000/pay", None, 404),
+        (Method::POST, "/api/orders/not-a-uuid/ship", None, 400),
+        (Method::GET, "/api/orders/00000000-0000-0000-0000-000000000000", None, 404),
+        (Method::GET, "/api/carts/nobody", None, 404),
+        (Method::GET, "/api/products/NOPE", None, 404),
+        (Method::GET, "/api/customers/alice/orders?limit=0", None, 400),
+        (Method::GET, "/api/nowhere", None, 404),
+    ];
+    for (method, path, body, status) in cases {
+        let answer = app.send(method.clone(), path, body.clone(), None).await;
+        assert_eq!(answer.status.as_u16(), status, "{method} {path} {body:?}: {}", answer.body);
+        answer.assert_problem(status);
+    }
+    let malformed = app.post_raw("/api/products", "{\"sku\": ").await;
+    malformed.assert_problem(400);
+    let huge =
+        format!("{{\"sku\":\"Q\",\"name\":\"{}\",\"price_cents\":1,\"stock\":1}}", "x".repeat(70 * 1024));
+    app.post_raw("/api/products", huge).await.assert_problem(413);
+
+    assert_eq!(app.head().await, head, "refused commands appended nothing");
+    let cart = app.get("/api/carts/full").await;
+    assert_eq!(cart.body["items"][0]["quantity"], 1);
+}
+
+pub async fn customer_orders_page_newest_first_with_a_cursor(app: &TestApp) {
+    app.register("P", "Pen", 100, 100).await;
+    let mut placed = Vec::new();
+    for n in 0..5 {
+        let cart = format!("cart-{n}");
+        app.add(&cart, "P", n + 1).await;
+        placed.push(app.check_out(&cart, "erin").await);
+    }
+    let last = placed.last().expect("five orders").token();
+    let mut seen = Vec::new();
+    let mut path = "/api/customers/erin/orders?limit=2".to_owned();
+    loop {
+        let page = app.get_after(&path, &last).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for order in page.body["orders"].as_array().expect("orders") {
+            seen.push(order["order_id"].as_str().expect("id").to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/customers/erin/orders?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> =
+        placed.iter().rev().map(|a| a.body["order_id"].as_str().expect("id").to_owned()).collect();
+    assert_eq!(seen, newest_first);
+}
+
+pub async fn admin_lists_projections_with_their_lag(app: &TestApp) {
+    let registered = app.register("P", "Pen", 100, 1).await;
+    app.get_after("/api/products/P", &registered.token()).await;
+    let answer = app.get("/api/admin/projections").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let rows = answer.body["projections"].as_array().expect("projections");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["catalog", "carts", "orders", "sales"]);
+    let catalog = &rows[0];
+    assert_eq!(catalog["lag"], 0, "{catalog}");
+    assert_eq!(app.get("/health").await.body["status"], "ok");
+}

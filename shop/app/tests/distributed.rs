@@ -1,0 +1,258 @@
+//! The distributed shape: real PostgreSQL, real Kafka, each role of the shop
+//! a separate OS process (see `common/distributed.rs`).
+//!
+//! Needs `scripts/services/postgres start` and `scripts/services/kafka start`
+//! (the tests fail, naming them, when a server does not answer). Deployments
+//! run one at a time; each test stops the processes it started.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::distributed::{
+    seed_catalog, wait_orders_settled, Deployment, Load, VersionWatch, PARTITIONS, STANDARD,
+};
+use parallax_core::ReadStore;
+use parallax_postgres::PgReadStore;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// The black-box suite, each case on a fresh distributed deployment.
+mod suite_cases {
+    use crate::common::distributed::{Deployment, STANDARD};
+    use crate::common::suite;
+
+    macro_rules! distributed {
+        ($case:ident) => {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let deployment = Deployment::start(STANDARD).await;
+                suite::$case(&deployment.app).await;
+                deployment.stop().await;
+            }
+        };
+    }
+
+    suite::for_each_case!(distributed);
+}
+
+/// A little of everything: products, carts, orders confirmed and rejected,
+/// one paid and shipped.
+async fn small_workload(deployment: &Deployment) {
+    let app = &deployment.app;
+    seed_catalog(app).await;
+    let mut orders = Vec::new();
+    for n in 0..6 {
+        let cart = format!("small-{n}");
+        app.add(&cart, "A", 1 + n).await;
+        app.add(&cart, "C", 9).await;
+        app.add(&cart, "B", 2).await;
+        orders.push(app.check_out(&cart, "zoe").await.body["order_id"].as_str().expect("an id").to_owned());
+    }
+    wait_orders_settled(app, &orders).await;
+    let first = &orders[0];
+    let paid = app.post(&format!("/api/orders/{first}/pay"), json!({})).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    let shipped = app.post(&format!("/api/orders/{first}/ship"), json!({})).await;
+    assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
+    let order = app.get_after(&format!("/api/orders/{first}"), &shipped.token()).await;
+    assert_eq!(order.body["status"], "shipped", "{}", order.body);
+}
+
+/// How far the projections have got: the sum of their checkpoints.
+async fn progress(deployment: &Deployment) -> u64 {
+    let views = PgReadStore::connect(&deployment.read_url).await.expect("connect to the read store");
+    let mut sum = 0;
+    for projection in shop_read::all_projections() {
+        for (_, checkpoint) in views.checkpoints(projection.name()).await.expect("checkpoints") {
+            sum += checkpoint.position;
+        }
+    }
+    views.pool().close().await;
+    sum
+}
+
+/// Waits until the projections move beyond `since`; returns where they are.
+async fn wait_progress(deployment: &Deployment, since: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let now = progress(deployment).await;
+        if now > since {
+            return now;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "projections made no progress in 90 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An external Kafka client (kcat) reads every event with valid CloudEvents
+/// binary-mode headers, keyed and partitioned by stream, in stream order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_kafka_client_reads_every_event_as_a_cloudevent() {
+    let deployment = Deployment::start(STANDARD).await;
+    // `shop migrate` is idempotent: again on the migrated databases and topic.
+    deployment.migrate().await;
+    small_workload(&deployment).await;
+
+    let report = deployment.assert_topic_carries_the_store().await;
+    eprintln!("topic: {report:?}");
+    assert_eq!(report.duplicates, 0, "no relay crashed, yet a message repeats");
+    assert!(report.streams > 10, "products, carts and orders: {report:?}");
+    let partitions: std::collections::BTreeSet<u32> =
+        deployment.read_topic().await.iter().map(|m| m.partition).collect();
+    assert!(
+        partitions.len() > 1,
+        "{} streams all in partitions {partitions:?} of {PARTITIONS}",
+        report.streams
+    );
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
+}
+
+/// The relay is killed with SIGKILL eight times while clients send
+/// commands, each time while it is active, and restarted; in the end every
+/// committed event is on the topic and the views equal the fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_again_and_again_loses_no_event() {
+    let mut deployment = Deployment::start(STANDARD).await;
+    seed_catalog(&deployment.app).await;
+    let load = Load::start(&deployment.app, 4);
+    // Kill schedule: 300-700 ms after the relay took the lease.
+    let pauses_ms = [310, 640, 450, 700, 380, 530, 300, 590];
+    for pause in pauses_ms {
+        deployment.wait_for_log("relay", "relay active", Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        deployment.kill("relay");
+        deployment.restart("relay").await;
+    }
+    let commands = load.commands.load(std::sync::atomic::Ordering::Relaxed);
+    let orders = load.finish().await;
+    wait_orders_settled(&deployment.app, &orders).await;
+
+    let report = deployment.assert_topic_carries_the_store().await;
+    eprintln!("{commands} commands, {} orders, 8 relay kills; topic: {report:?}", orders.len());
+    assert!(orders.len() > 10, "the load placed only {} orders", orders.len());
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
+}
+
+/// Projectors killed with SIGKILL while events flow, and the consumer group
+/// rebalanced between two of them: the views equal the fold (no event lost
+/// or applied twice), and no view row's version ever goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projectors_killed_and_rebalanced_apply_every_event_once() {
+    let one_projector: Vec<(&str, &[&str])> =
+        STANDARD.iter().copied().filter(|(name, _)| *name != "projector-2").collect();
+    let mut deployment = Deployment::start(&one_projector).await;
+    seed_catalog(&deployment.app).await;
+    let load = Load::start(&deployment.app, 4);
+    let watch = VersionWatch::start(&deployment.app, &load);
+
+    let mut at = wait_progress(&deployment, 0).await;
+    deployment.add("projector-2", &["projector"]).await; // a rebalance under load
+    at = wait_progress(&deployment, at).await;
+    deployment.kill("projector-1");
+    deployment.restart("projector-1").await;
+    at = wait_progress(&deployment, at).await;
+    deployment.kill("projector-2");
+    at = wait_progress(&deployment, at).await;
+    deployment.restart("projector-2").await;
+    wait_progress(&deployment, at).await;
+
+    let commands = load.commands.load(std::sync::atomic::Ordering::Relaxed);
+    let orders = load.finish().await;
+    wait_orders_settled(&deployment.app, &orders).await;
+    let (observations, increases) = watch.finish().await;
+    eprintln!(
+        "{commands} commands, {} orders; versions observed {observations} times, {increases} increases",
+        orders.len()
+    );
+    assert!(increases > 0, "the watch saw no version move ({observations} observations)");
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
+}
+
+/// Two relays start at once; one takes the lease and publishes, the other
+/// stands by. The active one is killed with SIGKILL; the other takes over,
+/// and an event committed after the kill is in a view within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_relay_takes_over_within_five_seconds() {
+    let layout: Vec<(&str, &[&str])> = STANDARD
+        .iter()
+        .copied()
+        .flat_map(|(name, roles)| match name {
+            "relay" => vec![("relay-1", roles), ("relay-2", roles)],
+            _ => vec![(name, roles)],
+        })
+        .collect();
+    let mut deployment = Deployment::start(&layout).await;
+    let start = Instant::now();
+    let (active, standby) = loop {
+        match (
+            deployment.log("relay-1").contains("relay active"),
+            deployment.log("relay-2").contains("relay active"),
+        ) {
+            (true, true) => panic!("both relays are active"),
+            (true, false) => break ("relay-1", "relay-2"),
+            (false, true) => break ("relay-2", "relay-1"),
+            (false, false) => {
+                assert!(start.elapsed() < Duration::from_secs(30), "no relay became active in 30 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    deployment.wait_for_log(standby, "standing by", Duration::from_secs(10)).await;
+    small_workload(&deployment).await;
+    let report = deployment.assert_topic_carries_the_store().await;
+    assert_eq!(report.duplicates, 0, "only one relay publishes: {report:?}");
+    assert!(!deployment.log(standby).contains("relay active"), "{standby} became active too");
+    assert_eq!(relay_leases(&deployment).await, [("relay".to_owned(), 1)], "one relay ever took the lease");
+
+    deployment.kill(active);
+    let killed = Instant::now();
+    let added = deployment.app.add("after-kill", "A", 1).await;
+    let token = added.token();
+    let (took_lease, visible) = tokio::join!(
+        async {
+            deployment.wait_for_log(standby, "relay active", Duration::from_secs(30)).await;
+            killed.elapsed()
+        },
+        async {
+            loop {
+                let cart = deployment
+                    .app
+                    .get(&format!("/api/carts/after-kill?consistent_with={token}&wait_ms=1000"))
+                    .await;
+                if cart.status == StatusCode::OK {
+                    assert_eq!(cart.body["items"][0]["quantity"], 1, "{}", cart.body);
+                    return killed.elapsed();
+                }
+                assert_eq!(cart.status, StatusCode::SERVICE_UNAVAILABLE, "{}", cart.body);
+                assert!(killed.elapsed() < Duration::from_secs(30), "the event never reached the view");
+            }
+        }
+    );
+    eprintln!(
+        "take-over: {standby} active {took_lease:?} after the kill of {active}; \
+         an event committed after the kill was in the cart view {visible:?} after the kill"
+    );
+    assert!(visible < Duration::from_secs(5), "take-over took {visible:?}");
+    assert_eq!(
+        relay_leases(&deployment).await,
+        [("relay".to_owned(), 2)],
+        "the standby took the lease's next epoch"
+    );
+    deployment.assert_topic_carries_the_store().await;
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
+}
+
+async fn relay_leases(deployment: &Deployment) -> Vec<(String, i64)> {
+    let pool = parallax_postgres::pool(&deployment.write_url, 1).await.expect("connect to the write DB");
+    let rows = sqlx::query_as("SELECT name, epoch FROM leases WHERE name LIKE '%relay%' ORDER BY name")
+        .fetch_all(&pool)
+        .await
+        .expect("read the leases");
+    pool.close().await;
+    rows
+}
