@@ -151,6 +151,27 @@ pub struct ClusteringRange {
     pub after: Option<String>,
 }
 
+/// Where a scan starts: the tighter of `from` and `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LowerBound<'a> {
+    /// Keys at or above this one.
+    Inclusive(&'a str),
+    /// Keys strictly above this one.
+    Exclusive(&'a str),
+}
+
+impl ClusteringRange {
+    /// The tighter of `from` (inclusive) and `after` (exclusive), if any.
+    pub fn lower_bound(&self) -> Option<LowerBound<'_>> {
+        match (&self.from, &self.after) {
+            (Some(from), Some(after)) if from > after => Some(LowerBound::Inclusive(from)),
+            (_, Some(after)) => Some(LowerBound::Exclusive(after)),
+            (Some(from), None) => Some(LowerBound::Inclusive(from)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Why the read store failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -12,6 +12,14 @@
 //! Assignment changes are reported by [`next_batch`](EventSource::next_batch)
 //! before any message that depends on them; once a partition is reported
 //! revoked, none of its messages are delivered.
+//!
+//! Seeks are exact: after `seek(partition, checkpoint)`, no message of the
+//! partition below `checkpoint.offset` is delivered, and until the next seek
+//! no offset is delivered twice. Three things make it so: a new partition
+//! starts at the absolute offset 0, never at a logical one (librdkafka would
+//! look that up at the broker, and an answer arriving after the seek undoes
+//! it); librdkafka discards what it fetched before a seek; and the source
+//! itself drops any message below the partition's next expected offset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};

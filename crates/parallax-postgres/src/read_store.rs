@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use parallax_core::read_store::fresh_revision;
+use parallax_core::read_store::{fresh_revision, LowerBound};
 use parallax_core::{
     Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStore, ReadStoreError,
     Revision, ViewBatch, ViewWrite,
@@ -93,12 +93,10 @@ impl ReadStore for PgReadStore {
         if limit == 0 {
             return Ok(Page { documents: Vec::new(), next_cursor: None });
         }
-        // The tighter of `from` (inclusive) and `after` (exclusive) is the lower bound.
-        let (lower, inclusive) = match (&range.from, &range.after) {
-            (Some(from), Some(after)) if from > after => (Some(from), true),
-            (_, Some(after)) => (Some(after), false),
-            (Some(from), None) => (Some(from), true),
-            (None, None) => (None, false),
+        let (lower, inclusive) = match range.lower_bound() {
+            Some(LowerBound::Inclusive(key)) => (Some(key), true),
+            Some(LowerBound::Exclusive(key)) => (Some(key), false),
+            None => (None, false),
         };
         let rows = sqlx::query(
             "SELECT clustering, body FROM documents WHERE view = $1 AND partition = $2 \

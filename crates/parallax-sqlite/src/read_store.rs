@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use parallax_core::read_store::fresh_revision;
+use parallax_core::read_store::{fresh_revision, LowerBound};
 use parallax_core::{
     Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStore, ReadStoreError,
     Revision, ViewBatch, ViewWrite,
@@ -171,28 +171,26 @@ fn scan(
     range: &ClusteringRange,
     limit: usize,
 ) -> rusqlite::Result<Page> {
-    // The tighter of `from` (inclusive) and `after` (exclusive) is the lower bound.
-    let lower = match (&range.from, &range.after) {
-        (Some(from), Some(after)) if from > after => Some((">=", from)),
-        (_, Some(after)) => Some((">", after)),
-        (Some(from), None) => Some((">=", from)),
-        (None, None) => None,
+    let lower = match range.lower_bound() {
+        Some(LowerBound::Inclusive(key)) => Some((">=", key)),
+        Some(LowerBound::Exclusive(key)) => Some((">", key)),
+        None => None,
     };
     let mut sql = String::from("SELECT clustering, body FROM documents WHERE view = ?1 AND partition = ?2");
-    let mut bounds: Vec<&String> = Vec::new();
+    let mut bounds: Vec<&str> = Vec::new();
     if let Some((op, key)) = lower {
         bounds.push(key);
         sql.push_str(&format!(" AND clustering {op} ?{}", bounds.len() + 2));
     }
     if let Some(to) = &range.to {
-        bounds.push(to);
+        bounds.push(to.as_str());
         sql.push_str(&format!(" AND clustering < ?{}", bounds.len() + 2));
     }
     sql.push_str(&format!(" ORDER BY clustering LIMIT ?{}", bounds.len() + 3));
 
     let mut statement = conn.prepare_cached(&sql)?;
     let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&view, &partition];
-    parameters.extend(bounds.iter().map(|b| *b as &dyn rusqlite::ToSql));
+    parameters.extend(bounds.iter().map(|b| b as &dyn rusqlite::ToSql));
     // One row more than asked tells whether anything follows.
     let fetch = clamp_i64(limit.saturating_add(1));
     parameters.push(&fetch);

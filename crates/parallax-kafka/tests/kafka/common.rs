@@ -30,14 +30,19 @@ pub async fn fresh_topic(prefix: &str, partitions: u32) -> KafkaConfig {
     match ensure_topic(&config).await {
         Ok(TopicStatus::Created) => config,
         Ok(other) => panic!("fresh topic {} was {other:?}, not Created", config.topic),
-        Err(error) => panic!(
-            "cannot create topic {} on the Kafka broker at {} ({}): start one with \
-             `scripts/services/kafka start`, or point PARALLAX_TEST_KAFKA_BROKERS at one",
-            config.topic,
-            config.brokers,
-            error_chain(&error)
-        ),
+        Err(error) => panic!("{}", broker_trouble(&config, &error)),
     }
+}
+
+/// The failure message of a test that could not use the broker.
+pub fn broker_trouble(config: &KafkaConfig, error: &dyn std::error::Error) -> String {
+    format!(
+        "cannot use topic {} on the Kafka broker at {} ({}): start one with `scripts/services/kafka start`, \
+         or point PARALLAX_TEST_KAFKA_BROKERS at one",
+        config.topic,
+        config.brokers,
+        error_chain(error)
+    )
 }
 
 /// An error with its causes, for assertion messages.

@@ -158,7 +158,11 @@ async fn after_a_fatal_error_the_next_publish_starts_a_new_session() {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &config.brokers).create().expect("admin client");
     let topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2048");
-    let created = admin.create_topics([&topic], &AdminOptions::new()).await.expect("create topic");
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let created =
+        within("creating a topic", Duration::from_secs(30), admin.create_topics([&topic], &options))
+            .await
+            .unwrap_or_else(|e| panic!("{}", crate::common::broker_trouble(&config, &e)));
     assert!(created.iter().all(Result::is_ok), "{created:?}");
     assert_eq!(
         parallax_kafka::ensure_topic(&config).await.expect("topic"),

@@ -2,12 +2,14 @@
 
 use parallax_kafka::{ensure_topic, partition_count, KafkaConfig, TopicError, TopicStatus};
 
-use crate::common::{error_chain, fresh_config};
+use crate::common::{broker_trouble, error_chain, fresh_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensure_topic_is_idempotent_and_refuses_another_partition_count() {
     let config = fresh_config("topic", 5);
-    assert_eq!(partition_count(&config).await.expect("metadata"), None, "not created yet");
+    let missing =
+        partition_count(&config).await.unwrap_or_else(|e| panic!("{}", broker_trouble(&config, &e)));
+    assert_eq!(missing, None, "not created yet");
     let first = ensure_topic(&config).await.map_err(|e| error_chain(&e)).expect("created");
     assert_eq!(first, TopicStatus::Created);
     assert_eq!(ensure_topic(&config).await.expect("again"), TopicStatus::Existed);
@@ -29,7 +31,8 @@ async fn ensure_topic_is_idempotent_and_refuses_another_partition_count() {
 async fn concurrent_ensure_topic_calls_agree() {
     let config = fresh_config("race", 3);
     let (a, b) = tokio::join!(ensure_topic(&config), ensure_topic(&config));
-    let mut statuses = vec![a.expect("first"), b.expect("second")];
+    let trouble = |e: TopicError| panic!("{}", broker_trouble(&config, &e));
+    let mut statuses = vec![a.unwrap_or_else(trouble), b.unwrap_or_else(trouble)];
     statuses.sort_by_key(|s| *s == TopicStatus::Existed);
     assert_eq!(statuses, vec![TopicStatus::Created, TopicStatus::Existed]);
 }

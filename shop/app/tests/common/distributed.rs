@@ -148,6 +148,8 @@ struct Proc {
     incarnation: u32,
     /// The current incarnation's stderr.
     stderr: PathBuf,
+    /// Lines the current incarnation printed to stdout.
+    stdout_lines: Arc<AtomicUsize>,
 }
 
 /// A message of the topic, as `kcat -J` shows it.
@@ -293,7 +295,8 @@ impl Deployment {
             .env("SHOP__LOG__TOPIC", &self.topic)
             .env("SHOP__LOG__PARTITIONS", PARTITIONS.to_string())
             .env("SHOP__LOG__GROUP", &self.group)
-            .env("RUST_LOG", env_or("PARALLAX_TEST_LOG", "info"));
+            // parallax_kafka's debug lines tell when a consumer was given partitions.
+            .env("RUST_LOG", env_or("PARALLAX_TEST_LOG", "info,parallax_kafka=debug"));
     }
 
     /// `shop migrate`: the schemas of both databases and the topic.
@@ -334,11 +337,14 @@ impl Deployment {
         let mut child = command.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = child.stdout.take().expect("a piped stdout");
         let (tx, rx) = oneshot::channel();
+        let stdout_lines = Arc::new(AtomicUsize::new(0));
+        let lines = stdout_lines.clone();
         // Reads stdout to its end, so the process never blocks on it.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                lines.fetch_add(1, Ordering::Relaxed);
                 if let Some(url) = line.strip_prefix("listening on ") {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(url.trim().to_owned());
@@ -354,6 +360,7 @@ impl Deployment {
                 url: String::new(),
                 incarnation,
                 stderr,
+                stdout_lines,
             },
             rx,
         )
@@ -443,7 +450,31 @@ impl Deployment {
         }
     }
 
-    /// Fails if a process that was not killed by the test has exited.
+    /// How many non-empty partition assignments the current incarnation of a
+    /// projector process has logged (one per consumer group and rebalance).
+    pub fn assignments(&self, name: &str) -> usize {
+        self.log(name)
+            .lines()
+            .filter(|line| line.contains("Kafka partitions assigned") && !line.contains("partitions=[]"))
+            .count()
+    }
+
+    /// Waits until a projector process has logged `at_least` non-empty assignments.
+    pub async fn wait_for_assignments(&self, name: &str, at_least: usize) {
+        let start = Instant::now();
+        while self.assignments(name) < at_least {
+            assert!(
+                start.elapsed() < CATCH_UP,
+                "{name} logged {} partition assignments in {CATCH_UP:?}, not {at_least}:\n{}",
+                self.assignments(name),
+                self.tail(name, 40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fails if a process that was not killed by the test has exited, or
+    /// printed anything but its `listening on` line to stdout.
     pub fn assert_running(&mut self) {
         let mut exited = Vec::new();
         for proc in &mut self.procs {
@@ -451,6 +482,12 @@ impl Deployment {
                 if let Ok(Some(status)) = child.try_wait() {
                     exited.push(format!("{} ({status})", proc.name));
                 }
+                let lines = proc.stdout_lines.load(Ordering::Relaxed);
+                assert_eq!(
+                    lines, 1,
+                    "{} printed {lines} lines to stdout, not just `listening on`",
+                    proc.name
+                );
             }
         }
         assert!(exited.is_empty(), "processes exited on their own: {exited:?}");
@@ -985,6 +1022,10 @@ pub async fn seed_catalog(app: &TestApp) {
     app.register("D", "Date", 310, 1_000_000).await;
 }
 
+/// Carts that grow for as long as a load runs (each client adds to one of
+/// them every round), so their versions move all along.
+pub const LONG_LIVED_CARTS: [&str; 2] = ["long-lived-0", "long-lived-1"];
+
 /// Concurrent clients filling carts and checking them out until stopped.
 pub struct Load {
     stop: CancellationToken,
@@ -1025,7 +1066,7 @@ impl Load {
                             app.add(&cart, skus[(client + n + line) % 4], 1 + ((n + line) % 3) as i64).await;
                             commands.fetch_add(1, Ordering::Relaxed);
                         }
-                        if n % 3 == 0 {
+                        if n.is_multiple_of(3) {
                             let sku = skus[(client + n) % 4];
                             let removed = app
                                 .send(Method::DELETE, &format!("/api/carts/{cart}/items/{sku}"), None, None)
@@ -1038,6 +1079,8 @@ impl Load {
                             );
                             commands.fetch_add(1, Ordering::Relaxed);
                         }
+                        app.add(LONG_LIVED_CARTS[client % LONG_LIVED_CARTS.len()], "B", 1).await;
+                        commands.fetch_add(1, Ordering::Relaxed);
                         let placed = app.check_out(&cart, &format!("customer-{client}")).await;
                         commands.fetch_add(1, Ordering::Relaxed);
                         let order = placed.body["order_id"].as_str().expect("an order id").to_owned();
@@ -1071,8 +1114,9 @@ pub async fn wait_orders_settled(app: &TestApp, orders: &[String]) {
     }
 }
 
-/// Polls the newest carts and orders of a load while it runs, and fails if
-/// a view row's `version` ever goes down.
+/// Polls carts and orders of a load while it runs (the long-lived carts, the
+/// first and the newest orders, the newest carts), and fails if a view row's
+/// `version` ever goes down.
 pub struct VersionWatch {
     stop: CancellationToken,
     task: JoinHandle<(usize, usize)>,
@@ -1089,17 +1133,14 @@ impl VersionWatch {
             let mut seen: HashMap<String, u64> = HashMap::new();
             let (mut observations, mut increases) = (0, 0);
             while !cancel.is_cancelled() {
-                let mut paths: Vec<String> = Vec::new();
-                for cart in newest(&carts, 4) {
-                    paths.push(format!("/api/carts/{cart}"));
-                }
-                for order in newest(&orders, 4) {
-                    paths.push(format!("/api/orders/{order}"));
-                }
-                if paths.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
+                let first_orders: Vec<String> =
+                    orders.lock().expect("orders").iter().take(4).cloned().collect();
+                let carts = LONG_LIVED_CARTS.iter().map(|c| (*c).to_owned()).chain(newest(&carts, 2));
+                let orders = first_orders.into_iter().chain(newest(&orders, 4));
+                let paths: Vec<String> = carts
+                    .map(|cart| format!("/api/carts/{cart}"))
+                    .chain(orders.map(|order| format!("/api/orders/{order}")))
+                    .collect();
                 for path in paths {
                     let answer = app.get(&path).await;
                     if answer.status.as_u16() == 404 {
