@@ -69,6 +69,23 @@ pub async fn ensure_topic(config: &KafkaConfig) -> Result<TopicStatus, TopicErro
     }
 }
 
+/// Deletes the configured topic and everything on it; a missing topic is
+/// fine. For tests and tools: a running system keeps its topic.
+pub async fn delete_topic(config: &KafkaConfig) -> Result<(), TopicError> {
+    let admin = admin_client(config)?;
+    let options =
+        AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+    let deleting = |source| TopicError::Kafka { action: "deleting", topic: config.topic.clone(), source };
+    let results = admin.delete_topics(&[config.topic.as_str()], &options).await.map_err(deleting)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((_, code)) => return Err(deleting(KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}
+
 /// The partition count of the configured topic, or `None` if it does not exist.
 pub async fn partition_count(config: &KafkaConfig) -> Result<Option<u32>, TopicError> {
     let admin = admin_client(config)?;

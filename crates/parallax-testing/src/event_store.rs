@@ -532,7 +532,11 @@ pub async fn concurrent_appends_with_one_key_append_once(store: Arc<dyn EventSto
         assert_eq!(stored.last_position, last_position);
         assert_eq!(stored.record.fingerprint, format!("sha256:{task}"), "the winner's record");
     }
-    assert_eq!(head(&*store).await, before + 1, "exactly one event was written");
+    // Positions may have gaps (a store may hand out positions to appends that
+    // turn out duplicates): count the events instead.
+    let written = store.read_all(before, 1_000).await.expect("read all");
+    assert_eq!(written.len(), 1, "exactly one event was written");
+    assert_eq!(written[0].position, last_position);
     for other in 0..TASKS {
         let written = store.read_stream(&format!("idem-race-{other}"), 0).await.expect("read").len();
         assert_eq!(written, usize::from(other == task), "stream idem-race-{other}");

@@ -138,7 +138,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
     }
     let kafka = settings.log.kind == LogKind::Kafka;
+    // A query process opens the write side only to report the head beside
+    // the projections' positions (`/api/admin/projections`); it never writes.
     let needs_write = settings.plays(Role::Command)
+        || settings.plays(Role::Query)
         || settings.plays(Role::Saga)
         || (settings.plays(Role::Relay) && kafka)
         || (settings.plays(Role::Projector) && !kafka);

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::distributed::{
@@ -125,13 +126,15 @@ async fn a_relay_killed_again_and_again_loses_no_event() {
         deployment.kill("relay");
         deployment.restart("relay").await;
     }
-    let commands = load.commands.load(std::sync::atomic::Ordering::Relaxed);
+    let commands = load.commands.load(Ordering::Relaxed);
     let orders = load.finish().await;
     wait_orders_settled(&deployment.app, &orders).await;
 
     let report = deployment.assert_topic_carries_the_store().await;
     eprintln!("{commands} commands, {} orders, 8 relay kills; topic: {report:?}", orders.len());
     assert!(orders.len() > 10, "the load placed only {} orders", orders.len());
+    let epochs = pauses_ms.len() as i64 + 1;
+    assert_eq!(relay_leases(&deployment).await, [("relay".to_owned(), epochs)], "one epoch per relay start");
     deployment.assert_views_equal_the_fold().await;
     deployment.stop().await;
 }
@@ -174,7 +177,7 @@ async fn projectors_killed_and_rebalanced_apply_every_event_once() {
     wait_progress(&deployment, at).await;
     step("projector-2 is back in every group; stop the load");
 
-    let commands = load.commands.load(std::sync::atomic::Ordering::Relaxed);
+    let commands = load.commands.load(Ordering::Relaxed);
     let orders = load.finish().await;
     wait_orders_settled(&deployment.app, &orders).await;
     let (observations, increases) = watch.finish().await;

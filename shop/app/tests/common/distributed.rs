@@ -397,11 +397,6 @@ impl Deployment {
         self.await_listening(name, listening).await;
     }
 
-    /// The pid of a running process.
-    pub fn pid(&self, name: &str) -> u32 {
-        self.proc(name).child.as_ref().unwrap_or_else(|| panic!("{name} is not running")).id()
-    }
-
     /// SIGKILL to one process this deployment started (by its pid), and reaps it.
     pub fn kill(&mut self, name: &str) {
         let proc = self.proc_mut(name);
@@ -498,6 +493,7 @@ impl Deployment {
         self.assert_running();
         self.kill_all();
         drop_databases(&self.services.postgres, &self.databases).await;
+        delete_topic(&self.services.brokers, &self.topic).await;
         self.cleaned = true;
     }
 
@@ -737,14 +733,26 @@ impl Drop for Deployment {
         if !self.cleaned {
             let admin = self.services.postgres.clone();
             let databases = self.databases.clone();
+            let (brokers, topic) = (self.services.brokers.clone(), self.topic.clone());
             // Best effort, on a runtime of its own (this may run while a panic unwinds).
             let _ = std::thread::spawn(move || {
                 if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    runtime.block_on(drop_databases(&admin, &databases));
+                    runtime.block_on(async {
+                        drop_databases(&admin, &databases).await;
+                        delete_topic(&brokers, &topic).await;
+                    });
                 }
             })
             .join();
         }
+    }
+}
+
+/// Deletes a test topic (best effort).
+async fn delete_topic(brokers: &str, topic: &str) {
+    let config = parallax_kafka::KafkaConfig::new(brokers, topic, PARTITIONS, shop::EVENT_SOURCE);
+    if let Err(error) = parallax_kafka::delete_topic(&config).await {
+        eprintln!("could not delete test topic {topic}: {error}");
     }
 }
 

@@ -27,9 +27,11 @@ macro_rules! for_each_case {
 pub(crate) use for_each_case;
 
 pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {
-    app.register("KB-1", "Keyboard", 4_999, 10).await;
+    let keyboard = app.register("KB-1", "Keyboard", 4_999, 10).await;
     let mouse = app.register("MS-1", "Mouse", 1_500, 5).await;
 
+    // Each token covers its own write's partition: the listing needs both.
+    app.get_after("/api/products", &keyboard.token()).await;
     let catalog = app.get_after("/api/products", &mouse.token()).await;
     assert_eq!(catalog.status, StatusCode::OK);
     let skus: Vec<&str> = catalog.body["products"]
@@ -86,14 +88,14 @@ pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {
             { "sku": "MS-1", "name": "Mouse", "units": 3, "revenue_cents": 4_500 },
         ])
     );
-    let cart = app.get("/api/carts/cart-1").await;
+    let cart = app.get_after("/api/carts/cart-1", &checkout.token()).await;
     assert_eq!(cart.body["status"], "checked_out");
     assert_eq!(cart.body["order_id"], order_id.as_str());
 }
 
 pub async fn an_order_lacking_stock_is_rejected_and_its_reservations_released(app: &TestApp) {
     app.register("A", "Apple", 100, 10).await;
-    app.register("B", "Banana", 50, 1).await;
+    let banana = app.register("B", "Banana", 50, 1).await;
     app.add("c", "A", 4).await;
     app.add("c", "B", 2).await;
     let order_id = app.check_out("c", "bob").await.body["order_id"].as_str().expect("order id").to_owned();
@@ -102,7 +104,8 @@ pub async fn an_order_lacking_stock_is_rejected_and_its_reservations_released(ap
     assert!(order["rejection_reason"].as_str().expect("a reason").contains('B'), "{order}");
     let apple = app.eventually("/api/products/A", |p| p["stock"] == 10).await;
     assert_eq!(apple["stock"], 10, "the first line's reservation was released");
-    assert_eq!(app.get("/api/products/B").await.body["stock"], 1);
+    // B's registration may be in another partition than A's: wait for it.
+    assert_eq!(app.get_after("/api/products/B", &banana.token()).await.body["stock"], 1);
 
     let pay = app.post(&format!("/api/orders/{order_id}/pay"), json!({})).await;
     pay.assert_problem(422);
@@ -196,7 +199,7 @@ pub async fn an_idempotency_key_repeats_the_first_answer_and_appends_nothing(app
 
 pub async fn bad_input_is_refused_precisely_and_appends_nothing(app: &TestApp) {
     app.register("P", "Pen", 100, 5).await;
-    app.add("full", "P", 1).await;
+    let full = app.add("full", "P", 1).await;
     app.add("empty", "P", 1).await;
     let removed = app.send(Method::DELETE, "/api/carts/empty/items/P", None, None).await;
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
@@ -266,7 +269,7 @@ pub async fn bad_input_is_refused_precisely_and_appends_nothing(app: &TestApp) {
     app.post_raw("/api/products", huge).await.assert_problem(413);
 
     assert_eq!(app.head().await, head, "refused commands appended nothing");
-    let cart = app.get("/api/carts/full").await;
+    let cart = app.get_after("/api/carts/full", &full.token()).await;
     assert_eq!(cart.body["items"][0]["quantity"], 1);
 }
 
@@ -277,6 +280,10 @@ pub async fn customer_orders_page_newest_first_with_a_cursor(app: &TestApp) {
         let cart = format!("cart-{n}");
         app.add(&cart, "P", n + 1).await;
         placed.push(app.check_out(&cart, "erin").await);
+    }
+    // A token covers its own write's partition: wait for every order, not just the last.
+    for checkout in &placed {
+        app.get_after("/api/customers/erin/orders?limit=1", &checkout.token()).await;
     }
     let last = placed.last().expect("five orders").token();
     let mut seen = Vec::new();
