@@ -44,7 +44,9 @@ use crate::error::ConfigError;
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("partition.assignment.strategy", "cooperative-sticky"),
-    ("session.timeout.ms", "10000"),
+    // The broker's smallest allowed session by default: a consumer that dies
+    // without leaving (SIGKILL) hands its partitions over after 6 s.
+    ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
     ("fetch.wait.max.ms", "10"),
     ("enable.partition.eof", "false"),

@@ -238,3 +238,70 @@ impl Settings {
         self.data_dir.join("views.db")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_the_embedded_shape() {
+        Jail::expect_with(|_| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings, Settings::default());
+            assert_eq!(settings.roles.len(), 5);
+            assert_eq!(settings.partitions(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                r#"
+                roles = ["query"]
+                [write_db]
+                kind = "postgres"
+                url = "postgres://u:p@127.0.0.1:5432/events"
+                [log]
+                kind = "kafka"
+                partitions = 8
+                [read_db]
+                kind = "postgres"
+                url = "postgres://u:p@127.0.0.1:5432/views"
+                "#,
+            )?;
+            jail.set_env("SHOP__LOG__PARTITIONS", "4");
+            jail.set_env("SHOP__READ_DB__URL", "postgres://u:p@127.0.0.1:5432/other");
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.roles, [Role::Query].into_iter().collect());
+            assert_eq!(settings.log.kind, LogKind::Kafka);
+            assert_eq!(settings.partitions(), 4);
+            assert_eq!(settings.write_db.url.as_deref(), Some("postgres://u:p@127.0.0.1:5432/events"));
+            assert_eq!(settings.read_db.url.as_deref(), Some("postgres://u:p@127.0.0.1:5432/other"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_precisely() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SHOP__WRITE_DB__KIND", "postgres");
+            let error = Settings::load(None).expect_err("postgres without a URL");
+            assert!(error.to_string().contains("write_db.url"), "{error}");
+            jail.set_env("SHOP__WRITE_DB__URL", "postgres://u:p@127.0.0.1/e");
+            jail.set_env("SHOP__LOG__KIND", "kafka");
+            jail.set_env("SHOP__LOG__PARTITIONS", "0");
+            let error = Settings::load(None).expect_err("zero partitions");
+            assert!(error.to_string().contains("partitions"), "{error}");
+            jail.set_env("SHOP__LOG__KIND", "carrier-pigeon");
+            let error = Settings::load(None).expect_err("an unknown log kind");
+            assert!(error.to_string().contains("carrier-pigeon"), "{error}");
+            let missing = Settings::load(Some(Path::new("nowhere.toml"))).expect_err("a missing file");
+            assert!(missing.to_string().contains("nowhere.toml"), "{missing}");
+            Ok(())
+        });
+    }
+}
