@@ -127,6 +127,14 @@ pub trait EventSource: Send {
     async fn head(&self) -> Result<Option<Position>, LogError> {
         Ok(None)
     }
+
+    /// Whether events come from more than one partition, so that batches of
+    /// concurrent consumers may move different checkpoints and still touch
+    /// the same document (then the projector guards what it read). A source
+    /// with one partition serializes its consumers on that one checkpoint.
+    fn partitioned(&self) -> bool {
+        true
+    }
 }
 
 /// The broker side of the relay: where events are published.
@@ -180,6 +188,10 @@ impl EventSource for LogSource {
 
     async fn head(&self) -> Result<Option<Position>, LogError> {
         self.log.head().await.map(Some)
+    }
+
+    fn partitioned(&self) -> bool {
+        false
     }
 }
 
