@@ -1,16 +1,47 @@
 //! ⑦ Read-your-writes on request: wait, bounded, until a view has absorbed a token.
 //!
-//! The waiter reads the projection's checkpoint from the read store (so it
-//! works when the projector runs in another process) and sleeps between
-//! reads; a projector in the same process wakes it at once through a shared
-//! [`Notify`].
+//! A projector in the same process publishes every checkpoint it commits on
+//! a shared [`Progress`] board and wakes the waiters, which check the board
+//! (no I/O), so a thousand waiters cost nothing per commit. Only when the
+//! board does not show the token absorbed does a waiter read the checkpoint
+//! from the read store (the projector may run in another process), at most
+//! once per poll interval.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use parallax_core::{ConsistencyToken, Partition, Position, ReadStore, ReadStoreError};
+use parallax_core::{Checkpoint, ConsistencyToken, Partition, Position, ReadStore, ReadStoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// The checkpoints the projectors of this process have committed, and a
+/// wake-up for whoever waits on them.
+#[derive(Debug, Default)]
+pub struct Progress {
+    reached: Mutex<HashMap<(String, Partition), Position>>,
+    changed: Notify,
+}
+
+impl Progress {
+    /// Records that `projection` committed `checkpoint` in `partition`.
+    pub fn advance(&self, projection: &str, partition: Partition, checkpoint: Checkpoint) {
+        let mut reached = self.reached.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = reached.entry((projection.to_owned(), partition)).or_default();
+        *at = (*at).max(checkpoint.position);
+    }
+
+    /// Wakes every waiter (after a commit's checkpoints are recorded).
+    pub fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// The furthest position this process saw `projection` commit in `partition`.
+    pub fn reached(&self, projection: &str, partition: Partition) -> Position {
+        let reached = self.reached.lock().unwrap_or_else(PoisonError::into_inner);
+        reached.get(&(projection.to_owned(), partition)).copied().unwrap_or(0)
+    }
+}
 
 /// Why a wait ended without the token absorbed.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +68,13 @@ pub enum WaitError {
 #[derive(Clone)]
 pub struct Freshness {
     store: Arc<dyn ReadStore>,
-    progress: Arc<Notify>,
+    progress: Arc<Progress>,
     poll: Duration,
 }
 
 impl Freshness {
     /// A waiter over `store`, woken early by `progress`.
-    pub fn new(store: Arc<dyn ReadStore>, progress: Arc<Notify>) -> Self {
+    pub fn new(store: Arc<dyn ReadStore>, progress: Arc<Progress>) -> Self {
         Self { store, progress, poll: Duration::from_millis(10) }
     }
 
@@ -55,25 +86,37 @@ impl Freshness {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = Instant::now() + timeout;
+        let absorbed = |position| position >= token.position;
+        let mut next_read = Instant::now();
+        let mut reached = 0;
         loop {
-            let notified = self.progress.notified();
-            let reached = self.store.checkpoint(projection, token.partition).await?;
-            if token.absorbed_by(&reached) {
+            let notified = self.progress.changed.notified();
+            reached = reached.max(self.progress.reached(projection, token.partition));
+            if absorbed(reached) {
                 return Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_read {
+                // Not seen here: maybe a projector in another process moved it.
+                let stored = self.store.checkpoint(projection, token.partition).await?;
+                reached = reached.max(stored.position);
+                if token.absorbed_by(&stored) {
+                    return Ok(());
+                }
+                next_read = Instant::now() + self.poll;
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(WaitError::NotCaughtUp {
                     projection: projection.to_owned(),
                     partition: token.partition,
-                    reached: reached.position,
+                    reached,
                     needed: token.position,
                 });
             }
-            let nap = self.poll.min(deadline - now);
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep(nap) => {}
+                _ = tokio::time::sleep_until(next_read.min(deadline)) => {}
             }
         }
     }

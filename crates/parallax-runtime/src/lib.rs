@@ -24,7 +24,7 @@ pub mod retry;
 mod worker;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
-pub use consistency::{Freshness, WaitError};
+pub use consistency::{Freshness, Progress, WaitError};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
 pub use projector::{error_chain, BatchOutcome, Projector, ProjectorError};
 pub use relay::{Relay, RelayError};

@@ -25,9 +25,10 @@ use parallax_core::{
     read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventSource, LogError, LogSource,
     Partition, Projection, ProjectionError, ReadStore, ReadStoreError, ViewBatch, ViewTx,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::consistency::Progress;
 use crate::retry::Backoff;
 
 /// How long a caught-up projector waits on its source before polling again.
@@ -60,7 +61,7 @@ pub struct Projector {
     store: Arc<dyn ReadStore>,
     state: Mutex<SourceState>,
     batch_size: usize,
-    progress: Arc<Notify>,
+    progress: Arc<Progress>,
 }
 
 /// The source and the checkpoints of the partitions it currently gives us.
@@ -87,7 +88,7 @@ impl Projector {
             store,
             state: Mutex::new(SourceState { source, checkpoints: BTreeMap::new() }),
             batch_size: 500,
-            progress: Arc::new(Notify::new()),
+            progress: Arc::new(Progress::default()),
         }
     }
 
@@ -97,9 +98,9 @@ impl Projector {
         self
     }
 
-    /// Notifies `progress` after every committed batch (consistency waiters
-    /// listen to it).
-    pub fn with_progress(mut self, progress: Arc<Notify>) -> Self {
+    /// Publishes every committed checkpoint on `progress` and wakes its
+    /// waiters (consistency waits in this process listen to it).
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
         self.progress = progress;
         self
     }
@@ -242,8 +243,9 @@ impl Projector {
             .await?;
         for movement in checkpoints {
             state.checkpoints.insert(movement.partition, movement.to);
+            self.progress.advance(name, movement.partition, movement.to);
         }
-        self.progress.notify_waiters();
+        self.progress.notify();
         Ok(BatchOutcome { delivered, applied })
     }
 

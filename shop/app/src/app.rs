@@ -15,10 +15,9 @@ use anyhow::Context;
 use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
-use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Projector, Relay};
+use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Progress, Projector, Relay};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use shop_read::ShopQueries;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::commands::ShopCommands;
@@ -157,7 +156,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let progress = Arc::new(Notify::new());
+    let progress = Arc::new(Progress::default());
     let projections = shop_read::all_projections();
 
     if let (true, Some(read_store)) = (settings.plays(Role::Projector), &read_store) {
