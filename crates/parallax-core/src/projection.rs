@@ -36,6 +36,14 @@ pub trait Projection: Send + Sync {
 
     /// Applies one event; reads and writes go through `tx`.
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
+
+    /// The documents `apply` will read for `event`: the projector fetches
+    /// those of a whole batch in one round trip before applying it. A hint
+    /// only: a key missing here is read when asked for, an extra one costs a
+    /// read.
+    fn prefetch(&self, _event: &EventRecord) -> Vec<(&'static str, DocKey)> {
+        Vec::new()
+    }
 }
 
 /// A document's address in a batch: view and key.
@@ -79,6 +87,30 @@ impl<'a> ViewTx<'a> {
         };
         self.read.insert(address, (body.clone(), revision));
         Ok(body)
+    }
+
+    /// Reads every document of `keys` the batch has not seen yet, in one
+    /// round trip to the store (see [`Projection::prefetch`]).
+    pub async fn prefetch(&mut self, keys: Vec<(&str, DocKey)>) -> Result<(), ReadStoreError> {
+        let mut wanted: Vec<(String, DocKey)> = keys
+            .into_iter()
+            .map(|(view, key)| (view.to_owned(), key))
+            .filter(|address| !self.pending.contains_key(address) && !self.read.contains_key(address))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = self.store.get_many(&wanted).await?;
+        for (address, document) in wanted.into_iter().zip(found) {
+            let entry = match document {
+                Some((body, revision)) => (Some(body), revision),
+                None => (None, 0),
+            };
+            self.read.insert(address, entry);
+        }
+        Ok(())
     }
 
     /// A typed document as the batch sees it; a body that does not decode is poison.

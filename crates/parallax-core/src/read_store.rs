@@ -238,6 +238,19 @@ pub trait ReadStore: Send + Sync {
         key: &DocKey,
     ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError>;
 
+    /// Several documents with their revisions, in the order of `keys`
+    /// (view, key). Stores answer it in one round trip where they can.
+    async fn get_many(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (view, key) in keys {
+            found.push(self.get_with_revision(view, key).await?);
+        }
+        Ok(found)
+    }
+
     /// Documents of one partition within `range`, in clustering order, at most
     /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
     /// exactly when nothing follows. `limit == 0` returns an empty last page.

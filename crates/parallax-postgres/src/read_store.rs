@@ -83,6 +83,34 @@ impl ReadStore for PgReadStore {
         Ok(row.map(|row| (row.get::<Json<serde_json::Value>, _>("body").0, to_u64(row.get("revision")))))
     }
 
+    async fn get_many(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
+        let views: Vec<&str> = keys.iter().map(|(view, _)| view.as_str()).collect();
+        let partitions: Vec<&str> = keys.iter().map(|(_, key)| key.partition.as_str()).collect();
+        let clusterings: Vec<&str> = keys.iter().map(|(_, key)| key.clustering.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT r.i, d.body, d.revision \
+             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(v, p, c, i) \
+             JOIN documents d ON d.view = r.v AND d.partition = r.p AND d.clustering = r.c",
+        )
+        .bind(&views)
+        .bind(&partitions)
+        .bind(&clusterings)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| read_error("get a batch's documents", e))?;
+        let mut found = vec![None; keys.len()];
+        for row in rows {
+            let at = usize::try_from(row.get::<i64, _>("i")).unwrap_or(0);
+            if let Some(slot) = at.checked_sub(1).and_then(|at| found.get_mut(at)) {
+                *slot = Some((row.get::<Json<serde_json::Value>, _>("body").0, to_u64(row.get("revision"))));
+            }
+        }
+        Ok(found)
+    }
+
     async fn scan(
         &self,
         view: &str,

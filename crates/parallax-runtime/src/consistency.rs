@@ -36,6 +36,11 @@ impl Progress {
         self.changed.notify_waiters();
     }
 
+    /// Completes at the next [`Progress::notify`] after it is created.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     /// The furthest position this process saw `projection` commit in `partition`.
     pub fn reached(&self, projection: &str, partition: Partition) -> Position {
         let reached = self.reached.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,7 +95,7 @@ impl Freshness {
         let mut next_read = Instant::now();
         let mut reached = 0;
         loop {
-            let notified = self.progress.changed.notified();
+            let notified = self.progress.notified();
             reached = reached.max(self.progress.reached(projection, token.partition));
             if absorbed(reached) {
                 return Ok(());

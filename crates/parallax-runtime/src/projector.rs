@@ -173,6 +173,9 @@ impl Projector {
         let delivered = batch.events.len();
         let mut moves: BTreeMap<Partition, CheckpointMove> = BTreeMap::new();
         let mut tx = ViewTx::new(self.store.as_ref());
+        let wanted =
+            batch.events.iter().flat_map(|sourced| self.projection.prefetch(&sourced.event)).collect();
+        tx.prefetch(wanted).await?;
         let mut dead_letters = Vec::new();
         let mut applied = 0;
         for sourced in &batch.events {

@@ -98,6 +98,34 @@ impl ReadStore for SqliteReadStore {
             .await
     }
 
+    async fn get_many(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
+        let keys = keys.to_vec();
+        self.inner
+            .reads
+            .read(move |conn| {
+                let get_all = || {
+                    let mut statement = conn.prepare_cached(
+                        "SELECT body, revision FROM documents \
+                         WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+                    )?;
+                    keys.iter()
+                        .map(|(view, key)| {
+                            statement
+                                .query_row(params![view, key.partition, key.clustering], |row| {
+                                    Ok((json_at(row, 0)?, u64_at(row, 1)?))
+                                })
+                                .optional()
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                };
+                get_all().map_err(|e| ReadStoreError::store("get a batch's documents", e))
+            })
+            .await
+    }
+
     async fn scan(
         &self,
         view: &str,

@@ -240,6 +240,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

@@ -66,6 +66,15 @@ impl Projection for CatalogProjection {
         &[names::CATALOG]
     }
 
+    fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
+        match event.stream_id.strip_prefix("product-") {
+            Some(sku) if event.event_type.starts_with("product.") => {
+                vec![(names::CATALOG, DocKey::new(names::ALL, sku))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let Some(ShopEvent::Product(product_event)) = decode(&self.codec, event, &["product."])? else {
             return Ok(());
@@ -126,6 +135,15 @@ impl Projection for CartProjection {
 
     fn views(&self) -> &'static [&'static str] {
         &[names::CART]
+    }
+
+    fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
+        match event.stream_id.strip_prefix("cart-") {
+            Some(cart_id) if event.event_type.starts_with("cart.") => {
+                vec![(names::CART, DocKey::partition(cart_id))]
+            }
+            _ => Vec::new(),
+        }
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
@@ -199,6 +217,20 @@ impl Projection for OrderProjection {
 
     fn views(&self) -> &'static [&'static str] {
         &[names::ORDER, names::CUSTOMER_ORDERS]
+    }
+
+    fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
+        match event.stream_id.strip_prefix("order-") {
+            Some(order_id) if event.event_type.starts_with("order.") => {
+                vec![(names::ORDER, DocKey::partition(order_id))]
+            }
+            _ => match decode(&self.codec, event, &["cart.checked_out"]) {
+                Ok(Some(ShopEvent::Cart(CartEvent::CheckedOut { order_id, .. }))) => {
+                    vec![(names::ORDER, DocKey::partition(order_id.to_string()))]
+                }
+                _ => Vec::new(),
+            },
+        }
     }
 
     /// The order view has two sources on two streams: the cart's
@@ -331,6 +363,15 @@ impl Projection for SalesProjection {
 
     fn views(&self) -> &'static [&'static str] {
         &[names::SALES]
+    }
+
+    fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
+        let lines = match decode(&self.codec, event, &["order.confirmed", "order.cancelled"]) {
+            Ok(Some(ShopEvent::Order(OrderEvent::Confirmed { lines, .. }))) => lines,
+            Ok(Some(ShopEvent::Order(OrderEvent::Cancelled { release, .. }))) => release,
+            _ => return Vec::new(),
+        };
+        lines.into_iter().map(|line| (names::SALES, DocKey::new(names::ALL, line.sku))).collect()
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {

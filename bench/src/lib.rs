@@ -1,0 +1,142 @@
+//! # bench
+//!
+//! The load generator of Parallax: it drives the shop's own code paths
+//! (in-process through `shop::commands::ShopCommands`, or over HTTP against
+//! `shop serve`) and puts every figure beside a baseline measured **in the same
+//! run**, on the same machine, a few seconds apart. Absolute figures move with
+//! whatever else the machine is doing (two cores, the load generator on the
+//! same machine, sometimes a build beside it); the ratio to a baseline taken
+//! under the same conditions moves much less, and it says what the figure
+//! means: how far the shop is from the physical limit of the path it uses.
+//!
+//! ```text
+//! cargo run --release -p bench -- commands-embedded      # or: commands-http, queries,
+//! cargo run --release -p bench -- --help                 #     projection-rebuild, freshness
+//! ```
+//!
+//! Each scenario prints a Markdown report and writes it, with the raw figures
+//! as JSON, to `bench/results/<scenario>.md` and `.json` (overwritten by the
+//! latest run; `--results-dir` to write elsewhere).
+//!
+//! ## Method
+//!
+//! **The machine** is named at the top of every report: cores, CPU, memory,
+//! and the measured fsync rate — 4 KiB `write` + `fdatasync` appended to a
+//! file in the bench's data folder, repeated for about a second
+//! ([`machine`]). A durable commit costs at least one fsync, so this rate
+//! bounds every durable figure that does not batch.
+//!
+//! **Latency** is recorded in HdrHistogram (microsecond resolution, three
+//! significant digits) and reported as p50, p90, p99, p99.9 and max, per
+//! step ([`stats`]).
+//!
+//! **Fixed rate (open loop)**: requests are scheduled at their intended start
+//! times (`start + i / rate`), and many workers (connections, tasks) take the
+//! next slot as soon as they are free. Latency is measured from the intended
+//! start, not from when the request was actually sent: when the system falls
+//! behind, the requests that waited for a free worker count their wait, so
+//! stalls are not hidden (no *coordinated omission*). tokio's timer has a
+//! 1 ms resolution: a worker wakes up to 1 ms before its slot and sends at
+//! once; such a request is measured from when it left. The achieved rate is
+//! reported beside the offered one; an achieved rate below the offered one
+//! means the system (or the worker count, `--concurrency`) could not keep up.
+//!
+//! **Find the maximum (closed loop)**: concurrency steps up (doubling from
+//! `--min-concurrency` to `--max-concurrency`), each worker sending its next
+//! request as soon as the previous one is answered, for `--step-secs` per
+//! step. The search stops when throughput has not grown by 5 % for two steps,
+//! when p99 passes `--p99-limit-ms`, or when more than 1 % of requests fail.
+//! The best sustained throughput among the steps within the p99 limit is
+//! reported with its p99 ([`load::Search`]).
+//!
+//! **Baselines in the same run**: each scenario measures, right beside its own
+//! figure, the limit of the layer underneath (plain batched SQLite inserts of
+//! the same rows with the same pragmas; `GET /health` through the same HTTP
+//! stack at the same concurrency; the in-process code path; the query alone),
+//! and reports `ours / baseline`. A ratio of 1.0 means the shop's path costs
+//! nothing over the layer it runs on; 0.25 means it reaches a quarter of
+//! what that layer allows. For latencies the ratio is `ours / lower bound`
+//! (1.0 is the floor; higher is worse).
+//!
+//! ## Scenarios
+//!
+//! | scenario | what | baseline |
+//! |---|---|---|
+//! | [`scenarios::commands_embedded`] | add-item and checkout commands in-process, durable ack | batched INSERTs of the same rows, same batch size |
+//! | [`scenarios::commands_http`] | add-item over HTTP against `shop serve` | `GET /health`; the in-process path |
+//! | [`scenarios::queries`] | GET cart, GET orders by customer over HTTP | `GET /health` |
+//! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store | batched upserts of as many documents |
+//! | [`scenarios::freshness`] | command acknowledged → query shows it | the query alone |
+//!
+//! A scenario is a module with its `Args` (clap) and an async `run` that
+//! returns a [`report::Report`]; [`Scenario`] lists them. Scenarios against
+//! PostgreSQL, Kafka and Cassandra slot in as further modules and variants.
+
+pub mod machine;
+pub mod stats;
+pub mod load;
+pub mod report;
+pub mod http;
+pub mod workload;
+pub mod probes;
+pub mod scenarios;
+
+use std::path::{Path, PathBuf};
+
+pub use scenarios::Scenario;
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Where the Markdown and JSON results go [default: bench/results in the workspace].
+    #[arg(long, global = true)]
+    pub results_dir: Option<PathBuf>,
+    /// Folder under which each run makes its temporary data folder (databases,
+    /// the fsync probe); it should be on the disk being measured [default: the
+    /// system's temporary folder].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// How long to measure the fsync rate, in seconds.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    pub fsync_secs: f64,
+}
+
+impl Common {
+    /// The results folder.
+    pub fn results_dir(&self) -> PathBuf {
+        self.results_dir.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"))
+    }
+
+    /// A fresh data folder for one run, removed when dropped.
+    pub fn make_data_dir(&self) -> anyhow::Result<tempfile::TempDir> {
+        let root = self.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&root)?;
+        Ok(tempfile::Builder::new().prefix("parallax-bench-").tempdir_in(root)?)
+    }
+}
+
+/// The workspace's root folder (the bench crate's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ lies in the workspace").to_owned()
+}
+
+/// Runs one scenario: measures the machine, runs the scenario, prints its
+/// report and writes it under the results folder.
+pub async fn run(scenario: Scenario, common: &Common) -> anyhow::Result<report::Written> {
+    let data = common.make_data_dir()?;
+    let machine = machine::Machine::measure(data.path(), common.fsync_secs).await?;
+    eprintln!("{}: {}", scenario.name(), machine.describe());
+    if machine.busy_before_cores > 0.3 {
+        eprintln!(
+            "warning: {:.2} cores were busy with other work before the run; the figures share the machine",
+            machine.busy_before_cores
+        );
+    }
+    let context = scenarios::Context { machine, data_dir: data.path().to_owned() };
+    let report = scenario.run(&context).await?;
+    let written = report.write(&common.results_dir())?;
+    println!("{}", written.markdown);
+    eprintln!("wrote {} and {}", written.markdown_path.display(), written.json_path.display());
+    drop(data);
+    Ok(written)
+}

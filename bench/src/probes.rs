@@ -1,0 +1,179 @@
+//! Probes: wrappers around the ports that count and time what a projector
+//! asks of them, for a breakdown of where its time goes without a profiler.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parallax_core::{
+    Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, LogError, Page, Partition,
+    Position, ReadStore, ReadStoreError, Revision, ViewBatch,
+};
+use serde::Serialize;
+
+/// The log, timing its reads.
+pub struct TimedLog {
+    inner: Arc<dyn EventLog>,
+    busy: AtomicU64,
+}
+
+impl TimedLog {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn EventLog>) -> Self {
+        Self { inner, busy: AtomicU64::new(0) }
+    }
+
+    /// Wall time spent in `read`, summed over the callers.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
+    }
+}
+
+#[async_trait]
+impl EventLog for TimedLog {
+    async fn read(&self, after: Position, limit: usize) -> Result<Vec<EventRecord>, LogError> {
+        let began = Instant::now();
+        let events = self.inner.read(after, limit).await;
+        self.busy.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        events
+    }
+
+    async fn wait_beyond(&self, after: Position, timeout: Duration) {
+        self.inner.wait_beyond(after, timeout).await;
+    }
+
+    async fn head(&self) -> Result<Position, LogError> {
+        self.inner.head().await
+    }
+}
+
+/// What the projectors asked of the read store.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Counts {
+    /// `get_with_revision` calls.
+    pub gets: u64,
+    /// Wall time in them, summed over the callers.
+    pub get_busy: Duration,
+    /// Batches committed.
+    pub commits: u64,
+    /// Document writes in them.
+    pub writes: u64,
+    /// Read guards checked in them.
+    pub guards: u64,
+    /// Wall time in `commit`, summed over the callers.
+    pub commit_busy: Duration,
+}
+
+impl Counts {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            gets: self.gets - earlier.gets,
+            get_busy: self.get_busy.saturating_sub(earlier.get_busy),
+            commits: self.commits - earlier.commits,
+            writes: self.writes - earlier.writes,
+            guards: self.guards - earlier.guards,
+            commit_busy: self.commit_busy.saturating_sub(earlier.commit_busy),
+        }
+    }
+}
+
+/// The read store, counting and timing gets and commits.
+pub struct Counted {
+    inner: Arc<dyn ReadStore>,
+    gets: AtomicU64,
+    get_nanos: AtomicU64,
+    commits: AtomicU64,
+    writes: AtomicU64,
+    guards: AtomicU64,
+    commit_nanos: AtomicU64,
+}
+
+impl Counted {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ReadStore>) -> Self {
+        Self {
+            inner,
+            gets: AtomicU64::new(0),
+            get_nanos: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            guards: AtomicU64::new(0),
+            commit_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            gets: self.gets.load(Ordering::Relaxed),
+            get_busy: Duration::from_nanos(self.get_nanos.load(Ordering::Relaxed)),
+            commits: self.commits.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            guards: self.guards.load(Ordering::Relaxed),
+            commit_busy: Duration::from_nanos(self.commit_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[async_trait]
+impl ReadStore for Counted {
+    async fn get_with_revision(
+        &self,
+        view: &str,
+        key: &DocKey,
+    ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError> {
+        let began = Instant::now();
+        let got = self.inner.get_with_revision(view, key).await;
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.get_nanos.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        got
+    }
+
+    async fn get_many(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
+        let began = Instant::now();
+        let got = self.inner.get_many(keys).await;
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.get_nanos.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        got
+    }
+
+    async fn scan(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page, ReadStoreError> {
+        self.inner.scan(view, partition, range, limit).await
+    }
+
+    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
+        let (writes, guards) = (batch.writes.len() as u64, batch.reads.len() as u64);
+        let began = Instant::now();
+        let done = self.inner.commit(batch).await;
+        self.commit_nanos.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if done.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            self.writes.fetch_add(writes, Ordering::Relaxed);
+            self.guards.fetch_add(guards, Ordering::Relaxed);
+        }
+        done
+    }
+
+    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
+        self.inner.checkpoint(projection, partition).await
+    }
+
+    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
+        self.inner.checkpoints(projection).await
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
+        self.inner.dead_letters(projection).await
+    }
+}

@@ -1,0 +1,444 @@
+//! `commands-embedded`: in-process commands through `ShopCommands` over the
+//! SQLite event store, durable ack (`synchronous=FULL`, the default).
+//!
+//! Products are registered first. The load is the cart plan of
+//! [`crate::workload`]: each cart slot gets `--items-per-cart` add-items,
+//! then a checkout, then the slot starts a new cart — by default four
+//! add-items and one checkout of every five commands, mixed in one stream of
+//! requests (not a separate phase). Only the command side runs: no
+//! projectors, no saga (their cost is measured by `projection-rebuild` and
+//! `freshness`). Each command appends one event.
+//!
+//! Baseline, same run: the physical limit of the write path. The event rows
+//! the best step appended are read back and inserted again, with the same
+//! statement, into a fresh file with the same schema and pragmas (WAL,
+//! `synchronous=FULL`), one transaction per batch of the size the group
+//! commit achieved in that step, by one thread — what the writer thread
+//! would do if a command cost nothing but its row. `ours / limit` is the
+//! fraction of that limit the command path reaches; a batch's commit time is
+//! a lower bound on a command's latency at that batch size.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parallax_core::EventStore;
+use parallax_sqlite::SqliteEventStore;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use serde_json::json;
+use shop::commands::ShopCommands;
+
+use super::{ratio, Context};
+use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
+use crate::machine::thread_cpu_secs;
+use crate::report::{ms, rate, Report, Table};
+use crate::stats::{Latencies, Percentiles, Stats};
+use crate::workload::{self, CartPlan, InProcess, Then};
+
+const NAME: &str = "commands-embedded";
+
+/// The event store's writer thread, as the kernel names it (15 characters).
+const WRITER_THREAD: &str = "parallax-sqlite";
+
+/// The event store's schema, so the baseline's file is the same.
+const EVENT_STORE_SCHEMA: &str = include_str!("../../../crates/parallax-sqlite/src/sql/event_store.sql");
+
+/// Options of `commands-embedded`.
+///
+/// Defaults: concurrency steps 16 to 2048, p99 limit 100 ms, at least 256
+/// workers at the fixed rate.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Args {
+    /// Cart slots, taken round-robin.
+    #[arg(long, default_value_t = 10_000)]
+    pub carts: u64,
+    /// Products, registered first.
+    #[arg(long, default_value_t = 100)]
+    pub products: u64,
+    /// Items each cart gets.
+    #[arg(long, default_value_t = 4)]
+    pub items_per_cart: u64,
+    /// What a cart slot does after its cart's last item: check it out (the
+    /// checkout also sets the saga to work, where it runs), or start a new cart.
+    #[arg(long, value_enum, default_value_t = Then::Checkout)]
+    pub then: Then,
+    /// Customers the checkouts are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    pub customers: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+}
+
+const DEFAULTS: LoadDefaults =
+    LoadDefaults { min_concurrency: 16, max_concurrency: 2048, fixed_concurrency: 256, p99_limit_ms: 100.0 };
+
+/// What the group commit did during one step.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Grouping {
+    /// Positions appended: `(first, last]`.
+    pub positions: (u64, u64),
+    /// Write transactions committed.
+    pub transactions: u64,
+    /// CPU seconds of the writer thread.
+    pub writer_cpu_secs: f64,
+    /// Wall seconds of the step.
+    pub wall_secs: f64,
+}
+
+impl Grouping {
+    /// Events appended.
+    pub fn events(&self) -> u64 {
+        self.positions.1 - self.positions.0
+    }
+
+    /// Events per transaction.
+    pub fn per_transaction(&self) -> f64 {
+        ratio(self.events() as f64, self.transactions as f64)
+    }
+
+    /// The writer thread's time on a CPU, as a fraction of the step.
+    pub fn writer_cpu(&self) -> f64 {
+        ratio(self.writer_cpu_secs, self.wall_secs)
+    }
+
+    /// The writer thread's time waiting for fsync, estimated as one fsync of
+    /// the machine's measured mean per transaction, as a fraction of the step.
+    pub fn writer_fsync(&self, fsync_mean_ms: f64) -> f64 {
+        ratio(self.transactions as f64 * fsync_mean_ms / 1000.0, self.wall_secs)
+    }
+}
+
+/// Measures what the writer does while `step` runs.
+pub async fn grouped<T>(
+    store: &SqliteEventStore,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Grouping)> {
+    let (head, before, cpu, began) =
+        (store.head().await?, store.writer_stats(), thread_cpu_secs(WRITER_THREAD), Instant::now());
+    let out = step.await?;
+    let (end, after) = (store.head().await?, store.writer_stats());
+    Ok((
+        out,
+        Grouping {
+            positions: (head, end),
+            transactions: after.transactions - before.transactions,
+            writer_cpu_secs: thread_cpu_secs(WRITER_THREAD) - cpu,
+            wall_secs: began.elapsed().as_secs_f64(),
+        },
+    ))
+}
+
+/// Runs the scenario.
+pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
+    let load = args.load.resolve(DEFAULTS);
+    let path = context.data_dir.join("events.db");
+    let store = SqliteEventStore::open(&path)?;
+    let commands = Arc::new(ShopCommands::new(Arc::new(store.clone())));
+    workload::register_products(&commands, args.products).await?;
+    let plan = CartPlan {
+        carts: args.carts,
+        products: args.products,
+        items_per_cart: args.items_per_cart,
+        then: args.then,
+        customers: args.customers,
+    };
+    let target = InProcess { commands, plan };
+    let sequence = Sequence::default();
+    let warm = load::warm_up(&target, args.carts, 64, &sequence).await?;
+
+    let mut search = None;
+    let mut groupings = Vec::new();
+    if load.mode.finds_max() {
+        let mut found = Search::new(load.p99_limit);
+        for &concurrency in &load.levels {
+            let (stats, grouping) =
+                grouped(&store, load::closed_step("commands", &target, concurrency, load.step, &sequence))
+                    .await?;
+            groupings.push(grouping);
+            if !found.push(stats) {
+                break;
+            }
+        }
+        search = Some(found);
+    }
+    let mut fixed = None;
+    if load.mode.runs_fixed() {
+        let rate = load.fixed_rate(search.as_ref(), 0.5)?;
+        let concurrency = load.fixed_concurrency(search.as_ref());
+        let (stats, grouping) = grouped(
+            &store,
+            load::fixed_rate("commands", &target, rate, concurrency, load.duration, &sequence),
+        )
+        .await?;
+        fixed = Some((stats, grouping));
+    }
+
+    // The baseline: the best step's rows again, plain, in batches of the size it achieved.
+    let reference = match (&search, fixed.as_ref()) {
+        (Some(search), _) if search.best.is_some() => {
+            let best = search.best.expect("checked");
+            (search.steps[best].clone(), groupings[best])
+        }
+        (_, Some((stats, grouping))) => (stats.clone(), *grouping),
+        _ => anyhow::bail!("no step qualified: nothing to compare (see the steps above)"),
+    };
+    let batch = reference.1.per_transaction().round().max(1.0) as usize;
+    let rows = read_rows(&path, reference.1.positions)?;
+    let sizes = payload_sizes(&path)?;
+    drop(target);
+    drop(store);
+    let (limit_path, largest_path) =
+        (context.data_dir.join("limit.db"), context.data_dir.join("limit-512.db"));
+    let (limit, largest) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((
+            insert_limit(&limit_path, &rows, batch, true)?,
+            insert_limit(&largest_path, &rows, 512, true)?,
+        ))
+    })
+    .await??;
+
+    let mut report =
+        Report::new(NAME, "in-process commands, durable ack (synchronous=FULL)", context.machine.clone());
+    report.parameter("workload", plan.describe());
+    report.parameter(
+        "warm-up",
+        format!(
+            "one add-item per cart slot ({} requests, {:.1} s, not measured)",
+            args.carts,
+            warm.as_secs_f64()
+        ),
+    );
+    report.parameter("event store", "SQLite WAL, synchronous=FULL, group commit up to 512 requests");
+    report.parameter("search steps", format!("{:?} × {:.1} s", load.levels, load.step.as_secs_f64()));
+    report.parameter("fixed-rate run", format!("{:.1} s", load.duration.as_secs_f64()));
+    report.parameter(
+        "event sizes",
+        format!(
+            "cart.item_added payload {:.0} B, metadata {:.0} B (means over the file)",
+            sizes.payload, sizes.metadata
+        ),
+    );
+    let (best, grouping) = &reference;
+    let which = if best.offered_per_sec.is_some() { "fixed rate" } else { "max" };
+    report.compare(
+        &format!("commands/s ({which}, c={})", best.concurrency),
+        rate(best.per_sec),
+        format!("{} (rows/s, batches of {batch})", rate(limit.rows_per_sec)),
+        ratio(best.per_sec, limit.rows_per_sec),
+        "100,000/s",
+    );
+    report.compare(
+        &format!("p99 ms ({which})"),
+        ms(best.latency.p99_ms),
+        format!("{} (one batch's commit)", ms(limit.commit.p99_ms)),
+        ratio(best.latency.p99_ms, limit.commit.p99_ms),
+        "",
+    );
+    if let Some((stats, grouping)) = &fixed {
+        report.compare(
+            &format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(stats.offered_per_sec.unwrap_or(0.0))),
+            format!(
+                "{} / {} / {}",
+                ms(stats.latency.p50_ms),
+                ms(stats.latency.p99_ms),
+                ms(stats.latency.p999_ms)
+            ),
+            format!("{} (one batch's commit, p99)", ms(limit.commit.p99_ms)),
+            ratio(stats.latency.p99_ms, limit.commit.p99_ms),
+            "",
+        );
+        report.section(
+            "Fixed rate (open loop)",
+            steps_table(std::slice::from_ref(stats), &[*grouping], context.machine.fsync_mean_ms),
+            vec![format!(
+                "Achieved {} of {} offered.",
+                rate(stats.per_sec),
+                rate(stats.offered_per_sec.unwrap_or(0.0))
+            )],
+        );
+    }
+    if let Some(search) = &search {
+        report.section(
+            "Find the maximum (closed loop)",
+            steps_table(&search.steps, &groupings, context.machine.fsync_mean_ms),
+            vec![format!("The search stopped: {}.", search.stopped)],
+        );
+    }
+    let mut limit_table = Table::new(&[
+        "batch (rows)",
+        "batches",
+        "rows",
+        "rows/s",
+        "commit p50 ms",
+        "commit p99 ms",
+        "commit p99.9 ms",
+    ]);
+    for (size, limit) in [(batch, &limit), (512, &largest)] {
+        limit_table.row(vec![
+            size.to_string(),
+            limit.batches.to_string(),
+            limit.rows.to_string(),
+            rate(limit.rows_per_sec),
+            ms(limit.commit.p50_ms),
+            ms(limit.commit.p99_ms),
+            ms(limit.commit.p999_ms),
+        ]);
+    }
+    report.section(
+        "Baseline: plain batched INSERTs (same rows, same schema and pragmas)",
+        limit_table,
+        vec![format!(
+            "The {} event rows of the reference step ({}), inserted again into a fresh file with the event \
+             store's schema, WAL and synchronous=FULL, {batch} rows per transaction (the {:.1} events per \
+             transaction the group commit achieved), one thread, the store's own INSERT statement. The \
+             second row: the same rows in batches of 512 (the store's largest group), for scale.",
+            limit.rows,
+            if best.offered_per_sec.is_some() { "the fixed-rate run" } else { "the best step of the search" },
+            grouping.per_transaction()
+        )],
+    );
+    report.notes = vec![
+        "ours / baseline for a rate: the fraction of the physical limit (plain inserts of the same rows in \
+         batches of the same size, durable) that the command path reaches; 1.0 would mean the command \
+         path costs nothing beyond its row."
+            .into(),
+        "ours / baseline for a latency: how many times one batch's durable commit (a lower bound of any \
+         command's latency at that batch size) the command's latency is."
+            .into(),
+        "Search: closed loop, concurrency doubling each step; fixed rate: open loop, latency from each \
+         request's intended start (no coordinated omission). See `bench/src/lib.rs`."
+            .into(),
+        "Only the command side runs (no projectors, no saga). Each command appends one event.".into(),
+    ];
+    report.raw = json!({
+        "args": args,
+        "search": search,
+        "groupings": groupings,
+        "fixed": fixed,
+        "limit": limit,
+        "limit_512": largest,
+        "payload_bytes": sizes.payload,
+        "metadata_bytes": sizes.metadata,
+    });
+    Ok(report)
+}
+
+fn steps_table(steps: &[Stats], groupings: &[Grouping], fsync_mean_ms: f64) -> Table {
+    let mut table = Table::of_steps(steps);
+    table.columns.extend(["events/txn".into(), "writer on CPU".into(), "writer in fsync (est.)".into()]);
+    for (row, grouping) in table.rows.iter_mut().zip(groupings) {
+        row.push(format!("{:.1}", grouping.per_transaction()));
+        row.push(format!("{:.0} %", 100.0 * grouping.writer_cpu()));
+        row.push(format!("{:.0} %", 100.0 * grouping.writer_fsync(fsync_mean_ms)));
+    }
+    table
+}
+
+/// One event row as stored.
+pub struct EventRow {
+    stream_id: String,
+    stream_version: i64,
+    event_id: String,
+    event_type: String,
+    schema_version: i64,
+    payload: String,
+    metadata: String,
+    recorded_at: i64,
+}
+
+/// The rows at positions `(after, upto]`.
+pub fn read_rows(path: &Path, (after, upto): (u64, u64)) -> anyhow::Result<Vec<EventRow>> {
+    let conn = Connection::open(path)?;
+    let mut statement = conn.prepare(
+        "SELECT stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, \
+         recorded_at FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+    )?;
+    let rows = statement.query_map(params![after as i64, upto as i64], |row| {
+        Ok(EventRow {
+            stream_id: row.get(0)?,
+            stream_version: row.get(1)?,
+            event_id: row.get(2)?,
+            event_type: row.get(3)?,
+            schema_version: row.get(4)?,
+            payload: row.get(5)?,
+            metadata: row.get(6)?,
+            recorded_at: row.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Mean sizes of the stored `cart.item_added` events.
+struct Sizes {
+    payload: f64,
+    metadata: f64,
+}
+
+fn payload_sizes(path: &Path) -> anyhow::Result<Sizes> {
+    let conn = Connection::open(path)?;
+    let (payload, metadata) = conn.query_row(
+        "SELECT COALESCE(AVG(LENGTH(payload)), 0), COALESCE(AVG(LENGTH(metadata)), 0) FROM events \
+         WHERE event_type = 'cart.item_added'",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok(Sizes { payload, metadata })
+}
+
+/// What the plain inserts did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limit {
+    /// Rows inserted.
+    pub rows: u64,
+    /// Transactions.
+    pub batches: u64,
+    /// Rows per second.
+    pub rows_per_sec: f64,
+    /// Duration of one batch (BEGIN, inserts, COMMIT).
+    pub commit: Percentiles,
+}
+
+/// Inserts `rows` into a fresh event store file at `path`, `batch` per
+/// transaction, with `synchronous=FULL` (or NORMAL), by one thread.
+pub fn insert_limit(path: &Path, rows: &[EventRow], batch: usize, full: bool) -> anyhow::Result<Limit> {
+    let conn = Connection::open(path)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL", path.display());
+    conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+    conn.execute_batch(EVENT_STORE_SCHEMA)?;
+    let mut commits = Latencies::default();
+    let start = Instant::now();
+    let mut batches = 0;
+    for chunk in rows.chunks(batch.max(1)) {
+        let began = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, \
+             metadata, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for row in chunk {
+            insert.execute(params![
+                row.stream_id,
+                row.stream_version,
+                row.event_id,
+                row.event_type,
+                row.schema_version,
+                row.payload,
+                row.metadata,
+                row.recorded_at
+            ])?;
+        }
+        conn.execute_batch("COMMIT")?;
+        commits.record(began.elapsed());
+        batches += 1;
+    }
+    let elapsed = start.elapsed().max(Duration::from_nanos(1));
+    Ok(Limit {
+        rows: rows.len() as u64,
+        batches,
+        rows_per_sec: rows.len() as f64 / elapsed.as_secs_f64(),
+        commit: commits.summary(),
+    })
+}

@@ -1,0 +1,589 @@
+//! `freshness` (embedded): write-to-visible lag — a command acknowledged
+//! (durably) → a query shows it — in one process wired as `shop serve`
+//! wires the embedded shape: the SQLite event store (`synchronous=FULL`),
+//! the four projectors tailing it into a SQLite read store and notifying a
+//! shared progress board after every batch, the checkout saga, and queries.
+//!
+//! First the maximum is found, unless `--max-rate` gives it: add-item
+//! commands in closed loop, concurrency stepping up, with the projectors and
+//! the saga running. Before each step the projectors catch up; after it, the
+//! time they take to absorb the step's events is measured. Two maxima come
+//! out: the command rate (what the write side accepts while the projectors
+//! fall behind) and the pipeline rate (the step's events over the step and
+//! its catch-up: what commands *and* projections sustain together). The
+//! fractions are of the pipeline rate by default (`--max-of pipeline`): past
+//! it the lag grows without bound, so a fraction of the command rate above
+//! it measures a backlog, not freshness (`--max-of commands` does that).
+//! Then, at each fraction (`--fractions`, default 25, 50 and
+//! 75 %), an open-loop run: each request sends an add-item through
+//! `ShopCommands` and, once it is acknowledged, waits until the carts
+//! projection has absorbed the command's position, then queries the cart
+//! (`ShopQueries::cart`) and checks that the view holds the command's stream
+//! version. The lag is from the acknowledgement to that answer. Before each
+//! run the projectors catch up with the event store.
+//!
+//! How a request waits (`--wait`):
+//! - `freshness`: `parallax_runtime::Freshness::wait` on the command's
+//!   consistency token, as the query API does for `?consistent_with=`: the
+//!   projectors publish each committed checkpoint on the shared progress
+//!   board and wake the waiters.
+//! - `poll`: one watcher task reads the carts projection's checkpoint from
+//!   the read store every `--poll-ms` and publishes it; requests wait on
+//!   that in memory — the lag as a process without the projectors (reading
+//!   only the read store) would see it.
+//! - `both` (the default): `freshness` at every fraction, `poll` too at the
+//!   fraction nearest 50 %.
+//!
+//! Baseline, same run: right after, the same query again, alone — the lower
+//! bound of any write-to-visible lag (a lag can't be shorter than the query
+//! that shows it). `lag / query` says how many query times the wait adds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parallax_core::{ConsistencyToken, EventLog, EventStore, ReadStore};
+use parallax_runtime::{CancellationToken, Executed, Freshness, ProcessRunner, Progress, Projector};
+use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use serde::Serialize;
+use serde_json::json;
+use shop::commands::ShopCommands;
+use shop::saga::CheckoutSaga;
+use shop_read::queries::answered_by;
+use shop_read::ShopQueries;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{ratio, Context};
+use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence, Target, Worker};
+use crate::probes::{Counted, Counts};
+use crate::report::{ms, rate, Report, Table};
+use crate::stats::{Latencies, Percentiles, Stats};
+use crate::workload::{self, CartPlan, InProcess, Then};
+
+const NAME: &str = "freshness";
+
+/// How long a request waits for its token at most.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Options of `freshness`.
+///
+/// Defaults: concurrency steps 4 to 2048, p99 limit 100 ms, 1024 requests in
+/// flight at most at the fixed rates.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Args {
+    /// Cart slots, taken round-robin.
+    #[arg(long, default_value_t = 10_000)]
+    pub carts: u64,
+    /// Products, registered first.
+    #[arg(long, default_value_t = 100)]
+    pub products: u64,
+    /// Items each cart gets.
+    #[arg(long, default_value_t = 4)]
+    pub items_per_cart: u64,
+    /// What a cart slot does after its cart's last item: check it out (the
+    /// checkout also sets the saga to work, where it runs), or start a new cart.
+    #[arg(long, value_enum, default_value_t = Then::NewCart)]
+    pub then: Then,
+    /// The maximum command rate, commands/s (skips the search).
+    #[arg(long)]
+    pub max_rate: Option<f64>,
+    /// Fractions of the maximum to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75")]
+    pub fractions: Vec<f64>,
+    /// The maximum the fractions are of: the command rate found (closed
+    /// loop), or the rate the whole pipeline sustains (commands until the
+    /// projectors have caught up).
+    #[arg(long, value_enum, default_value_t = MaxOf::Pipeline)]
+    pub max_of: MaxOf,
+    /// How a request waits for its command to become visible.
+    #[arg(long, value_enum, default_value_t = Wait::Both)]
+    pub wait: Wait,
+    /// How often the `poll` watcher reads the checkpoint, milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub poll_ms: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Which maximum the fractions are of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaxOf {
+    /// The command rate (closed loop, projectors running but lagging).
+    Commands,
+    /// Events appended / (step + time the projectors take to catch up).
+    Pipeline,
+}
+
+/// How a request waits for its command to become visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// `Freshness::wait` on the command's token (as `?consistent_with=` does).
+    Freshness,
+    /// One watcher polls the read store's checkpoint every `--poll-ms`; requests wait in memory.
+    Poll,
+    /// `freshness` at every fraction, `poll` too at the fraction nearest 50 %.
+    Both,
+}
+
+const DEFAULTS: LoadDefaults =
+    LoadDefaults { min_concurrency: 4, max_concurrency: 2048, fixed_concurrency: 1024, p99_limit_ms: 100.0 };
+
+/// The embedded shop, wired as `shop serve` wires it.
+struct Embedded {
+    events: SqliteEventStore,
+    read: Arc<dyn ReadStore>,
+    /// The read store as the projectors see it: counting their batches.
+    projected: Arc<Counted>,
+    /// The carts projection's checkpoint, as the watcher last read it.
+    carts_at: watch::Receiver<u64>,
+    commands: Arc<ShopCommands>,
+    freshness: Freshness,
+    queries: ShopQueries,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Embedded {
+    fn start(context: &Context, poll: Duration) -> anyhow::Result<Self> {
+        let events = SqliteEventStore::open(&context.data_dir.join("events.db"))?;
+        let read: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&context.data_dir.join("views.db"))?);
+        let projected = Arc::new(Counted::new(read.clone()));
+        let log: Arc<dyn EventLog> = Arc::new(events.log());
+        let store: Arc<dyn EventStore> = Arc::new(events.clone());
+        let progress = Arc::new(Progress::default());
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for projection in shop_read::all_projections() {
+            let projector =
+                Projector::new(projection, log.clone(), projected.clone()).with_progress(progress.clone());
+            let cancel = cancel.clone();
+            tasks.spawn(async move { projector.run(cancel).await });
+        }
+        let commands = Arc::new(ShopCommands::new(store.clone()));
+        let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store);
+        {
+            let cancel = cancel.clone();
+            tasks.spawn(async move { saga.run(cancel).await });
+        }
+        let (carts_tx, carts_at) = watch::channel(0);
+        {
+            let (read, cancel) = (read.clone(), cancel.clone());
+            tasks.spawn(async move {
+                while !cancel.is_cancelled() {
+                    match read.checkpoint(answered_by::CARTS, 0).await {
+                        Ok(at) => {
+                            carts_tx
+                                .send_if_modified(|seen| std::mem::replace(seen, at.position) != at.position);
+                        }
+                        Err(error) => eprintln!("  the watcher could not read the checkpoint: {error}"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            events,
+            carts_at,
+            freshness: Freshness::new(read.clone(), progress),
+            queries: ShopQueries::new(read.clone()),
+            read,
+            projected,
+            commands,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Waits until every projection has absorbed the event store's head;
+    /// returns how long that took.
+    async fn caught_up(&self) -> anyhow::Result<Duration> {
+        let began = Instant::now();
+        let head = self.events.head().await?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for projection in shop_read::all_projections() {
+            while self.read.checkpoint(projection.name(), 0).await?.position < head {
+                anyhow::ensure!(Instant::now() < deadline, "{} did not catch up", projection.name());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(began.elapsed())
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Requests that send a command, wait until a query shows it, and time the query alone.
+struct Visible<'a> {
+    shop: &'a Embedded,
+    plan: CartPlan,
+    freshness: bool,
+}
+
+struct VisibleWorker {
+    commands: Arc<ShopCommands>,
+    /// `Some`: wait with `Freshness::wait`; `None`: on the polling watcher.
+    freshness: Option<Freshness>,
+    carts_at: watch::Receiver<u64>,
+    queries: ShopQueries,
+    plan: CartPlan,
+    ack: Latencies,
+    lag: Latencies,
+    query: Latencies,
+}
+
+impl Target for Visible<'_> {
+    type Worker = VisibleWorker;
+
+    async fn worker(&self) -> anyhow::Result<VisibleWorker> {
+        Ok(VisibleWorker {
+            commands: self.shop.commands.clone(),
+            freshness: self.freshness.then(|| self.shop.freshness.clone()),
+            carts_at: self.shop.carts_at.clone(),
+            queries: self.shop.queries.clone(),
+            plan: self.plan,
+            ack: Latencies::default(),
+            lag: Latencies::default(),
+            query: Latencies::default(),
+        })
+    }
+}
+
+impl Worker for VisibleWorker {
+    async fn call(&mut self, seq: u64, intended: Instant) -> anyhow::Result<()> {
+        let op = self.plan.op(seq);
+        let executed = workload::execute(&self.commands, &op).await?;
+        let acked = Instant::now();
+        self.ack.record(acked - intended);
+        let version = match executed {
+            Executed::Appended { stream_version, .. } | Executed::Unchanged { stream_version, .. } => {
+                stream_version
+            }
+            Executed::Duplicate { .. } => 0,
+        };
+        let position = executed.position();
+        match &self.freshness {
+            // The embedded log has one partition, 0.
+            Some(freshness) => {
+                freshness.wait(answered_by::CARTS, ConsistencyToken::at(0, position), WAIT).await?;
+            }
+            None => {
+                tokio::time::timeout(WAIT, self.carts_at.wait_for(|&at| at >= position)).await??;
+            }
+        }
+        let cart = self.queries.cart(op.cart_id()).await?;
+        let shown = cart.as_ref().map_or(0, |cart| cart.version);
+        anyhow::ensure!(shown >= version, "cart {} shows version {shown}, not {version}", op.cart_id());
+        self.lag.record(acked.elapsed());
+        let alone = Instant::now();
+        self.queries.cart(op.cart_id()).await?;
+        self.query.record(alone.elapsed());
+        Ok(())
+    }
+}
+
+/// One fixed-rate run's figures.
+#[derive(Debug, Clone, Serialize)]
+struct Level {
+    fraction: f64,
+    wait: Wait,
+    run: Stats,
+    ack: Percentiles,
+    lag: Percentiles,
+    query: Percentiles,
+    /// Events appended during the run.
+    events: u64,
+    /// What the projectors did meanwhile.
+    projectors: Counts,
+}
+
+/// A search step with the projectors' catch-up after it.
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    commands: Stats,
+    /// Events appended during the step.
+    events: u64,
+    /// How long the projectors took to absorb them after the step.
+    catch_up_secs: f64,
+}
+
+impl Step {
+    /// Events per second the whole pipeline sustained: appended, then absorbed.
+    fn pipeline_per_sec(&self) -> f64 {
+        ratio(self.events as f64, self.commands.elapsed_secs + self.catch_up_secs)
+    }
+}
+
+/// Runs the scenario.
+pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
+    let load = args.load.resolve(DEFAULTS);
+    let shop = Embedded::start(context, Duration::from_secs_f64(args.poll_ms.max(0.1) / 1000.0))?;
+    workload::register_products(&shop.commands, args.products).await?;
+    let plan = CartPlan {
+        carts: args.carts,
+        products: args.products,
+        items_per_cart: args.items_per_cart,
+        then: args.then,
+        customers: 1000,
+    };
+    let sequence = Sequence::default();
+    load::warm_up(&InProcess { commands: shop.commands.clone(), plan }, args.carts, 64, &sequence).await?;
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut search = None;
+    if args.max_rate.is_none() {
+        let target = InProcess { commands: shop.commands.clone(), plan };
+        let mut found = Search::new(load.p99_limit);
+        for &concurrency in &load.levels {
+            shop.caught_up().await?;
+            let head = shop.events.head().await?;
+            let stats = load::closed_step("commands", &target, concurrency, load.step, &sequence).await?;
+            let events = shop.events.head().await? - head;
+            let catch_up = shop.caught_up().await?;
+            let step = Step { commands: stats.clone(), events, catch_up_secs: catch_up.as_secs_f64() };
+            eprintln!(
+                "    then the projectors took {:.2} s to catch up: the pipeline sustained {:.0} events/s",
+                step.catch_up_secs,
+                step.pipeline_per_sec()
+            );
+            let pipeline_flat = args.max_of == MaxOf::Pipeline && pipeline_stopped(&steps, &step);
+            steps.push(step);
+            if !found.push(stats) {
+                break;
+            }
+            if pipeline_flat {
+                found.stopped = "the pipeline rate grew less than 5 % for 2 steps".into();
+                break;
+            }
+        }
+        search = Some(found);
+    }
+    let best_pipeline = steps.iter().map(Step::pipeline_per_sec).fold(0.0, f64::max);
+    let max = match (args.max_rate, args.max_of, search.as_ref().and_then(Search::best)) {
+        (Some(max), _, _) => max,
+        (None, MaxOf::Commands, Some(best)) => best.per_sec,
+        (None, MaxOf::Pipeline, Some(_)) => best_pipeline,
+        (None, _, None) => anyhow::bail!("no step qualified: no maximum to take fractions of"),
+    };
+    let concurrency = load.concurrency.unwrap_or(load.fixed_floor);
+    let middle = args.fractions.iter().copied().min_by(|a, b| (a - 0.5).abs().total_cmp(&(b - 0.5).abs()));
+    let mut runs = Vec::new();
+    for &fraction in &args.fractions {
+        match args.wait {
+            Wait::Freshness => runs.push((fraction, Wait::Freshness)),
+            Wait::Poll => runs.push((fraction, Wait::Poll)),
+            Wait::Both => {
+                runs.push((fraction, Wait::Freshness));
+                if Some(fraction) == middle {
+                    runs.push((fraction, Wait::Poll));
+                }
+            }
+        }
+    }
+    let mut levels = Vec::new();
+    for (fraction, wait) in runs {
+        shop.caught_up().await?;
+        let target = Visible { shop: &shop, plan, freshness: wait == Wait::Freshness };
+        let workers = load::workers(&target, concurrency).await?;
+        let rate = (max * fraction).max(1.0);
+        let label = format!("{:.0} % of max, {}", fraction * 100.0, wait_name(wait));
+        let (head, before) = (shop.events.head().await?, shop.projected.counts());
+        let (run, workers) = load::open_loop(&label, workers, rate, load.duration, &sequence).await?;
+        let (events, projectors) = (shop.events.head().await? - head, shop.projected.counts().since(&before));
+        let (mut ack, mut lag, mut query) =
+            (Latencies::default(), Latencies::default(), Latencies::default());
+        for worker in &workers {
+            ack.merge(&worker.ack);
+            lag.merge(&worker.lag);
+            query.merge(&worker.query);
+        }
+        let level = Level {
+            fraction,
+            wait,
+            run,
+            ack: ack.summary(),
+            lag: lag.summary(),
+            query: query.summary(),
+            events,
+            projectors,
+        };
+        eprintln!(
+            "  {label:<28} {:>8.0}/s offered {:>8.0}/s achieved  lag p50 {:>7.2} p99 {:>7.2} p99.9 {:>7.2} ms  \
+             query p99 {:>6.2} ms  errors {}  unsent {}  cpu {:.2}",
+            rate,
+            level.run.per_sec,
+            level.lag.p50_ms,
+            level.lag.p99_ms,
+            level.lag.p999_ms,
+            level.query.p99_ms,
+            level.run.errors,
+            level.run.unsent,
+            level.run.cpu_busy_cores
+        );
+        levels.push(level);
+    }
+    shop.stop().await;
+
+    let mut report =
+        Report::new(NAME, "write-to-visible lag, embedded in one process", context.machine.clone());
+    report.parameter("workload", plan.describe());
+    report.parameter(
+        "shop",
+        "in-process: SQLite event store (synchronous=FULL), 4 projectors + checkout saga tailing it, SQLite \
+         read store",
+    );
+    report
+        .parameter("warm-up", format!("one add-item per cart slot ({} requests, not measured)", args.carts));
+    report.parameter(
+        "maximum",
+        match (args.max_rate, args.max_of) {
+            (Some(max), _) => format!("{} commands/s (given)", rate(max)),
+            (None, MaxOf::Commands) => format!(
+                "{} commands/s (the command rate found, projectors and saga running; the pipeline sustained \
+                 {} events/s)",
+                rate(max),
+                rate(best_pipeline)
+            ),
+            (None, MaxOf::Pipeline) => format!(
+                "{} events/s (the rate the pipeline sustained: appended, then absorbed by every projection)",
+                rate(max)
+            ),
+        },
+    );
+    report.parameter(
+        "each run",
+        format!("{:.1} s, {concurrency} requests in flight at most", load.duration.as_secs_f64()),
+    );
+    for level in levels.iter().filter(|l| Some(l.fraction) == middle) {
+        report.compare(
+            &format!(
+                "lag p99 ms at {:.0} % load ({}/s), {}",
+                level.fraction * 100.0,
+                rate(level.run.offered_per_sec.unwrap_or(0.0)),
+                wait_name(level.wait)
+            ),
+            ms(level.lag.p99_ms),
+            format!("{} (the query alone, p99)", ms(level.query.p99_ms)),
+            ratio(level.lag.p99_ms, level.query.p99_ms),
+            "10 ms at 50 %",
+        );
+    }
+    let mut table = Table::new(&[
+        "load",
+        "wait",
+        "offered/s",
+        "achieved/s",
+        "errors",
+        "ack p50 / p99 ms",
+        "lag p50 ms",
+        "lag p99 ms",
+        "lag p99.9 ms",
+        "query alone p50 / p99 / p99.9 ms",
+        "lag p99 / query p99",
+        "CPU busy (cores)",
+        "projector batches/s",
+        "events per batch",
+    ]);
+    for level in &levels {
+        table.row(vec![
+            format!("{:.0} %", level.fraction * 100.0),
+            wait_name(level.wait).to_owned(),
+            rate(level.run.offered_per_sec.unwrap_or(0.0)),
+            rate(level.run.per_sec),
+            match level.run.unsent {
+                0 => level.run.errors.to_string(),
+                unsent => format!("{} (+{unsent} unsent)", level.run.errors),
+            },
+            format!("{} / {}", ms(level.ack.p50_ms), ms(level.ack.p99_ms)),
+            ms(level.lag.p50_ms),
+            ms(level.lag.p99_ms),
+            ms(level.lag.p999_ms),
+            format!("{} / {} / {}", ms(level.query.p50_ms), ms(level.query.p99_ms), ms(level.query.p999_ms)),
+            format!("{:.2}", ratio(level.lag.p99_ms, level.query.p99_ms)),
+            format!("{:.2}", level.run.cpu_busy_cores),
+            rate(ratio(level.projectors.commits as f64, level.run.elapsed_secs)),
+            format!(
+                "{:.1}",
+                ratio(
+                    (level.events * shop_read::all_projections().len() as u64) as f64,
+                    level.projectors.commits as f64
+                )
+            ),
+        ]);
+    }
+    let first_error = levels.iter().find_map(|l| l.run.first_error.clone());
+    report.section(
+        "Write-to-visible lag (open loop)",
+        table,
+        first_error.map(|e| format!("First failure: {e}")).into_iter().collect(),
+    );
+    if let Some(search) = &search {
+        let mut table = Table::of_steps(&search.steps);
+        table.columns.extend(["events".into(), "catch-up after, s".into(), "pipeline events/s".into()]);
+        for (row, step) in table.rows.iter_mut().zip(&steps) {
+            row.push(step.events.to_string());
+            row.push(format!("{:.2}", step.catch_up_secs));
+            row.push(rate(step.pipeline_per_sec()));
+        }
+        report.section(
+            "The maximum command rate (closed loop, projectors and saga running)",
+            table,
+            vec![format!(
+                "The search stopped: {}. Before each step the projectors had caught up; \"catch-up after\" is \
+                 how long they then took to absorb the step's events, and the pipeline rate is the step's \
+                 events over the step and its catch-up.",
+                search.stopped
+            )],
+        );
+    }
+    report.notes = vec![
+        "ack: from the request's intended start (open loop) to the command's durable acknowledgement.".into(),
+        "lag: from the acknowledgement until a query shows the command: a wait for the carts projection's \
+         checkpoint to reach the command's position (`Freshness::wait` on the command's token, as \
+         `?consistent_with=` does; or `poll`: one watcher reading the checkpoint from the read store every \
+         --poll-ms), then ShopQueries::cart, checked against the command's stream version."
+            .into(),
+        "query alone: the same query right after, with nothing to wait for — the lower bound of the lag. \
+         lag / query: how many query times the wait for the projection adds."
+            .into(),
+        "Runs stop sending after twice their duration: a system that fell that far behind shows `unsent`."
+            .into(),
+    ];
+    report.raw = json!({
+        "args": args,
+        "max_per_sec": max,
+        "pipeline_per_sec": best_pipeline,
+        "search": search,
+        "steps": steps,
+        "levels": levels,
+    });
+    Ok(report)
+}
+
+/// Whether the pipeline rate has not grown by 5 % over the best before for
+/// this step and the one before it.
+fn pipeline_stopped(before: &[Step], step: &Step) -> bool {
+    let best = |steps: &[Step]| steps.iter().map(Step::pipeline_per_sec).fold(0.0, f64::max);
+    let [.., previous] = before else { return false };
+    let best_before_previous = best(&before[..before.len() - 1]);
+    let flat_previous = previous.pipeline_per_sec() <= best_before_previous * 1.05;
+    let flat_now = step.pipeline_per_sec() <= best(before) * 1.05;
+    before.len() >= 2 && flat_previous && flat_now
+}
+
+fn wait_name(wait: Wait) -> &'static str {
+    match wait {
+        Wait::Freshness => "Freshness::wait",
+        Wait::Poll => "poll",
+        Wait::Both => "both",
+    }
+}

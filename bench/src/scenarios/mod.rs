@@ -1,0 +1,94 @@
+//! The scenarios, one module each: its options (`Args`) and its `run`,
+//! which measures the shop and its baseline in the same run and returns the
+//! report. A new scenario (PostgreSQL, Kafka, Cassandra) is a new module and
+//! a new variant of [`Scenario`].
+
+use std::path::PathBuf;
+
+use crate::machine::Machine;
+use crate::report::Report;
+
+pub mod commands_embedded;
+pub mod commands_http;
+pub mod queries;
+pub mod projection_rebuild;
+pub mod freshness;
+
+/// What every scenario gets.
+pub struct Context {
+    /// The machine, fsync rate measured.
+    pub machine: Machine,
+    /// This run's data folder (removed afterwards).
+    pub data_dir: PathBuf,
+}
+
+/// A scenario and its options.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Scenario {
+    /// In-process commands (add item, check out) through ShopCommands over the
+    /// SQLite event store, durable ack; baseline: plain batched INSERTs of the
+    /// same rows, same pragmas, same batch size.
+    ///
+    /// Defaults: search from 16 to 2048 tasks, p99 limit 100 ms; fixed rate at
+    /// half the maximum with at least 256 tasks.
+    CommandsEmbedded(commands_embedded::Args),
+    /// Add-item commands over HTTP against `shop serve`; baselines: GET /health
+    /// at the same concurrency, and the in-process path.
+    ///
+    /// Defaults: search from 8 to 1024 connections, p99 limit 100 ms; fixed
+    /// rate at half the maximum with at least 128 connections. Starts
+    /// target/release/shop (built first) unless --shop-bin or --in-process.
+    CommandsHttp(commands_http::Args),
+    /// GET cart by id and GET orders by customer over HTTP against a filled
+    /// `shop serve`; baseline: GET /health.
+    ///
+    /// Defaults: search from 1 to 512 connections, p99 limit 50 ms; fixed rate
+    /// at half the lower of the two queries' maxima, the same for all three
+    /// targets, with at least 64 connections.
+    Queries(queries::Args),
+    /// Every shop view rebuilt from the SQLite event store into a fresh
+    /// SQLite read store; baseline: plain batched upserts of as many documents.
+    ///
+    /// Generates a realistic history of --events events first (not measured).
+    ProjectionRebuild(projection_rebuild::Args),
+    /// Write-to-visible lag in-process at 25, 50 and 75 % of the maximum
+    /// command rate; baseline: the query alone.
+    ///
+    /// Defaults: search from 4 to 2048 tasks, p99 limit 100 ms, stopping when
+    /// the pipeline rate stops growing; 1024 requests in flight at most at the
+    /// fractions. --mode and --rate do not apply: use --max-rate and --fractions.
+    Freshness(freshness::Args),
+}
+
+impl Scenario {
+    /// The scenario's name, as on the command line and in the results' file names.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::CommandsEmbedded(_) => "commands-embedded",
+            Scenario::CommandsHttp(_) => "commands-http",
+            Scenario::Queries(_) => "queries",
+            Scenario::ProjectionRebuild(_) => "projection-rebuild",
+            Scenario::Freshness(_) => "freshness",
+        }
+    }
+
+    /// Runs it.
+    pub async fn run(self, context: &Context) -> anyhow::Result<Report> {
+        match self {
+            Scenario::CommandsEmbedded(args) => commands_embedded::run(args, context).await,
+            Scenario::CommandsHttp(args) => commands_http::run(args, context).await,
+            Scenario::Queries(args) => queries::run(args, context).await,
+            Scenario::ProjectionRebuild(args) => projection_rebuild::run(args, context).await,
+            Scenario::Freshness(args) => freshness::run(args, context).await,
+        }
+    }
+}
+
+/// `a / b`, 0 when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        0.0
+    } else {
+        a / b
+    }
+}
