@@ -28,7 +28,12 @@
 //!
 //! **Latency** is recorded in HdrHistogram (microsecond resolution, three
 //! significant digits) and reported as p50, p90, p99, p99.9 and max, per
-//! step ([`stats`]).
+//! step ([`stats`]). Beside each step: the whole machine's CPU use meanwhile
+//! (`CPU busy (cores)`, from `/proc/stat`, every process counted: the shop,
+//! the load generator, anything else), which tells a CPU-bound step from one
+//! that waits on something; and, for open-loop runs, the worst latency per
+//! 100 ms in the JSON (`timeline`), which shows when a stall happened. The
+//! machine line also says how busy the machine was just before the run.
 //!
 //! **Fixed rate (open loop)**: requests are scheduled at their intended start
 //! times (`start + i / rate`), and many workers (connections, tasks) take the
@@ -40,6 +45,8 @@
 //! once; such a request is measured from when it left. The achieved rate is
 //! reported beside the offered one; an achieved rate below the offered one
 //! means the system (or the worker count, `--concurrency`) could not keep up.
+//! A run stops sending after twice its duration; requests still due then
+//! are reported as `unsent`.
 //!
 //! **Find the maximum (closed loop)**: concurrency steps up (doubling from
 //! `--min-concurrency` to `--max-concurrency`), each worker sending its next
@@ -67,6 +74,11 @@
 //! | [`scenarios::queries`] | GET cart, GET orders by customer over HTTP | `GET /health` |
 //! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store | batched upserts of as many documents |
 //! | [`scenarios::freshness`] | command acknowledged → query shows it | the query alone |
+//!
+//! Where a scenario needs it, wrappers around the ports ([`probes`]) count
+//! and time what the projectors ask of the log and the read store, and the
+//! command scenarios read the event store writer thread's CPU time: a
+//! breakdown of where the time goes that needs no profiler.
 //!
 //! A scenario is a module with its `Args` (clap) and an async `run` that
 //! returns a [`report::Report`]; [`Scenario`] lists them. Scenarios against

@@ -251,9 +251,11 @@ impl Tally {
         }
     }
 
-    /// `(answers, worst latency in ms)` per 100 ms slot.
-    fn timeline(&self) -> Vec<(u64, f64)> {
-        self.timeline.iter().map(|&(count, worst)| (count, worst as f64 / 1000.0)).collect()
+    /// The worst latency in ms per 100 ms slot, space-separated.
+    fn timeline(&self) -> String {
+        let worst: Vec<String> =
+            self.timeline.iter().map(|&(_, worst)| format!("{:.0}", worst as f64 / 1000.0)).collect();
+        worst.join(" ")
     }
 }
 
@@ -540,11 +542,6 @@ pub async fn fixed_rate<T: Target>(
         stats.unsent,
         stats.cpu_busy_cores
     );
-    eprintln!("    worst ms per 100 ms: {}", timeline(&stats));
+    eprintln!("    worst ms per 100 ms: {}", stats.timeline);
     Ok(stats)
-}
-
-/// The worst latency of each 100 ms slot, for a glance at stalls.
-pub fn timeline(stats: &Stats) -> String {
-    stats.timeline.iter().map(|(_, worst)| format!("{worst:.0}")).collect::<Vec<_>>().join(" ")
 }

@@ -96,10 +96,10 @@ pub struct Stats {
     pub latency: Percentiles,
     /// Cores the whole machine kept busy on average meanwhile (every process).
     pub cpu_busy_cores: f64,
-    /// Open loop only: per 100 ms of the run (by completion time), the
-    /// answers and the worst latency in ms — where stalls happened.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub timeline: Vec<(u64, f64)>,
+    /// Open loop only: the worst latency (ms) of the answers of each 100 ms
+    /// of the run, space-separated — where stalls happened.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timeline: String,
 }
 
 impl Stats {
@@ -127,7 +127,7 @@ impl Stats {
             per_sec: ok as f64 / secs,
             latency: latencies.summary(),
             cpu_busy_cores: 0.0,
-            timeline: Vec::new(),
+            timeline: String::new(),
         }
     }
 

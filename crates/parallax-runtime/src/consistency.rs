@@ -20,6 +20,8 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub struct Progress {
     reached: Mutex<HashMap<(String, Partition), Position>>,
+    /// When a waiter last read each checkpoint from the store.
+    polled: Mutex<HashMap<(String, Partition), Instant>>,
     changed: Notify,
 }
 
@@ -34,6 +36,20 @@ impl Progress {
     /// Wakes every waiter (after a commit's checkpoints are recorded).
     pub fn notify(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// Whether the caller should read this checkpoint from the store now:
+    /// true for one caller per `every`, so waiters share the reads.
+    fn claim_poll(&self, projection: &str, partition: Partition, every: Duration) -> bool {
+        let mut polled = self.polled.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let last =
+            polled.entry((projection.to_owned(), partition)).or_insert(now.checked_sub(every).unwrap_or(now));
+        if now.duration_since(*last) < every {
+            return false;
+        }
+        *last = now;
+        true
     }
 
     /// Completes at the next [`Progress::notify`] after it is created.
@@ -91,24 +107,24 @@ impl Freshness {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = Instant::now() + timeout;
-        let absorbed = |position| position >= token.position;
-        let mut next_read = Instant::now();
         let mut reached = 0;
         loop {
             let notified = self.progress.notified();
             reached = reached.max(self.progress.reached(projection, token.partition));
-            if absorbed(reached) {
+            if reached >= token.position {
                 return Ok(());
             }
-            let now = Instant::now();
-            if now >= next_read {
+            if self.progress.claim_poll(projection, token.partition, self.poll) {
                 // Not seen here: maybe a projector in another process moved it.
+                // One waiter reads for all, and tells the others.
                 let stored = self.store.checkpoint(projection, token.partition).await?;
-                reached = reached.max(stored.position);
+                if stored.position > reached {
+                    self.progress.advance(projection, token.partition, stored);
+                    self.progress.notify();
+                }
                 if token.absorbed_by(&stored) {
                     return Ok(());
                 }
-                next_read = Instant::now() + self.poll;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -121,7 +137,7 @@ impl Freshness {
             }
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(next_read.min(deadline)) => {}
+                _ = tokio::time::sleep(self.poll.min(deadline - now)) => {}
             }
         }
     }

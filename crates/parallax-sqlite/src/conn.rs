@@ -59,14 +59,28 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Read connections to one file, used from `spawn_blocking`. In WAL mode each
 /// read statement sees a consistent snapshot and never waits for the writer.
+///
+/// At most [`READERS_PER_CORE`] reads per core run at once; more callers wait
+/// their turn in the async runtime, not as blocked threads: a thousand
+/// concurrent reads on two cores would otherwise be a thousand threads (and
+/// connections) thrashing the scheduler.
 pub(crate) struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    running: tokio::sync::Semaphore,
 }
+
+/// Reads running at once, per core.
+const READERS_PER_CORE: usize = 2;
 
 impl ReadPool {
     pub(crate) fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            running: tokio::sync::Semaphore::new(cores * READERS_PER_CORE),
+        }
     }
 
     /// Runs `read` on a pooled connection, off the async runtime.
@@ -76,6 +90,7 @@ impl ReadPool {
         E: AdapterError,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
+        let _turn = self.running.acquire().await.map_err(|e| E::caused("wait for a read connection", e))?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = pool.take().map_err(|e| E::caused(format!("open {}", pool.path.display()), e))?;
