@@ -343,3 +343,49 @@ pub async fn wait_caught_up(client: &Client, timeout: Duration) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cart_gets_its_items_then_one_checkout() {
+        let plan = CartPlan { carts: 7, products: 5, items_per_cart: 3, then: Then::Checkout, customers: 2 };
+        let mut items = std::collections::BTreeMap::<String, u64>::new();
+        let mut checkouts = 0;
+        for seq in 0..7 * 40 {
+            match plan.op(seq) {
+                CartOp::AddItem { cart_id, .. } => {
+                    assert!(
+                        !items.contains_key(&format!("{cart_id}:done")),
+                        "{cart_id} got an item after checkout"
+                    );
+                    *items.entry(cart_id).or_default() += 1;
+                }
+                CartOp::CheckOut { cart_id, .. } => {
+                    let count = items.get(&cart_id).copied().unwrap_or(0);
+                    assert!((1..=3).contains(&count), "{cart_id} checked out with {count} items");
+                    assert!(
+                        items.insert(format!("{cart_id}:done"), 0).is_none(),
+                        "{cart_id} checked out twice"
+                    );
+                    checkouts += 1;
+                }
+            }
+        }
+        assert_eq!(checkouts, 7 * 40 / 4);
+    }
+
+    #[test]
+    fn new_carts_get_at_most_their_items() {
+        let plan = CartPlan { carts: 5, products: 50, items_per_cart: 4, then: Then::NewCart, customers: 1 };
+        let mut items = std::collections::BTreeMap::<String, u64>::new();
+        for seq in 0..5 * 33 {
+            match plan.op(seq) {
+                CartOp::AddItem { cart_id, .. } => *items.entry(cart_id).or_default() += 1,
+                CartOp::CheckOut { .. } => panic!("no checkouts"),
+            }
+        }
+        assert!(items.values().all(|&n| (1..=4).contains(&n)), "{items:?}");
+    }
+}

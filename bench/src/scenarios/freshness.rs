@@ -4,16 +4,20 @@
 //! the four projectors tailing it into a SQLite read store and notifying a
 //! shared progress board after every batch, the checkout saga, and queries.
 //!
-//! First the maximum is found, unless `--max-rate` gives it: add-item
-//! commands in closed loop, concurrency stepping up, with the projectors and
-//! the saga running. Before each step the projectors catch up; after it, the
-//! time they take to absorb the step's events is measured. Two maxima come
-//! out: the command rate (what the write side accepts while the projectors
-//! fall behind) and the pipeline rate (the step's events over the step and
-//! its catch-up: what commands *and* projections sustain together). The
-//! fractions are of the pipeline rate by default (`--max-of pipeline`): past
-//! it the lag grows without bound, so a fraction of the command rate above
-//! it measures a backlog, not freshness (`--max-of commands` does that).
+//! First the maximum is found, unless `--max-rate` gives it: concurrency
+//! steps up in closed loop, with the projectors and the saga running; before
+//! each step the projectors catch up, and after it the time they take to
+//! absorb the step's events is measured. What is stepped (`--max-of`):
+//! - `visible` (the default): the very requests measured below — a command,
+//!   the wait until it is visible, the query, the query again — so the
+//!   maximum is the rate of write-to-visible cycles the shop sustains, with
+//!   the projections keeping up by construction;
+//! - `commands`: add-item commands alone; the write side then runs far ahead
+//!   of the projections, and fractions of that rate above what the
+//!   projections absorb measure a growing backlog, not freshness;
+//! - `pipeline`: add-item commands alone, but the maximum is the step's
+//!   events over the step and its catch-up.
+//!
 //! Then, at each fraction (`--fractions`, default 25, 50 and
 //! 75 %), an open-loop run: each request sends an add-item through
 //! `ShopCommands` and, once it is acknowledged, waits until the carts
@@ -91,10 +95,10 @@ pub struct Args {
     /// Fractions of the maximum to measure at.
     #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75")]
     pub fractions: Vec<f64>,
-    /// The maximum the fractions are of: the command rate found (closed
-    /// loop), or the rate the whole pipeline sustains (commands until the
-    /// projectors have caught up).
-    #[arg(long, value_enum, default_value_t = MaxOf::Pipeline)]
+    /// The maximum the fractions are of: the rate of whole write-to-visible
+    /// cycles (closed loop), of commands alone, or of commands until the
+    /// projectors have caught up.
+    #[arg(long, value_enum, default_value_t = MaxOf::Visible)]
     pub max_of: MaxOf,
     /// How a request waits for its command to become visible.
     #[arg(long, value_enum, default_value_t = Wait::Both)]
@@ -111,6 +115,8 @@ pub struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MaxOf {
+    /// Write-to-visible cycles: command, wait until visible, query (closed loop).
+    Visible,
     /// The command rate (closed loop, projectors running but lagging).
     Commands,
     /// Events appended / (step + time the projectors take to catch up).
@@ -341,12 +347,20 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let mut steps: Vec<Step> = Vec::new();
     let mut search = None;
     if args.max_rate.is_none() {
-        let target = InProcess { commands: shop.commands.clone(), plan };
+        let commands = InProcess { commands: shop.commands.clone(), plan };
+        let cycles = Visible { shop: &shop, plan, freshness: true };
         let mut found = Search::new(load.p99_limit);
         for &concurrency in &load.levels {
             shop.caught_up().await?;
             let head = shop.events.head().await?;
-            let stats = load::closed_step("commands", &target, concurrency, load.step, &sequence).await?;
+            let stats = match args.max_of {
+                MaxOf::Visible => {
+                    load::closed_step("write-to-visible", &cycles, concurrency, load.step, &sequence).await?
+                }
+                MaxOf::Commands | MaxOf::Pipeline => {
+                    load::closed_step("commands", &commands, concurrency, load.step, &sequence).await?
+                }
+            };
             let events = shop.events.head().await? - head;
             let catch_up = shop.caught_up().await?;
             let step = Step { commands: stats.clone(), events, catch_up_secs: catch_up.as_secs_f64() };
@@ -370,7 +384,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let best_pipeline = steps.iter().map(Step::pipeline_per_sec).fold(0.0, f64::max);
     let max = match (args.max_rate, args.max_of, search.as_ref().and_then(Search::best)) {
         (Some(max), _, _) => max,
-        (None, MaxOf::Commands, Some(best)) => best.per_sec,
+        (None, MaxOf::Visible | MaxOf::Commands, Some(best)) => best.per_sec,
         (None, MaxOf::Pipeline, Some(_)) => best_pipeline,
         (None, _, None) => anyhow::bail!("no step qualified: no maximum to take fractions of"),
     };
@@ -447,6 +461,11 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         "maximum",
         match (args.max_rate, args.max_of) {
             (Some(max), _) => format!("{} commands/s (given)", rate(max)),
+            (None, MaxOf::Visible) => format!(
+                "{} write-to-visible cycles/s (found: command, wait until visible, query twice; projectors and \
+                 saga running)",
+                rate(max)
+            ),
             (None, MaxOf::Commands) => format!(
                 "{} commands/s (the command rate found, projectors and saga running; the pipeline sustained \
                  {} events/s)",
@@ -535,7 +554,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             row.push(rate(step.pipeline_per_sec()));
         }
         report.section(
-            "The maximum command rate (closed loop, projectors and saga running)",
+            "The maximum (closed loop, projectors and saga running)",
             table,
             vec![format!(
                 "The search stopped: {}. Before each step the projectors had caught up; \"catch-up after\" is \

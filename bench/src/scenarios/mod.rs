@@ -54,9 +54,10 @@ pub enum Scenario {
     /// Write-to-visible lag in-process at 25, 50 and 75 % of the maximum
     /// command rate; baseline: the query alone.
     ///
-    /// Defaults: search from 4 to 2048 tasks, p99 limit 100 ms, stopping when
-    /// the pipeline rate stops growing; 1024 requests in flight at most at the
-    /// fractions. --mode and --rate do not apply: use --max-rate and --fractions.
+    /// Defaults: the maximum is the rate of whole write-to-visible cycles
+    /// (closed loop, 4 to 2048 tasks, p99 limit 100 ms); 1024 requests in
+    /// flight at most at the fractions. --mode and --rate do not apply: use
+    /// --max-rate, --max-of and --fractions.
     Freshness(freshness::Args),
 }
 
