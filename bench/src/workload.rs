@@ -96,6 +96,34 @@ pub enum Then {
     NewCart,
 }
 
+/// The carts an add-item scenario fills: options those scenarios share.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct CartArgs {
+    /// Cart slots, taken round-robin.
+    #[arg(long, default_value_t = 10_000)]
+    pub carts: u64,
+    /// Products, registered first.
+    #[arg(long, default_value_t = 100)]
+    pub products: u64,
+    /// Items each cart gets.
+    #[arg(long, default_value_t = 4)]
+    pub items_per_cart: u64,
+}
+
+impl CartArgs {
+    /// The plan these carts follow: `then` after the last item, checkouts
+    /// spread over `customers`.
+    pub fn plan(&self, then: Then, customers: u64) -> CartPlan {
+        CartPlan {
+            carts: self.carts,
+            products: self.products,
+            items_per_cart: self.items_per_cart,
+            then,
+            customers,
+        }
+    }
+}
+
 /// Which cart command request `seq` sends.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CartPlan {

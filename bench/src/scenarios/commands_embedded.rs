@@ -34,7 +34,7 @@ use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
 use crate::machine::thread_cpu_secs;
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::{Latencies, Percentiles, Stats};
-use crate::workload::{self, CartPlan, InProcess, Then};
+use crate::workload::{self, CartArgs, InProcess, Then};
 
 const NAME: &str = "commands-embedded";
 
@@ -50,15 +50,9 @@ const EVENT_STORE_SCHEMA: &str = include_str!("../../../crates/parallax-sqlite/s
 /// workers at the fixed rate.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct Args {
-    /// Cart slots, taken round-robin.
-    #[arg(long, default_value_t = 10_000)]
-    pub carts: u64,
-    /// Products, registered first.
-    #[arg(long, default_value_t = 100)]
-    pub products: u64,
-    /// Items each cart gets.
-    #[arg(long, default_value_t = 4)]
-    pub items_per_cart: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cart: CartArgs,
     /// What a cart slot does after its cart's last item: check it out (the
     /// checkout also sets the saga to work, where it runs), or start a new cart.
     #[arg(long, value_enum, default_value_t = Then::Checkout)]
@@ -136,17 +130,11 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let path = context.data_dir.join("events.db");
     let store = SqliteEventStore::open(&path)?;
     let commands = Arc::new(ShopCommands::new(Arc::new(store.clone())));
-    workload::register_products(&commands, args.products).await?;
-    let plan = CartPlan {
-        carts: args.carts,
-        products: args.products,
-        items_per_cart: args.items_per_cart,
-        then: args.then,
-        customers: args.customers,
-    };
+    workload::register_products(&commands, args.cart.products).await?;
+    let plan = args.cart.plan(args.then, args.customers);
     let target = InProcess { commands, plan };
     let sequence = Sequence::default();
-    let warm = load::warm_up(&target, args.carts, 64, &sequence).await?;
+    let warm = load::warm_up(&target, args.cart.carts, 64, &sequence).await?;
 
     let mut search = None;
     let mut groupings = Vec::new();
@@ -206,7 +194,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         "warm-up",
         format!(
             "one add-item per cart slot ({} requests, {:.1} s, not measured)",
-            args.carts,
+            args.cart.carts,
             warm.as_secs_f64()
         ),
     );

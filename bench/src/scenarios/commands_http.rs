@@ -28,7 +28,7 @@ use crate::http::{Client, Shop, ShopArgs};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::Stats;
-use crate::workload::{self, CartPlan, Gets, InProcess, OverHttp, Then};
+use crate::workload::{self, CartArgs, Gets, InProcess, OverHttp, Then};
 
 const NAME: &str = "commands-http";
 
@@ -38,15 +38,9 @@ const NAME: &str = "commands-http";
 /// connections at the fixed rate.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct Args {
-    /// Cart slots, taken round-robin.
-    #[arg(long, default_value_t = 10_000)]
-    pub carts: u64,
-    /// Products, registered first.
-    #[arg(long, default_value_t = 100)]
-    pub products: u64,
-    /// Items each cart gets.
-    #[arg(long, default_value_t = 4)]
-    pub items_per_cart: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cart: CartArgs,
     /// What a cart slot does after its cart's last item: check it out (the
     /// checkout also sets the saga to work, where it runs), or start a new cart.
     #[arg(long, value_enum, default_value_t = Then::NewCart)]
@@ -84,16 +78,10 @@ const DEFAULTS: LoadDefaults =
 /// Runs the scenario.
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let load = args.load.resolve(DEFAULTS);
-    let plan = CartPlan {
-        carts: args.carts,
-        products: args.products,
-        items_per_cart: args.items_per_cart,
-        then: args.then,
-        customers: 1000,
-    };
+    let plan = args.cart.plan(args.then, 1000);
     let shop = Shop::start(&args.shop, &context.data_dir.join("shop")).await?;
     let client = Client::new(shop.addr(), args.shop.client)?;
-    workload::register_products_http(&client, args.products).await?;
+    workload::register_products_http(&client, args.cart.products).await?;
     let health = Gets { client: client.clone(), paths: Arc::new(vec!["/health".to_owned()]) };
     let commands = OverHttp { client: client.clone(), plan };
     let sequence = Sequence::default();
@@ -113,7 +101,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
                 health_steps.last().map_or(0.0, |s| s.latency.p99_ms)
             );
         }
-        load::warm_up(&commands, args.carts, 64, &sequence).await?;
+        load::warm_up(&commands, args.cart.carts, 64, &sequence).await?;
         workload::wait_caught_up(&client, CATCH_UP).await?;
         let mut found = Search::new(load.p99_limit);
         for &concurrency in &load.levels {
@@ -137,7 +125,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let mut fixed_behind = None;
     if load.mode.runs_fixed() {
         if search.is_none() {
-            load::warm_up(&commands, args.carts, 64, &sequence).await?;
+            load::warm_up(&commands, args.cart.carts, 64, &sequence).await?;
         }
         let rate = load.fixed_rate(search.as_ref(), 0.5)?;
         let concurrency = load.fixed_concurrency(search.as_ref());
@@ -161,9 +149,9 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     };
     let store = SqliteEventStore::open(&context.data_dir.join("in-process.db"))?;
     let in_process = InProcess { commands: Arc::new(ShopCommands::new(Arc::new(store))), plan };
-    workload::register_products(&in_process.commands, args.products).await?;
+    workload::register_products(&in_process.commands, args.cart.products).await?;
     let in_sequence = Sequence::default();
-    load::warm_up(&in_process, args.carts, 64, &in_sequence).await?;
+    load::warm_up(&in_process, args.cart.carts, 64, &in_sequence).await?;
     let in_process_stats = load::closed_step(
         "in-process add-item",
         &in_process,
@@ -184,8 +172,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     report.parameter("workload", plan.describe());
     report.parameter("shop", format!("{where_shop}, every role, embedded SQLite, synchronous=FULL"));
     report.parameter("client", format!("{:?}, one keep-alive connection per worker", args.shop.client));
-    report
-        .parameter("warm-up", format!("one add-item per cart slot ({} requests, not measured)", args.carts));
+    report.parameter(
+        "warm-up",
+        format!("one add-item per cart slot ({} requests, not measured)", args.cart.carts),
+    );
     report.parameter("search steps", format!("{:?} × {:.1} s", load.levels, load.step.as_secs_f64()));
     report.parameter("fixed-rate run", format!("{:.1} s", load.duration.as_secs_f64()));
 

@@ -63,7 +63,7 @@ use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence, Target, Worker
 use crate::probes::{Counted, Counts};
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::{Latencies, Percentiles, Stats};
-use crate::workload::{self, CartPlan, InProcess, Then};
+use crate::workload::{self, CartArgs, CartPlan, InProcess, Then};
 
 const NAME: &str = "freshness";
 
@@ -76,15 +76,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// flight at most at the fixed rates.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct Args {
-    /// Cart slots, taken round-robin.
-    #[arg(long, default_value_t = 10_000)]
-    pub carts: u64,
-    /// Products, registered first.
-    #[arg(long, default_value_t = 100)]
-    pub products: u64,
-    /// Items each cart gets.
-    #[arg(long, default_value_t = 4)]
-    pub items_per_cart: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cart: CartArgs,
     /// What a cart slot does after its cart's last item: check it out (the
     /// checkout also sets the saga to work, where it runs), or start a new cart.
     #[arg(long, value_enum, default_value_t = Then::NewCart)]
@@ -333,16 +327,11 @@ impl Step {
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let load = args.load.resolve(DEFAULTS);
     let shop = Embedded::start(context, Duration::from_secs_f64(args.poll_ms.max(0.1) / 1000.0))?;
-    workload::register_products(&shop.commands, args.products).await?;
-    let plan = CartPlan {
-        carts: args.carts,
-        products: args.products,
-        items_per_cart: args.items_per_cart,
-        then: args.then,
-        customers: 1000,
-    };
+    workload::register_products(&shop.commands, args.cart.products).await?;
+    let plan = args.cart.plan(args.then, 1000);
     let sequence = Sequence::default();
-    load::warm_up(&InProcess { commands: shop.commands.clone(), plan }, args.carts, 64, &sequence).await?;
+    load::warm_up(&InProcess { commands: shop.commands.clone(), plan }, args.cart.carts, 64, &sequence)
+        .await?;
 
     let mut steps: Vec<Step> = Vec::new();
     let mut search = None;
@@ -455,8 +444,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         "in-process: SQLite event store (synchronous=FULL), 4 projectors + checkout saga tailing it, SQLite \
          read store",
     );
-    report
-        .parameter("warm-up", format!("one add-item per cart slot ({} requests, not measured)", args.carts));
+    report.parameter(
+        "warm-up",
+        format!("one add-item per cart slot ({} requests, not measured)", args.cart.carts),
+    );
     report.parameter(
         "maximum",
         match (args.max_rate, args.max_of) {
