@@ -20,7 +20,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::watch;
 
 use crate::error::store_error;
-use crate::store::{event_columns, record_of, to_i64, to_u64};
+use crate::store::{event_columns, record_of, to_i64};
 
 /// A tail of a [`crate::PgEventStore`].
 #[derive(Clone)]
@@ -84,10 +84,6 @@ impl EventLog for PgLog {
     }
 
     async fn head(&self) -> Result<Position, LogError> {
-        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| store_error("read the head", e))?;
-        Ok(head.map_or(0, to_u64))
+        crate::store::head(&self.pool).await
     }
 }

@@ -147,11 +147,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| store_error("read the head", e))?;
-        Ok(head.map_or(0, to_u64))
+        head(&self.pool).await
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
@@ -227,6 +223,15 @@ impl EventStore for PgEventStore {
         .map_err(|e| store_error(format!("save the checkpoint of {consumer}"), e))?;
         Ok(())
     }
+}
+
+/// The newest committed position (0: none).
+pub(crate) async fn head(pool: &PgPool) -> Result<Position, StoreError> {
+    let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| store_error("read the head", e))?;
+    Ok(head.map_or(0, to_u64))
 }
 
 /// Refuses what the database would refuse for the whole group.

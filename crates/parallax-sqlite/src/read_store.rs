@@ -76,22 +76,12 @@ impl ReadStore for SqliteReadStore {
         view: &str,
         key: &DocKey,
     ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError> {
-        let (view, key) = (view.to_owned(), key.clone());
+        let keys = [(view.to_owned(), key.clone())];
         self.inner
             .reads
             .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT body, revision FROM documents \
-                     WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
-                )
-                .and_then(|mut statement| {
-                    statement
-                        .query_row(params![view, key.partition, key.clustering], |row| {
-                            Ok((json_at(row, 0)?, u64_at(row, 1)?))
-                        })
-                        .optional()
-                })
-                .map_err(|e| {
+                let [(view, key)] = &keys;
+                documents(conn, &keys).map(|mut found| found.pop().flatten()).map_err(|e| {
                     ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e)
                 })
             })
@@ -106,22 +96,7 @@ impl ReadStore for SqliteReadStore {
         self.inner
             .reads
             .read(move |conn| {
-                let get_all = || {
-                    let mut statement = conn.prepare_cached(
-                        "SELECT body, revision FROM documents \
-                         WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
-                    )?;
-                    keys.iter()
-                        .map(|(view, key)| {
-                            statement
-                                .query_row(params![view, key.partition, key.clustering], |row| {
-                                    Ok((json_at(row, 0)?, u64_at(row, 1)?))
-                                })
-                                .optional()
-                        })
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                };
-                get_all().map_err(|e| ReadStoreError::store("get a batch's documents", e))
+                documents(conn, &keys).map_err(|e| ReadStoreError::store("get a batch's documents", e))
             })
             .await
     }
@@ -233,6 +208,24 @@ fn scan(
         None
     };
     Ok(Page { documents, next_cursor })
+}
+
+/// The documents at `keys`, with their revisions, in the order of `keys`.
+type Found = Option<(serde_json::Value, Revision)>;
+
+fn documents(conn: &Connection, keys: &[(String, DocKey)]) -> rusqlite::Result<Vec<Found>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT body, revision FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+    )?;
+    keys.iter()
+        .map(|(view, key)| {
+            statement
+                .query_row(params![view, key.partition, key.clustering], |row| {
+                    Ok((json_at(row, 0)?, u64_at(row, 1)?))
+                })
+                .optional()
+        })
+        .collect()
 }
 
 /// Empties a read store file whose layout predates the current one.
