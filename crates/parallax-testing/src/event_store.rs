@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parallax_core::{
@@ -387,19 +387,28 @@ pub async fn tailer_sees_every_event_once(store: Arc<dyn EventStore>, log: Arc<d
     const WRITERS: usize = 50;
     const APPENDS_EACH: usize = 200;
     let start = head(&*store).await;
-    let (finished_tx, finished) = watch::channel(false);
+    // Set to the store's head once every writer is done.
+    let (finished_tx, finished) = watch::channel(None::<Position>);
 
     let tailer = tokio::spawn(async move {
         let mut position = start;
         let mut seen: Vec<(Position, Uuid)> = Vec::new();
+        let mut deadline = None;
         loop {
-            // Read the flag before reading the log: if writing had finished
-            // then, an empty read means the tail has caught up for good.
-            let writers_done = *finished.borrow();
+            // Read the flag before reading the log. An empty read is not
+            // "caught up" by itself: a store may show a commit to readers a
+            // little after acknowledging it (the PostgreSQL tail waits for
+            // older transactions anywhere in the cluster), so the tailer
+            // stops once it has reached the head the writers left, or after
+            // a bound, and the assertions below say what it missed.
+            let head_when_done = *finished.borrow();
             let batch = log.read(position, 512).await.expect("read the log");
             if batch.is_empty() {
-                if writers_done {
-                    return seen;
+                if let Some(head) = head_when_done {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(30));
+                    if position >= head || Instant::now() >= deadline {
+                        return seen;
+                    }
                 }
                 log.wait_beyond(position, Duration::from_millis(100)).await;
                 continue;
@@ -439,7 +448,7 @@ pub async fn tailer_sees_every_event_once(store: Arc<dyn EventStore>, log: Arc<d
     while let Some(result) = writers.join_next().await {
         acked.extend(result.expect("a writer task panicked"));
     }
-    finished_tx.send_replace(true);
+    finished_tx.send_replace(Some(head(&*store).await));
     let seen = tailer.await.expect("the tailer panicked");
 
     assert_eq!(acked.len(), WRITERS * APPENDS_EACH);
