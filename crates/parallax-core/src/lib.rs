@@ -34,7 +34,7 @@ pub use log::{
 pub use projection::{Projection, ProjectionError, ViewTx};
 pub use read_store::{
     furthest, CheckpointMove, ClusteringRange, DeadLetter, DocKey, Document, Page, ReadGuard, ReadStore,
-    ReadStoreError, ReadStoreExt, Revision, ViewBatch, ViewWrite,
+    ReadStoreError, ReadStoreExt, Revision, Stamp, StoredDocument, ViewBatch, ViewWrite,
 };
 pub use store::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::event::EventRecord;
-use crate::read_store::{DocKey, ReadGuard, ReadStore, ReadStoreError, Revision, ViewWrite};
+use crate::read_store::{DocKey, ReadGuard, ReadStore, ReadStoreError, Stamp, StoredDocument, ViewWrite};
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,15 @@ pub trait Projection: Send + Sync {
     /// Applies one event; reads and writes go through `tx`.
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
 
+    /// The views whose documents this projection read-modify-writes from
+    /// events of more than one stream (and so, behind a partitioned log, from
+    /// more than one partition at once): sales per product, say. A store
+    /// without multi-document transactions guards those with compare-and-set;
+    /// the others have one writer per document at a time.
+    fn shared_views(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The documents `apply` will read for `event`: the projector fetches
     /// those of a whole batch in one round trip before applying it. A hint
     /// only: a key missing here is read when asked for, an extra one costs a
@@ -48,24 +57,32 @@ pub trait Projection: Send + Sync {
 
 /// A document's address in a batch: view and key.
 type PendingKey = (String, DocKey);
-/// A pending change: the new body, or `None` for a delete.
-type Pending = Option<serde_json::Value>;
+/// A pending change: the new body (`None` for a delete) and the event it
+/// comes from.
+type Pending = (Option<serde_json::Value>, Option<Stamp>);
 
 /// A batch's view of the read store: reads see the batch's own writes, and
 /// every document read from the store is remembered with its revision so the
 /// commit can refuse the batch if another projector changed it meanwhile.
+///
+/// Writes carry the [`Stamp`] of the event being applied. A document whose
+/// marks show it already holds that event's effect (a replay after a crash
+/// between a store's row writes and its checkpoint, in a store whose commits
+/// are not atomic) ignores the event's writes, so no effect lands twice.
 pub struct ViewTx<'a> {
     store: &'a dyn ReadStore,
     pending: BTreeMap<PendingKey, Pending>,
-    read: BTreeMap<PendingKey, (Option<serde_json::Value>, Revision)>,
+    read: BTreeMap<PendingKey, Option<StoredDocument>>,
     /// What the current event overwrote, to undo it if the event turns out poison.
     undo: Vec<(PendingKey, Option<Pending>)>,
+    /// The event being applied.
+    current: Option<Stamp>,
 }
 
 impl<'a> ViewTx<'a> {
     /// An empty batch over `store`.
     pub fn new(store: &'a dyn ReadStore) -> Self {
-        Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new() }
+        Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new(), current: None }
     }
 
     /// The document as the batch sees it.
@@ -75,17 +92,15 @@ impl<'a> ViewTx<'a> {
         key: &DocKey,
     ) -> Result<Option<serde_json::Value>, ReadStoreError> {
         let address = (view.to_owned(), key.clone());
-        if let Some(pending) = self.pending.get(&address) {
-            return Ok(pending.clone());
-        }
-        if let Some((body, _)) = self.read.get(&address) {
+        if let Some((body, _)) = self.pending.get(&address) {
             return Ok(body.clone());
         }
-        let (body, revision) = match self.store.get_with_revision(view, key).await? {
-            Some((body, revision)) => (Some(body), revision),
-            None => (None, 0),
-        };
-        self.read.insert(address, (body.clone(), revision));
+        if let Some(stored) = self.read.get(&address) {
+            return Ok(stored.as_ref().map(|stored| stored.body.clone()));
+        }
+        let stored = self.store.get_many_stored(std::slice::from_ref(&address)).await?.pop().flatten();
+        let body = stored.as_ref().map(|stored| stored.body.clone());
+        self.read.insert(address, stored);
         Ok(body)
     }
 
@@ -102,13 +117,9 @@ impl<'a> ViewTx<'a> {
         if wanted.is_empty() {
             return Ok(());
         }
-        let found = self.store.get_many(&wanted).await?;
-        for (address, document) in wanted.into_iter().zip(found) {
-            let entry = match document {
-                Some((body, revision)) => (Some(body), revision),
-                None => (None, 0),
-            };
-            self.read.insert(address, entry);
+        let found = self.store.get_many_stored(&wanted).await?;
+        for (address, stored) in wanted.into_iter().zip(found) {
+            self.read.insert(address, stored);
         }
         Ok(())
     }
@@ -132,14 +143,22 @@ impl<'a> ViewTx<'a> {
         self.record((view.to_owned(), key), Some(body));
     }
 
-    fn record(&mut self, key: PendingKey, value: Pending) {
-        let before = self.pending.insert(key.clone(), value);
+    fn record(&mut self, key: PendingKey, body: Option<serde_json::Value>) {
+        if let (Some(current), Some(Some(stored))) = (self.current, self.read.get(&key)) {
+            if stored.absorbed(current) {
+                // A replay: the document already holds this event's effect.
+                return;
+            }
+        }
+        let before = self.pending.insert(key.clone(), (body, self.current));
         self.undo.push((key, before));
     }
 
-    /// Marks the start of one event's changes (the projector calls this).
-    pub fn begin_event(&mut self) {
+    /// Marks the start of one event's changes (the projector calls this):
+    /// the writes that follow carry `stamp`.
+    pub fn begin_event(&mut self, stamp: Stamp) {
         self.undo.clear();
+        self.current = Some(stamp);
     }
 
     /// Takes back every change since [`ViewTx::begin_event`] (the projector
@@ -180,15 +199,19 @@ impl<'a> ViewTx<'a> {
         let writes = self
             .pending
             .into_iter()
-            .map(|((view, key), body)| match body {
-                Some(body) => ViewWrite::Put { view, key, body },
-                None => ViewWrite::Delete { view, key },
+            .map(|((view, key), (body, stamp))| match body {
+                Some(body) => ViewWrite::Put { view, key, body, stamp },
+                None => ViewWrite::Delete { view, key, stamp },
             })
             .collect();
         let reads = self
             .read
             .into_iter()
-            .map(|((view, key), (_, revision))| ReadGuard { view, key, revision })
+            .map(|((view, key), stored)| ReadGuard {
+                view,
+                key,
+                revision: stored.map_or(0, |stored| stored.revision),
+            })
             .collect();
         (writes, reads)
     }

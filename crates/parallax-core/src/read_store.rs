@@ -57,6 +57,21 @@ pub struct Document {
     pub body: serde_json::Value,
 }
 
+/// The event a write comes from: its source partition and position.
+///
+/// Stores whose commits are atomic ignore it. A store that commits without
+/// transactions ([`ReadStore::commits_atomically`] is false) orders writes
+/// by it, so a replayed (older) write never overwrites a newer one, and keeps
+/// it per document as a *mark*, so a projector can tell that a document has
+/// already absorbed an event it replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// The source partition of the event.
+    pub partition: Partition,
+    /// The event's position.
+    pub position: Position,
+}
+
 /// One change to a view.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ViewWrite {
@@ -68,6 +83,8 @@ pub enum ViewWrite {
         key: DocKey,
         /// The new body.
         body: serde_json::Value,
+        /// The last event that changed it (`None` outside any projector).
+        stamp: Option<Stamp>,
     },
     /// Remove a document (absent is fine).
     Delete {
@@ -75,7 +92,63 @@ pub enum ViewWrite {
         view: String,
         /// The key.
         key: DocKey,
+        /// The last event that changed it (`None` outside any projector).
+        stamp: Option<Stamp>,
     },
+}
+
+impl ViewWrite {
+    /// An unstamped put (a write outside any projector).
+    pub fn put(view: impl Into<String>, key: DocKey, body: serde_json::Value) -> Self {
+        Self::Put { view: view.into(), key, body, stamp: None }
+    }
+
+    /// An unstamped delete (a write outside any projector).
+    pub fn delete(view: impl Into<String>, key: DocKey) -> Self {
+        Self::Delete { view: view.into(), key, stamp: None }
+    }
+
+    /// The view written.
+    pub fn view(&self) -> &str {
+        match self {
+            Self::Put { view, .. } | Self::Delete { view, .. } => view,
+        }
+    }
+
+    /// The document written.
+    pub fn key(&self) -> &DocKey {
+        match self {
+            Self::Put { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+
+    /// The event the write comes from, if any.
+    pub fn stamp(&self) -> Option<Stamp> {
+        match self {
+            Self::Put { stamp, .. } | Self::Delete { stamp, .. } => *stamp,
+        }
+    }
+}
+
+/// A stored document as a projector reads it: body, revision, and the marks
+/// of the events it has absorbed (the last position per source partition;
+/// always empty in stores whose commits are atomic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    /// The body.
+    pub body: serde_json::Value,
+    /// The revision.
+    pub revision: Revision,
+    /// Per source partition, the position of the last event whose effect the
+    /// document holds.
+    pub marks: Vec<Stamp>,
+}
+
+impl StoredDocument {
+    /// Whether the document already holds the effect of the event at `stamp`.
+    pub fn absorbed(&self, stamp: Stamp) -> bool {
+        self.marks.iter().any(|mark| mark.partition == stamp.partition && mark.position >= stamp.position)
+    }
 }
 
 /// An event a projection could not apply, kept for a retry after a fix.
@@ -249,6 +322,33 @@ pub trait ReadStore: Send + Sync {
             found.push(self.get_with_revision(view, key).await?);
         }
         Ok(found)
+    }
+
+    /// Several documents with their revisions and marks, in the order of
+    /// `keys`: what a projector reads. Stores that keep no marks need not
+    /// implement it.
+    async fn get_many_stored(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
+        Ok(self
+            .get_many(keys)
+            .await?
+            .into_iter()
+            .map(|found| found.map(|(body, revision)| StoredDocument { body, revision, marks: Vec::new() }))
+            .collect())
+    }
+
+    /// Whether [`ReadStore::commit`] applies a batch's writes and checkpoint
+    /// moves all or nothing, isolated from concurrent batches (SQL stores).
+    /// A store that answers `false` (Cassandra) checks checkpoints and read
+    /// guards before it writes, writes rows before checkpoints, orders writes
+    /// by their [`Stamp`] and keeps marks: a batch cut short by a crash is
+    /// replayed without effect twice, but two batches racing from one
+    /// checkpoint may both write (the same rows, when they replay the same
+    /// events) before one of them moves it.
+    fn commits_atomically(&self) -> bool {
+        true
     }
 
     /// Documents of one partition within `range`, in clustering order, at most

@@ -349,10 +349,10 @@ async fn apply_writes(tx: &mut Transaction<'_, Postgres>, batch: &ViewBatch) -> 
     let mut last: BTreeMap<(&str, &str, &str), Option<&serde_json::Value>> = BTreeMap::new();
     for write in &batch.writes {
         match write {
-            ViewWrite::Put { view, key, body } => {
+            ViewWrite::Put { view, key, body, .. } => {
                 last.insert((view, &key.partition, &key.clustering), Some(body));
             }
-            ViewWrite::Delete { view, key } => {
+            ViewWrite::Delete { view, key, .. } => {
                 last.insert((view, &key.partition, &key.clustering), None);
             }
         }

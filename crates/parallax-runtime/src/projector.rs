@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use parallax_core::{
     read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventSource, LogError, LogSource,
-    Partition, Projection, ProjectionError, ReadStore, ReadStoreError, ViewBatch, ViewTx,
+    Partition, Projection, ProjectionError, ReadStore, ReadStoreError, Stamp, ViewBatch, ViewTx,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -200,7 +200,7 @@ impl Projector {
             }
             movement.to.position = event.position;
             applied += 1;
-            tx.begin_event();
+            tx.begin_event(Stamp { partition: sourced.partition, position: event.position });
             match self.projection.apply(&mut tx, event).await {
                 Ok(()) => {}
                 Err(ProjectionError::Poison(error)) => {

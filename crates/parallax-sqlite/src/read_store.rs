@@ -324,7 +324,7 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
     let revision = clamp_i64(fresh_revision());
     for write in &batch.writes {
         match write {
-            ViewWrite::Put { view, key, body } => {
+            ViewWrite::Put { view, key, body, .. } => {
                 let body = serde_json::to_string(body).map_err(|e| {
                     ReadStoreError::store(format!("encode {view}/{}/{}", key.partition, key.clustering), e)
                 })?;
@@ -338,7 +338,7 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
                 })
                 .map_err(failed)?;
             }
-            ViewWrite::Delete { view, key } => {
+            ViewWrite::Delete { view, key, .. } => {
                 tx.prepare_cached(
                     "DELETE FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
                 )

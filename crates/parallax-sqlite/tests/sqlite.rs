@@ -228,11 +228,7 @@ async fn read_store_keeps_views_across_a_reopen() {
     let path = dir.path().join("views.db");
     {
         let views = SqliteReadStore::open(&path).expect("open");
-        let write = ViewWrite::Put {
-            view: "carts".into(),
-            key: DocKey::partition("c-1"),
-            body: json!({ "items": 2 }),
-        };
+        let write = ViewWrite::put("carts", DocKey::partition("c-1"), json!({ "items": 2 }));
         views.write_one("carts", write).await.expect("write");
     }
     let views = SqliteReadStore::open(&path).expect("reopen");

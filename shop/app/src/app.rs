@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use parallax_cassandra::{CassandraConfig, CassandraReadStore, ViewSpec};
 use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
@@ -82,6 +83,7 @@ async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
                 leases: Some(Arc::new(PgLeases::new(pool))),
             })
         }
+        DbKind::Cassandra => anyhow::bail!("the event store cannot live in Cassandra (write_db.kind)"),
     }
 }
 
@@ -98,7 +100,31 @@ async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStor
             let url = settings.read_db.url.as_deref().unwrap_or_default();
             Arc::new(PgReadStore::new(parallax_postgres::pool(url, settings.read_db.max_connections).await?))
         }
+        DbKind::Cassandra => Arc::new(open_cassandra(settings).await?),
     })
+}
+
+/// The Cassandra read store with a table per shop view (created if missing).
+async fn open_cassandra(settings: &Settings) -> anyhow::Result<CassandraReadStore> {
+    let config =
+        CassandraConfig::new(settings.read_db.cassandra_nodes(), settings.read_db.cassandra_keyspace());
+    CassandraReadStore::connect(&config, shop_view_specs())
+        .await
+        .with_context(|| format!("open the Cassandra read store {config:?}"))
+}
+
+/// Every view of the shop's projections, shared where a projection says so.
+pub fn shop_view_specs() -> Vec<ViewSpec> {
+    let mut specs: Vec<ViewSpec> = Vec::new();
+    for projection in shop_read::all_projections() {
+        for &view in projection.views() {
+            let shared = projection.shared_views().contains(&view);
+            if !specs.iter().any(|spec| spec.name == view) {
+                specs.push(if shared { ViewSpec::shared(view) } else { ViewSpec::owned(view) });
+            }
+        }
+    }
+    specs
 }
 
 fn kafka_config(settings: &Settings) -> KafkaConfig {
@@ -120,6 +146,10 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         let pool = parallax_postgres::pool(url, 2).await?;
         parallax_postgres::migrate_read(&pool).await?;
         tracing::info!(url = %parallax_postgres::redact(url), "read store schema is current");
+    }
+    if settings.read_db.kind == DbKind::Cassandra {
+        let store = open_cassandra(settings).await?;
+        tracing::info!(keyspace = store.keyspace(), "read store schema is current");
     }
     if settings.log.kind == LogKind::Kafka {
         let status = parallax_kafka::ensure_topic(&kafka_config(settings)).await?;

@@ -22,8 +22,11 @@
 //! group = "shop"       # each projection consumes as group "shop.<projection>"
 //!
 //! [read_db]            # the views
-//! kind = "postgres"    # or "sqlite"
+//! kind = "postgres"    # or "sqlite", or "cassandra":
 //! url = "postgres://parallax:parallax@127.0.0.1:5432/shop_views"
+//! # kind = "cassandra"
+//! # nodes = "127.0.0.1:9042"   # contact points, comma-separated
+//! # keyspace = "shop"
 //! ```
 
 use std::collections::BTreeSet;
@@ -65,6 +68,8 @@ pub enum DbKind {
     Sqlite,
     /// A PostgreSQL database at `url`.
     Postgres,
+    /// An Apache Cassandra keyspace (`keyspace` at `nodes`); read side only.
+    Cassandra,
 }
 
 /// A database.
@@ -79,6 +84,12 @@ pub struct DbSettings {
     /// Pool size (PostgreSQL).
     #[serde(default = "default_connections")]
     pub max_connections: u32,
+    /// Contact points, `host:port`, comma-separated (Cassandra).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<String>,
+    /// Keyspace of the views (Cassandra).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<String>,
 }
 
 fn default_connections() -> u32 {
@@ -87,7 +98,30 @@ fn default_connections() -> u32 {
 
 impl DbSettings {
     fn sqlite() -> Self {
-        Self { kind: DbKind::Sqlite, url: None, max_connections: default_connections() }
+        Self {
+            kind: DbKind::Sqlite,
+            url: None,
+            max_connections: default_connections(),
+            nodes: None,
+            keyspace: None,
+        }
+    }
+
+    /// Cassandra's contact points.
+    pub fn cassandra_nodes(&self) -> Vec<String> {
+        self.nodes
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Cassandra's keyspace (default `shop`).
+    pub fn cassandra_keyspace(&self) -> String {
+        self.keyspace.clone().unwrap_or_else(|| "shop".to_owned())
     }
 }
 
@@ -194,6 +228,29 @@ impl Settings {
         for (side, db) in [("write_db", &self.write_db), ("read_db", &self.read_db)] {
             if db.kind == DbKind::Postgres && db.url.as_deref().is_none_or(str::is_empty) {
                 return Err(ConfigError(format!("{side}.kind = \"postgres\" needs {side}.url")));
+            }
+        }
+        if self.write_db.kind == DbKind::Cassandra {
+            return Err(ConfigError(
+                "write_db.kind = \"cassandra\" is not supported: the event store needs PostgreSQL or SQLite \
+                 (Cassandra holds the read side)"
+                    .into(),
+            ));
+        }
+        if self.read_db.kind == DbKind::Cassandra {
+            if self.read_db.cassandra_nodes().is_empty() {
+                return Err(ConfigError(
+                    "read_db.kind = \"cassandra\" needs read_db.nodes (\"host:port,…\")".into(),
+                ));
+            }
+            let keyspace = self.read_db.cassandra_keyspace();
+            let valid = keyspace.starts_with(|c: char| c.is_ascii_lowercase())
+                && keyspace.len() <= 48
+                && keyspace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(ConfigError(format!(
+                    "read_db.keyspace = {keyspace:?}: start with a letter, then lowercase letters, digits or '_' (48 at most)"
+                )));
             }
         }
         if self.log.kind == LogKind::Kafka {

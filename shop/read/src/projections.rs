@@ -365,6 +365,12 @@ impl Projection for SalesProjection {
         &[names::SALES]
     }
 
+    /// A product's row adds up lines of orders from every stream, and so,
+    /// behind a partitioned log, from every partition at once.
+    fn shared_views(&self) -> &'static [&'static str] {
+        &[names::SALES]
+    }
+
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
         let lines = match decode(&self.codec, event, &["order.confirmed", "order.cancelled"]) {
             Ok(Some(ShopEvent::Order(OrderEvent::Confirmed { lines, .. }))) => lines,

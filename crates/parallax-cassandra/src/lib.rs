@@ -1,0 +1,74 @@
+//! # parallax-cassandra
+//!
+//! Parallax's read store (⑥ of the data flow) on Apache Cassandra, through
+//! the scylla driver (which speaks CQL to Cassandra as well as to ScyllaDB).
+//!
+//! ## The model
+//!
+//! Each view is one CQL table, `v_<view>`, with the view's partition key as
+//! the CQL partition key and its clustering key as the clustering column:
+//!
+//! ```text
+//! CREATE TABLE v_customer_orders (p text, c text, body text, rev bigint,
+//!     marks map<int, bigint>, PRIMARY KEY ((p), c))
+//! ```
+//!
+//! so a point read is one partition lookup and a page of a partition is one
+//! slice of it, in clustering order (UTF-8 byte order, as the port asks).
+//! Every statement is prepared once when the store connects; every value is
+//! a bound parameter. Pages are read by clustering range with a cursor (the
+//! last clustering key), never with `OFFSET` or `ALLOW FILTERING`.
+//!
+//! ## Exactly-once effect without transactions
+//!
+//! Cassandra has no transaction that spans the view rows of a batch and the
+//! projection's checkpoint. The store gets the effect the SQL stores get from
+//! their transaction — every event's effect on a view exactly once — from
+//! four rules ([`parallax_core::ReadStore::commits_atomically`] is `false`):
+//!
+//! 1. **Rows before checkpoints.** A commit writes its rows first and moves
+//!    the checkpoints (one row per projection and source partition) last.
+//!    A projector that dies in between leaves rows *ahead* of the checkpoint,
+//!    never behind it: nothing is lost, and the events after the checkpoint
+//!    are delivered again.
+//! 2. **Write timestamps from positions.** A row written by a projector
+//!    carries `USING TIMESTAMP <position>`: the global position of the last
+//!    event that changed it. Cassandra keeps, per cell, the value with the
+//!    highest timestamp, so a replayed (older) write can never overwrite a
+//!    newer one, whatever the order in which they arrive; and a view written
+//!    from two streams (an order created by the cart's checkout and by the
+//!    order's own events, behind two Kafka partitions) ends in the state of
+//!    the later event.
+//! 3. **Marks.** Each row keeps, per source partition, the position of the
+//!    last event whose effect it holds (`marks`). When a projector replays an
+//!    event, its [`parallax_core::ViewTx`] sees that a document it read
+//!    already holds it and drops the event's writes to that document: a
+//!    read-modify-write (a cart's items, a sales total) is not applied twice.
+//! 4. **Lightweight transactions only where rows are shared.** A view that a
+//!    projection read-modify-writes from more than one partition at once
+//!    ([`parallax_core::Projection::shared_views`]; sales per product is one)
+//!    is written with compare-and-set on the row's revision
+//!    (`UPDATE … IF rev = ?`, `INSERT … IF NOT EXISTS`). Two projectors of two
+//!    partitions updating one row serialize through Paxos; the loser gets
+//!    [`parallax_core::ReadStoreError::Conflict`], re-reads and applies again,
+//!    so no increment is lost. Checkpoints are compare-and-set too, so two
+//!    projectors racing over one partition (a rebalance) move it once. Every
+//!    other view is written with plain timestamped writes: one projector
+//!    owns a partition at a time, and rules 2 and 3 make its replays harmless.
+//!
+//! Before it writes anything, a commit checks its checkpoints and read guards
+//! (with serial reads), so a stale batch — a redelivery after another
+//! projector moved on — writes nothing. The rows of one commit that are not
+//! shared go in logged batches, which Cassandra applies whole or not at all.
+//!
+//! What this does not give: isolation. A reader may see some rows of a batch
+//! before others, and two projectors racing from one checkpoint may both
+//! write rows (the same rows, since they replay the same events) before one
+//! of them moves the checkpoint. Writes outside any projector (tools, tests)
+//! have no position; they are ordered by the wall clock instead, and a view
+//! should not mix the two.
+#![warn(missing_docs)]
+
+mod store;
+
+pub use store::{CassandraConfig, CassandraReadStore, ViewSpec};
