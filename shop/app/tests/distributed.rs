@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use common::distributed::{
     seed_catalog, wait_orders_settled, Deployment, Load, VersionWatch, PARTITIONS, STANDARD,
 };
-use parallax_core::ReadStore;
-use parallax_postgres::PgReadStore;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -58,32 +56,6 @@ async fn small_workload(deployment: &Deployment) {
     assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
     let order = app.get_after(&format!("/api/orders/{first}"), &shipped.token()).await;
     assert_eq!(order.body["status"], "shipped", "{}", order.body);
-}
-
-/// How far the projections have got: the sum of their checkpoints.
-async fn progress(deployment: &Deployment) -> u64 {
-    let views = PgReadStore::connect(&deployment.read_url).await.expect("connect to the read store");
-    let mut sum = 0;
-    for projection in shop_read::all_projections() {
-        for (_, checkpoint) in views.checkpoints(projection.name()).await.expect("checkpoints") {
-            sum += checkpoint.position;
-        }
-    }
-    views.pool().close().await;
-    sum
-}
-
-/// Waits until the projections move beyond `since`; returns where they are.
-async fn wait_progress(deployment: &Deployment, since: u64) -> u64 {
-    let start = Instant::now();
-    loop {
-        let now = progress(deployment).await;
-        if now > since {
-            return now;
-        }
-        assert!(start.elapsed() < Duration::from_secs(90), "projections made no progress in 90 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// An external Kafka client (kcat) reads every event with valid CloudEvents
@@ -156,25 +128,25 @@ async fn projectors_killed_and_rebalanced_apply_every_event_once() {
     let groups = shop_read::all_projections().len();
     let began = Instant::now();
     let step = |what: &str| eprintln!("{:>6.1} s  {what}", began.elapsed().as_secs_f64());
-    let mut at = wait_progress(&deployment, 0).await;
+    let mut at = deployment.wait_progress(0).await;
     step("projector-1 projects; start projector-2: a rebalance under load");
     deployment.add("projector-2", &["projector"]).await;
     deployment.wait_for_assignments("projector-2", groups).await;
-    at = wait_progress(&deployment, at).await;
+    at = deployment.wait_progress(at).await;
     step("projector-2 has partitions of every group; kill -9 projector-1 and restart it");
     deployment.kill("projector-1");
     deployment.restart("projector-1").await;
     deployment.wait_for_assignments("projector-1", groups).await;
-    at = wait_progress(&deployment, at).await;
+    at = deployment.wait_progress(at).await;
     step("projector-1 is back in every group; kill -9 projector-2");
     let before = deployment.assignments("projector-1");
     deployment.kill("projector-2");
     deployment.wait_for_assignments("projector-1", before + groups).await;
-    at = wait_progress(&deployment, at).await;
+    at = deployment.wait_progress(at).await;
     step("projector-1 took projector-2's partitions; restart projector-2");
     deployment.restart("projector-2").await;
     deployment.wait_for_assignments("projector-2", groups).await;
-    wait_progress(&deployment, at).await;
+    deployment.wait_progress(at).await;
     step("projector-2 is back in every group; stop the load");
 
     let commands = load.commands.load(Ordering::Relaxed);

@@ -13,9 +13,13 @@
 //! Deployments run one at a time (the machine has two cores, and the
 //! take-over test measures time).
 //!
+//! The views live in PostgreSQL, or in Apache Cassandra (a fresh keyspace)
+//! with [`Deployment::start_with`] and [`ReadDb::Cassandra`].
+//!
 //! Services: `PARALLAX_TEST_POSTGRES_URL` (a superuser: it creates
-//! databases) and `PARALLAX_TEST_KAFKA_BROKERS`; `kcat` reads the topic as
-//! an external client would.
+//! databases), `PARALLAX_TEST_KAFKA_BROKERS` and, for Cassandra,
+//! `PARALLAX_TEST_CASSANDRA_NODES`; `kcat` reads the topic as an external
+//! client would.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -32,6 +36,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use parallax_cassandra::{CassandraConfig, CassandraReadStore};
 use parallax_core::{partition_for, EventLog, EventRecord, EventStore, Partition, Position, ReadStore};
 use parallax_postgres::{PgEventStore, PgLog, PgReadStore};
 use parallax_runtime::{CancellationToken, Projector};
@@ -49,6 +54,16 @@ pub const PARTITIONS: u32 = 8;
 
 const DEFAULT_POSTGRES: &str = "postgres://parallax:parallax@127.0.0.1:5432/parallax";
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+const DEFAULT_CASSANDRA: &str = "127.0.0.1:9042";
+
+/// Where a deployment keeps its views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadDb {
+    /// A fresh PostgreSQL database.
+    Postgres,
+    /// A fresh Cassandra keyspace.
+    Cassandra,
+}
 
 /// How long a process may take to print its `listening on` line.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -77,6 +92,8 @@ pub struct Services {
     pub postgres: String,
     /// Kafka bootstrap servers.
     pub brokers: String,
+    /// Cassandra contact points.
+    pub cassandra: String,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -121,7 +138,8 @@ pub async fn services() -> Services {
             "Kafka at {brokers} did not answer within 20 s: start it with `scripts/services/kafka start`"
         ),
     }
-    Services { postgres, brokers }
+    let cassandra = env_or("PARALLAX_TEST_CASSANDRA_NODES", DEFAULT_CASSANDRA);
+    Services { postgres, brokers, cassandra }
 }
 
 /// `url` with its database replaced by `database`.
@@ -196,8 +214,12 @@ pub struct Deployment {
     pub services: Services,
     /// The event store's database.
     pub write_url: String,
-    /// The views' database.
+    /// The views' database (PostgreSQL).
     pub read_url: String,
+    /// Where the views live.
+    pub read_db: ReadDb,
+    /// The views' keyspace (Cassandra).
+    pub keyspace: String,
     pub topic: String,
     /// Consumer-group prefix.
     pub group: String,
@@ -216,6 +238,11 @@ impl Deployment {
     /// and the query processes are the proxy's backends and are not meant to
     /// be killed; every other process can be.
     pub async fn start(layout: &[(&str, &[&str])]) -> Self {
+        Self::start_with(layout, ReadDb::Postgres).await
+    }
+
+    /// [`Deployment::start`] with the views in `read_db`.
+    pub async fn start_with(layout: &[(&str, &[&str])], read_db: ReadDb) -> Self {
         let slot = SLOT.acquire().await.expect("the deployment semaphore is never closed");
         let services = services().await;
         let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
@@ -235,6 +262,8 @@ impl Deployment {
             app: TestApp::remote(String::new()),
             write_url: with_database(&services.postgres, &databases[0]),
             read_url: with_database(&services.postgres, &databases[1]),
+            read_db,
+            keyspace: name.clone(),
             topic: format!("parallax-test-{id}"),
             group: format!("parallax-test-{id}"),
             services,
@@ -285,11 +314,19 @@ impl Deployment {
                 command.env_remove(key);
             }
         }
+        command.env("SHOP__WRITE_DB__KIND", "postgres").env("SHOP__WRITE_DB__URL", &self.write_url);
+        match self.read_db {
+            ReadDb::Postgres => {
+                command.env("SHOP__READ_DB__KIND", "postgres").env("SHOP__READ_DB__URL", &self.read_url);
+            }
+            ReadDb::Cassandra => {
+                command
+                    .env("SHOP__READ_DB__KIND", "cassandra")
+                    .env("SHOP__READ_DB__NODES", &self.services.cassandra)
+                    .env("SHOP__READ_DB__KEYSPACE", &self.keyspace);
+            }
+        }
         command
-            .env("SHOP__WRITE_DB__KIND", "postgres")
-            .env("SHOP__WRITE_DB__URL", &self.write_url)
-            .env("SHOP__READ_DB__KIND", "postgres")
-            .env("SHOP__READ_DB__URL", &self.read_url)
             .env("SHOP__LOG__KIND", "kafka")
             .env("SHOP__LOG__BROKERS", &self.services.brokers)
             .env("SHOP__LOG__TOPIC", &self.topic)
@@ -494,6 +531,9 @@ impl Deployment {
         self.kill_all();
         drop_databases(&self.services.postgres, &self.databases).await;
         delete_topic(&self.services.brokers, &self.topic).await;
+        if self.read_db == ReadDb::Cassandra {
+            drop_keyspace(&self.cassandra_config()).await;
+        }
         self.cleaned = true;
     }
 
@@ -513,6 +553,66 @@ impl Deployment {
     /// The event store (its own pool and writer tasks, on this runtime).
     pub async fn event_store(&self) -> PgEventStore {
         PgEventStore::connect(&self.write_url).await.expect("connect to the event store")
+    }
+
+    fn cassandra_config(&self) -> CassandraConfig {
+        CassandraConfig::new(self.services.cassandra.split(','), &self.keyspace)
+    }
+
+    /// The read store the deployment's views live in.
+    pub async fn read_store(&self) -> Arc<dyn ReadStore> {
+        match self.read_db {
+            ReadDb::Postgres => {
+                Arc::new(PgReadStore::connect(&self.read_url).await.expect("connect to the read store"))
+            }
+            ReadDb::Cassandra => Arc::new(self.cassandra().await),
+        }
+    }
+
+    /// The Cassandra read store of the deployment.
+    pub async fn cassandra(&self) -> CassandraReadStore {
+        CassandraReadStore::connect(&self.cassandra_config(), shop::app::shop_view_specs())
+            .await
+            .expect("connect to the Cassandra read store")
+    }
+
+    /// How far the projections have got: the sum of their checkpoints.
+    pub async fn progress(&self) -> u64 {
+        let views = self.read_store().await;
+        let mut sum = 0;
+        for projection in shop_read::all_projections() {
+            for (_, checkpoint) in views.checkpoints(projection.name()).await.expect("checkpoints") {
+                sum += checkpoint.position;
+            }
+        }
+        sum
+    }
+
+    /// Waits until the projections move beyond `since`; returns where they are.
+    pub async fn wait_progress(&self, since: u64) -> u64 {
+        let start = Instant::now();
+        loop {
+            let now = self.progress().await;
+            if now > since {
+                return now;
+            }
+            assert!(start.elapsed() < Duration::from_secs(90), "projections made no progress in 90 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every document of every view, as the read DB holds it.
+    async fn documents(&self) -> Documents {
+        match self.read_db {
+            ReadDb::Postgres => {
+                let read =
+                    parallax_postgres::pool(&self.read_url, 2).await.expect("connect to the read store");
+                let documents = postgres_documents(&read).await;
+                read.close().await;
+                documents
+            }
+            ReadDb::Cassandra => cassandra_documents(&self.cassandra().await).await,
+        }
     }
 
     /// Every committed event, in position order.
@@ -627,7 +727,7 @@ impl Deployment {
             let slot = needed.entry(partition_for(&stream, PARTITIONS)).or_default();
             *slot = (*slot).max(position);
         }
-        let views = PgReadStore::connect(&self.read_url).await.expect("connect to the read store");
+        let views = self.read_store().await;
         let start = Instant::now();
         loop {
             let mut behind = Vec::new();
@@ -648,7 +748,6 @@ impl Deployment {
                 }
             }
             if behind.is_empty() {
-                views.pool().close().await;
                 return;
             }
             assert!(
@@ -667,7 +766,6 @@ impl Deployment {
     pub async fn assert_views_equal_the_fold(&self) {
         let store = self.event_store().await;
         let log: Arc<dyn EventLog> = Arc::new(store.log());
-        let read = parallax_postgres::pool(&self.read_url, 2).await.expect("connect to the read store");
         let start = Instant::now();
         loop {
             let head = store.head().await.expect("the head");
@@ -685,7 +783,7 @@ impl Deployment {
             }
             drop(fold);
             let expected = sqlite_documents(&path);
-            let actual = postgres_documents(&read).await;
+            let actual = self.documents().await;
             if store.head().await.expect("the head") != head {
                 // Something was appended meanwhile (the saga at work): again.
                 assert!(start.elapsed() < CATCH_UP, "the event store never stood still for a comparison");
@@ -701,13 +799,12 @@ impl Deployment {
                 diff.join("\n")
             );
             assert!(!expected.is_empty(), "nothing to compare: the fold is empty");
-            let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
-                .fetch_one(&read)
-                .await
-                .expect("count dead letters");
-            assert_eq!(dead, 0, "dead letters in the read DB");
+            let views = self.read_store().await;
+            for projection in shop_read::all_projections() {
+                let dead = views.dead_letters(projection.name()).await.expect("list dead letters");
+                assert!(dead.is_empty(), "dead letters of {} in the read DB: {dead:?}", projection.name());
+            }
             eprintln!("views equal the fold: {} documents, head {head}", expected.len());
-            read.close().await;
             return;
         }
     }
@@ -734,12 +831,16 @@ impl Drop for Deployment {
             let admin = self.services.postgres.clone();
             let databases = self.databases.clone();
             let (brokers, topic) = (self.services.brokers.clone(), self.topic.clone());
+            let cassandra = (self.read_db == ReadDb::Cassandra).then(|| self.cassandra_config());
             // Best effort, on a runtime of its own (this may run while a panic unwinds).
             let _ = std::thread::spawn(move || {
                 if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     runtime.block_on(async {
                         drop_databases(&admin, &databases).await;
                         delete_topic(&brokers, &topic).await;
+                        if let Some(config) = cassandra {
+                            drop_keyspace(&config).await;
+                        }
                     });
                 }
             })
@@ -753,6 +854,13 @@ async fn delete_topic(brokers: &str, topic: &str) {
     let config = parallax_kafka::KafkaConfig::new(brokers, topic, PARTITIONS, shop::EVENT_SOURCE);
     if let Err(error) = parallax_kafka::delete_topic(&config).await {
         eprintln!("could not delete test topic {topic}: {error}");
+    }
+}
+
+/// Drops a test keyspace (best effort).
+async fn drop_keyspace(config: &CassandraConfig) {
+    if let Err(error) = CassandraReadStore::drop_keyspace(config).await {
+        eprintln!("could not drop test keyspace {}: {error}", config.keyspace);
     }
 }
 
@@ -996,6 +1104,30 @@ async fn postgres_documents(pool: &sqlx::PgPool) -> Documents {
             ((view, partition, clustering), serde_json::from_str(&body).expect("a JSON body"))
         })
         .collect()
+}
+
+async fn cassandra_documents(store: &CassandraReadStore) -> Documents {
+    let mut documents = Documents::new();
+    for spec in shop::app::shop_view_specs() {
+        let query = format!("SELECT p, c, body FROM {}.v_{}", store.keyspace(), spec.name);
+        let mut rows = store
+            .session()
+            .query_iter(query, ())
+            .await
+            .expect("read a view")
+            .rows_stream::<(String, String, Option<String>)>()
+            .expect("rows of a view");
+        while let Some(row) = futures::StreamExt::next(&mut rows).await {
+            let (partition, clustering, body) = row.expect("a row");
+            if let Some(body) = body {
+                documents.insert(
+                    (spec.name.clone(), partition, clustering),
+                    serde_json::from_str(&body).expect("a JSON body"),
+                );
+            }
+        }
+    }
+    documents
 }
 
 /// The first differences, one line each.

@@ -1,0 +1,180 @@
+//! The seed's stack end to end: PostgreSQL write side, Kafka in between,
+//! Apache Cassandra read side, each role of the shop a separate OS process
+//! (see `common/distributed.rs`).
+//!
+//! Needs `scripts/services/postgres start`, `scripts/services/kafka start`
+//! and `scripts/services/cassandra start`. Each test has a fresh event store,
+//! topic and keyspace, and stops the processes it started.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::distributed::{
+    seed_catalog, wait_orders_settled, Deployment, Load, ReadDb, PARTITIONS, STANDARD,
+};
+use parallax_cassandra::CassandraReadStore;
+use parallax_core::{Partition, Position, ReadStore};
+
+/// The black-box suite, each case on a fresh deployment with its views in Cassandra.
+mod suite_cases {
+    use crate::common::distributed::{Deployment, ReadDb, STANDARD};
+    use crate::common::suite;
+
+    macro_rules! on_cassandra {
+        ($case:ident) => {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+                suite::$case(&deployment.app).await;
+                deployment.stop().await;
+            }
+        };
+    }
+
+    suite::for_each_case!(on_cassandra);
+}
+
+/// Per projection and source partition, the highest position any of its
+/// documents holds (its marks) beyond the checkpoint: rows a projector wrote
+/// without moving its checkpoint over them.
+async fn rows_ahead_of_checkpoints(store: &CassandraReadStore) -> Vec<String> {
+    let mut ahead = Vec::new();
+    for projection in shop_read::all_projections() {
+        let mut highest: BTreeMap<Partition, Position> = BTreeMap::new();
+        for view in projection.views() {
+            let query = format!("SELECT marks FROM {}.v_{view}", store.keyspace());
+            let mut rows = store
+                .session()
+                .query_iter(query, ())
+                .await
+                .expect("read a view's marks")
+                .rows_stream::<(Option<BTreeMap<i32, i64>>,)>()
+                .expect("marks");
+            while let Some(row) = futures::StreamExt::next(&mut rows).await {
+                for (partition, position) in row.expect("a row").0.unwrap_or_default() {
+                    let slot = highest.entry(partition as Partition).or_default();
+                    *slot = (*slot).max(position as Position);
+                }
+            }
+        }
+        for (partition, position) in highest {
+            let checkpoint = store.checkpoint(projection.name(), partition).await.expect("a checkpoint");
+            if position > checkpoint.position {
+                ahead.push(format!(
+                    "{}[{partition}]: rows at {position}, checkpoint at {}",
+                    projection.name(),
+                    checkpoint.position
+                ));
+            }
+        }
+    }
+    ahead
+}
+
+/// Both projector processes are killed with SIGKILL at once, again and again,
+/// while clients send commands, and restarted. A Cassandra commit writes a
+/// batch's rows before it moves the checkpoint, so some kills land in
+/// between: the test checks, while no projector runs, that rows ahead of
+/// their checkpoint exist (it proves the kills hit the window). After the
+/// last round, every view equals a rebuild from the event store: the events
+/// delivered again after each kill changed nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
+    const ROUNDS: usize = 6;
+    let mut deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    seed_catalog(&deployment.app).await;
+    let load = Load::start(&deployment.app, 6);
+    let cassandra = deployment.cassandra().await;
+    let mut landed = Vec::new();
+    let mut at = deployment.wait_progress(0).await;
+    // Kill 150-600 ms into a stretch of projecting, at varying points of the commits.
+    let pauses_ms = [410, 150, 530, 260, 600, 330];
+    for pause in pauses_ms.into_iter().take(ROUNDS) {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        deployment.kill("projector-1");
+        deployment.kill("projector-2");
+        let ahead = rows_ahead_of_checkpoints(&cassandra).await;
+        eprintln!("after a kill, {} projection partitions had rows ahead of their checkpoint", ahead.len());
+        for residue in ahead {
+            if !landed.contains(&residue) {
+                landed.push(residue);
+            }
+        }
+        deployment.restart("projector-1").await;
+        deployment.restart("projector-2").await;
+        at = deployment.wait_progress(at).await;
+    }
+    let commands = load.commands.load(Ordering::Relaxed);
+    let orders = load.finish().await;
+    wait_orders_settled(&deployment.app, &orders).await;
+    eprintln!(
+        "{commands} commands, {} orders, {ROUNDS} kills of both projectors; rows left ahead: {landed:?}",
+        orders.len()
+    );
+    assert!(orders.len() > 10, "the load placed only {} orders", orders.len());
+    assert!(
+        !landed.is_empty(),
+        "no kill landed between a batch's rows and its checkpoint in {ROUNDS} rounds: the test proved nothing"
+    );
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
+}
+
+/// Sales per product is one row updated by the orders of every stream, so
+/// by two projector processes at once, each owning half of the partitions.
+/// With many orders of the same products, the rows' totals are exact: they
+/// equal the rebuild from the event store, and a row holds the effect of
+/// events from every partition, so from both processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_projectors_updating_one_sales_row_lose_no_update() {
+    let deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    seed_catalog(&deployment.app).await;
+    deployment.wait_for_assignments("projector-1", 1).await;
+    deployment.wait_for_assignments("projector-2", 1).await;
+    let load = Load::start(&deployment.app, 8);
+    let began = Instant::now();
+    while load.commands.load(Ordering::Relaxed) < 1_500 && began.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let orders = load.finish().await;
+    wait_orders_settled(&deployment.app, &orders).await;
+    deployment.assert_views_equal_the_fold().await;
+
+    let cassandra = deployment.cassandra().await;
+    let query = format!("SELECT c, body, marks FROM {}.v_sales WHERE p = 'all'", cassandra.keyspace());
+    let rows = cassandra
+        .session()
+        .query_unpaged(query, ())
+        .await
+        .expect("read the sales rows")
+        .into_rows_result()
+        .expect("rows");
+    let mut busiest = (String::new(), 0usize, 0i64);
+    for row in rows.rows::<(String, String, BTreeMap<i32, i64>)>().expect("sales rows") {
+        let (sku, body, marks) = row.expect("a sales row");
+        let units =
+            serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["units"].as_i64().unwrap_or(0);
+        if marks.len() > busiest.1 {
+            busiest = (sku, marks.len(), units);
+        }
+    }
+    eprintln!(
+        "{} orders; sales row {} holds events of {} partitions, {} units",
+        orders.len(),
+        busiest.0,
+        busiest.1,
+        busiest.2
+    );
+    assert!(orders.len() > 50, "the load placed only {} orders", orders.len());
+    // Each process owns some of the partitions: a row holding events of
+    // every partition was updated by both.
+    assert_eq!(
+        busiest.1, PARTITIONS as usize,
+        "no sales row was updated from every partition (the best, {}, from {}): the test proved nothing",
+        busiest.0, busiest.1
+    );
+    deployment.stop().await;
+}
