@@ -11,12 +11,15 @@
 //!
 //! ```text
 //! cargo run --release -p bench -- commands-embedded      # or: commands-http, queries,
-//! cargo run --release -p bench -- --help                 #     projection-rebuild, freshness
+//! cargo run --release -p bench -- --help                 #     projection-rebuild, freshness,
+//!                                                        #     commands-postgres
 //! ```
 //!
 //! Each scenario prints a Markdown report and writes it, with the raw figures
-//! as JSON, to `bench/results/<scenario>.md` and `.json` (overwritten by the
-//! latest run; `--results-dir` to write elsewhere).
+//! as JSON, to `bench/results/<report>.md` and `.json` (overwritten by the
+//! latest run; `--results-dir` to write elsewhere). The report is named after
+//! the scenario, and after the store or path too where it is not the
+//! default: `projection-rebuild-postgres`, `freshness-kafka`.
 //!
 //! ## Method
 //!
@@ -57,23 +60,38 @@
 //! reported with its p99 ([`load::Search`]).
 //!
 //! **Baselines in the same run**: each scenario measures, right beside its own
-//! figure, the limit of the layer underneath (plain batched SQLite inserts of
-//! the same rows with the same pragmas; `GET /health` through the same HTTP
-//! stack at the same concurrency; the in-process code path; the query alone),
-//! and reports `ours / baseline`. A ratio of 1.0 means the shop's path costs
+//! figure, the limit of the layer underneath (plain batched SQLite or
+//! PostgreSQL inserts of the same rows with the same settings; `GET /health`
+//! through the same HTTP stack at the same concurrency; the in-process code
+//! path; the query alone), and reports `ours / baseline`. A ratio of 1.0 means the shop's path costs
 //! nothing over the layer it runs on; 0.25 means it reaches a quarter of
 //! what that layer allows. For latencies the ratio is `ours / lower bound`
 //! (1.0 is the floor; higher is worse).
+//!
+//! **A peer in the same run**: `commands-postgres` also runs the same cart
+//! commands written with another framework (cqrs-es over postgres-es,
+//! [`peer`]) against the same server, at the same concurrency steps and the
+//! same fixed rate, and reports `ours / peer`. The peer is a process of its
+//! own, driven by the same load generator ([`bench_load`], the crate under
+//! `bench/load` that holds [`load`], [`stats`] and the cart plan), so its
+//! figures are measured exactly as the shop's are.
+//!
+//! **Servers**: the PostgreSQL and Kafka scenarios run against
+//! `--postgres-url` and `--kafka-brokers` (by default those of
+//! `scripts/services/`), in databases and a topic made for the run and
+//! removed afterwards ([`servers`]); the servers' CPU time is read from
+//! `/proc`, so they are expected on the same machine.
 //!
 //! ## Scenarios
 //!
 //! | scenario | what | baseline |
 //! |---|---|---|
 //! | [`scenarios::commands_embedded`] | add-item and checkout commands in-process, durable ack | batched INSERTs of the same rows, same batch size |
+//! | [`scenarios::commands_postgres`] | the same over the PostgreSQL event store | batched INSERTs of the same rows into PostgreSQL, same batch size and writers; the cqrs-es peer |
 //! | [`scenarios::commands_http`] | add-item over HTTP against `shop serve` | `GET /health`; the in-process path |
 //! | [`scenarios::queries`] | GET cart, GET orders by customer over HTTP | `GET /health` |
-//! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store | batched upserts of as many documents |
-//! | [`scenarios::freshness`] | command acknowledged → query shows it | the query alone |
+//! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store into SQLite or PostgreSQL (`--store`) | batched upserts of as many documents into the same store |
+//! | [`scenarios::freshness`] | command acknowledged → query shows it, embedded or through Kafka (`--via`) | the query alone |
 //!
 //! Where a scenario needs it, wrappers around the ports ([`probes`]) count
 //! and time what the projectors ask of the log and the read store, and the
@@ -81,16 +99,18 @@
 //! breakdown of where the time goes that needs no profiler.
 //!
 //! A scenario is a module with its `Args` (clap) and an async `run` that
-//! returns a [`report::Report`]; [`Scenario`] lists them. Scenarios against
-//! PostgreSQL, Kafka and Cassandra slot in as further modules and variants.
+//! returns a [`report::Report`]; [`Scenario`] lists them. Another store or
+//! path slots in as a further module, or as a variant of a scenario's
+//! choice (`projection_rebuild::Store`, `freshness::Via`).
 
 pub mod machine;
-pub mod stats;
-pub mod load;
+pub use bench_load::{load, stats};
 pub mod report;
 pub mod http;
 pub mod workload;
 pub mod probes;
+pub mod servers;
+pub mod peer;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};

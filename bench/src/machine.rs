@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use bench_load::cpu::CpuMeter;
+
 /// What a report says about the machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -111,52 +113,30 @@ fn memory_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The whole machine's CPU use between two moments (all processes: the
-/// shop, the load generator, anything else running), from `/proc/stat`.
-#[derive(Debug, Clone, Copy)]
-pub struct CpuMeter {
-    busy: u64,
-    total: u64,
-}
-
-impl CpuMeter {
-    /// Starts measuring.
-    pub fn start() -> Self {
-        let (busy, total) = cpu_ticks();
-        Self { busy, total }
-    }
-
-    /// Cores kept busy on average since [`CpuMeter::start`] (0 to the core count).
-    pub fn busy_cores(&self) -> f64 {
-        let (busy, total) = cpu_ticks();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        let (busy, total) = (busy.saturating_sub(self.busy), total.saturating_sub(self.total));
-        if total == 0 {
-            return 0.0;
-        }
-        busy as f64 / total as f64 * cores
-    }
-}
-
-/// Non-idle and total ticks of all CPUs (`idle` and `iowait` count as idle).
-fn cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|line| line.starts_with("cpu ")) else { return (0, 0) };
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal (guest fields are inside user)
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
 /// CPU seconds used so far by this process's threads whose name starts with
-/// `prefix` (`/proc/self/task/*/stat`, clock ticks of 1/100 s).
+/// `prefix` (`/proc/self/task/*/stat`).
 pub fn thread_cpu_secs(prefix: &str) -> f64 {
+    cpu_secs_under(Path::new("/proc/self/task"), prefix)
+}
+
+/// CPU seconds used so far by the machine's processes whose name starts with
+/// `prefix` (`/proc/*/stat`): a server on this machine (`postgres`, the
+/// Kafka broker's `java`). 0 if none is visible.
+pub fn process_cpu_secs(prefix: &str) -> f64 {
+    cpu_secs_under(Path::new("/proc"), prefix)
+}
+
+/// User and system time, in clock ticks of 1/100 s, of the entries of `dir`
+/// (`/proc` or a process's `task` folder) whose name starts with `prefix`.
+fn cpu_secs_under(dir: &Path, prefix: &str) -> f64 {
     const TICKS_PER_SEC: f64 = 100.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0.0 };
     let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+    // Numeric entries only: /proc/self would count a process twice.
+    let numeric =
+        |entry: &std::fs::DirEntry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit());
+    for entry in entries.flatten().filter(numeric) {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         if !stat[open + 1..close].starts_with(prefix) {
             continue;

@@ -5,10 +5,11 @@ use bench::{Common, Scenario};
 use clap::Parser;
 
 /// Parallax's load generator. Each scenario drives the shop's own code paths,
-/// measures a baseline in the same run (the layer underneath: plain SQLite
-/// writes, GET /health, the in-process path, the query alone), and reports
-/// HdrHistogram percentiles and the ratio ours / baseline. Results go to
-/// bench/results/<scenario>.md and .json.
+/// measures a baseline in the same run (the layer underneath: plain SQLite or
+/// PostgreSQL writes, GET /health, the in-process path, the query alone; for
+/// commands-postgres also a cqrs-es peer), and reports HdrHistogram
+/// percentiles and the ratio ours / baseline. Results go to
+/// bench/results/<report>.md and .json.
 ///
 /// Two modes per scenario: find the maximum (closed loop, concurrency doubling
 /// until throughput stops growing or p99 passes a limit) and a fixed rate

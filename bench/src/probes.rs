@@ -1,5 +1,7 @@
 //! Probes: wrappers around the ports that count and time what a projector
-//! asks of them, for a breakdown of where its time goes without a profiler.
+//! asks of them, for a breakdown of where its time goes without a profiler;
+//! and what a relay published where, to tell when projectors over a broker
+//! have caught up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parallax_core::{
-    Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, LogError, Page, Partition,
-    Position, ReadStore, ReadStoreError, Revision, ViewBatch,
+    partition_for, Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, EventSink,
+    LogError, Page, Partition, Position, ReadStore, ReadStoreError, Revision, ViewBatch,
 };
 use serde::Serialize;
 
@@ -175,5 +177,42 @@ impl ReadStore for Counted {
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         self.inner.dead_letters(projection).await
+    }
+}
+
+/// The relay's sink, keeping the highest position it published to each
+/// partition of the log (placed as the sink places them: `partition_for`).
+pub struct Published {
+    inner: Arc<dyn EventSink>,
+    last: Vec<AtomicU64>,
+}
+
+impl Published {
+    /// Wraps `inner`, which publishes to `partitions` partitions.
+    pub fn new(inner: Arc<dyn EventSink>, partitions: u32) -> Self {
+        Self { inner, last: (0..partitions.max(1)).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// The highest position published to each partition (0: none yet).
+    pub fn last(&self) -> Vec<Position> {
+        self.last.iter().map(|at| at.load(Ordering::Relaxed)).collect()
+    }
+
+    /// The highest position published.
+    pub fn furthest(&self) -> Position {
+        self.last().into_iter().max().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl EventSink for Published {
+    async fn publish(&self, events: &[EventRecord]) -> Result<(), LogError> {
+        self.inner.publish(events).await?;
+        let partitions = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
+        for event in events {
+            let partition = partition_for(&event.stream_id, partitions) as usize;
+            self.last[partition].fetch_max(event.position, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }

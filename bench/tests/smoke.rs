@@ -3,6 +3,13 @@
 //! debug build, with the other tests beside it, the figures mean nothing;
 //! this only keeps the scenarios working. The HTTP scenarios start the shop
 //! inside the bench process (`--in-process`), so no release binary is needed.
+//!
+//! The PostgreSQL and Kafka scenarios run against the servers of
+//! `scripts/test` (`PARALLAX_TEST_POSTGRES_URL`, `PARALLAX_TEST_KAFKA_BROKERS`,
+//! which it exports); without them they are skipped, saying so. They make
+//! databases and a topic of their own and remove them. `commands-postgres`
+//! builds its peer (`bench/peer-cqrs-es`, a debug build under
+//! `target/peer-cqrs-es`) the first time.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,6 +31,11 @@ const BRIEF: &[&str] = &[
 ];
 
 fn run(scenario: &str, args: &[&str]) {
+    run_reporting(scenario, scenario, args);
+}
+
+/// Runs `scenario`, whose report is named `report`.
+fn run_reporting(scenario: &str, report: &str, args: &[&str]) {
     let results = tempfile::tempdir().expect("a results folder");
     let data = tempfile::tempdir().expect("a data folder");
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
@@ -42,7 +54,7 @@ fn run(scenario: &str, args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    check_results(results.path(), scenario);
+    check_results(results.path(), report);
 }
 
 fn check_results(dir: &Path, scenario: &str) {
@@ -60,8 +72,19 @@ fn check_results(dir: &Path, scenario: &str) {
     assert!(!json["raw"].is_null());
 }
 
-fn with_brief(args: &[&'static str]) -> Vec<&'static str> {
+fn with_brief<'a>(args: &[&'a str]) -> Vec<&'a str> {
     args.iter().chain(BRIEF).copied().collect()
+}
+
+/// The value of `variable`, or `None` after saying that `test` is skipped.
+fn server(variable: &str, test: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            eprintln!("skipping {test}: {variable} is not set (scripts/test sets it)");
+            None
+        }
+    }
 }
 
 #[test]
@@ -100,4 +123,66 @@ fn projection_rebuild() {
 #[test]
 fn freshness() {
     run("freshness", &with_brief(&["--carts", "40", "--products", "5", "--fractions", "0.5"]));
+}
+
+#[test]
+fn commands_postgres() {
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", "commands-postgres") else { return };
+    run(
+        "commands-postgres",
+        &with_brief(&["--carts", "40", "--products", "5", "--pool-size", "4", "--postgres-url", &url]),
+    );
+}
+
+#[test]
+fn projection_rebuild_postgres() {
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", "projection-rebuild --store postgres") else {
+        return;
+    };
+    run_reporting(
+        "projection-rebuild",
+        "projection-rebuild-postgres",
+        &[
+            "--store",
+            "postgres",
+            "--postgres-url",
+            &url,
+            "--pool-size",
+            "4",
+            "--events",
+            "2000",
+            "--products",
+            "20",
+            "--customers",
+            "10",
+        ],
+    );
+}
+
+#[test]
+fn freshness_kafka() {
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", "freshness --via kafka") else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", "freshness --via kafka") else { return };
+    run_reporting(
+        "freshness",
+        "freshness-kafka",
+        &with_brief(&[
+            "--via",
+            "kafka",
+            "--postgres-url",
+            &url,
+            "--pool-size",
+            "4",
+            "--kafka-brokers",
+            &brokers,
+            "--partitions",
+            "2",
+            "--carts",
+            "40",
+            "--products",
+            "5",
+            "--fractions",
+            "0.5",
+        ]),
+    );
 }

@@ -18,6 +18,7 @@
 //! fraction of that limit the command path reaches; a batch's commit time is
 //! a lower bound on a command's latency at that batch size.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use serde_json::json;
 use shop::commands::ShopCommands;
 
 use super::{ratio, Context};
-use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
+use crate::load::{self, Load, LoadArgs, LoadDefaults, Search, Sequence, Target};
 use crate::machine::thread_cpu_secs;
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::{Latencies, Percentiles, Stats};
@@ -40,6 +41,9 @@ const NAME: &str = "commands-embedded";
 
 /// The event store's writer thread, as the kernel names it (15 characters).
 const WRITER_THREAD: &str = "parallax-sqlite";
+
+/// The writer, as the steps table names it.
+const WRITER: &str = "writer";
 
 /// The event store's schema, so the baseline's file is the same.
 const EVENT_STORE_SCHEMA: &str = include_str!("../../../crates/parallax-sqlite/src/sql/event_store.sql");
@@ -75,7 +79,8 @@ pub struct Grouping {
     pub positions: (u64, u64),
     /// Write transactions committed.
     pub transactions: u64,
-    /// CPU seconds of the writer thread.
+    /// CPU seconds of the writer: the event store's writer thread (SQLite),
+    /// or the database server's processes (PostgreSQL).
     pub writer_cpu_secs: f64,
     /// Wall seconds of the step.
     pub wall_secs: f64,
@@ -92,7 +97,7 @@ impl Grouping {
         ratio(self.events() as f64, self.transactions as f64)
     }
 
-    /// The writer thread's time on a CPU, as a fraction of the step.
+    /// The writer's time on a CPU, as a fraction of the step (of one core).
     pub fn writer_cpu(&self) -> f64 {
         ratio(self.writer_cpu_secs, self.wall_secs)
     }
@@ -104,24 +109,126 @@ impl Grouping {
     }
 }
 
+/// Where an event store's writer is at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// The log's head.
+    pub head: u64,
+    /// Write transactions committed so far, where the store counts them (else 0).
+    pub transactions: u64,
+    /// CPU seconds the writer used so far.
+    pub writer_cpu_secs: f64,
+}
+
+/// An event store with group commit, as the command scenarios watch it
+/// around each step: how many events it appended in how many transactions,
+/// and the CPU its writer used.
+pub trait GroupCommit: Sync {
+    /// Where the writer is now.
+    fn mark(&self) -> impl Future<Output = anyhow::Result<Mark>> + Send;
+
+    /// How many write transactions committed between two marks.
+    fn transactions(&self, from: &Mark, to: &Mark) -> impl Future<Output = anyhow::Result<u64>> + Send;
+}
+
+impl GroupCommit for SqliteEventStore {
+    async fn mark(&self) -> anyhow::Result<Mark> {
+        Ok(Mark {
+            head: self.head().await?,
+            transactions: self.writer_stats().transactions,
+            writer_cpu_secs: thread_cpu_secs(WRITER_THREAD),
+        })
+    }
+
+    async fn transactions(&self, from: &Mark, to: &Mark) -> anyhow::Result<u64> {
+        Ok(to.transactions - from.transactions)
+    }
+}
+
 /// Measures what the writer does while `step` runs.
 pub async fn grouped<T>(
-    store: &SqliteEventStore,
-    step: impl std::future::Future<Output = anyhow::Result<T>>,
+    store: &impl GroupCommit,
+    step: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<(T, Grouping)> {
-    let (head, before, cpu, began) =
-        (store.head().await?, store.writer_stats(), thread_cpu_secs(WRITER_THREAD), Instant::now());
+    let (before, began) = (store.mark().await?, Instant::now());
     let out = step.await?;
-    let (end, after) = (store.head().await?, store.writer_stats());
+    let after = store.mark().await?;
+    let wall_secs = began.elapsed().as_secs_f64();
     Ok((
         out,
         Grouping {
-            positions: (head, end),
-            transactions: after.transactions - before.transactions,
-            writer_cpu_secs: thread_cpu_secs(WRITER_THREAD) - cpu,
-            wall_secs: began.elapsed().as_secs_f64(),
+            positions: (before.head, after.head),
+            transactions: store.transactions(&before, &after).await?,
+            writer_cpu_secs: after.writer_cpu_secs - before.writer_cpu_secs,
+            wall_secs,
         },
     ))
+}
+
+/// What a command scenario measured of its own path: the search, with what
+/// the group commit did at each step, and the fixed-rate run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// The search for the maximum, if made.
+    pub search: Option<Search>,
+    /// What the group commit did at each step of the search.
+    pub groupings: Vec<Grouping>,
+    /// The fixed-rate run, if made, and what the group commit did meanwhile.
+    pub fixed: Option<(Stats, Grouping)>,
+}
+
+impl Measured {
+    /// The best step of the search, and what the group commit did in it.
+    pub fn best(&self) -> Option<(&Stats, &Grouping)> {
+        let best = self.search.as_ref()?.best?;
+        Some((&self.search.as_ref()?.steps[best], &self.groupings[best]))
+    }
+
+    /// The step the baselines are measured against: the best step of the
+    /// search, else the fixed-rate run.
+    pub fn reference(&self) -> anyhow::Result<(Stats, Grouping)> {
+        match (self.best(), &self.fixed) {
+            (Some((stats, grouping)), _) => Ok((stats.clone(), *grouping)),
+            (None, Some((stats, grouping))) => Ok((stats.clone(), *grouping)),
+            (None, None) => anyhow::bail!("no step qualified: nothing to compare (see the steps above)"),
+        }
+    }
+}
+
+/// Searches for the maximum of `target` (if `load` says so), then runs it at
+/// the fixed rate (if `load` says so: `--rate`, else half the maximum),
+/// watching `store`'s group commit at every step.
+pub async fn measure<T: Target>(
+    target: &T,
+    store: &impl GroupCommit,
+    load: &Load,
+    sequence: &Sequence,
+) -> anyhow::Result<Measured> {
+    let mut search = None;
+    let mut groupings = Vec::new();
+    if load.mode.finds_max() {
+        let mut found = Search::new(load.p99_limit);
+        for &concurrency in &load.levels {
+            let (stats, grouping) =
+                grouped(store, load::closed_step("commands", target, concurrency, load.step, sequence))
+                    .await?;
+            groupings.push(grouping);
+            if !found.push(stats) {
+                break;
+            }
+        }
+        search = Some(found);
+    }
+    let mut fixed = None;
+    if load.mode.runs_fixed() {
+        let rate = load.fixed_rate(search.as_ref(), 0.5)?;
+        let concurrency = load.fixed_concurrency(search.as_ref());
+        fixed = Some(
+            grouped(store, load::fixed_rate("commands", target, rate, concurrency, load.duration, sequence))
+                .await?,
+        );
+    }
+    Ok(Measured { search, groupings, fixed })
 }
 
 /// Runs the scenario.
@@ -135,43 +242,11 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let target = InProcess { commands, plan };
     let sequence = Sequence::default();
     let warm = load::warm_up(&target, args.cart.carts, 64, &sequence).await?;
-
-    let mut search = None;
-    let mut groupings = Vec::new();
-    if load.mode.finds_max() {
-        let mut found = Search::new(load.p99_limit);
-        for &concurrency in &load.levels {
-            let (stats, grouping) =
-                grouped(&store, load::closed_step("commands", &target, concurrency, load.step, &sequence))
-                    .await?;
-            groupings.push(grouping);
-            if !found.push(stats) {
-                break;
-            }
-        }
-        search = Some(found);
-    }
-    let mut fixed = None;
-    if load.mode.runs_fixed() {
-        let rate = load.fixed_rate(search.as_ref(), 0.5)?;
-        let concurrency = load.fixed_concurrency(search.as_ref());
-        let (stats, grouping) = grouped(
-            &store,
-            load::fixed_rate("commands", &target, rate, concurrency, load.duration, &sequence),
-        )
-        .await?;
-        fixed = Some((stats, grouping));
-    }
+    let measured = measure(&target, &store, &load, &sequence).await?;
+    let Measured { search, groupings, fixed } = &measured;
 
     // The baseline: the best step's rows again, plain, in batches of the size it achieved.
-    let reference = match (&search, fixed.as_ref()) {
-        (Some(search), _) if search.best.is_some() => {
-            let best = search.best.expect("checked");
-            (search.steps[best].clone(), groupings[best])
-        }
-        (_, Some((stats, grouping))) => (stats.clone(), *grouping),
-        _ => anyhow::bail!("no step qualified: nothing to compare (see the steps above)"),
-    };
+    let reference = measured.reference()?;
     let batch = reference.1.per_transaction().round().max(1.0) as usize;
     let rows = read_rows(&path, reference.1.positions)?;
     let sizes = payload_sizes(&path)?;
@@ -224,7 +299,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         ratio(best.latency.p99_ms, limit.commit.p99_ms),
         "",
     );
-    if let Some((stats, grouping)) = &fixed {
+    if let Some((stats, grouping)) = fixed {
         report.compare(
             &format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(stats.offered_per_sec.unwrap_or(0.0))),
             format!(
@@ -239,7 +314,12 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         );
         report.section(
             "Fixed rate (open loop)",
-            steps_table(std::slice::from_ref(stats), &[*grouping], context.machine.fsync_mean_ms),
+            steps_table(
+                std::slice::from_ref(stats),
+                &[*grouping],
+                WRITER,
+                Some(context.machine.fsync_mean_ms),
+            ),
             vec![format!(
                 "Achieved {} of {} offered.",
                 rate(stats.per_sec),
@@ -247,10 +327,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             )],
         );
     }
-    if let Some(search) = &search {
+    if let Some(search) = search {
         report.section(
             "Find the maximum (closed loop)",
-            steps_table(&search.steps, &groupings, context.machine.fsync_mean_ms),
+            steps_table(&search.steps, groupings, WRITER, Some(context.machine.fsync_mean_ms)),
             vec![format!("The search stopped: {}.", search.stopped)],
         );
     }
@@ -313,13 +393,26 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn steps_table(steps: &[Stats], groupings: &[Grouping], fsync_mean_ms: f64) -> Table {
+/// The steps, with what the group commit did: events per transaction, the
+/// `writer`'s time on a CPU, and (given the machine's mean fsync) its
+/// estimated time in fsync.
+pub fn steps_table(
+    steps: &[Stats],
+    groupings: &[Grouping],
+    writer: &str,
+    fsync_mean_ms: Option<f64>,
+) -> Table {
     let mut table = Table::of_steps(steps);
-    table.columns.extend(["events/txn".into(), "writer on CPU".into(), "writer in fsync (est.)".into()]);
+    table.columns.extend(["events/txn".into(), format!("{writer} on CPU")]);
+    if fsync_mean_ms.is_some() {
+        table.columns.push(format!("{writer} in fsync (est.)"));
+    }
     for (row, grouping) in table.rows.iter_mut().zip(groupings) {
         row.push(format!("{:.1}", grouping.per_transaction()));
         row.push(format!("{:.0} %", 100.0 * grouping.writer_cpu()));
-        row.push(format!("{:.0} %", 100.0 * grouping.writer_fsync(fsync_mean_ms)));
+        if let Some(fsync_mean_ms) = fsync_mean_ms {
+            row.push(format!("{:.0} %", 100.0 * grouping.writer_fsync(fsync_mean_ms)));
+        }
     }
     table
 }

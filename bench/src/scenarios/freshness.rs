@@ -1,8 +1,17 @@
-//! `freshness` (embedded): write-to-visible lag — a command acknowledged
-//! (durably) → a query shows it — in one process wired as `shop serve`
-//! wires the embedded shape: the SQLite event store (`synchronous=FULL`),
-//! the four projectors tailing it into a SQLite read store and notifying a
-//! shared progress board after every batch, the checkout saga, and queries.
+//! `freshness`: write-to-visible lag — a command acknowledged (durably) → a
+//! query shows it — in one process wired as `shop serve` wires it
+//! (`--via`):
+//! - `embedded` (the default): the SQLite event store (`synchronous=FULL`),
+//!   the four projectors tailing it into a SQLite read store and notifying a
+//!   shared progress board after every batch, the checkout saga, and queries;
+//! - `kafka`: the distributed shape's path, every role in this process: the
+//!   PostgreSQL event store, the relay (under a PostgreSQL lease) publishing
+//!   it through `KafkaSink` to a topic of the run's own (`--partitions`,
+//!   default 8), the four projectors each a consumer group (`KafkaSource`)
+//!   writing to a PostgreSQL read store and notifying the progress board, the
+//!   checkout saga (leased), and queries. Every event goes through the real
+//!   broker; the databases (events, views) and the topic are made for the run
+//!   and removed afterwards. The report is `freshness-kafka`.
 //!
 //! First the maximum is found, unless `--max-rate` gives it: concurrency
 //! steps up in closed loop, with the projectors and the saga running; before
@@ -24,15 +33,18 @@
 //! projection has absorbed the command's position, then queries the cart
 //! (`ShopQueries::cart`) and checks that the view holds the command's stream
 //! version. The lag is from the acknowledgement to that answer. Before each
-//! run the projectors catch up with the event store.
+//! run the projectors catch up with the event store (over Kafka: the relay
+//! has published the event store's head, and every projection has absorbed
+//! the last event published to each partition).
 //!
 //! How a request waits (`--wait`):
 //! - `freshness`: `parallax_runtime::Freshness::wait` on the command's
-//!   consistency token, as the query API does for `?consistent_with=`: the
-//!   projectors publish each committed checkpoint on the shared progress
+//!   consistency token (the log partition of the cart's stream and the
+//!   command's position), as the query API does for `?consistent_with=`:
+//!   the projectors publish each committed checkpoint on the shared progress
 //!   board and wake the waiters.
-//! - `poll`: one watcher task reads the carts projection's checkpoint from
-//!   the read store every `--poll-ms` and publishes it; requests wait on
+//! - `poll`: one watcher task reads the carts projection's checkpoints from
+//!   the read store every `--poll-ms` and publishes them; requests wait on
 //!   that in memory — the lag as a process without the projectors (reading
 //!   only the read store) would see it.
 //! - `both` (the default): `freshness` at every fraction, `poll` too at the
@@ -45,13 +57,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parallax_core::{ConsistencyToken, EventLog, EventStore, ReadStore};
-use parallax_runtime::{CancellationToken, Executed, Freshness, ProcessRunner, Progress, Projector};
+use parallax_core::{
+    partition_for, Aggregate, ConsistencyToken, EventLog, EventStore, Leases, Partition, ReadStore,
+};
+use parallax_kafka::{KafkaSink, KafkaSource};
+use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
+use parallax_runtime::{CancellationToken, Executed, Freshness, ProcessRunner, Progress, Projector, Relay};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use serde::Serialize;
 use serde_json::json;
 use shop::commands::ShopCommands;
 use shop::saga::CheckoutSaga;
+use shop_domain::Cart;
 use shop_read::queries::answered_by;
 use shop_read::ShopQueries;
 use tokio::sync::watch;
@@ -60,8 +77,9 @@ use tokio::time::Instant;
 
 use super::{ratio, Context};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence, Target, Worker};
-use crate::probes::{Counted, Counts};
+use crate::probes::{Counted, Counts, Published};
 use crate::report::{ms, rate, Report, Table};
+use crate::servers::{self, KafkaArgs, PostgresArgs, RunId, ScratchDb, ScratchTopic};
 use crate::stats::{Latencies, Percentiles, Stats};
 use crate::workload::{self, CartArgs, CartPlan, InProcess, Then};
 
@@ -100,9 +118,40 @@ pub struct Args {
     /// How often the `poll` watcher reads the checkpoint, milliseconds.
     #[arg(long, default_value_t = 1.0)]
     pub poll_ms: f64,
+    /// The path from the command to the view.
+    #[arg(long, value_enum, default_value_t = Via::Embedded)]
+    pub via: Via,
+    /// Where PostgreSQL is (`--via kafka`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub postgres: PostgresArgs,
+    /// Where Kafka is (`--via kafka`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kafka: KafkaArgs,
     #[command(flatten)]
     #[serde(flatten)]
     pub load: LoadArgs,
+}
+
+/// The path from a command to the view that shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// SQLite event store, projectors tailing it, SQLite read store.
+    Embedded,
+    /// PostgreSQL event store, relay, Kafka, projectors as consumer groups, PostgreSQL read store.
+    Kafka,
+}
+
+impl Via {
+    /// The report's name.
+    fn report_name(self) -> &'static str {
+        match self {
+            Via::Embedded => NAME,
+            Via::Kafka => "freshness-kafka",
+        }
+    }
 }
 
 /// Which maximum the fractions are of.
@@ -132,14 +181,18 @@ pub enum Wait {
 const DEFAULTS: LoadDefaults =
     LoadDefaults { min_concurrency: 4, max_concurrency: 2048, fixed_concurrency: 1024, p99_limit_ms: 100.0 };
 
-/// The embedded shop, wired as `shop serve` wires it.
-struct Embedded {
-    events: SqliteEventStore,
+/// The shop in this process, wired as `shop serve` wires the chosen shape.
+struct Shop {
+    events: Arc<dyn EventStore>,
     read: Arc<dyn ReadStore>,
     /// The read store as the projectors see it: counting their batches.
     projected: Arc<Counted>,
-    /// The carts projection's checkpoint, as the watcher last read it.
-    carts_at: watch::Receiver<u64>,
+    /// Partitions of the log (the embedded log has one).
+    partitions: u32,
+    /// What the relay published to each partition (over Kafka).
+    published: Option<Arc<Published>>,
+    /// The carts projection's checkpoint in each partition, as the watcher last read them.
+    carts_at: watch::Receiver<Vec<u64>>,
     commands: Arc<ShopCommands>,
     freshness: Freshness,
     queries: ShopQueries,
@@ -147,13 +200,28 @@ struct Embedded {
     tasks: JoinSet<()>,
 }
 
-impl Embedded {
-    fn start(context: &Context, poll: Duration) -> anyhow::Result<Self> {
+/// What the shape needs from outside the process: nothing embedded; over
+/// Kafka, databases and a topic of the run's own.
+#[derive(Default)]
+struct Scratch {
+    databases: Vec<ScratchDb>,
+    topic: Option<ScratchTopic>,
+}
+
+impl Scratch {
+    async fn remove(self) {
+        servers::clean_up(self.databases, self.topic).await;
+    }
+}
+
+impl Shop {
+    /// The embedded shape: SQLite files in the run's data folder.
+    fn embedded(context: &Context, poll: Duration) -> anyhow::Result<Self> {
         let events = SqliteEventStore::open(&context.data_dir.join("events.db"))?;
         let read: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&context.data_dir.join("views.db"))?);
         let projected = Arc::new(Counted::new(read.clone()));
         let log: Arc<dyn EventLog> = Arc::new(events.log());
-        let store: Arc<dyn EventStore> = Arc::new(events.clone());
+        let store: Arc<dyn EventStore> = Arc::new(events);
         let progress = Arc::new(Progress::default());
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -164,22 +232,90 @@ impl Embedded {
             tasks.spawn(async move { projector.run(cancel).await });
         }
         let commands = Arc::new(ShopCommands::new(store.clone()));
-        let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store);
+        let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
         {
             let cancel = cancel.clone();
             tasks.spawn(async move { saga.run(cancel).await });
         }
-        let (carts_tx, carts_at) = watch::channel(0);
+        let parts =
+            Parts { events: store, read, projected, partitions: 1, published: None, commands, progress };
+        Ok(Self::finish(parts, cancel, tasks, poll))
+    }
+
+    /// The distributed shape's path in one process, on `scratch`'s databases
+    /// (events, views) and topic.
+    async fn over_kafka(args: &Args, scratch: &Scratch, run: &RunId, poll: Duration) -> anyhow::Result<Self> {
+        let ([events_db, views_db], Some(topic)) = (scratch.databases.as_slice(), &scratch.topic) else {
+            anyhow::bail!("two databases and a topic")
+        };
+        let pool_size = args.postgres.pool_size;
+        let write_pool = parallax_postgres::pool(&events_db.url, pool_size).await?;
+        parallax_postgres::migrate_write(&write_pool).await?;
+        let read_pool = parallax_postgres::pool(&views_db.url, pool_size).await?;
+        parallax_postgres::migrate_read(&read_pool).await?;
+        let events = PgEventStore::new(write_pool.clone(), PgStoreOptions::default());
+        let log: Arc<dyn EventLog> = Arc::new(events.log());
+        let store: Arc<dyn EventStore> = Arc::new(events);
+        let leases: Arc<dyn Leases> = Arc::new(PgLeases::new(write_pool));
+        let read: Arc<dyn ReadStore> = Arc::new(PgReadStore::new(read_pool));
+        let projected = Arc::new(Counted::new(read.clone()));
+        let partitions = topic.config.partitions;
+        let published = Arc::new(Published::new(Arc::new(KafkaSink::new(topic.config.clone())?), partitions));
+        let progress = Arc::new(Progress::default());
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let relay = Relay::new(log.clone(), published.clone(), leases.clone());
+        {
+            let cancel = cancel.clone();
+            tasks.spawn(async move { relay.run(cancel).await });
+        }
+        for projection in shop_read::all_projections() {
+            let group = format!("parallax-bench-{run}.{}", projection.name());
+            let source = Box::new(KafkaSource::new(&topic.config, &group)?);
+            let projector =
+                Projector::from_source(projection, source, projected.clone()).with_progress(progress.clone());
+            let cancel = cancel.clone();
+            tasks.spawn(async move { projector.run(cancel).await });
+        }
+        let commands = Arc::new(ShopCommands::new(store.clone()));
+        let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
+        {
+            let cancel = cancel.clone();
+            tasks.spawn(async move { saga.run_leased(leases, cancel).await });
+        }
+        let parts = Parts {
+            events: store,
+            read,
+            projected,
+            partitions,
+            published: Some(published),
+            commands,
+            progress,
+        };
+        Ok(Self::finish(parts, cancel, tasks, poll))
+    }
+
+    /// Starts the `poll` watcher and puts the shop together.
+    fn finish(parts: Parts, cancel: CancellationToken, mut tasks: JoinSet<()>, poll: Duration) -> Self {
+        let Parts { events, read, projected, partitions, published, commands, progress } = parts;
+        let (carts_tx, carts_at) = watch::channel(vec![0; partitions as usize]);
         {
             let (read, cancel) = (read.clone(), cancel.clone());
             tasks.spawn(async move {
                 while !cancel.is_cancelled() {
-                    match read.checkpoint(answered_by::CARTS, 0).await {
-                        Ok(at) => {
-                            carts_tx
-                                .send_if_modified(|seen| std::mem::replace(seen, at.position) != at.position);
+                    match read.checkpoints(answered_by::CARTS).await {
+                        Ok(checkpoints) => {
+                            carts_tx.send_if_modified(|seen| {
+                                let mut moved = false;
+                                for (partition, at) in checkpoints {
+                                    if let Some(seen) = seen.get_mut(partition as usize) {
+                                        moved |= std::mem::replace(seen, at.position) != at.position;
+                                    }
+                                }
+                                moved
+                            });
                         }
-                        Err(error) => eprintln!("  the watcher could not read the checkpoint: {error}"),
+                        Err(error) => eprintln!("  the watcher could not read the checkpoints: {error}"),
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(poll) => {}
@@ -188,29 +324,46 @@ impl Embedded {
                 }
             });
         }
-        Ok(Self {
+        Self {
             events,
             carts_at,
             freshness: Freshness::new(read.clone(), progress),
             queries: ShopQueries::new(read.clone()),
             read,
             projected,
+            partitions,
+            published,
             commands,
             cancel,
             tasks,
-        })
+        }
     }
 
-    /// Waits until every projection has absorbed the event store's head;
+    /// Waits until every projection has absorbed the event store's head —
+    /// over Kafka: until the relay has published it, then until every
+    /// projection has absorbed the last event published to each partition;
     /// returns how long that took.
     async fn caught_up(&self) -> anyhow::Result<Duration> {
         let began = Instant::now();
         let head = self.events.head().await?;
         let deadline = Instant::now() + Duration::from_secs(300);
+        let targets = match &self.published {
+            None => vec![head],
+            Some(published) => {
+                while published.furthest() < head {
+                    anyhow::ensure!(Instant::now() < deadline, "the relay did not publish up to {head}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                published.last()
+            }
+        };
         for projection in shop_read::all_projections() {
-            while self.read.checkpoint(projection.name(), 0).await?.position < head {
-                anyhow::ensure!(Instant::now() < deadline, "{} did not catch up", projection.name());
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            for (partition, &target) in targets.iter().enumerate() {
+                let partition = Partition::try_from(partition)?;
+                while self.read.checkpoint(projection.name(), partition).await?.position < target {
+                    anyhow::ensure!(Instant::now() < deadline, "{} did not catch up", projection.name());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
         }
         Ok(began.elapsed())
@@ -222,9 +375,20 @@ impl Embedded {
     }
 }
 
+/// What a shape's wiring hands to [`Shop::finish`].
+struct Parts {
+    events: Arc<dyn EventStore>,
+    read: Arc<dyn ReadStore>,
+    projected: Arc<Counted>,
+    partitions: u32,
+    published: Option<Arc<Published>>,
+    commands: Arc<ShopCommands>,
+    progress: Arc<Progress>,
+}
+
 /// Requests that send a command, wait until a query shows it, and time the query alone.
 struct Visible<'a> {
-    shop: &'a Embedded,
+    shop: &'a Shop,
     plan: CartPlan,
     freshness: bool,
 }
@@ -233,7 +397,8 @@ struct VisibleWorker {
     commands: Arc<ShopCommands>,
     /// `Some`: wait with `Freshness::wait`; `None`: on the polling watcher.
     freshness: Option<Freshness>,
-    carts_at: watch::Receiver<u64>,
+    carts_at: watch::Receiver<Vec<u64>>,
+    partitions: u32,
     queries: ShopQueries,
     plan: CartPlan,
     ack: Latencies,
@@ -249,6 +414,7 @@ impl Target for Visible<'_> {
             commands: self.shop.commands.clone(),
             freshness: self.freshness.then(|| self.shop.freshness.clone()),
             carts_at: self.shop.carts_at.clone(),
+            partitions: self.shop.partitions,
             queries: self.shop.queries.clone(),
             plan: self.plan,
             ack: Latencies::default(),
@@ -271,13 +437,15 @@ impl Worker for VisibleWorker {
             Executed::Duplicate { .. } => 0,
         };
         let position = executed.position();
+        // The token the command API hands out: the cart stream's partition, the position.
+        let partition = partition_for(&Cart::stream_id(op.cart_id()), self.partitions);
         match &self.freshness {
-            // The embedded log has one partition, 0.
             Some(freshness) => {
-                freshness.wait(answered_by::CARTS, ConsistencyToken::at(0, position), WAIT).await?;
+                freshness.wait(answered_by::CARTS, ConsistencyToken::at(partition, position), WAIT).await?;
             }
             None => {
-                tokio::time::timeout(WAIT, self.carts_at.wait_for(|&at| at >= position)).await??;
+                let reached = |at: &Vec<u64>| at.get(partition as usize).is_some_and(|&at| at >= position);
+                tokio::time::timeout(WAIT, self.carts_at.wait_for(reached)).await??;
             }
         }
         let cart = self.queries.cart(op.cart_id()).await?;
@@ -323,10 +491,32 @@ impl Step {
     }
 }
 
-/// Runs the scenario.
+/// Runs the scenario; over Kafka, on databases and a topic of its own, removed afterwards.
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
+    let poll = Duration::from_secs_f64(args.poll_ms.max(0.1) / 1000.0);
+    let mut scratch = Scratch::default();
+    let report = async {
+        let shop = match args.via {
+            Via::Embedded => Shop::embedded(context, poll)?,
+            Via::Kafka => {
+                let run = RunId::new();
+                for role in ["events", "views"] {
+                    scratch.databases.push(ScratchDb::create(&args.postgres.postgres_url, &run, role).await?);
+                }
+                scratch.topic = Some(ScratchTopic::create(&args.kafka, &run).await?);
+                Shop::over_kafka(&args, &scratch, &run, poll).await?
+            }
+        };
+        measure(&args, context, shop).await
+    }
+    .await;
+    scratch.remove().await;
+    report
+}
+
+/// Finds the maximum, measures the lag at its fractions, and stops `shop`.
+async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<Report> {
     let load = args.load.resolve(DEFAULTS);
-    let shop = Embedded::start(context, Duration::from_secs_f64(args.poll_ms.max(0.1) / 1000.0))?;
     workload::register_products(&shop.commands, args.cart.products).await?;
     let plan = args.cart.plan(args.then, 1000);
     let sequence = Sequence::default();
@@ -436,13 +626,29 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     }
     shop.stop().await;
 
-    let mut report =
-        Report::new(NAME, "write-to-visible lag, embedded in one process", context.machine.clone());
+    let title = match args.via {
+        Via::Embedded => "write-to-visible lag, embedded in one process",
+        Via::Kafka => "write-to-visible lag through Kafka, every role in one process",
+    };
+    let mut report = Report::new(args.via.report_name(), title, context.machine.clone());
     report.parameter("workload", plan.describe());
     report.parameter(
         "shop",
-        "in-process: SQLite event store (synchronous=FULL), 4 projectors + checkout saga tailing it, SQLite \
-         read store",
+        match args.via {
+            Via::Embedded => "in-process: SQLite event store (synchronous=FULL), 4 projectors + checkout saga \
+                              tailing it, SQLite read store"
+                .to_owned(),
+            Via::Kafka => format!(
+                "in-process, the distributed shape's path: PostgreSQL event store (synchronous_commit=on) on {} \
+                 → relay (leased) → KafkaSink → topic of {} partitions on {} → 4 projectors, each a consumer \
+                 group (KafkaSource) → PostgreSQL read store; checkout saga tailing the event store (leased); \
+                 fresh databases and topic; pools of {} connections",
+                parallax_postgres::redact(&args.postgres.postgres_url),
+                args.kafka.partitions,
+                args.kafka.kafka_brokers,
+                args.postgres.pool_size
+            ),
+        },
     );
     report.parameter(
         "warm-up",
@@ -558,9 +764,11 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     report.notes = vec![
         "ack: from the request's intended start (open loop) to the command's durable acknowledgement.".into(),
         "lag: from the acknowledgement until a query shows the command: a wait for the carts projection's \
-         checkpoint to reach the command's position (`Freshness::wait` on the command's token, as \
-         `?consistent_with=` does; or `poll`: one watcher reading the checkpoint from the read store every \
-         --poll-ms), then ShopQueries::cart, checked against the command's stream version."
+         checkpoint in the cart stream's partition to reach the command's position (`Freshness::wait` on \
+         the command's token, as `?consistent_with=` does; or `poll`: one watcher reading the checkpoints \
+         from the read store every --poll-ms), then ShopQueries::cart, checked against the command's stream \
+         version. Over Kafka the wait covers the relay's poll of the event store, the publish (acks=all), \
+         the consumer's fetch and the projector's batch."
             .into(),
         "query alone: the same query right after, with nothing to wait for — the lower bound of the lag. \
          lag / query: how many query times the wait for the projection adds."

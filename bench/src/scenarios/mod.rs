@@ -1,7 +1,8 @@
 //! The scenarios, one module each: its options (`Args`) and its `run`,
 //! which measures the shop and its baseline in the same run and returns the
-//! report. A new scenario (PostgreSQL, Kafka, Cassandra) is a new module and
-//! a new variant of [`Scenario`].
+//! report. A new scenario is a new module and a new variant of [`Scenario`];
+//! another store or path of an existing one, a variant of its choice
+//! (`--store`, `--via`).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use crate::machine::Machine;
 use crate::report::Report;
 
 pub mod commands_embedded;
+pub mod commands_postgres;
 pub mod commands_http;
 pub mod queries;
 pub mod projection_rebuild;
@@ -32,6 +34,17 @@ pub enum Scenario {
     /// Defaults: search from 16 to 2048 tasks, p99 limit 100 ms; fixed rate at
     /// half the maximum with at least 256 tasks.
     CommandsEmbedded(commands_embedded::Args),
+    /// The same commands through ShopCommands over the PostgreSQL event store
+    /// (group commit), durable ack; baselines: plain batched INSERTs of the
+    /// same rows (same batch size, as many connections as the store's
+    /// writers), and the same cart written with cqrs-es over postgres-es (the
+    /// peer, a process of its own), at the same steps and the same fixed rate.
+    ///
+    /// Defaults: search from 16 to 2048 tasks, p99 limit 100 ms; fixed rate at
+    /// half the maximum with at least 256 tasks. Each run makes databases of
+    /// its own on --postgres-url and drops them; the peer is built first
+    /// (bench/peer-cqrs-es) unless --peer-bin or --no-peer.
+    CommandsPostgres(commands_postgres::Args),
     /// Add-item commands over HTTP against `shop serve`; baselines: GET /health
     /// at the same concurrency, and the in-process path.
     ///
@@ -46,13 +59,18 @@ pub enum Scenario {
     /// at half the lower of the two queries' maxima, the same for all three
     /// targets, with at least 64 connections.
     Queries(queries::Args),
-    /// Every shop view rebuilt from the SQLite event store into a fresh
-    /// SQLite read store; baseline: plain batched upserts of as many documents.
+    /// Every shop view rebuilt from the SQLite event store into a fresh read
+    /// store (--store sqlite, the default, or postgres); baseline: plain
+    /// batched upserts of as many documents into the same kind of store.
     ///
     /// Generates a realistic history of --events events first (not measured).
+    /// With PostgreSQL, the report is projection-rebuild-postgres.
     ProjectionRebuild(projection_rebuild::Args),
     /// Write-to-visible lag in-process at 25, 50 and 75 % of the maximum
-    /// command rate; baseline: the query alone.
+    /// command rate, embedded (the default) or through Kafka (--via kafka:
+    /// PostgreSQL event store, relay, Kafka, projectors as consumer groups,
+    /// PostgreSQL read store; report freshness-kafka); baseline: the query
+    /// alone.
     ///
     /// Defaults: the maximum is the rate of whole write-to-visible cycles
     /// (closed loop, 4 to 2048 tasks, p99 limit 100 ms); 1024 requests in
@@ -66,6 +84,7 @@ impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::CommandsEmbedded(_) => "commands-embedded",
+            Scenario::CommandsPostgres(_) => "commands-postgres",
             Scenario::CommandsHttp(_) => "commands-http",
             Scenario::Queries(_) => "queries",
             Scenario::ProjectionRebuild(_) => "projection-rebuild",
@@ -77,6 +96,7 @@ impl Scenario {
     pub async fn run(self, context: &Context) -> anyhow::Result<Report> {
         match self {
             Scenario::CommandsEmbedded(args) => commands_embedded::run(args, context).await,
+            Scenario::CommandsPostgres(args) => commands_postgres::run(args, context).await,
             Scenario::CommandsHttp(args) => commands_http::run(args, context).await,
             Scenario::Queries(args) => queries::run(args, context).await,
             Scenario::ProjectionRebuild(args) => projection_rebuild::run(args, context).await,

@@ -1,5 +1,6 @@
 //! `projection-rebuild`: every shop view rebuilt from position 0 of a SQLite
-//! event store into a fresh SQLite read store — one `Projector` per
+//! event store into a fresh read store (`--store`: SQLite, the default, or
+//! PostgreSQL) — one `Projector` per
 //! projection of `shop_read::all_projections()`, each `catch_up()` on a
 //! task of its own, all concurrently (as `shop serve` runs them), or one
 //! after the other with `--sequential`. Events per second = events in the
@@ -17,16 +18,31 @@
 //! request per stream per round of a few thousand lifecycles, hundreds of
 //! requests in flight, so the writer's group commit takes big batches.
 //!
-//! Baseline, same run: the raw upsert rate of the read store's file. As
-//! many documents as the rebuild wrote (counted by a wrapper around the read
+//! The events are generated into a SQLite event store whichever the read
+//! store: the source is not what is measured (reading the log shows in the
+//! breakdown of the projectors' time), the read store's writes are.
+//!
+//! Baseline, same run: the raw upsert rate of the read store. As many
+//! documents as the rebuild wrote (counted by a wrapper around the read
 //! store), taken from the rebuilt views, are upserted with the read store's
-//! statement into a fresh file with its schema and pragmas (WAL,
-//! `synchronous=NORMAL`), in batches of the size the projectors committed,
-//! by one thread. `ours / limit` is the fraction of the read store's raw
-//! write rate the rebuild reaches.
+//! statement, in batches of the size the projectors committed, into an
+//! empty store of the same kind:
+//! - SQLite: a fresh file with the read store's schema and pragmas (WAL,
+//!   `synchronous=NORMAL`), by one thread (SQLite has one writer at a time);
+//! - PostgreSQL: a fresh database with the read store's migration, one
+//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` per batch, in a
+//!   transaction with `synchronous_commit = off` (as the read store
+//!   commits), over as many connections as projectors commit concurrently,
+//!   each on its own share of the documents (as each projector writes its
+//!   own views).
+//!
+//! `ours / limit` is the fraction of the read store's raw write rate the
+//! rebuild reaches. A PostgreSQL run makes databases of its own on
+//! `--postgres-url` and drops them afterwards; its report is
+//! `projection-rebuild-postgres`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +50,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use parallax_core::{
     Aggregate, AppendRequest, Codec, EventStore, ExpectedVersion, Metadata, NewEvent, ReadStore,
 };
+use parallax_postgres::PgReadStore;
 use parallax_runtime::Projector;
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore, SqliteStoreOptions};
 use rusqlite::{params, Connection};
@@ -44,11 +61,13 @@ use shop_domain::{
     SagaCommand,
 };
 use shop_events::{ShopCodec, ShopEvent};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{ratio, Context};
 use crate::probes::{Counted, TimedLog};
 use crate::report::{rate, thousands, Report, Table};
+use crate::servers::{self, PostgresArgs, RunId, ScratchDb};
 use crate::workload;
 
 const NAME: &str = "projection-rebuild";
@@ -77,25 +96,195 @@ pub struct Args {
     /// Rebuild the projections one after the other instead of concurrently.
     #[arg(long)]
     pub sequential: bool,
+    /// The read store the views are rebuilt into.
+    #[arg(long, value_enum, default_value_t = Store::Sqlite)]
+    pub store: Store,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub postgres: PostgresArgs,
 }
 
-/// Runs the scenario.
+/// The read stores a rebuild can write to. Another store is a variant here
+/// and in `Views` (how to open it, read its documents back, and measure
+/// its raw upsert rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    /// `SqliteReadStore`: a file in the run's data folder.
+    Sqlite,
+    /// `PgReadStore`: a database of the run's own on `--postgres-url`.
+    Postgres,
+}
+
+impl Store {
+    /// The report's name: `projection-rebuild`, followed by the store's
+    /// name unless SQLite.
+    fn report_name(self) -> String {
+        match self {
+            Store::Sqlite => NAME.to_owned(),
+            Store::Postgres => format!("{NAME}-postgres"),
+        }
+    }
+
+    /// The store, as the report names it.
+    fn title(self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The databases a run needs on the server (made and dropped around it).
+    fn databases(self) -> &'static [&'static str] {
+        match self {
+            Store::Sqlite => &[],
+            Store::Postgres => &["views", "limit"],
+        }
+    }
+}
+
+/// The read store of a rebuild, and the empty one of the same kind its
+/// baseline writes to.
+enum Views {
+    /// SQLite files in the run's data folder.
+    Sqlite { path: PathBuf, store: SqliteReadStore, limit_path: PathBuf },
+    /// PostgreSQL databases of the run's own.
+    Postgres { store: PgReadStore, limit: PgPool, url: String, pool_size: u32 },
+}
+
+impl Views {
+    /// Opens the read stores of kind `args.store`, in `databases` for PostgreSQL.
+    async fn open(args: &Args, context: &Context, databases: &[ScratchDb]) -> anyhow::Result<Self> {
+        Ok(match args.store {
+            Store::Sqlite => Views::Sqlite {
+                path: context.data_dir.join("views.db"),
+                store: SqliteReadStore::open(&context.data_dir.join("views.db"))?,
+                limit_path: context.data_dir.join("limit-views.db"),
+            },
+            Store::Postgres => {
+                let [views, limit] = databases else { anyhow::bail!("two databases") };
+                let pool_size = args.postgres.pool_size;
+                let pool = parallax_postgres::pool(&views.url, pool_size).await?;
+                parallax_postgres::migrate_read(&pool).await?;
+                let limit = parallax_postgres::pool(&limit.url, pool_size).await?;
+                parallax_postgres::migrate_read(&limit).await?;
+                Views::Postgres { store: PgReadStore::new(pool), limit, url: views.url.clone(), pool_size }
+            }
+        })
+    }
+
+    fn read_store(&self) -> Arc<dyn ReadStore> {
+        match self {
+            Views::Sqlite { store, .. } => Arc::new(store.clone()),
+            Views::Postgres { store, .. } => Arc::new(store.clone()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Views::Sqlite { .. } => "SQLite WAL, synchronous=NORMAL".to_owned(),
+            Views::Postgres { url, pool_size, .. } => format!(
+                "PgReadStore on {} (a fresh database), synchronous_commit=off per batch, a pool of {pool_size} \
+                 connections",
+                parallax_postgres::redact(url)
+            ),
+        }
+    }
+
+    /// Every document of the rebuilt views.
+    async fn documents(&self) -> anyhow::Result<Vec<Doc>> {
+        match self {
+            Views::Sqlite { path, .. } => read_documents(path),
+            Views::Postgres { store, .. } => {
+                let rows: Vec<(String, String, String, String)> =
+                    sqlx::query_as("SELECT view, partition, clustering, body::text FROM documents")
+                        .fetch_all(store.pool())
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(view, partition, clustering, body)| Doc { view, partition, clustering, body })
+                    .collect())
+            }
+        }
+    }
+
+    /// Upserts `count` of `docs`, `batch` per transaction, over `connections`
+    /// (SQLite: one thread), into the empty store of the same kind.
+    async fn upsert_limit(
+        &self,
+        docs: Vec<Doc>,
+        count: u64,
+        batch: usize,
+        connections: usize,
+    ) -> anyhow::Result<UpsertLimit> {
+        match self {
+            Views::Sqlite { limit_path, .. } => {
+                let path = limit_path.clone();
+                tokio::task::spawn_blocking(move || upsert_limit(&path, &docs, count, batch)).await?
+            }
+            Views::Postgres { limit, .. } => pg_upsert_limit(limit, docs, count, batch, connections).await,
+        }
+    }
+
+    /// How the baseline wrote.
+    fn describe_limit(&self, batch: usize, connections: usize) -> String {
+        match self {
+            Views::Sqlite { .. } => format!(
+                "with the read store's INSERT … ON CONFLICT statement, {batch} per transaction (the documents per \
+                 commit the projectors achieved), one thread, into a fresh file with the read store's schema, \
+                 WAL, synchronous=NORMAL"
+            ),
+            Views::Postgres { .. } => format!(
+                "with the read store's INSERT … SELECT FROM unnest … ON CONFLICT DO UPDATE statement, {batch} per \
+                 transaction (the documents per commit the projectors achieved) with synchronous_commit=off, over \
+                 {connections} connections (one per projector committing at a time), each cycling through its own \
+                 share of the documents, into a fresh database with the read store's migration"
+            ),
+        }
+    }
+
+    async fn close(self) {
+        if let Views::Postgres { store, limit, .. } = self {
+            store.pool().close().await;
+            limit.close().await;
+        }
+    }
+}
+
+/// Runs the scenario; with PostgreSQL, in databases of its own, dropped afterwards.
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
+    let run = RunId::new();
+    let mut databases = Vec::new();
+    let report = async {
+        for role in args.store.databases() {
+            databases.push(ScratchDb::create(&args.postgres.postgres_url, &run, role).await?);
+        }
+        let views = Views::open(&args, context, &databases).await?;
+        let report = rebuild(&args, context, &views).await;
+        views.close().await;
+        report
+    }
+    .await;
+    servers::clean_up(databases, None).await;
+    report
+}
+
+/// Generates the history, rebuilds the views into `views`, measures the baseline.
+async fn rebuild(args: &Args, context: &Context, views: &Views) -> anyhow::Result<Report> {
     let events_path = context.data_dir.join("events.db");
     let store = SqliteEventStore::open_with(
         &events_path,
         SqliteStoreOptions { max_batch: 512, synchronous_full: false },
     )?;
     let generated = Instant::now();
-    let head = generate(&store, &args).await?;
+    let head = generate(&store, args).await?;
     let generation_secs = generated.elapsed().as_secs_f64();
     eprintln!("  generated {head} events in {generation_secs:.1} s");
     let mix = event_mix(&events_path)?;
 
     // The rebuild.
-    let views_path = context.data_dir.join("views.db");
-    let views = SqliteReadStore::open(&views_path)?;
-    let counted = Arc::new(Counted::new(Arc::new(views.clone())));
+    let read = views.read_store();
+    let counted = Arc::new(Counted::new(read.clone()));
     let log = Arc::new(TimedLog::new(Arc::new(store.log())));
     let projections = shop_read::all_projections();
     let started = Instant::now();
@@ -129,34 +318,37 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let mut checks = Vec::new();
     for projection in shop_read::all_projections() {
         let name = projection.name();
-        let at = views.checkpoint(name, 0).await?.position;
-        let dead = views.dead_letters(name).await?.len();
+        let at = read.checkpoint(name, 0).await?.position;
+        let dead = read.dead_letters(name).await?.len();
         anyhow::ensure!(at == head, "{name} stopped at {at}, the head is {head}");
         checks.push((name, dead));
     }
-    let documents = read_documents(&views_path)?;
+    let documents = views.documents().await?;
     let counts = counted.counts();
-    drop(views);
+    drop(read);
     drop(store);
 
     // The baseline: as many plain upserts, in batches of the same size.
     let batch = ratio(counts.writes as f64, counts.commits as f64).round().max(1.0) as usize;
     let writes = counts.writes;
-    let limit_path = context.data_dir.join("limit-views.db");
-    let limit =
-        tokio::task::spawn_blocking(move || upsert_limit(&limit_path, &documents, writes, batch)).await??;
+    let connections = if args.sequential { 1 } else { finished.len().max(1) };
+    let limit = views.upsert_limit(documents, writes, batch, connections).await?;
     let limit_secs = writes as f64 / limit.per_sec;
     let limit_events_per_sec = head as f64 / limit_secs;
 
     let mut report = Report::new(
-        NAME,
-        "every shop view rebuilt from the SQLite event store into a fresh SQLite read store",
+        &args.store.report_name(),
+        format!(
+            "every shop view rebuilt from the SQLite event store into a fresh {} read store",
+            args.store.title()
+        ),
         context.machine.clone(),
     );
     report.parameter(
         "history",
         format!(
-            "{} events ({}), generated and appended in {generation_secs:.1} s; payload mean {:.0} B",
+            "{} events ({}), generated and appended to a SQLite event store in {generation_secs:.1} s (not \
+             measured), read from it by the projectors; payload mean {:.0} B",
             thousands(head),
             mix.describe(),
             mix.payload_mean
@@ -172,7 +364,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             if args.sequential { "one after the other" } else { "concurrently, one task each" }
         ),
     );
-    report.parameter("read store", "SQLite WAL, synchronous=NORMAL");
+    report.parameter("read store", views.describe());
     report.compare(
         "events/s, rebuild of all views",
         rate(per_sec),
@@ -240,23 +432,22 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         Table::new(&["documents upserted", "batch", "documents/s", "would rebuild at events/s"]);
     baseline.row(vec![thousands(writes), batch.to_string(), rate(limit.per_sec), rate(limit_events_per_sec)]);
     report.section(
-        "Baseline: plain batched upserts (same schema and pragmas)",
+        "Baseline: plain batched upserts (same schema and settings)",
         baseline,
         vec![format!(
-            "{} upserts of the rebuilt views' {} documents (cycled), with the read store's INSERT … ON CONFLICT \
-             statement, {batch} per transaction (the documents per commit the projectors achieved), one \
-             thread, into a fresh file with the read store's schema, WAL, synchronous=NORMAL.",
+            "{} upserts of the rebuilt views' {} documents (cycled), {}.",
             thousands(writes),
-            thousands(limit.distinct)
+            thousands(limit.distinct),
+            views.describe_limit(batch, connections)
         )],
     );
     report.notes = vec![
-        "ours / baseline: the fraction of the read store file's raw write rate (plain upserts of as many \
+        "ours / baseline: the fraction of the read store's raw write rate (plain upserts of as many \
          documents, in batches of the same size) that the rebuild reaches; the rebuild also reads the log, \
          decodes, applies, reads documents back and checks checkpoints and revisions."
             .into(),
         "The history is generated by the shop's own aggregates and saga decisions run in memory, then \
-         appended through SqliteEventStore (not measured)."
+         appended through SqliteEventStore (not measured), whichever the read store."
             .into(),
     ];
     report.raw = json!({
@@ -572,7 +763,7 @@ struct UpsertLimit {
 }
 
 /// Upserts `count` documents (cycling through `docs`), `batch` per
-/// transaction, into a fresh read store file at `path`.
+/// transaction, into a fresh read store file at `path`, by one thread.
 fn upsert_limit(path: &Path, docs: &[Doc], count: u64, batch: usize) -> anyhow::Result<UpsertLimit> {
     anyhow::ensure!(!docs.is_empty(), "the rebuild wrote no documents");
     let conn = Connection::open(path)?;
@@ -597,4 +788,62 @@ fn upsert_limit(path: &Path, docs: &[Doc], count: u64, batch: usize) -> anyhow::
         conn.execute_batch("COMMIT")?;
     }
     Ok(UpsertLimit { distinct: docs.len() as u64, per_sec: count as f64 / start.elapsed().as_secs_f64() })
+}
+
+/// Upserts `count` documents, `batch` per transaction, over `connections`
+/// connections to the empty read store database of `pool`: connection `i`
+/// cycles through the `i`-th share of `docs`, and a batch holds each of its
+/// documents once (one statement cannot update a row twice).
+async fn pg_upsert_limit(
+    pool: &PgPool,
+    docs: Vec<Doc>,
+    count: u64,
+    batch: usize,
+    connections: usize,
+) -> anyhow::Result<UpsertLimit> {
+    anyhow::ensure!(!docs.is_empty(), "the rebuild wrote no documents");
+    let distinct = docs.len() as u64;
+    let connections = connections.clamp(1, docs.len());
+    let share = docs.len().div_ceil(connections);
+    let docs = Arc::new(docs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..connections {
+        let (pool, docs) = (pool.clone(), docs.clone());
+        let mine = (i * share).min(docs.len())..((i + 1) * share).min(docs.len());
+        let todo = count / connections as u64 + u64::from((i as u64) < count % connections as u64);
+        tasks.spawn(async move {
+            let (len, mut done) = (mine.len(), 0u64);
+            while done < todo && len > 0 {
+                let n = batch.min(len).min(usize::try_from(todo - done).unwrap_or(usize::MAX));
+                let at = |k: usize| &docs[mine.start + (done as usize + k) % len];
+                let views: Vec<&str> = (0..n).map(|k| at(k).view.as_str()).collect();
+                let partitions: Vec<&str> = (0..n).map(|k| at(k).partition.as_str()).collect();
+                let clusterings: Vec<&str> = (0..n).map(|k| at(k).clustering.as_str()).collect();
+                let bodies: Vec<&str> = (0..n).map(|k| at(k).body.as_str()).collect();
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO documents (view, partition, clustering, body, revision) \
+                     SELECT v, p, c, b::jsonb, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                     AS r(v, p, c, b) ON CONFLICT (view, partition, clustering) \
+                     DO UPDATE SET body = excluded.body, revision = excluded.revision",
+                )
+                .bind(&views)
+                .bind(&partitions)
+                .bind(&clusterings)
+                .bind(&bodies)
+                .bind(i64::try_from(done).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                done += n as u64;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(UpsertLimit { distinct, per_sec: count as f64 / start.elapsed().as_secs_f64() })
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies in microseconds, 1 µs to 10 minutes, three significant digits.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl Latencies {
 }
 
 /// A latency distribution, milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Mean.
     pub mean_ms: f64,
@@ -71,7 +71,7 @@ pub struct Percentiles {
 
 /// One measured step: a target at a concurrency (closed loop) or an offered
 /// rate (open loop).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     /// What was measured.
     pub label: String,
@@ -98,7 +98,7 @@ pub struct Stats {
     pub cpu_busy_cores: f64,
     /// Open loop only: the worst latency (ms) of the answers of each 100 ms
     /// of the run, space-separated — where stalls happened.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timeline: String,
 }
 

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::machine::CpuMeter;
+use crate::cpu::CpuMeter;
 use crate::stats::{Latencies, Stats};
 
 /// tokio's timer resolution: an open-loop worker wakes this much before its
@@ -66,7 +66,7 @@ impl Sequence {
 }
 
 /// Which measurements a scenario makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Find the maximum, then run at a fixed rate (by default half the maximum).
@@ -135,7 +135,7 @@ pub struct LoadDefaults {
 }
 
 /// [`LoadArgs`] with the scenario's defaults filled in.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Load {
     /// Which measurements.
     pub mode: Mode,
@@ -384,7 +384,7 @@ async fn gather<W: Worker>(mut tasks: JoinSet<(W, Tally)>) -> anyhow::Result<(Ta
 }
 
 /// The search for the maximum: steps in order, when to stop, which step is best.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Search {
     /// Every step measured, in order.
     pub steps: Vec<Stats>,
