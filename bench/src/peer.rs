@@ -48,7 +48,9 @@ pub async fn binary(args: &PeerArgs) -> anyhow::Result<PathBuf> {
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     if !args.no_peer_build {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(PEER_DIR).join("Cargo.toml");
-        let mut build: Vec<OsString> = vec!["build".into(), "--manifest-path".into(), manifest.into()];
+        // --locked: the peer's versions are the ones its Cargo.lock records.
+        let mut build: Vec<OsString> =
+            vec!["build".into(), "--locked".into(), "--manifest-path".into(), manifest.into()];
         build.extend(["--target-dir".into(), target_dir.clone().into()]);
         if profile == "release" {
             build.push("--release".into());
