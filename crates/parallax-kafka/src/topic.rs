@@ -92,6 +92,30 @@ pub async fn partition_count(config: &KafkaConfig) -> Result<Option<u32>, TopicE
     read_partition_count(&admin, &config.topic).await
 }
 
+/// The end offset (high watermark: the offset the next message will get) of
+/// each partition of the configured topic, by partition: how far a consumer
+/// whose checkpoint holds an offset is behind, in messages.
+pub async fn end_offsets(config: &KafkaConfig) -> Result<Vec<(u32, u64)>, TopicError> {
+    let admin = admin_client(config)?;
+    let partitions = read_partition_count(&admin, &config.topic).await?.unwrap_or(0);
+    let mut ends = Vec::with_capacity(partitions as usize);
+    for partition in 0..partitions {
+        let reading = |source| TopicError::Kafka {
+            action: "reading the end offsets of",
+            topic: config.topic.clone(),
+            source,
+        };
+        let (admin, topic) = (Arc::clone(&admin), config.topic.clone());
+        let (_, high) = crate::blocking(move || {
+            admin.inner().fetch_watermarks(&topic, partition as i32, REQUEST_TIMEOUT)
+        })
+        .await
+        .map_err(reading)?;
+        ends.push((partition, u64::try_from(high).unwrap_or(0)));
+    }
+    Ok(ends)
+}
+
 fn check(config: &KafkaConfig, actual: u32) -> Result<(), TopicError> {
     if actual == config.partitions {
         Ok(())

@@ -58,14 +58,14 @@ impl RunningApp {
 }
 
 /// The write side as this process opened it.
-struct WriteSide {
-    store: Arc<dyn EventStore>,
-    log: Arc<dyn EventLog>,
+pub(crate) struct WriteSide {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) log: Arc<dyn EventLog>,
     /// Leases across processes (PostgreSQL only).
     leases: Option<Arc<dyn Leases>>,
 }
 
-async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
+pub(crate) async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
     match settings.write_db.kind {
         DbKind::Sqlite => {
             let path = settings.events_path();
@@ -87,7 +87,7 @@ async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
     }
 }
 
-async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+pub(crate) async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
     Ok(match settings.read_db.kind {
         DbKind::Sqlite => {
             let path = settings.views_path();
@@ -127,7 +127,7 @@ pub fn shop_view_specs() -> Vec<ViewSpec> {
     specs
 }
 
-fn kafka_config(settings: &Settings) -> KafkaConfig {
+pub(crate) fn kafka_config(settings: &Settings) -> KafkaConfig {
     let log = &settings.log;
     KafkaConfig::new(&log.brokers, &log.topic, log.partitions, EVENT_SOURCE)
 }

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod saga;
 pub mod http;
 pub mod app;
+pub mod ops;
 
 pub use app::{migrate, start, RunningApp, EVENT_SOURCE};
 pub use config::{Role, Settings};

@@ -1,5 +1,6 @@
 //! The `shop` binary: `shop serve` (the default) runs the shop; `shop
-//! migrate` creates the schemas and the topic the configuration names.
+//! migrate` creates the schemas and the topic the configuration names;
+//! `shop status` and `shop events tail` look at a running (or stopped) shop.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -19,6 +20,9 @@ struct Cli {
     /// variables override it.
     #[arg(long, global = true, env = "SHOP_CONFIG")]
     config: Option<PathBuf>,
+    /// Folder of the embedded databases [default: ./data].
+    #[arg(long, global = true, env = "SHOP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -31,6 +35,31 @@ enum Command {
     Serve(ServeArgs),
     /// Create or update the PostgreSQL schemas and the Kafka topic, then exit.
     Migrate,
+    /// Each projection's position, lag and dead letters, per partition.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events of the event store.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print events as they are committed, one line each.
+    Tail {
+        /// Only this stream's events (e.g. `cart-c1`).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start after this position [default: the head: only new events].
+        #[arg(long)]
+        after: Option<u64>,
+        /// Print what is there and exit instead of waiting for more.
+        #[arg(long)]
+        no_follow: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -38,9 +67,6 @@ struct ServeArgs {
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "SHOP_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Folder of the embedded databases [default: ./data].
-    #[arg(long, env = "SHOP_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// A role this process plays; repeat for several [default: all].
     #[arg(long = "role", value_enum)]
     roles: Vec<Role>,
@@ -55,16 +81,33 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(data_dir) = cli.data_dir {
+        settings.data_dir = data_dir;
+    }
     let args = match cli.command {
         Some(Command::Migrate) => return shop::migrate(&settings).await,
+        Some(Command::Status { json }) => {
+            let statuses = shop::ops::status(&settings).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", shop::ops::render_status(&statuses));
+            }
+            return Ok(());
+        }
+        Some(Command::Events(EventsCommand::Tail { stream, after, no_follow })) => {
+            let after = match after {
+                Some(after) => after,
+                None => shop::ops::head(&settings).await?,
+            };
+            let mut out = std::io::stdout();
+            return shop::ops::tail_events(&settings, stream.as_deref(), after, !no_follow, &mut out).await;
+        }
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
     if let Some(listen) = args.listen {
         settings.listen = listen;
-    }
-    if let Some(data_dir) = args.data_dir {
-        settings.data_dir = data_dir;
     }
     if !args.roles.is_empty() {
         settings.roles = args.roles.into_iter().collect();

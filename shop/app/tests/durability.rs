@@ -1,52 +1,15 @@
 //! kill -9: every acknowledged command survives the process being killed.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
+
+use common::binary::start;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-struct Shop {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Shop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
-}
-
-async fn start(data_dir: &Path, client: &Client) -> Shop {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the shop binary");
-    let shop = Shop { child, base: format!("http://127.0.0.1:{port}") };
-    for _ in 0..500 {
-        if let Ok(r) = client.get(format!("{}/health", shop.base)).send().await {
-            if r.status() == StatusCode::OK {
-                return shop;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the shop did not answer on {}", shop.base);
-}
 
 #[tokio::test]
 async fn acknowledged_commands_survive_sigkill() {

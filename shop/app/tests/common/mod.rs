@@ -5,6 +5,7 @@
 
 pub mod suite;
 pub mod distributed;
+pub mod binary;
 
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::TestApp;
 
 /// Expands `$test!(case)` for every case of the suite.
+#[allow(unused_macros)] // test binaries that do not run the suite
 macro_rules! for_each_case {
     ($test:ident) => {
         $test!(checkout_story_from_catalog_to_shipped_order);
@@ -24,6 +25,7 @@ macro_rules! for_each_case {
         $test!(admin_lists_projections_with_their_lag);
     };
 }
+#[allow(unused_imports)]
 pub(crate) use for_each_case;
 
 pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {

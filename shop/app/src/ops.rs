@@ -1,0 +1,204 @@
+//! Operating the shop from the command line: `shop status` (how far each
+//! projection has got, per partition) and `shop events tail` (events as they
+//! are committed).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use parallax_core::{EventRecord, Partition, Position};
+use serde::Serialize;
+
+use crate::app::{kafka_config, open_read_store, open_write_side};
+use crate::config::{LogKind, Settings};
+
+/// One projection in one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionStatus {
+    /// The source partition (0 in the embedded shape).
+    pub partition: Partition,
+    /// The highest position absorbed.
+    pub position: Position,
+    /// The log offset to resume from (Kafka), or the position (embedded).
+    pub offset: u64,
+    /// The end of the partition: the head (embedded) or the topic's end offset (Kafka).
+    pub end: Option<u64>,
+    /// Events (embedded) or messages (Kafka) still to absorb.
+    pub lag: Option<u64>,
+}
+
+/// One projection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    /// Its name.
+    pub name: String,
+    /// `caught up`, `behind` or `unknown` (the log's end could not be read).
+    pub state: &'static str,
+    /// Total lag over its partitions.
+    pub lag: Option<u64>,
+    /// Events it could not apply.
+    pub dead_letters: usize,
+    /// Per partition.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// The status of every projection of the shop, as its read store and log
+/// tell it.
+pub async fn status(settings: &Settings) -> anyhow::Result<Vec<ProjectionStatus>> {
+    let read = open_read_store(settings).await?;
+    // Where each partition ends: the head, or the topic's end offsets.
+    let ends: Result<BTreeMap<Partition, u64>, String> = match settings.log.kind {
+        LogKind::Embedded => match open_write_side(settings).await {
+            Ok(write) => {
+                write.log.head().await.map(|head| BTreeMap::from([(0, head)])).map_err(|e| e.to_string())
+            }
+            Err(error) => Err(format!("{error:#}")),
+        },
+        LogKind::Kafka => parallax_kafka::end_offsets(&kafka_config(settings))
+            .await
+            .map(|ends| ends.into_iter().collect())
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(error) = &ends {
+        tracing::warn!(%error, "cannot read where the log ends; lag unknown");
+    }
+    let mut statuses = Vec::new();
+    for projection in shop_read::all_projections() {
+        let name = projection.name();
+        let checkpoints: BTreeMap<Partition, _> = read
+            .checkpoints(name)
+            .await
+            .with_context(|| format!("read the checkpoints of {name}"))?
+            .into_iter()
+            .collect();
+        let dead_letters =
+            read.dead_letters(name).await.with_context(|| format!("read the dead letters of {name}"))?.len();
+        let mut partitions: Vec<Partition> = checkpoints.keys().copied().collect();
+        if let Ok(ends) = &ends {
+            partitions.extend(ends.keys().copied());
+        }
+        partitions.sort_unstable();
+        partitions.dedup();
+        let rows: Vec<PartitionStatus> = partitions
+            .into_iter()
+            .map(|partition| {
+                let checkpoint = checkpoints.get(&partition).copied().unwrap_or_default();
+                let end = ends.as_ref().ok().and_then(|ends| ends.get(&partition).copied());
+                // Embedded: positions; Kafka: offsets.
+                let (offset, at) = match settings.log.kind {
+                    LogKind::Embedded => (checkpoint.position, checkpoint.position),
+                    LogKind::Kafka => (checkpoint.offset, checkpoint.offset),
+                };
+                PartitionStatus {
+                    partition,
+                    position: checkpoint.position,
+                    offset,
+                    end,
+                    lag: end.map(|end| end.saturating_sub(at)),
+                }
+            })
+            .collect();
+        let lag = rows.iter().map(|row| row.lag).sum::<Option<u64>>();
+        let state = match lag {
+            None => "unknown",
+            Some(0) => "caught up",
+            Some(_) => "behind",
+        };
+        statuses.push(ProjectionStatus { name: name.to_owned(), state, lag, dead_letters, partitions: rows });
+    }
+    Ok(statuses)
+}
+
+/// The status as a table, one line per projection and partition.
+pub fn render_status(statuses: &[ProjectionStatus]) -> String {
+    let show = |value: Option<u64>| value.map_or_else(|| "?".to_owned(), |v| v.to_string());
+    let mut out = format!(
+        "{:<10} {:>9} {:>10} {:>10} {:>10} {:>8}  {:<10} {:>12}\n",
+        "projection", "partition", "position", "offset", "end", "lag", "state", "dead letters"
+    );
+    for status in statuses {
+        let state_of = |lag: Option<u64>| match lag {
+            None => "unknown",
+            Some(0) => "caught up",
+            Some(_) => "behind",
+        };
+        if status.partitions.is_empty() {
+            out.push_str(&format!(
+                "{:<10} {:>9} {:>10} {:>10} {:>10} {:>8}  {:<10} {:>12}\n",
+                status.name, "-", 0, 0, "?", "?", status.state, status.dead_letters
+            ));
+        }
+        for row in &status.partitions {
+            out.push_str(&format!(
+                "{:<10} {:>9} {:>10} {:>10} {:>10} {:>8}  {:<10} {:>12}\n",
+                status.name,
+                row.partition,
+                row.position,
+                row.offset,
+                show(row.end),
+                show(row.lag),
+                state_of(row.lag),
+                status.dead_letters
+            ));
+        }
+    }
+    out
+}
+
+/// The event store's head: where `events tail` starts by default.
+pub async fn head(settings: &Settings) -> anyhow::Result<Position> {
+    Ok(open_write_side(settings).await?.log.head().await?)
+}
+
+/// Prints committed events, one line each (position, stream and version,
+/// type, payload), from position `after`, optionally of one stream only;
+/// with `follow`, waits for more until the process is stopped.
+pub async fn tail_events(
+    settings: &Settings,
+    stream: Option<&str>,
+    after: Position,
+    follow: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let write = open_write_side(settings).await?;
+    let head = write.log.head().await?;
+    let mut at = after;
+    loop {
+        let events = write.log.read(at, 500).await?;
+        if events.is_empty() {
+            if !follow && at >= head {
+                return Ok(());
+            }
+            if !follow {
+                // Below the head but nothing visible yet (a late commit): wait a little.
+                write.log.wait_beyond(at, Duration::from_millis(200)).await;
+                continue;
+            }
+            write.log.wait_beyond(at, Duration::from_secs(1)).await;
+            continue;
+        }
+        for event in &events {
+            at = event.position;
+            if stream.is_none_or(|stream| stream == event.stream_id) {
+                writeln!(out, "{}", event_line(event))?;
+            }
+        }
+        out.flush()?;
+        if !follow && at >= head {
+            return Ok(());
+        }
+    }
+}
+
+fn event_line(event: &EventRecord) -> String {
+    format!(
+        "{:>8}  {}@{}  {} v{}  {}",
+        event.position,
+        event.stream_id,
+        event.stream_version,
+        event.event_type,
+        event.schema_version,
+        event.payload.trim()
+    )
+}

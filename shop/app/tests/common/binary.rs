@@ -1,0 +1,65 @@
+//! The `shop` binary as a child process, embedded on a data folder.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+
+/// A running `shop serve`, killed when dropped.
+pub struct Shop {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
+}
+
+/// The shop binary with `args` (and `RUST_LOG=warn`), stdin closed.
+pub fn shop_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+    command.args(args).env("RUST_LOG", "warn").stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SHOP_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Starts `shop serve` embedded on `data_dir` and waits until it answers.
+pub async fn start(data_dir: &Path, client: &Client) -> Shop {
+    let port = free_port();
+    let child = shop_command(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the shop binary");
+    let shop = Shop { child, base: format!("http://127.0.0.1:{port}") };
+    for _ in 0..500 {
+        if let Ok(r) = client.get(format!("{}/health", shop.base)).send().await {
+            if r.status() == StatusCode::OK {
+                return shop;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the shop did not answer on {}", shop.base);
+}
