@@ -19,7 +19,8 @@
 //! as JSON, to `bench/results/<report>.md` and `.json` (overwritten by the
 //! latest run; `--results-dir` to write elsewhere). The report is named after
 //! the scenario, and after the store or path too where it is not the
-//! default: `projection-rebuild-postgres`, `freshness-kafka`.
+//! default: `projection-rebuild-postgres`, `projection-rebuild-cassandra`,
+//! `freshness-kafka`, `freshness-cassandra`.
 //!
 //! ## Method
 //!
@@ -76,11 +77,11 @@
 //! `bench/load` that holds [`load`], [`stats`] and the cart plan), so its
 //! figures are measured exactly as the shop's are.
 //!
-//! **Servers**: the PostgreSQL and Kafka scenarios run against
-//! `--postgres-url` and `--kafka-brokers` (by default those of
-//! `scripts/services/`), in databases and a topic made for the run and
-//! removed afterwards ([`servers`]); the servers' CPU time is read from
-//! `/proc`, so they are expected on the same machine.
+//! **Servers**: the PostgreSQL, Kafka and Cassandra scenarios run against
+//! `--postgres-url`, `--kafka-brokers` and `--cassandra-nodes` (by default
+//! those of `scripts/services/`), in databases, a topic and keyspaces made
+//! for the run and removed afterwards ([`servers`]); the servers' CPU time
+//! is read from `/proc`, so they are expected on the same machine.
 //!
 //! ## Scenarios
 //!
@@ -90,8 +91,8 @@
 //! | [`scenarios::commands_postgres`] | the same over the PostgreSQL event store | batched INSERTs of the same rows into PostgreSQL, same batch size and writers; the cqrs-es peer |
 //! | [`scenarios::commands_http`] | add-item over HTTP against `shop serve` | `GET /health`; the in-process path |
 //! | [`scenarios::queries`] | GET cart, GET orders by customer over HTTP | `GET /health` |
-//! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store into SQLite or PostgreSQL (`--store`) | batched upserts of as many documents into the same store |
-//! | [`scenarios::freshness`] | command acknowledged → query shows it, embedded or through Kafka (`--via`) | the query alone |
+//! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store into SQLite, PostgreSQL or Cassandra (`--store`) | batched upserts of as many documents into the same store (Cassandra: the store's own timestamped writes in its batch shape; unlogged and single writes beside) |
+//! | [`scenarios::freshness`] | command acknowledged → query shows it, embedded, through Kafka, or through Kafka into Cassandra (`--via`) | the query alone |
 //!
 //! Where a scenario needs it, wrappers around the ports ([`probes`]) count
 //! and time what the projectors ask of the log and the read store, and the

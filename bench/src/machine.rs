@@ -126,6 +126,39 @@ pub fn process_cpu_secs(prefix: &str) -> f64 {
     cpu_secs_under(Path::new("/proc"), prefix)
 }
 
+/// CPU seconds used so far by the machine's processes whose command line
+/// contains `needle` (`/proc/*/cmdline`): a server whose process name says
+/// little (Cassandra's `java`, like Kafka's). 0 if none is visible.
+pub fn cmdline_cpu_secs(needle: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let mut secs = 0.0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if cmdline.windows(needle.len().max(1)).any(|w| w == needle.as_bytes()) {
+            secs += stat_cpu_secs(&entry.path().join("stat"));
+        }
+    }
+    secs
+}
+
+/// CPU seconds used so far by this process (every thread, those that ended too).
+pub fn own_cpu_secs() -> f64 {
+    stat_cpu_secs(Path::new("/proc/self/stat"))
+}
+
+/// User and system time of one `stat` file (a process's or a thread's).
+fn stat_cpu_secs(path: &Path) -> f64 {
+    const TICKS_PER_SEC: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / TICKS_PER_SEC
+}
+
 /// User and system time, in clock ticks of 1/100 s, of the entries of `dir`
 /// (`/proc` or a process's `task` folder) whose name starts with `prefix`.
 fn cpu_secs_under(dir: &Path, prefix: &str) -> f64 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parallax_core::{
     partition_for, Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, EventSink,
-    LogError, Page, Partition, Position, ReadStore, ReadStoreError, Revision, ViewBatch,
+    LogError, Page, Partition, Position, ReadStore, ReadStoreError, Revision, StoredDocument, ViewBatch,
 };
 use serde::Serialize;
 
@@ -53,7 +53,7 @@ impl EventLog for TimedLog {
 /// What the projectors asked of the read store.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Counts {
-    /// `get_with_revision` calls.
+    /// Reads: `get_with_revision`, `get_many` and `get_many_stored` calls.
     pub gets: u64,
     /// Wall time in them, summed over the callers.
     pub get_busy: Duration,
@@ -77,6 +77,20 @@ impl Counts {
             writes: self.writes - earlier.writes,
             guards: self.guards - earlier.guards,
             commit_busy: self.commit_busy.saturating_sub(earlier.commit_busy),
+        }
+    }
+}
+
+impl Counts {
+    /// `self` and `other` together (two projectors' counts).
+    pub fn plus(&self, other: &Counts) -> Counts {
+        Counts {
+            gets: self.gets + other.gets,
+            get_busy: self.get_busy + other.get_busy,
+            commits: self.commits + other.commits,
+            writes: self.writes + other.writes,
+            guards: self.guards + other.guards,
+            commit_busy: self.commit_busy + other.commit_busy,
         }
     }
 }
@@ -142,6 +156,31 @@ impl ReadStore for Counted {
         self.gets.fetch_add(1, Ordering::Relaxed);
         self.get_nanos.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
         got
+    }
+
+    /// What a projector's batch reads: forwarded as is, so a store that keeps
+    /// marks (Cassandra) hands them to the projector.
+    async fn get_many_stored(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
+        let began = Instant::now();
+        let got = self.inner.get_many_stored(keys).await;
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.get_nanos.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        got
+    }
+
+    fn commits_atomically(&self) -> bool {
+        self.inner.commits_atomically()
+    }
+
+    async fn declare_views(&self, views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+        self.inner.declare_views(views).await
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        self.inner.drop_projection(projection, views).await
     }
 
     async fn scan(

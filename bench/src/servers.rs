@@ -1,19 +1,23 @@
-//! The servers the PostgreSQL and Kafka scenarios run against, and the
-//! scratch space each run takes on them: databases of its own
+//! The servers the PostgreSQL, Kafka and Cassandra scenarios run against,
+//! and the scratch space each run takes on them: databases of its own
 //! (`parallax_bench_<run>…`, made with `CREATE DATABASE` and dropped with
-//! `DROP DATABASE … WITH (FORCE)` at the end) and a topic of its own
-//! (`parallax-bench-<run>`, deleted at the end). Nothing else on the servers
-//! is touched, so a run never sees what an earlier one left, nor the shop's
-//! own databases. A run that is killed leaves its scratch behind; its names
-//! start with `parallax_bench_` / `parallax-bench-`.
+//! `DROP DATABASE … WITH (FORCE)` at the end), a topic of its own
+//! (`parallax-bench-<run>`, deleted at the end) and keyspaces of its own
+//! (`parallax_bench_<run>_…`, made by the read store when it connects and
+//! dropped at the end). Nothing else on the servers is touched, so a run
+//! never sees what an earlier one left, nor the shop's own databases. A run
+//! that is killed leaves its scratch behind; its names start with
+//! `parallax_bench_` / `parallax-bench-`.
 //!
-//! Both servers are expected on this machine (`scripts/services/postgres
-//! start`, `scripts/services/kafka start`): their processes' CPU time is
-//! read from `/proc` ([`crate::machine::process_cpu_secs`]).
+//! The servers are expected on this machine (`scripts/services/postgres
+//! start`, `scripts/services/kafka start`, `scripts/services/cassandra
+//! start`): their processes' CPU time is read from `/proc`
+//! ([`crate::machine::process_cpu_secs`], [`crate::machine::cmdline_cpu_secs`]).
 
 use std::fmt;
 
 use anyhow::Context as _;
+use parallax_cassandra::{CassandraConfig, CassandraReadStore};
 use parallax_kafka::KafkaConfig;
 use serde::{Serialize, Serializer};
 use sqlx::{Connection, PgConnection};
@@ -23,6 +27,13 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://parallax:parallax@127.0.0.1:5
 
 /// The Kafka of `scripts/services/kafka`.
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+
+/// The Cassandra of `scripts/services/cassandra`.
+pub const DEFAULT_CASSANDRA_NODES: &str = "127.0.0.1:9042";
+
+/// What names the Cassandra node's process on its command line (its
+/// process is `java`, as is Kafka's).
+pub const CASSANDRA_PROCESS: &str = "org.apache.cassandra.service.CassandraDaemon";
 
 /// The CloudEvents source of the events the bench publishes.
 pub const EVENT_SOURCE: &str = "/parallax/bench";
@@ -50,6 +61,22 @@ pub struct KafkaArgs {
     /// Partitions of the run's topic (the distributed shape's configuration has 8).
     #[arg(long, default_value_t = 8)]
     pub partitions: u32,
+}
+
+/// Where Cassandra is.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct CassandraArgs {
+    /// Cassandra contact points, `host:port`, comma-separated: each run makes
+    /// keyspaces of its own there and drops them afterwards.
+    #[arg(long, env = "PARALLAX_BENCH_CASSANDRA_NODES", default_value = DEFAULT_CASSANDRA_NODES)]
+    pub cassandra_nodes: String,
+}
+
+impl CassandraArgs {
+    /// The contact points, one per entry.
+    pub fn nodes(&self) -> Vec<String> {
+        self.cassandra_nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 fn redacted<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -142,6 +169,48 @@ impl ScratchTopic {
     /// Deletes the topic.
     pub async fn remove(self) -> anyhow::Result<()> {
         Ok(parallax_kafka::delete_topic(&self.config).await?)
+    }
+}
+
+/// A keyspace for one run, dropped by [`ScratchKeyspace::remove`]. The read
+/// store makes it (and its tables) when it connects.
+#[derive(Debug)]
+pub struct ScratchKeyspace {
+    /// The keyspace and how to reach it.
+    pub config: CassandraConfig,
+}
+
+impl ScratchKeyspace {
+    /// Names keyspace `parallax_bench_<run>_<role>` on the nodes of `args`.
+    pub fn new(args: &CassandraArgs, run: &RunId, role: &str) -> Self {
+        Self { config: CassandraConfig::new(args.nodes(), format!("parallax_bench_{run}_{role}")) }
+    }
+
+    /// Connects a read store holding the shop's views there, making the
+    /// keyspace and its tables.
+    pub async fn connect(&self) -> anyhow::Result<CassandraReadStore> {
+        CassandraReadStore::connect(&self.config, shop::app::shop_view_specs()).await.with_context(|| {
+            format!(
+                "connect to Cassandra at {} (keyspace {}); is it running? scripts/services/cassandra start",
+                self.config.nodes.join(","),
+                self.config.keyspace
+            )
+        })
+    }
+
+    /// Drops the keyspace (if it was made).
+    pub async fn remove(self) -> anyhow::Result<()> {
+        Ok(CassandraReadStore::drop_keyspace(&self.config).await?)
+    }
+}
+
+/// Drops keyspaces, reporting (not failing on) what could not be dropped.
+pub async fn drop_keyspaces(keyspaces: Vec<ScratchKeyspace>) {
+    for keyspace in keyspaces {
+        let name = keyspace.config.keyspace.clone();
+        if let Err(error) = keyspace.remove().await {
+            eprintln!("warning: could not drop keyspace {name}: {error:#}");
+        }
     }
 }
 

@@ -4,10 +4,11 @@
 //! this only keeps the scenarios working. The HTTP scenarios start the shop
 //! inside the bench process (`--in-process`), so no release binary is needed.
 //!
-//! The PostgreSQL and Kafka scenarios run against the servers of
+//! The PostgreSQL, Kafka and Cassandra scenarios run against the servers of
 //! `scripts/test` (`PARALLAX_TEST_POSTGRES_URL`, `PARALLAX_TEST_KAFKA_BROKERS`,
-//! which it exports); without them they are skipped, saying so. They make
-//! databases and a topic of their own and remove them. `commands-postgres`
+//! `PARALLAX_TEST_CASSANDRA_NODES`, which it exports); without them they are
+//! skipped, saying so. They make databases, a topic and keyspaces of their
+//! own and remove them. `commands-postgres`
 //! builds its peer (`bench/peer-cqrs-es`, a debug build under
 //! `target/peer-cqrs-es`) the first time.
 
@@ -177,6 +178,61 @@ fn freshness_kafka() {
             &brokers,
             "--partitions",
             "2",
+            "--carts",
+            "40",
+            "--products",
+            "5",
+            "--fractions",
+            "0.5",
+        ]),
+    );
+}
+
+#[test]
+fn projection_rebuild_cassandra() {
+    let Some(nodes) = server("PARALLAX_TEST_CASSANDRA_NODES", "projection-rebuild --store cassandra") else {
+        return;
+    };
+    run_reporting(
+        "projection-rebuild",
+        "projection-rebuild-cassandra",
+        &[
+            "--store",
+            "cassandra",
+            "--cassandra-nodes",
+            &nodes,
+            "--events",
+            "2000",
+            "--products",
+            "20",
+            "--customers",
+            "10",
+        ],
+    );
+}
+
+#[test]
+fn freshness_cassandra() {
+    let test = "freshness --via cassandra";
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", test) else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", test) else { return };
+    let Some(nodes) = server("PARALLAX_TEST_CASSANDRA_NODES", test) else { return };
+    run_reporting(
+        "freshness",
+        "freshness-cassandra",
+        &with_brief(&[
+            "--via",
+            "cassandra",
+            "--postgres-url",
+            &url,
+            "--pool-size",
+            "4",
+            "--kafka-brokers",
+            &brokers,
+            "--partitions",
+            "2",
+            "--cassandra-nodes",
+            &nodes,
             "--carts",
             "40",
             "--products",

@@ -12,6 +12,11 @@
 //!   checkout saga (leased), and queries. Every event goes through the real
 //!   broker; the databases (events, views) and the topic are made for the run
 //!   and removed afterwards. The report is `freshness-kafka`.
+//! - `cassandra`: the same path into the Cassandra read store (the seed's
+//!   stack: PostgreSQL, Kafka, Cassandra): the projectors write to a keyspace
+//!   of the run's own on `--cassandra-nodes` (made with the shop's view
+//!   specs, dropped afterwards), and queries read it. The report is
+//!   `freshness-cassandra`.
 //!
 //! First the maximum is found, unless `--max-rate` gives it: concurrency
 //! steps up in closed loop, with the projectors and the saga running; before
@@ -79,7 +84,9 @@ use super::{ratio, Context};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence, Target, Worker};
 use crate::probes::{Counted, Counts, Published};
 use crate::report::{ms, rate, Report, Table};
-use crate::servers::{self, KafkaArgs, PostgresArgs, RunId, ScratchDb, ScratchTopic};
+use crate::servers::{
+    self, CassandraArgs, KafkaArgs, PostgresArgs, RunId, ScratchDb, ScratchKeyspace, ScratchTopic,
+};
 use crate::stats::{Latencies, Percentiles, Stats};
 use crate::workload::{self, CartArgs, CartPlan, InProcess, Then};
 
@@ -121,14 +128,18 @@ pub struct Args {
     /// The path from the command to the view.
     #[arg(long, value_enum, default_value_t = Via::Embedded)]
     pub via: Via,
-    /// Where PostgreSQL is (`--via kafka`).
+    /// Where PostgreSQL is (`--via kafka`, `--via cassandra`).
     #[command(flatten)]
     #[serde(flatten)]
     pub postgres: PostgresArgs,
-    /// Where Kafka is (`--via kafka`).
+    /// Where Kafka is (`--via kafka`, `--via cassandra`).
     #[command(flatten)]
     #[serde(flatten)]
     pub kafka: KafkaArgs,
+    /// Where Cassandra is (`--via cassandra`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cassandra: CassandraArgs,
     #[command(flatten)]
     #[serde(flatten)]
     pub load: LoadArgs,
@@ -142,6 +153,8 @@ pub enum Via {
     Embedded,
     /// PostgreSQL event store, relay, Kafka, projectors as consumer groups, PostgreSQL read store.
     Kafka,
+    /// The same through Kafka, into the Cassandra read store.
+    Cassandra,
 }
 
 impl Via {
@@ -150,6 +163,16 @@ impl Via {
         match self {
             Via::Embedded => NAME,
             Via::Kafka => "freshness-kafka",
+            Via::Cassandra => "freshness-cassandra",
+        }
+    }
+
+    /// The databases it needs on the PostgreSQL server.
+    fn databases(self) -> &'static [&'static str] {
+        match self {
+            Via::Embedded => &[],
+            Via::Kafka => &["events", "views"],
+            Via::Cassandra => &["events"],
         }
     }
 }
@@ -201,16 +224,18 @@ struct Shop {
 }
 
 /// What the shape needs from outside the process: nothing embedded; over
-/// Kafka, databases and a topic of the run's own.
+/// Kafka, databases, a topic and, for Cassandra, a keyspace of the run's own.
 #[derive(Default)]
 struct Scratch {
     databases: Vec<ScratchDb>,
     topic: Option<ScratchTopic>,
+    keyspaces: Vec<ScratchKeyspace>,
 }
 
 impl Scratch {
     async fn remove(self) {
         servers::clean_up(self.databases, self.topic).await;
+        servers::drop_keyspaces(self.keyspaces).await;
     }
 }
 
@@ -243,21 +268,27 @@ impl Shop {
     }
 
     /// The distributed shape's path in one process, on `scratch`'s databases
-    /// (events, views) and topic.
+    /// (events, and views unless in Cassandra), topic and keyspace (views in Cassandra).
     async fn over_kafka(args: &Args, scratch: &Scratch, run: &RunId, poll: Duration) -> anyhow::Result<Self> {
-        let ([events_db, views_db], Some(topic)) = (scratch.databases.as_slice(), &scratch.topic) else {
-            anyhow::bail!("two databases and a topic")
+        let (Some(events_db), Some(topic)) = (scratch.databases.first(), &scratch.topic) else {
+            anyhow::bail!("an events database and a topic")
         };
         let pool_size = args.postgres.pool_size;
         let write_pool = parallax_postgres::pool(&events_db.url, pool_size).await?;
         parallax_postgres::migrate_write(&write_pool).await?;
-        let read_pool = parallax_postgres::pool(&views_db.url, pool_size).await?;
-        parallax_postgres::migrate_read(&read_pool).await?;
+        let read: Arc<dyn ReadStore> = match (args.via, scratch.databases.get(1), scratch.keyspaces.first()) {
+            (Via::Cassandra, _, Some(keyspace)) => Arc::new(keyspace.connect().await?),
+            (_, Some(views_db), _) => {
+                let read_pool = parallax_postgres::pool(&views_db.url, pool_size).await?;
+                parallax_postgres::migrate_read(&read_pool).await?;
+                Arc::new(PgReadStore::new(read_pool))
+            }
+            _ => anyhow::bail!("a views database or keyspace"),
+        };
         let events = PgEventStore::new(write_pool.clone(), PgStoreOptions::default());
         let log: Arc<dyn EventLog> = Arc::new(events.log());
         let store: Arc<dyn EventStore> = Arc::new(events);
         let leases: Arc<dyn Leases> = Arc::new(PgLeases::new(write_pool));
-        let read: Arc<dyn ReadStore> = Arc::new(PgReadStore::new(read_pool));
         let projected = Arc::new(Counted::new(read.clone()));
         let partitions = topic.config.partitions;
         let published = Arc::new(Published::new(Arc::new(KafkaSink::new(topic.config.clone())?), partitions));
@@ -491,17 +522,21 @@ impl Step {
     }
 }
 
-/// Runs the scenario; over Kafka, on databases and a topic of its own, removed afterwards.
+/// Runs the scenario; over Kafka, on databases, a topic and (Cassandra) a
+/// keyspace of its own, removed afterwards.
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let poll = Duration::from_secs_f64(args.poll_ms.max(0.1) / 1000.0);
     let mut scratch = Scratch::default();
     let report = async {
         let shop = match args.via {
             Via::Embedded => Shop::embedded(context, poll)?,
-            Via::Kafka => {
+            Via::Kafka | Via::Cassandra => {
                 let run = RunId::new();
-                for role in ["events", "views"] {
+                for role in args.via.databases() {
                     scratch.databases.push(ScratchDb::create(&args.postgres.postgres_url, &run, role).await?);
+                }
+                if args.via == Via::Cassandra {
+                    scratch.keyspaces.push(ScratchKeyspace::new(&args.cassandra, &run, "views"));
                 }
                 scratch.topic = Some(ScratchTopic::create(&args.kafka, &run).await?);
                 Shop::over_kafka(&args, &scratch, &run, poll).await?
@@ -629,6 +664,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
     let title = match args.via {
         Via::Embedded => "write-to-visible lag, embedded in one process",
         Via::Kafka => "write-to-visible lag through Kafka, every role in one process",
+        Via::Cassandra => "write-to-visible lag through Kafka into Cassandra, every role in one process",
     };
     let mut report = Report::new(args.via.report_name(), title, context.machine.clone());
     report.parameter("workload", plan.describe());
@@ -638,14 +674,22 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
             Via::Embedded => "in-process: SQLite event store (synchronous=FULL), 4 projectors + checkout saga \
                               tailing it, SQLite read store"
                 .to_owned(),
-            Via::Kafka => format!(
+            Via::Kafka | Via::Cassandra => format!(
                 "in-process, the distributed shape's path: PostgreSQL event store (synchronous_commit=on) on {} \
                  → relay (leased) → KafkaSink → topic of {} partitions on {} → 4 projectors, each a consumer \
-                 group (KafkaSource) → PostgreSQL read store; checkout saga tailing the event store (leased); \
-                 fresh databases and topic; pools of {} connections",
+                 group (KafkaSource) → {}; checkout saga tailing the event store (leased); fresh databases, \
+                 topic{}; pools of {} connections",
                 parallax_postgres::redact(&args.postgres.postgres_url),
                 args.kafka.partitions,
                 args.kafka.kafka_brokers,
+                match args.via {
+                    Via::Cassandra => format!(
+                        "Cassandra read store on {} (a table per view, LOCAL_QUORUM, replication factor 1)",
+                        args.cassandra.cassandra_nodes
+                    ),
+                    _ => "PostgreSQL read store".to_owned(),
+                },
+                if args.via == Via::Cassandra { " and keyspace" } else { "" },
                 args.postgres.pool_size
             ),
         },
@@ -708,6 +752,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
         "CPU busy (cores)",
         "projector batches/s",
         "events per batch",
+        "commit mean ms",
     ]);
     for level in &levels {
         table.row(vec![
@@ -734,6 +779,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
                     level.projectors.commits as f64
                 )
             ),
+            ms(ratio(level.projectors.commit_busy.as_secs_f64() * 1000.0, level.projectors.commits as f64)),
         ]);
     }
     let first_error = levels.iter().find_map(|l| l.run.first_error.clone());
@@ -772,6 +818,12 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
             .into(),
         "query alone: the same query right after, with nothing to wait for — the lower bound of the lag. \
          lag / query: how many query times the wait for the projection adds."
+            .into(),
+        "projector batches/s, events per batch, commit mean ms: what the four projectors committed during \
+         the run (a probe around the read store): batches, events of the run per batch, and the mean wall \
+         time of a commit. In Cassandra a commit reads each moved partition's checkpoint at SERIAL, writes \
+         its rows (logged batches; sales rows by compare-and-set), then moves each checkpoint by \
+         compare-and-set."
             .into(),
         "Runs stop sending after twice their duration: a system that fell that far behind shows `unsent`."
             .into(),

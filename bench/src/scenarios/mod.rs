@@ -60,17 +60,21 @@ pub enum Scenario {
     /// targets, with at least 64 connections.
     Queries(queries::Args),
     /// Every shop view rebuilt from the SQLite event store into a fresh read
-    /// store (--store sqlite, the default, or postgres); baseline: plain
-    /// batched upserts of as many documents into the same kind of store.
+    /// store (--store sqlite, the default, postgres or cassandra); baseline:
+    /// plain batched upserts of as many documents into the same kind of store
+    /// (Cassandra: the store's timestamped writes in logged batches of 64, 8
+    /// in flight, then unlogged batches and single writes).
     ///
     /// Generates a realistic history of --events events first (not measured).
-    /// With PostgreSQL, the report is projection-rebuild-postgres.
+    /// With PostgreSQL or Cassandra, the report is projection-rebuild-postgres
+    /// or projection-rebuild-cassandra.
     ProjectionRebuild(projection_rebuild::Args),
     /// Write-to-visible lag in-process at 25, 50 and 75 % of the maximum
     /// command rate, embedded (the default) or through Kafka (--via kafka:
     /// PostgreSQL event store, relay, Kafka, projectors as consumer groups,
-    /// PostgreSQL read store; report freshness-kafka); baseline: the query
-    /// alone.
+    /// PostgreSQL read store; report freshness-kafka; --via cassandra: the
+    /// same into the Cassandra read store; report freshness-cassandra);
+    /// baseline: the query alone.
     ///
     /// Defaults: the maximum is the rate of whole write-to-visible cycles
     /// (closed loop, 4 to 2048 tasks, p99 limit 100 ms); 1024 requests in

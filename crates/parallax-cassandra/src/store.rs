@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -40,6 +40,11 @@ pub struct CassandraConfig {
     pub keyspace: String,
     /// Replication factor used when the keyspace is created.
     pub replication_factor: u32,
+    /// Fault injection for tests: a pause between a commit's rows and its
+    /// checkpoints, which widens the window a crash can fall into. Read from
+    /// `PARALLAX_CASSANDRA_PAUSE_BEFORE_CHECKPOINT_MS` by [`CassandraConfig::new`];
+    /// never set it in production.
+    pub pause_before_checkpoint: Option<Duration>,
 }
 
 impl CassandraConfig {
@@ -49,9 +54,16 @@ impl CassandraConfig {
             nodes: nodes.into_iter().map(Into::into).collect(),
             keyspace: keyspace.into(),
             replication_factor: 1,
+            pause_before_checkpoint: std::env::var(PAUSE_VARIABLE)
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis),
         }
     }
 }
+
+/// See [`CassandraConfig::pause_before_checkpoint`].
+const PAUSE_VARIABLE: &str = "PARALLAX_CASSANDRA_PAUSE_BEFORE_CHECKPOINT_MS";
 
 impl fmt::Debug for CassandraConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,6 +71,7 @@ impl fmt::Debug for CassandraConfig {
             .field("nodes", &self.nodes)
             .field("keyspace", &self.keyspace)
             .field("replication_factor", &self.replication_factor)
+            .field("pause_before_checkpoint", &self.pause_before_checkpoint)
             .finish()
     }
 }
@@ -148,7 +161,9 @@ struct Statements {
 pub struct CassandraReadStore {
     session: Arc<Session>,
     keyspace: String,
-    views: HashMap<String, ViewTable>,
+    views: RwLock<HashMap<String, Arc<ViewTable>>>,
+    replication_factor: u32,
+    pause_before_checkpoint: Option<Duration>,
     statements: Statements,
     /// Timestamps of writes outside any projector: wall-clock microseconds,
     /// strictly increasing within this store.
@@ -159,7 +174,7 @@ impl fmt::Debug for CassandraReadStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CassandraReadStore")
             .field("keyspace", &self.keyspace)
-            .field("views", &self.views.len())
+            .field("views", &self.declared())
             .finish_non_exhaustive()
     }
 }
@@ -199,10 +214,21 @@ impl CassandraReadStore {
         .await?;
         let mut prepared = HashMap::with_capacity(tables.len());
         for (spec, table) in &tables {
-            prepared.insert(spec.name.clone(), prepare_view(&session, &keyspace, table, spec.shared).await?);
+            prepared.insert(
+                spec.name.clone(),
+                Arc::new(prepare_view(&session, &keyspace, table, spec.shared).await?),
+            );
         }
         let statements = prepare_common(&session, &keyspace).await?;
-        Ok(Self { session, keyspace, views: prepared, statements, clock: AtomicI64::new(0) })
+        Ok(Self {
+            session,
+            keyspace,
+            views: RwLock::new(prepared),
+            replication_factor: config.replication_factor,
+            pause_before_checkpoint: config.pause_before_checkpoint,
+            statements,
+            clock: AtomicI64::new(0),
+        })
     }
 
     /// The keyspace.
@@ -219,7 +245,7 @@ impl CassandraReadStore {
     /// from position 0 starts here.
     pub async fn truncate_all(&self) -> Result<(), ReadStoreError> {
         let mut tables: Vec<String> = Vec::new();
-        for view in self.views.keys() {
+        for view in self.views.read().unwrap_or_else(PoisonError::into_inner).keys() {
             tables.push(table_name(view)?);
         }
         tables.extend(["checkpoints".to_owned(), "dead_letters".to_owned()]);
@@ -247,8 +273,8 @@ impl CassandraReadStore {
         Ok(())
     }
 
-    fn view(&self, view: &str) -> Result<&ViewTable, ReadStoreError> {
-        self.views.get(view).ok_or_else(|| {
+    fn view(&self, view: &str) -> Result<Arc<ViewTable>, ReadStoreError> {
+        self.views.read().unwrap_or_else(PoisonError::into_inner).get(view).cloned().ok_or_else(|| {
             ReadStoreError::msg(format!(
                 "view {view} is not declared in this Cassandra read store (declared: {})",
                 self.declared()
@@ -257,7 +283,8 @@ impl CassandraReadStore {
     }
 
     fn declared(&self) -> String {
-        let mut names: Vec<&str> = self.views.keys().map(String::as_str).collect();
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<&str> = views.keys().map(String::as_str).collect();
         names.sort_unstable();
         names.join(", ")
     }
@@ -275,8 +302,40 @@ impl CassandraReadStore {
         }
     }
 
+    /// A view to read: declared, or created by another process since this
+    /// one connected (a new generation's table, say), found in the schema.
+    async fn readable(&self, view: &str) -> Result<Arc<ViewTable>, ReadStoreError> {
+        if let Ok(table) = self.view(view) {
+            return Ok(table);
+        }
+        let table = table_name(view)?;
+        let found = self
+            .session
+            .query_unpaged(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+                (&self.keyspace, &table),
+            )
+            .await
+            .map_err(cql(format!("look for the table of {view}")))?
+            .into_rows_result()
+            .map_err(|e| ReadStoreError::store(format!("look for the table of {view}"), e))?
+            .rows_num();
+        if found == 0 {
+            return self.view(view);
+        }
+        // Reads do not depend on `shared`; a writer declares it.
+        let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, false).await?);
+        Ok(Arc::clone(
+            self.views
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(view.to_owned())
+                .or_insert(prepared),
+        ))
+    }
+
     async fn stored(&self, view: &str, key: &DocKey) -> Result<Option<StoredDocument>, ReadStoreError> {
-        let table = self.view(view)?;
+        let table = self.readable(view).await?;
         let result = self
             .session
             .execute_unpaged(&table.get, (&key.partition, &key.clustering))
@@ -751,6 +810,57 @@ impl ReadStore for CassandraReadStore {
         false
     }
 
+    async fn declare_views(&self, views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+        let missing: Vec<(String, bool)> = {
+            let declared = self.views.read().unwrap_or_else(PoisonError::into_inner);
+            views
+                .iter()
+                .filter(|(name, shared)| declared.get(name).is_none_or(|table| table.shared != *shared))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tables = Vec::with_capacity(missing.len());
+        for (name, shared) in missing {
+            tables.push((name.clone(), table_name(&name)?, shared));
+        }
+        migrate(
+            &self.session,
+            &self.keyspace,
+            self.replication_factor,
+            tables.iter().map(|(_, t, _)| t.as_str()),
+        )
+        .await?;
+        for (name, table, shared) in tables {
+            let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, shared).await?);
+            self.views.write().unwrap_or_else(PoisonError::into_inner).insert(name, prepared);
+        }
+        Ok(())
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        for view in views {
+            let table = table_name(view)?;
+            self.session
+                .query_unpaged(format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace), ())
+                .await
+                .map_err(cql(format!("drop the table of {view}")))?;
+            self.views.write().unwrap_or_else(PoisonError::into_inner).remove(view);
+        }
+        for table in ["checkpoints", "dead_letters"] {
+            self.session
+                .query_unpaged(
+                    format!("DELETE FROM {}.{table} WHERE projection = ?", self.keyspace),
+                    (projection,),
+                )
+                .await
+                .map_err(cql(format!("drop the {table} of {projection}")))?;
+        }
+        Ok(())
+    }
+
     async fn scan(
         &self,
         view: &str,
@@ -758,7 +868,7 @@ impl ReadStore for CassandraReadStore {
         range: &ClusteringRange,
         limit: usize,
     ) -> Result<Page, ReadStoreError> {
-        let table = self.view(view)?;
+        let table = self.readable(view).await?;
         if limit == 0 {
             return Ok(Page { documents: Vec::new(), next_cursor: None });
         }
@@ -850,8 +960,15 @@ impl ReadStore for CassandraReadStore {
 
         // 2. Rows, before the checkpoints that cover them: shared rows by
         //    compare-and-set, owned rows in logged batches by position.
-        let (shared, owned): (Vec<&ViewWrite>, Vec<&ViewWrite>) =
-            writes.into_iter().partition(|write| self.views[write.view()].shared);
+        let mut shared = Vec::new();
+        let mut owned = Vec::new();
+        for write in writes {
+            if self.view(write.view())?.shared {
+                shared.push(write);
+            } else {
+                owned.push(write);
+            }
+        }
         let shared: Vec<_> = shared
             .into_iter()
             .map(|write| {
@@ -877,6 +994,10 @@ impl ReadStore for CassandraReadStore {
         .map_err(cql("store a dead letter"))?;
 
         // 3. The checkpoints, each by compare-and-set.
+        if let (Some(pause), false) = (self.pause_before_checkpoint, moves.is_empty()) {
+            tracing::debug!(?pause, "fault injection: pausing between the rows and the checkpoints");
+            tokio::time::sleep(pause).await;
+        }
         for movement in &moves {
             self.move_checkpoint(&projection, movement.partition, movement.from, movement.to).await?;
         }

@@ -5,6 +5,15 @@
 //! `rename` on every variant). The codec splits that into `event_type` and
 //! `payload` on the way in, and joins them on the way out, after running the
 //! upcasters that bring an old `schema_version` up to the current one.
+//!
+//! Versions are per event type. [`DomainEvent::schema_version`] says which
+//! version the code writes (and the newest it reads); the event type's own
+//! [`DomainEvent::upcasters`] are in every [`Codec`] of it, so every reader
+//! (command handlers hydrating aggregates, projectors, process managers,
+//! consumers of the broker) upcasts the same way. A stored event older than
+//! the code is upcast step by step, one version at a time; one newer than the
+//! code (written by a later release) is refused with
+//! [`CodecError::FutureVersion`], never guessed at.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -23,9 +32,20 @@ pub trait DomainEvent:
 {
     /// Persisted type name of this event; must equal the variant's serde name.
     fn event_type(&self) -> &'static str;
-    /// Current schema version of this event type. Defaults to 1.
-    fn schema_version(&self) -> u32 {
+
+    /// Current schema version of the events of type `event_type`: the
+    /// version the codec writes them at, and the newest it reads. Defaults
+    /// to 1. Raise it when a payload changes incompatibly, together with an
+    /// upcaster from the previous version in [`DomainEvent::upcasters`].
+    fn schema_version(event_type: &str) -> u32 {
+        let _ = event_type;
         1
+    }
+
+    /// The upcasters every [`Codec`] of this type runs, whoever builds it.
+    /// Defaults to none.
+    fn upcasters() -> Vec<Arc<dyn Upcaster>> {
+        Vec::new()
     }
 }
 
@@ -59,7 +79,7 @@ pub enum CodecError {
     /// The event type is not one of this codec's.
     #[error("unknown event type {0}")]
     UnknownType(String),
-    /// An upcaster refused the payload.
+    /// An upcaster refused the payload, or none reads its version.
     #[error("upcasting {event_type} v{schema_version}: {reason}")]
     Upcast {
         /// The stored type.
@@ -68,6 +88,17 @@ pub enum CodecError {
         schema_version: u32,
         /// Why.
         reason: String,
+    },
+    /// The stored version is newer than the code's: a later release wrote
+    /// it, and this one cannot know what it means.
+    #[error("event {event_type} v{schema_version} is newer than this code, which reads up to v{current}")]
+    FutureVersion {
+        /// The stored type.
+        event_type: String,
+        /// The stored version.
+        schema_version: u32,
+        /// The newest version this code reads.
+        current: u32,
     },
 }
 
@@ -83,20 +114,20 @@ impl<E> Clone for Codec<E> {
     }
 }
 
-impl<E> Default for Codec<E> {
+impl<E: DomainEvent> Default for Codec<E> {
     fn default() -> Self {
-        Self { upcasters: Vec::new(), _events: PhantomData }
+        Self { upcasters: E::upcasters(), _events: PhantomData }
     }
 }
 
 impl<E: DomainEvent> Codec<E> {
-    /// A codec without upcasters.
+    /// A codec with the event type's own upcasters ([`DomainEvent::upcasters`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds an upcaster; they run in the order added, as long as one handles
-    /// the payload's current type and version.
+    /// Adds an upcaster after the event type's own; they run in the order
+    /// added, as long as one handles the payload's current type and version.
     pub fn with_upcaster(mut self, upcaster: impl Upcaster + 'static) -> Self {
         self.upcasters.push(Arc::new(upcaster));
         self
@@ -118,7 +149,7 @@ impl<E: DomainEvent> Codec<E> {
                 "{event_type} must be an adjacently tagged enum variant named {event_type}, got {tagged}"
             ),
         };
-        (event_type, event.schema_version(), payload)
+        (event_type, E::schema_version(event_type), payload)
     }
 
     /// A [`NewEvent`] for `event` with a fresh id, stamped now.
@@ -134,18 +165,35 @@ impl<E: DomainEvent> Codec<E> {
         }
     }
 
-    /// Decodes a stored event, upcasting it first when it is older than the code.
+    /// Decodes a stored event, upcasting it first when it is older than the
+    /// code; refuses one newer than the code ([`CodecError::FutureVersion`]).
     pub fn decode(&self, event_type: &str, schema_version: u32, payload: &str) -> Result<E, CodecError> {
         let json_error =
             |source| CodecError::Json { event_type: event_type.to_owned(), schema_version, source };
-        if !self.upcasters.iter().any(|u| u.handles(event_type, schema_version)) {
+        let current = E::schema_version(event_type);
+        let future = |schema_version| CodecError::FutureVersion {
+            event_type: event_type.to_owned(),
+            schema_version,
+            current,
+        };
+        if schema_version > current {
+            return Err(future(schema_version));
+        }
+        if schema_version == current {
             // Current version: parse the text once, without an intermediate tree.
             let tagged = format!("{{\"type\":{},\"data\":{payload}}}", serde_json::Value::from(event_type));
             return serde_json::from_str(&tagged).map_err(json_error);
         }
         let mut data: serde_json::Value = serde_json::from_str(payload).map_err(json_error)?;
         let mut version = schema_version;
-        while let Some(upcaster) = self.upcasters.iter().find(|u| u.handles(event_type, version)) {
+        while version < current {
+            let Some(upcaster) = self.upcasters.iter().find(|u| u.handles(event_type, version)) else {
+                return Err(CodecError::Upcast {
+                    event_type: event_type.to_owned(),
+                    schema_version: version,
+                    reason: format!("no upcaster reads v{version}; the code is at v{current}"),
+                });
+            };
             let (next, next_version) = upcaster.upcast(data, version)?;
             if next_version <= version {
                 return Err(CodecError::Upcast {
@@ -153,6 +201,9 @@ impl<E: DomainEvent> Codec<E> {
                     schema_version: version,
                     reason: format!("upcaster went from v{version} to v{next_version}"),
                 });
+            }
+            if next_version > current {
+                return Err(future(next_version));
             }
             data = next;
             version = next_version;
@@ -190,8 +241,28 @@ mod tests {
         fn event_type(&self) -> &'static str {
             "shipment.sent"
         }
-        fn schema_version(&self) -> u32 {
+        fn schema_version(_: &str) -> u32 {
             2
+        }
+    }
+
+    /// The same event, with the upcaster as its own: every codec of it upcasts.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    enum OwnShipment {
+        #[serde(rename = "shipment.sent")]
+        Sent { street: String, city: String },
+    }
+
+    impl DomainEvent for OwnShipment {
+        fn event_type(&self) -> &'static str {
+            "shipment.sent"
+        }
+        fn schema_version(_: &str) -> u32 {
+            2
+        }
+        fn upcasters() -> Vec<Arc<dyn Upcaster>> {
+            vec![Arc::new(SplitAddress)]
         }
     }
 
@@ -225,7 +296,34 @@ mod tests {
         let event = codec.decode("shipment.sent", 1, old).expect("upcast");
         assert_eq!(event, Shipment::Sent { street: "1 Main St".into(), city: "Springfield".into() });
         let without = Codec::<Shipment>::new().decode("shipment.sent", 1, old);
-        assert!(matches!(without, Err(CodecError::Json { schema_version: 1, .. })), "{without:?}");
+        assert!(matches!(without, Err(CodecError::Upcast { schema_version: 1, .. })), "{without:?}");
+        assert_eq!(
+            without.expect_err("no upcaster").to_string(),
+            "upcasting shipment.sent v1: no upcaster reads v1; the code is at v2"
+        );
+    }
+
+    #[test]
+    fn the_event_types_own_upcasters_are_in_every_codec() {
+        let old = r#"{"address":"1 Main St, Springfield"}"#;
+        for codec in [Codec::<OwnShipment>::new(), Codec::default()] {
+            let event = codec.decode("shipment.sent", 1, old).expect("upcast");
+            assert_eq!(event, OwnShipment::Sent { street: "1 Main St".into(), city: "Springfield".into() });
+        }
+    }
+
+    #[test]
+    fn versions_newer_than_the_code_are_refused() {
+        let codec = Codec::<OwnShipment>::new();
+        let newer = codec.decode("shipment.sent", 3, r#"{"street":"1 Main St","city":"Springfield"}"#);
+        assert!(
+            matches!(
+                &newer,
+                Err(CodecError::FutureVersion { event_type, schema_version: 3, current: 2 })
+                    if event_type == "shipment.sent"
+            ),
+            "{newer:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::trace::TraceParent;
+
 /// A global position in the event store: strictly increasing in commit order,
 /// starting at 1. Position 0 means "before the first event".
 pub type Position = u64;
@@ -20,6 +22,11 @@ pub struct Metadata {
     /// Who asked, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The W3C trace context of the operation that produced the event (absent
+    /// in events recorded before traces were kept; a malformed stored value
+    /// reads as absent).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::trace::lenient")]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// An event about to be appended.

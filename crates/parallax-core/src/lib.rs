@@ -4,7 +4,8 @@
 //!
 //! ① [`aggregate`] decides, ② [`event`], [`codec`] and [`store`] record,
 //! ③④ [`log`] carries (with [`lease`] electing one relay), ⑤ [`projection`] applies, ⑥ [`read_store`] keeps the
-//! views, ⑦ [`token`] lets a query wait for a command's effect.
+//! views, ⑦ [`token`] lets a query wait for a command's effect; [`trace`]
+//! carries one W3C trace context along the whole flow.
 //!
 //! This crate is pure: no async runtime, no database driver, no I/O. Ports are
 //! small object-safe traits (`Arc<dyn EventStore>`) that move type-erased
@@ -22,6 +23,7 @@ pub mod lease;
 pub mod projection;
 pub mod read_store;
 pub mod token;
+pub mod trace;
 
 pub use aggregate::Aggregate;
 pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
@@ -41,3 +43,4 @@ pub use store::{
     StoreError, StoredIdempotency,
 };
 pub use token::{ConsistencyToken, TokenError};
+pub use trace::{SpanId, TraceId, TraceParent, TraceParentError};

@@ -128,6 +128,16 @@ pub trait EventSource: Send {
         Ok(None)
     }
 
+    /// How many records each of these partitions holds beyond its
+    /// checkpoint, as far as the source can tell cheaply (for lag
+    /// reporting): the embedded log compares with its head, a broker's
+    /// consumer with the partition's end offset as last fetched. Partitions
+    /// it cannot tell about are left out; a failure to tell is no error.
+    async fn lag(&mut self, checkpoints: &[(Partition, Checkpoint)]) -> Vec<(Partition, u64)> {
+        let _ = checkpoints;
+        Vec::new()
+    }
+
     /// Whether events come from more than one partition, so that batches of
     /// concurrent consumers may move different checkpoints and still touch
     /// the same document (then the projector guards what it read). A source
@@ -188,6 +198,13 @@ impl EventSource for LogSource {
 
     async fn head(&self) -> Result<Option<Position>, LogError> {
         self.log.head().await.map(Some)
+    }
+
+    async fn lag(&mut self, checkpoints: &[(Partition, Checkpoint)]) -> Vec<(Partition, u64)> {
+        match self.log.head().await {
+            Ok(head) => checkpoints.iter().map(|(p, at)| (*p, head.saturating_sub(at.position))).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn partitioned(&self) -> bool {

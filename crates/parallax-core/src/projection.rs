@@ -31,6 +31,14 @@ pub trait Projection: Send + Sync {
     /// Persisted name: the checkpoint's key.
     fn name(&self) -> &'static str;
 
+    /// The version of the code that writes the views: raise it when `apply`
+    /// changes what it writes, and the views are rebuilt from position 0 in
+    /// a new generation beside the served one, which is replaced once the
+    /// new one has caught up (blue/green; see `parallax_runtime::generations`).
+    fn version(&self) -> u32 {
+        1
+    }
+
     /// The views this projection writes.
     fn views(&self) -> &'static [&'static str];
 

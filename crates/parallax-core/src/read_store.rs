@@ -351,6 +351,21 @@ pub trait ReadStore: Send + Sync {
         true
     }
 
+    /// Makes sure the store can hold these views — `(name, shared)`, shared
+    /// as in [`crate::Projection::shared_views`] — before they are written.
+    /// Stores with one table for every view need nothing; a store with a
+    /// table per view (Cassandra) creates the missing ones.
+    async fn declare_views(&self, _views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+        Ok(())
+    }
+
+    /// Removes every document of `views` and the projection's checkpoints
+    /// and dead letters: a projection generation that is no longer served.
+    /// Stores that cannot (read-only wrappers) refuse.
+    async fn drop_projection(&self, projection: &str, _views: &[String]) -> Result<(), ReadStoreError> {
+        Err(ReadStoreError::msg(format!("this read store cannot drop projection {projection}")))
+    }
+
     /// Documents of one partition within `range`, in clustering order, at most
     /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
     /// exactly when nothing follows. `limit == 0` returns an empty last page.

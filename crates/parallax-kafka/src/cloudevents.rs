@@ -5,7 +5,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use parallax_core::{EventRecord, Metadata};
+use parallax_core::{EventRecord, Metadata, TraceParent};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use uuid::Uuid;
 
@@ -37,6 +37,12 @@ pub const CAUSATION_ID: &str = "ce_causationid";
 pub const COMMAND_ID: &str = "ce_commandid";
 /// Extension: who asked (only when known).
 pub const ACTOR: &str = "ce_actor";
+/// The W3C trace context of the operation that produced the event (only
+/// when known). Written under the plain W3C name, not as `ce_traceparent`:
+/// it is the name the CloudEvents distributed-tracing extension and W3C
+/// Trace Context give it, and the header OpenTelemetry's Kafka
+/// instrumentations read and write.
+pub const TRACEPARENT: &str = TraceParent::HEADER;
 
 /// The CloudEvents version written and accepted.
 pub const SPEC_VERSION: &str = "1.0";
@@ -53,6 +59,7 @@ pub(crate) fn encode(event: &EventRecord, source: &str) -> OwnedHeaders {
     let correlation = event.metadata.correlation_id.to_string();
     let causation = event.metadata.causation_id.to_string();
     let command = event.metadata.command_id.to_string();
+    let traceparent = event.metadata.traceparent.map(|trace| trace.to_string());
     let mut fields: Vec<(&str, &str)> = vec![
         (SPECVERSION, SPEC_VERSION),
         (ID, &id),
@@ -71,7 +78,10 @@ pub(crate) fn encode(event: &EventRecord, source: &str) -> OwnedHeaders {
     if let Some(actor) = &event.metadata.actor {
         fields.push((ACTOR, actor));
     }
-    fields.into_iter().fold(OwnedHeaders::new_with_capacity(14), |headers, (key, value)| {
+    if let Some(traceparent) = &traceparent {
+        fields.push((TRACEPARENT, traceparent));
+    }
+    fields.into_iter().fold(OwnedHeaders::new_with_capacity(15), |headers, (key, value)| {
         headers.insert(Header { key, value: Some(value) })
     })
 }
@@ -132,6 +142,8 @@ pub(crate) fn decode<H: Headers>(
             causation_id: fields.uuid(CAUSATION_ID)?,
             command_id: fields.uuid(COMMAND_ID)?,
             actor: fields.optional(ACTOR)?.map(str::to_owned),
+            // Tracing is best effort: a malformed header loses the trace, not the event.
+            traceparent: fields.optional(TRACEPARENT).ok().flatten().and_then(|value| value.parse().ok()),
         },
         recorded_at,
     })
@@ -181,6 +193,8 @@ mod tests {
 
     use super::*;
 
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     fn record(actor: Option<&str>) -> EventRecord {
         EventRecord {
             position: 42,
@@ -195,6 +209,7 @@ mod tests {
                 causation_id: Uuid::new_v4(),
                 command_id: Uuid::new_v4(),
                 actor: actor.map(str::to_owned),
+                traceparent: actor.map(|_| TRACE.parse().expect("a valid traceparent")),
             },
             recorded_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 5).unwrap()
                 + chrono::Duration::microseconds(123_456),
@@ -220,7 +235,9 @@ mod tests {
         assert_eq!(value(&headers, "ce_streamversion"), Some("3"));
         assert_eq!(value(&headers, "ce_schemaversion"), Some("2"));
         assert_eq!(value(&headers, "ce_actor"), Some("alice"));
-        assert!(encode(&record(None), "/shop").iter().all(|h| h.key != "ce_actor"));
+        assert_eq!(value(&headers, "traceparent"), Some(TRACE));
+        let bare = encode(&record(None), "/shop");
+        assert!(bare.iter().all(|h| h.key != "ce_actor" && h.key != "traceparent"));
     }
 
     #[test]
@@ -246,6 +263,10 @@ mod tests {
         let bad_position = encode(&event, "/shop").insert(Header { key: POSITION, value: Some("-1") });
         let error = decode(Some(&bad_position), body).unwrap_err().to_string();
         assert_eq!(error, r#"header ce_position is "-1", expected a non-negative decimal integer"#);
+
+        let bad_trace = encode(&event, "/shop").insert(Header { key: TRACEPARENT, value: Some("00-zz") });
+        let decoded = decode(Some(&bad_trace), body).expect("a bad traceparent loses the trace only");
+        assert_eq!(decoded.metadata.traceparent, None);
 
         let headers = encode(&event, "/shop");
         assert_eq!(decode(Some(&headers), None), Err(DecodeError::Body("is empty (a null message value)")));

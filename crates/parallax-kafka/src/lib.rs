@@ -60,6 +60,7 @@
 //! | `ce_causationid` | UUID | `metadata.causation_id` |
 //! | `ce_commandid` | UUID | `metadata.command_id` |
 //! | `ce_actor` | text, only when present | `metadata.actor` |
+//! | `traceparent` | W3C Trace Context, only when present | `metadata.traceparent` |
 //!
 //! `recorded_at` travels to the microsecond (the event store keeps no more).
 //! The message timestamp is the producer's clock, not `recorded_at`, so that

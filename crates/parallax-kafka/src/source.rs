@@ -32,6 +32,7 @@ use parallax_core::{Checkpoint, EventSource, LogError, Partition, SourceBatch, S
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -50,6 +51,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("heartbeat.interval.ms", "500"),
     ("fetch.wait.max.ms", "10"),
     ("enable.partition.eof", "false"),
+    // Statistics carry each partition's end offset (`hi_offset`): the lag a
+    // projector reports, without a broker round trip of its own.
+    ("statistics.interval.ms", "1000"),
 ];
 
 /// Consumer settings the exactly-once effect rests on: offsets live in the
@@ -74,6 +78,9 @@ enum Change {
 struct SourceContext {
     topic: String,
     changes: Arc<Mutex<Vec<Change>>>,
+    /// Each partition's end offset (the offset its next message will get),
+    /// from the latest statistics.
+    ends: Arc<Mutex<BTreeMap<Partition, u64>>>,
 }
 
 impl SourceContext {
@@ -89,7 +96,20 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        for (partition, stats) in &topic.partitions {
+            // -1 is librdkafka's "unknown" (the internal partition is -1 too).
+            if let (Ok(partition), Ok(end)) =
+                (Partition::try_from(*partition), u64::try_from(stats.hi_offset))
+            {
+                ends.insert(partition, end);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, list: &mut TopicPartitionList) {
@@ -169,6 +189,7 @@ pub struct KafkaSource {
     group_id: String,
     changes: Arc<Mutex<Vec<Change>>>,
     owned: BTreeMap<Partition, Owned>,
+    ends: Arc<Mutex<BTreeMap<Partition, u64>>>,
 }
 
 impl KafkaSource {
@@ -185,7 +206,12 @@ impl KafkaSource {
         let mut client_config = config.client_config(CONSUMER_DEFAULTS, CONSUMER_FIXED)?;
         client_config.set("group.id", group_id);
         let changes = Arc::new(Mutex::new(Vec::new()));
-        let context = SourceContext { topic: config.topic.clone(), changes: Arc::clone(&changes) };
+        let ends = Arc::new(Mutex::new(BTreeMap::new()));
+        let context = SourceContext {
+            topic: config.topic.clone(),
+            changes: Arc::clone(&changes),
+            ends: Arc::clone(&ends),
+        };
         let consumer: StreamConsumer<SourceContext> = client_config
             .create_with_context(context)
             .map_err(|source| ConfigError::Client { client: "consumer", source })?;
@@ -198,6 +224,7 @@ impl KafkaSource {
             group_id: group_id.to_owned(),
             changes,
             owned: BTreeMap::new(),
+            ends,
         })
     }
 
@@ -358,6 +385,16 @@ impl EventSource for KafkaSource {
         )?;
         self.owned.insert(partition, Owned::Reading { next: checkpoint.offset });
         Ok(())
+    }
+
+    /// Messages between each checkpoint's offset and the partition's end
+    /// offset in the consumer's latest statistics (at most a second old).
+    async fn lag(&mut self, checkpoints: &[(Partition, Checkpoint)]) -> Vec<(Partition, u64)> {
+        let ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoints
+            .iter()
+            .filter_map(|(partition, at)| Some((*partition, ends.get(partition)?.saturating_sub(at.offset))))
+            .collect()
     }
 }
 

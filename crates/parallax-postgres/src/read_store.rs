@@ -211,6 +211,23 @@ impl ReadStore for PgReadStore {
             .collect())
     }
 
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        let dropping = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM documents WHERE view = ANY($1)").bind(views).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM checkpoints WHERE projection = $1")
+                .bind(projection)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM dead_letters WHERE projection = $1")
+                .bind(projection)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        dropping.await.map_err(|e| read_error(format!("drop projection {projection}"), e))
+    }
+
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         let rows = sqlx::query(
             "SELECT projection, position, event_id, event_type, error FROM dead_letters \

@@ -15,6 +15,12 @@
 //! group whose outcome is unknown (the connection dropped during the commit)
 //! fails every request with a store error rather than risk appending twice.
 //!
+//! Each group that reaches the database records its size (requests) in the
+//! histogram `parallax_event_store_group_size{store="postgres"}` through the
+//! `metrics` facade; the handle is taken in [`PgEventStore::new`], from the
+//! recorder in effect then (the global one, or one set with
+//! `metrics::with_local_recorder`).
+//!
 //! Positions and transaction ids are taken together under a lock, so the log
 //! tail ([`crate::PgLog`]) never skips an event that commits late; see the
 //! migration that defines `parallax_append` for the argument.
@@ -87,12 +93,18 @@ impl PgEventStore {
         let (advanced, head) = watch::channel(0);
         let requests = Arc::new(Mutex::new(requests));
         let advanced = Arc::new(advanced);
+        metrics::describe_histogram!(
+            GROUP_SIZE,
+            "Requests committed together in one event store transaction"
+        );
+        let group_size = metrics::histogram!(GROUP_SIZE, "store" => "postgres");
         for _ in 0..options.writers.max(1) {
             let writer = Writer {
                 pool: pool.clone(),
                 requests: Arc::clone(&requests),
                 advanced: Arc::clone(&advanced),
                 max_batch: options.max_batch.max(1),
+                group_size: group_size.clone(),
             };
             tokio::spawn(writer.run());
         }
@@ -323,6 +335,9 @@ enum WireOutcome {
     Duplicate { fingerprint: String, response: String, last: i64 },
 }
 
+/// The histogram of group sizes (see the module docs).
+const GROUP_SIZE: &str = "parallax_event_store_group_size";
+
 /// Attempts of a group that failed with an error proving it rolled back.
 const GROUP_ATTEMPTS: u32 = 5;
 
@@ -331,6 +346,7 @@ struct Writer {
     requests: Arc<Mutex<mpsc::Receiver<Pending>>>,
     advanced: Arc<watch::Sender<Position>>,
     max_batch: usize,
+    group_size: metrics::Histogram,
 }
 
 impl Writer {
@@ -394,6 +410,7 @@ impl Writer {
         drop(wire);
         match outcomes {
             Ok(outcomes) => {
+                self.group_size.record(group.len() as f64);
                 let mut furthest = 0;
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
                     let answer = answer(&pending.request, outcome);

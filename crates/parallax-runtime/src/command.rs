@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parallax_core::{
     Aggregate, AppendError, AppendOutcome, AppendRequest, Codec, CodecError, EventRecord, EventStore,
-    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError,
+    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError, TraceParent,
 };
 use uuid::Uuid;
 
@@ -53,16 +53,26 @@ pub struct CommandContext {
     /// Idempotency: the key, a digest of the request, and the answer body to
     /// store with the append.
     pub idempotency: Option<IdempotencyRecord>,
+    /// The W3C trace context the command runs in, recorded with its events.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl CommandContext {
-    /// A fresh context for a user request.
+    /// A fresh context for a user request, in a new trace.
     pub fn new() -> Self {
         let id = Uuid::now_v7();
-        Self { command_id: id, correlation_id: id, causation_id: id, actor: None, idempotency: None }
+        Self {
+            command_id: id,
+            correlation_id: id,
+            causation_id: id,
+            actor: None,
+            idempotency: None,
+            traceparent: Some(TraceParent::new_root()),
+        }
     }
 
-    /// A context for a command caused by `event`, in the event's correlation.
+    /// A context for a command caused by `event`, in the event's correlation
+    /// and trace.
     pub fn caused_by(event: &EventRecord) -> Self {
         Self {
             command_id: Uuid::now_v7(),
@@ -70,7 +80,15 @@ impl CommandContext {
             causation_id: event.event_id,
             actor: None,
             idempotency: None,
+            traceparent: event.metadata.traceparent.map(|trace| trace.child()),
         }
+    }
+
+    /// In the trace `traceparent` (the caller's, continued: see
+    /// [`TraceParent::continue_or_start`]).
+    pub fn with_trace(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
+        self
     }
 
     /// With an idempotency key.
@@ -85,6 +103,7 @@ impl CommandContext {
             causation_id: self.causation_id,
             command_id: self.command_id,
             actor: self.actor.clone(),
+            traceparent: self.traceparent,
         }
     }
 }

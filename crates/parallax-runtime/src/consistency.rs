@@ -7,12 +7,14 @@
 //! from the read store (the projector may run in another process), at most
 //! once per poll interval.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use parallax_core::{Checkpoint, ConsistencyToken, Partition, Position, ReadStore, ReadStoreError};
 use tokio::sync::Notify;
+
+use crate::status::WorkerStatus;
 use tokio::time::Instant;
 
 /// The checkpoints the projectors of this process have committed, and a
@@ -23,6 +25,10 @@ pub struct Progress {
     /// When a waiter last read each checkpoint from the store.
     polled: Mutex<HashMap<(String, Partition), Instant>>,
     changed: Notify,
+    /// Records each projector of this process has yet to absorb, per source partition it owns.
+    lag: Mutex<BTreeMap<String, Vec<(Partition, u64)>>>,
+    /// The status of the projector publishing here, per projection.
+    workers: Mutex<BTreeMap<String, Arc<WorkerStatus>>>,
 }
 
 impl Progress {
@@ -55,6 +61,32 @@ impl Progress {
     /// Completes at the next [`Progress::notify`] after it is created.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
+    }
+
+    /// Records how many events `projection` has yet to absorb in each
+    /// partition its projector owns now (replacing what was recorded before:
+    /// a partition handed to another process drops out).
+    pub fn set_lag(&self, projection: &str, lag: Vec<(Partition, u64)>) {
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).insert(projection.to_owned(), lag);
+    }
+
+    /// Per projection run in this process, the lag of each partition it
+    /// owns: records (events, or broker messages) between its checkpoint and
+    /// the end of the partition, as last measured by its projector.
+    pub fn lag(&self) -> BTreeMap<String, Vec<(Partition, u64)>> {
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Shows `status` (of the projector that publishes here) as its
+    /// projection's, in place of an earlier one.
+    pub fn attach(&self, status: Arc<WorkerStatus>) {
+        let name = status.report().name;
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner).insert(name, status);
+    }
+
+    /// The status of each projector publishing here, by projection name.
+    pub fn workers(&self) -> BTreeMap<String, Arc<WorkerStatus>> {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The furthest position this process saw `projection` commit in `partition`.

@@ -6,7 +6,8 @@
 //! store → broker under a lease), ⑤ [`projector`]
 //! (projection step and loop, checkpoint committed with the views),
 //! [`process`] (process managers: events in, commands out), and ⑦
-//! [`consistency`] (bounded waits for consistency tokens).
+//! [`consistency`] (bounded waits for consistency tokens). [`status`] tells
+//! what each worker loop is doing (for readiness probes and metrics).
 //!
 //! Every worker is a public, deterministic step function (`project_batch`,
 //! `process_batch`) plus a thin `run(cancel)` loop with backoff; tests call
@@ -20,13 +21,17 @@ pub mod relay;
 pub mod projector;
 pub mod process;
 pub mod consistency;
+pub mod generations;
 pub mod retry;
+pub mod status;
 mod worker;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
 pub use consistency::{Freshness, Progress, WaitError};
+pub use generations::{ActiveGenerations, Generation, GenerationStore, Generations, Supervisor};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
 pub use projector::{error_chain, BatchOutcome, Projector, ProjectorError};
 pub use relay::{Relay, RelayError};
 pub use retry::RetryPolicy;
+pub use status::{WorkerReport, WorkerState, WorkerStatus};
 pub use tokio_util::sync::CancellationToken;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use parallax_core::{EventLog, EventRecord, EventStore, Leases, LogError, Position};
 use tokio_util::sync::CancellationToken;
 
+use crate::status::{WorkerState, WorkerStatus};
 use crate::worker::{drive, Step};
 
 /// Why a process manager could not handle an event.
@@ -48,6 +49,7 @@ pub struct ProcessRunner {
     log: Arc<dyn EventLog>,
     checkpoints: Arc<dyn EventStore>,
     batch_size: usize,
+    status: Arc<WorkerStatus>,
 }
 
 impl ProcessRunner {
@@ -57,7 +59,13 @@ impl ProcessRunner {
         log: Arc<dyn EventLog>,
         checkpoints: Arc<dyn EventStore>,
     ) -> Self {
-        Self { manager, log, checkpoints, batch_size: 200 }
+        let status = Arc::new(WorkerStatus::new("process manager", manager.name()));
+        Self { manager, log, checkpoints, batch_size: 200, status }
+    }
+
+    /// What the loop is doing (with the checkpoint it last stored).
+    pub fn status(&self) -> Arc<WorkerStatus> {
+        self.status.clone()
     }
 
     /// Handles one batch; returns how many events it covered (0: caught up).
@@ -99,10 +107,11 @@ impl ProcessRunner {
     /// Runs until `cancel`, waiting on the log when caught up and backing
     /// off after failures.
     pub async fn run(&self, cancel: CancellationToken) {
-        drive("process manager", self.manager.name(), self.log.as_ref(), &cancel, || async {
+        let (name, log) = (self.manager.name(), self.log.as_ref());
+        drive("process manager", name, log, &self.status, &cancel, || async {
             match self.step().await? {
                 (0, at) => Ok::<_, ProcessError>(Step::CaughtUp(at)),
-                _ => Ok(Step::Progressed),
+                (_, at) => Ok(Step::Progressed(at)),
             }
         })
         .await
@@ -113,6 +122,7 @@ impl ProcessRunner {
     pub async fn run_leased(&self, leases: Arc<dyn Leases>, cancel: CancellationToken) {
         let name = self.manager.name();
         while !cancel.is_cancelled() {
+            self.status.set(WorkerState::Standby);
             let lease = tokio::select! {
                 _ = cancel.cancelled() => break,
                 lease = leases.acquire(name) => lease,
@@ -120,6 +130,7 @@ impl ProcessRunner {
             let lease = match lease {
                 Ok(lease) => lease,
                 Err(error) => {
+                    self.status.failed(&error);
                     tracing::warn!(manager = name, %error, "could not take the lease");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
@@ -133,5 +144,6 @@ impl ProcessRunner {
             }
             held.cancel();
         }
+        self.status.set(WorkerState::Stopped);
     }
 }

@@ -16,6 +16,12 @@
 //! A poison event (one the projection cannot apply) goes to the dead-letter
 //! table with its error, its half-applied changes are taken back, and the
 //! projection goes on.
+//!
+//! Each event is applied inside a `project` span (debug level) carrying the
+//! projection, partition, position and the event's trace id (its
+//! [`TraceParent`](parallax_core::TraceParent)); once its batch commits it
+//! logs `event projected` there. After every batch the projector records the
+//! lag of its partitions on the [`Progress`] board.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,9 +33,11 @@ use parallax_core::{
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::consistency::Progress;
 use crate::retry::Backoff;
+use crate::status::{WorkerState, WorkerStatus};
 
 /// How long a caught-up projector waits on its source before polling again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -62,6 +70,7 @@ pub struct Projector {
     state: Mutex<SourceState>,
     batch_size: usize,
     progress: Arc<Progress>,
+    status: Arc<WorkerStatus>,
 }
 
 /// The source and the checkpoints of the partitions it currently gives us.
@@ -83,12 +92,14 @@ impl Projector {
         source: Box<dyn EventSource>,
         store: Arc<dyn ReadStore>,
     ) -> Self {
+        let status = Arc::new(WorkerStatus::new("projector", projection.name()));
         Self {
             projection,
             store,
             state: Mutex::new(SourceState { source, checkpoints: BTreeMap::new() }),
             batch_size: 500,
             progress: Arc::new(Progress::default()),
+            status,
         }
     }
 
@@ -99,10 +110,17 @@ impl Projector {
     }
 
     /// Publishes every committed checkpoint on `progress` and wakes its
-    /// waiters (consistency waits in this process listen to it).
+    /// waiters (consistency waits in this process listen to it); shows its
+    /// status and its partitions' lag there too.
     pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        progress.attach(self.status.clone());
         self.progress = progress;
         self
+    }
+
+    /// What the loop is doing (running, failing, ...).
+    pub fn status(&self) -> Arc<WorkerStatus> {
+        self.status.clone()
     }
 
     /// The projection's name.
@@ -126,6 +144,12 @@ impl Projector {
     pub async fn step(&self, wait: Duration) -> Result<BatchOutcome, ProjectorError> {
         let mut state = self.state.lock().await;
         let result = self.step_locked(&mut state, wait).await;
+        if result.is_ok() {
+            let checkpoints: Vec<(Partition, Checkpoint)> =
+                state.checkpoints.iter().map(|(partition, at)| (*partition, *at)).collect();
+            let lag = state.source.lag(&checkpoints).await;
+            self.progress.set_lag(self.name(), lag);
+        }
         if result.is_err() {
             // Whatever the source handed over was not committed: forget the
             // checkpoints (another projector may have moved them) and read
@@ -178,6 +202,7 @@ impl Projector {
         tx.prefetch(wanted).await?;
         let mut dead_letters = Vec::new();
         let mut applied = 0;
+        let mut traced = Vec::new();
         for sourced in &batch.events {
             let Some(&from) = state.checkpoints.get(&sourced.partition) else {
                 // Not (or no longer) ours: the partition's owner will apply it.
@@ -200,8 +225,19 @@ impl Projector {
             }
             movement.to.position = event.position;
             applied += 1;
+            let span = tracing::debug_span!(
+                "project",
+                projection = name,
+                partition = sourced.partition,
+                position = event.position,
+                trace_id = event.metadata.traceparent.map(|t| tracing::field::display(t.trace_id())),
+            );
             tx.begin_event(Stamp { partition: sourced.partition, position: event.position });
-            match self.projection.apply(&mut tx, event).await {
+            let outcome = self.projection.apply(&mut tx, event).instrument(span.clone()).await;
+            if !span.is_disabled() {
+                traced.push(span);
+            }
+            match outcome {
                 Ok(()) => {}
                 Err(ProjectionError::Poison(error)) => {
                     tracing::error!(projection = name, position = event.position, %error, "poison event dead-lettered");
@@ -249,6 +285,9 @@ impl Projector {
             self.progress.advance(name, movement.partition, movement.to);
         }
         self.progress.notify();
+        for span in traced {
+            tracing::debug!(parent: &span, "event projected");
+        }
         Ok(BatchOutcome { delivered, applied })
     }
 
@@ -264,13 +303,17 @@ impl Projector {
                 step = self.step(IDLE_WAIT) => step,
             };
             match step {
-                Ok(_) => backoff.succeeded(),
+                Ok(_) => {
+                    backoff.succeeded();
+                    self.status.set(WorkerState::Running);
+                }
                 Err(ProjectorError::ReadStore(
                     error @ (ReadStoreError::CheckpointMoved { .. } | ReadStoreError::Conflict { .. }),
                 )) => {
                     tracing::debug!(projection = name, %error, "another projector moved first; re-reading");
                 }
                 Err(error) => {
+                    self.status.failed(&error);
                     let delay = backoff.failed();
                     tracing::warn!(projection = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
                     tokio::select! {
@@ -280,6 +323,7 @@ impl Projector {
                 }
             }
         }
+        self.status.set(WorkerState::Stopped);
         tracing::info!(projection = name, "projector stopped");
     }
 }

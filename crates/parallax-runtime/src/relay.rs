@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::projector::error_chain;
 use crate::retry::Backoff;
+use crate::status::{WorkerState, WorkerStatus};
 
 /// How long a caught-up relay waits on the log before looking again anyway.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
@@ -45,18 +46,27 @@ pub struct Relay {
     leases: Arc<dyn Leases>,
     name: String,
     batch_size: usize,
+    status: Arc<WorkerStatus>,
 }
 
 impl Relay {
     /// A relay named `name` (the lease's name) from `log` to `sink`.
     pub fn new(log: Arc<dyn EventLog>, sink: Arc<dyn EventSink>, leases: Arc<dyn Leases>) -> Self {
-        Self { log, sink, leases, name: "relay".to_owned(), batch_size: 1_000 }
+        let status = Arc::new(WorkerStatus::new("relay", "relay"));
+        Self { log, sink, leases, name: "relay".to_owned(), batch_size: 1_000, status }
     }
 
     /// Another lease name (one relay per name is active).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self.status = Arc::new(WorkerStatus::new("relay", self.name.clone()));
         self
+    }
+
+    /// What the loop is doing: standby, running (with the last position
+    /// published, by which relay lag is measured), failing.
+    pub fn status(&self) -> Arc<WorkerStatus> {
+        self.status.clone()
     }
 
     /// At most `n` events per publish.
@@ -84,6 +94,7 @@ impl Relay {
         let name = self.name.as_str();
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         while !cancel.is_cancelled() {
+            self.status.set(WorkerState::Standby);
             let lease = tokio::select! {
                 _ = cancel.cancelled() => break,
                 lease = self.leases.acquire(name) => lease,
@@ -91,6 +102,7 @@ impl Relay {
             let lease = match lease {
                 Ok(lease) => lease,
                 Err(error) => {
+                    self.status.failed(&error);
                     let delay = backoff.failed();
                     tracing::warn!(relay = name, error = %error_chain(&error), ?delay, "could not take the lease");
                     tokio::time::sleep(delay).await;
@@ -104,6 +116,7 @@ impl Relay {
                 _ = self.publish_while_held(lease.as_ref(), &cancel) => {}
             }
         }
+        self.status.set(WorkerState::Stopped);
         tracing::info!(relay = name, "relay stopped");
     }
 
@@ -123,6 +136,7 @@ impl Relay {
             match step.await {
                 Ok((after, to)) => {
                     backoff.succeeded();
+                    self.status.reached(to);
                     at = Some(to);
                     if to == after {
                         tokio::select! {
@@ -134,6 +148,7 @@ impl Relay {
                 Err(RelayError::Lease(LeaseError::Lost { .. })) => return,
                 Err(error) => {
                     // Publish again from the saved checkpoint.
+                    self.status.failed(&error);
                     at = None;
                     let delay = backoff.failed();
                     tracing::warn!(relay = name, error = %error_chain(&error), ?delay, "relaying failed; retrying");

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::projector::error_chain;
 use crate::retry::Backoff;
+use crate::status::{WorkerState, WorkerStatus};
 
 /// How long a caught-up worker waits on the log before looking again anyway
 /// (a writer in another process does not wake it).
@@ -16,17 +17,18 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// What one step did.
 pub(crate) enum Step {
-    /// It covered events; step again at once.
-    Progressed,
+    /// It covered events up to this position; step again at once.
+    Progressed(Position),
     /// Nothing after this position yet.
     CaughtUp(Position),
 }
 
-/// Runs `step` until `cancel`.
+/// Runs `step` until `cancel`, reporting on `status`.
 pub(crate) async fn drive<F, Fut, E>(
     kind: &'static str,
     name: &str,
     log: &dyn EventLog,
+    status: &WorkerStatus,
     cancel: &CancellationToken,
     mut step: F,
 ) where
@@ -38,15 +40,20 @@ pub(crate) async fn drive<F, Fut, E>(
     tracing::info!(kind, name, "started");
     while !cancel.is_cancelled() {
         match step().await {
-            Ok(Step::Progressed) => backoff.succeeded(),
+            Ok(Step::Progressed(at)) => {
+                backoff.succeeded();
+                status.reached(at);
+            }
             Ok(Step::CaughtUp(at)) => {
                 backoff.succeeded();
+                status.reached(at);
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = log.wait_beyond(at, IDLE_WAIT) => {}
                 }
             }
             Err(error) => {
+                status.failed(&error);
                 let delay = backoff.failed();
                 tracing::warn!(kind, name, error = %error_chain(&error), ?delay, "batch failed; retrying");
                 tokio::select! {
@@ -56,5 +63,6 @@ pub(crate) async fn drive<F, Fut, E>(
             }
         }
     }
+    status.set(WorkerState::Stopped);
     tracing::info!(kind, name, "stopped");
 }

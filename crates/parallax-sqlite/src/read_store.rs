@@ -133,6 +133,26 @@ impl ReadStore for SqliteReadStore {
         .map_err(|e| ReadStoreError::store("run a commit off the async runtime", e))?
     }
 
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        let inner = Arc::clone(&self.inner);
+        let (projection, views) = (projection.to_owned(), views.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut dropping = || -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                for view in &views {
+                    tx.execute("DELETE FROM documents WHERE view = ?1", params![view])?;
+                }
+                tx.execute("DELETE FROM checkpoints WHERE projection = ?1", params![projection])?;
+                tx.execute("DELETE FROM dead_letters WHERE projection = ?1", params![projection])?;
+                tx.commit()
+            };
+            dropping().map_err(|e| ReadStoreError::store(format!("drop projection {projection}"), e))
+        })
+        .await
+        .map_err(|e| ReadStoreError::store("run a drop off the async runtime", e))?
+    }
+
     async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
         let projection = projection.to_owned();
         self.inner

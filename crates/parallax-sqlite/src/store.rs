@@ -39,6 +39,14 @@
 //! reader sees are always exactly `1..=head`. A tail that has read up to `p`
 //! can never later find a committed event below `p`.
 //!
+//! # Metrics
+//!
+//! Each committed group records its size (requests) in the histogram
+//! `parallax_event_store_group_size{store="sqlite"}` through the `metrics`
+//! facade. The handle is taken when the store is opened, from the recorder
+//! in effect then: the global one, or one set with
+//! `metrics::with_local_recorder` around [`SqliteEventStore::open`].
+//!
 //! # Reads
 //!
 //! Reads run on a small pool of separate read connections in
@@ -67,6 +75,9 @@ use crate::error::{is_unique_violation, Shared};
 use crate::log::SqliteLog;
 
 const SCHEMA: &str = include_str!("sql/event_store.sql");
+
+/// The histogram of group sizes (see the module docs).
+const GROUP_SIZE: &str = "parallax_event_store_group_size";
 
 /// How an event store file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +172,16 @@ impl SqliteEventStore {
         let (head_tx, head_rx) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
+        metrics::describe_histogram!(
+            GROUP_SIZE,
+            "Requests committed together in one event store transaction"
+        );
         let writer = Writer {
             conn,
             jobs: jobs_rx,
             head: head_tx,
             counters: Arc::clone(&counters),
+            group_size: metrics::histogram!(GROUP_SIZE, "store" => "sqlite"),
             max_batch: options.max_batch.max(1),
             broken: false,
         };
@@ -460,6 +476,7 @@ struct Writer {
     jobs: mpsc::Receiver<Message>,
     head: watch::Sender<Position>,
     counters: Arc<Counters>,
+    group_size: metrics::Histogram,
     max_batch: usize,
     /// Set when a savepoint could not be released or rolled back: the open
     /// transaction may hold a failed request's writes and must not commit.
@@ -533,6 +550,7 @@ impl Writer {
         }
         self.counters.transactions.fetch_add(1, Ordering::AcqRel);
         self.counters.requests.fetch_add(done.len() as u64, Ordering::AcqRel);
+        self.group_size.record(done.len() as f64);
         if let Some(head) = done.iter().filter_map(Done::last_position).max() {
             // Wakes the log tail; receivers read the latest value.
             self.head.send_replace(head);

@@ -111,6 +111,7 @@ pub fn new_event(event_type: &str, payload: serde_json::Value) -> NewEvent {
             causation_id: Uuid::new_v4(),
             command_id: Uuid::new_v4(),
             actor: None,
+            traceparent: Some(parallax_core::TraceParent::new_root()),
         },
         recorded_at: now(),
     }

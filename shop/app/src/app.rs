@@ -16,15 +16,19 @@ use parallax_cassandra::{CassandraConfig, CassandraReadStore, ViewSpec};
 use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
-use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Progress, Projector, Relay};
+use parallax_runtime::generations::SourceFactory;
+use parallax_runtime::{
+    ActiveGenerations, CancellationToken, Freshness, Generation, ProcessRunner, Progress, Relay, Supervisor,
+};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use shop_read::ShopQueries;
 use tokio::task::JoinSet;
 
 use crate::commands::ShopCommands;
 use crate::config::{DbKind, LogKind, Role, Settings};
-use crate::http::{router, ApiState};
+use crate::http::{router, ApiState, LiveEvents};
 use crate::saga::CheckoutSaga;
+use crate::telemetry::{Metrics, Telemetry};
 
 /// The CloudEvents source of the shop's events.
 pub const EVENT_SOURCE: &str = "/parallax/shop";
@@ -66,17 +70,23 @@ pub(crate) struct WriteSide {
 }
 
 pub(crate) async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
+    open_write_side_recorded(settings, &Metrics::new()).await
+}
+
+/// The write side, its stores recording into `metrics`.
+async fn open_write_side_recorded(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WriteSide> {
     match settings.write_db.kind {
         DbKind::Sqlite => {
             let path = settings.events_path();
-            let events = SqliteEventStore::open(&path)
+            let events = metrics
+                .scope(|| SqliteEventStore::open(&path))
                 .with_context(|| format!("open event store {}", path.display()))?;
             Ok(WriteSide { log: Arc::new(events.log()), store: Arc::new(events), leases: None })
         }
         DbKind::Postgres => {
             let url = settings.write_db.url.as_deref().unwrap_or_default();
             let pool = parallax_postgres::pool(url, settings.write_db.max_connections).await?;
-            let store = PgEventStore::new(pool.clone(), PgStoreOptions::default());
+            let store = metrics.scope(|| PgEventStore::new(pool.clone(), PgStoreOptions::default()));
             Ok(WriteSide {
                 log: Arc::new(store.log()),
                 store: Arc::new(store),
@@ -115,7 +125,8 @@ async fn open_cassandra(settings: &Settings) -> anyhow::Result<CassandraReadStor
 
 /// Every view of the shop's projections, shared where a projection says so.
 pub fn shop_view_specs() -> Vec<ViewSpec> {
-    let mut specs: Vec<ViewSpec> = Vec::new();
+    // The projections' generation pointers: compare-and-set.
+    let mut specs: Vec<ViewSpec> = vec![ViewSpec::shared(parallax_runtime::generations::GENERATIONS_VIEW)];
     for projection in shop_read::all_projections() {
         for &view in projection.views() {
             let shared = projection.shared_views().contains(&view);
@@ -125,6 +136,29 @@ pub fn shop_view_specs() -> Vec<ViewSpec> {
         }
     }
     specs
+}
+
+/// Opens the source each generation of a projection consumes: the event
+/// store's log (embedded), or the topic as consumer group
+/// `<group>.<projection>` (generation 1) or `<group>.<projection>_g<n>`.
+pub(crate) fn generation_sources(
+    settings: &Settings,
+    log: Option<Arc<dyn EventLog>>,
+    projection: &str,
+) -> SourceFactory {
+    let (settings, projection) = (settings.clone(), projection.to_owned());
+    Arc::new(move |generation: Generation| -> Result<Box<dyn EventSource>, String> {
+        match (settings.log.kind, &log) {
+            (LogKind::Kafka, _) => {
+                let group = format!("{}.{}", settings.log.group, generation.physical(&projection));
+                KafkaSource::new(&kafka_config(&settings), &group)
+                    .map(|source| Box::new(source) as Box<dyn EventSource>)
+                    .map_err(|e| format!("open the Kafka source of {projection}: {e}"))
+            }
+            (LogKind::Embedded, Some(log)) => Ok(Box::new(LogSource::new(log.clone()))),
+            (LogKind::Embedded, None) => Err("an embedded projector needs the write side's log".to_owned()),
+        }
+    })
 }
 
 pub(crate) fn kafka_config(settings: &Settings) -> KafkaConfig {
@@ -168,15 +202,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     }
     let kafka = settings.log.kind == LogKind::Kafka;
     // A query process opens the write side only to report the head beside
-    // the projections' positions (`/api/admin/projections`); it never writes.
+    // the projections' positions (`/api/admin/projections`) and to tail the
+    // log for the live event stream (`/api/events/stream`); it never writes.
     let needs_write = settings.plays(Role::Command)
         || settings.plays(Role::Query)
         || settings.plays(Role::Saga)
         || (settings.plays(Role::Relay) && kafka)
         || (settings.plays(Role::Projector) && !kafka);
     let needs_read = settings.plays(Role::Projector) || settings.plays(Role::Query);
+    let metrics = Arc::new(Metrics::new());
     let write = match needs_write {
-        true => Some(open_write_side(&settings).await?),
+        true => Some(open_write_side_recorded(&settings, &metrics).await?),
         false => None,
     };
     let read_store = match needs_read {
@@ -188,21 +224,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let mut tasks = JoinSet::new();
     let progress = Arc::new(Progress::default());
     let projections = shop_read::all_projections();
+    // The relay's and the saga's loops, for `/ready` (projectors show theirs on `progress`).
+    let mut workers = Vec::new();
 
     if let (true, Some(read_store)) = (settings.plays(Role::Projector), &read_store) {
         for projection in &projections {
-            let source: Box<dyn EventSource> = match (&write, kafka) {
-                (_, true) => {
-                    let group = format!("{}.{}", settings.log.group, projection.name());
-                    Box::new(KafkaSource::new(&kafka_config(&settings), &group)?)
-                }
-                (Some(write), false) => Box::new(LogSource::new(write.log.clone())),
-                (None, false) => unreachable!("an embedded projector opens the write side"),
-            };
-            let projector = Projector::from_source(projection.clone(), source, read_store.clone())
-                .with_progress(progress.clone());
+            let sources = generation_sources(
+                &settings,
+                write.as_ref().map(|write| write.log.clone()),
+                projection.name(),
+            );
+            let supervisor =
+                Supervisor::new(projection.clone(), read_store.clone(), sources, progress.clone());
             let cancel = cancel.clone();
-            tasks.spawn(async move { projector.run(cancel).await });
+            tasks.spawn(async move { supervisor.run(cancel).await });
         }
     }
     if let (true, true, Some(write)) = (settings.plays(Role::Relay), kafka, &write) {
@@ -216,6 +251,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         );
         let leases = write.leases.clone().context("the relay needs leases (write_db = postgres)")?;
         let relay = Relay::new(write.log.clone(), Arc::new(sink), leases);
+        workers.push((Role::Relay, relay.status()));
         let cancel = cancel.clone();
         tasks.spawn(async move { relay.run(cancel).await });
     }
@@ -226,6 +262,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             write.log.clone(),
             write.store.clone(),
         );
+        workers.push((Role::Saga, saga.status()));
         let cancel = cancel.clone();
         let leases = write.leases.clone();
         tasks.spawn(async move {
@@ -237,15 +274,44 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     }
 
     let serves_queries = settings.plays(Role::Query);
+    // Queries read each projection's active generation (blue/green rebuilds).
+    let read_store =
+        read_store.map(|store| Arc::new(ActiveGenerations::new(store, &projections)) as Arc<dyn ReadStore>);
     let state = ApiState {
         commands: commands.filter(|_| settings.plays(Role::Command)),
         queries: read_store.clone().filter(|_| serves_queries).map(ShopQueries::new),
-        freshness: read_store.clone().filter(|_| serves_queries).map(|store| Freshness::new(store, progress)),
+        freshness: read_store
+            .clone()
+            .filter(|_| serves_queries)
+            .map(|store| Freshness::new(store, progress.clone())),
         read_store,
         event_store: write.as_ref().map(|write| write.store.clone()),
         projections,
         partitions: settings.partitions(),
+        live: write
+            .as_ref()
+            .filter(|_| serves_queries)
+            .map(|write| LiveEvents { log: write.log.clone(), shutdown: cancel.clone() }),
+        telemetry: Arc::new(Telemetry {
+            metrics: metrics.clone(),
+            roles: settings.roles.clone(),
+            workers,
+            progress,
+            max_lag: settings.readiness.max_lag,
+        }),
     };
+    {
+        // Drains histogram buffers and drops idle gauges.
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => metrics.upkeep(),
+                }
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listen on {}", settings.listen))?;

@@ -27,6 +27,9 @@
 //! # kind = "cassandra"
 //! # nodes = "127.0.0.1:9042"   # contact points, comma-separated
 //! # keyspace = "shop"
+//!
+//! [readiness]          # what `/ready` asks of each role
+//! max_lag = 1000       # query: every projection within this many positions of the head
 //! ```
 
 use std::collections::BTreeSet;
@@ -163,6 +166,21 @@ impl Default for LogSettings {
     }
 }
 
+/// What `/ready` asks of the roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessSettings {
+    /// The query role is ready while every projection is at most this many
+    /// positions behind the event store's head.
+    pub max_lag: u64,
+}
+
+impl Default for ReadinessSettings {
+    fn default() -> Self {
+        Self { max_lag: 1_000 }
+    }
+}
+
 /// Validated settings of a shop process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +197,9 @@ pub struct Settings {
     pub read_db: DbSettings,
     /// Between them.
     pub log: LogSettings,
+    /// What `/ready` asks.
+    #[serde(default)]
+    pub readiness: ReadinessSettings,
 }
 
 impl Default for Settings {
@@ -202,6 +223,7 @@ impl Settings {
             write_db: DbSettings::sqlite(),
             read_db: DbSettings::sqlite(),
             log: LogSettings::default(),
+            readiness: ReadinessSettings::default(),
         }
     }
 

@@ -6,12 +6,14 @@
 //! Modules in the order of the data flow: [`commands`] (① the write side's
 //! service: command handlers plus the lookups their decisions need),
 //! [`saga`] (the checkout process manager), [`http`] (the command and query
-//! APIs), [`app`] (which stores, projectors and workers run, and the server).
+//! APIs), [`telemetry`] (metrics, traces, readiness), [`app`] (which stores,
+//! projectors and workers run, and the server).
 
 pub mod config;
 pub mod commands;
 pub mod saga;
 pub mod http;
+pub mod telemetry;
 pub mod app;
 pub mod ops;
 

@@ -44,6 +44,13 @@ enum Command {
     /// Events of the event store.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Rebuild a projection's views from position 0 in a new generation
+    /// while the current one keeps serving; switch when it has caught up,
+    /// then drop the old one.
+    Rebuild {
+        /// The projection (catalog, carts, orders, sales).
+        projection: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +100,16 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", shop::ops::render_status(&statuses));
             }
+            return Ok(());
+        }
+        Some(Command::Rebuild { projection }) => {
+            let rebuilt = shop::ops::rebuild(&settings, &projection).await?;
+            println!(
+                "{projection}: generation {} serves; generation {} {}",
+                rebuilt.to.generation,
+                rebuilt.from.generation,
+                if rebuilt.switched_here { "dropped" } else { "replaced by another process" }
+            );
             return Ok(());
         }
         Some(Command::Events(EventsCommand::Tail { stream, after, no_follow })) => {

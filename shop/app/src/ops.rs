@@ -10,7 +10,14 @@ use anyhow::Context as _;
 use parallax_core::{EventRecord, Partition, Position};
 use serde::Serialize;
 
-use crate::app::{kafka_config, open_read_store, open_write_side};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parallax_core::{Projection, ReadStore};
+use parallax_runtime::generations::{self, Generation, GenerationStore};
+use parallax_runtime::Projector;
+
+use crate::app::{generation_sources, kafka_config, open_read_store, open_write_side};
 use crate::config::{LogKind, Settings};
 
 /// One projection in one source partition.
@@ -46,7 +53,10 @@ pub struct ProjectionStatus {
 /// The status of every projection of the shop, as its read store and log
 /// tell it.
 pub async fn status(settings: &Settings) -> anyhow::Result<Vec<ProjectionStatus>> {
-    let read = open_read_store(settings).await?;
+    let read: Arc<dyn ReadStore> = Arc::new(parallax_runtime::ActiveGenerations::new(
+        open_read_store(settings).await?,
+        &shop_read::all_projections(),
+    ));
     // Where each partition ends: the head, or the topic's end offsets.
     let ends: Result<BTreeMap<Partition, u64>, String> = match settings.log.kind {
         LogKind::Embedded => match open_write_side(settings).await {
@@ -201,4 +211,103 @@ fn event_line(event: &EventRecord) -> String {
         event.schema_version,
         event.payload.trim()
     )
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// The generation that served before.
+    pub from: Generation,
+    /// The generation built and now served.
+    pub to: Generation,
+    /// Whether this process flipped the pointer (another process may have
+    /// done it first) and dropped the old generation.
+    pub switched_here: bool,
+}
+
+/// `shop rebuild <projection>`: builds a new generation of the projection's
+/// views from position 0 while the active one keeps serving, switches the
+/// queries over when it has caught up, and drops the old one; shows a
+/// progress bar (events or messages, rate, ETA) on stderr when it is a
+/// terminal.
+pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<Rebuilt> {
+    let projections = shop_read::all_projections();
+    let projection: Arc<dyn Projection> =
+        projections.iter().find(|p| p.name() == name).cloned().with_context(|| {
+            let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+            format!("no projection {name:?}; the shop's projections are {}", names.join(", "))
+        })?;
+    let store = open_read_store(settings).await?;
+    let log = match settings.log.kind {
+        LogKind::Embedded => Some(open_write_side(settings).await?.log),
+        LogKind::Kafka => None,
+    };
+    let (pointer, _) = generations::load(store.as_ref(), name).await?;
+    let building = generations::start_rebuild(store.as_ref(), projection.as_ref()).await?;
+    tracing::info!(
+        projection = name,
+        serving = pointer.active.generation,
+        building = building.generation,
+        "rebuilding"
+    );
+    let source = generation_sources(settings, log.clone(), name)(building).map_err(anyhow::Error::msg)?;
+    let generation_store: Arc<dyn ReadStore> = Arc::new(GenerationStore::new(Arc::clone(&store), building));
+    let projector = Projector::from_source(Arc::clone(&projection), source, Arc::clone(&generation_store));
+
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("{name} generation {}", building.generation));
+    let mut last_report = Instant::now();
+    loop {
+        projector.step(Duration::from_millis(200)).await?;
+        if last_report.elapsed() >= Duration::from_millis(250) {
+            last_report = Instant::now();
+            let (done, total) =
+                rebuild_progress(settings, log.as_deref(), generation_store.as_ref(), name).await;
+            bar.set_length(total.max(done));
+            bar.set_position(done);
+        }
+        let (now, _) = generations::load(store.as_ref(), name).await?;
+        if now.building != Some(building) {
+            // Another process (a projector's supervisor) switched first.
+            bar.finish_and_clear();
+            return Ok(Rebuilt { from: pointer.active, to: building, switched_here: false });
+        }
+        if generations::caught_up(store.as_ref(), name, now.active, building).await? {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    match generations::flip(store.as_ref(), projection.as_ref(), building).await? {
+        Some(old) => {
+            generations::drop_after_grace(store.as_ref(), projection.as_ref(), old).await?;
+            Ok(Rebuilt { from: old, to: building, switched_here: true })
+        }
+        None => Ok(Rebuilt { from: pointer.active, to: building, switched_here: false }),
+    }
+}
+
+/// How far a generation has got and how far it has to go: positions
+/// (embedded) or offsets summed over partitions (Kafka).
+async fn rebuild_progress(
+    settings: &Settings,
+    log: Option<&dyn parallax_core::EventLog>,
+    store: &dyn ReadStore,
+    name: &str,
+) -> (u64, u64) {
+    let checkpoints = store.checkpoints(name).await.unwrap_or_default();
+    match log {
+        Some(log) => {
+            let head = log.head().await.unwrap_or(0);
+            (parallax_core::furthest(&checkpoints), head)
+        }
+        None => {
+            let ends = parallax_kafka::end_offsets(&kafka_config(settings)).await.unwrap_or_default();
+            let done = checkpoints.iter().map(|(_, checkpoint)| checkpoint.offset).sum();
+            (done, ends.iter().map(|(_, end)| end).sum())
+        }
+    }
 }

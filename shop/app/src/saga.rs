@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parallax_core::{EventRecord, IdempotencyRecord};
+use parallax_core::{CodecError, EventRecord, IdempotencyRecord};
 use parallax_runtime::{CommandContext, ProcessError, ProcessManager};
 use shop_domain::saga;
 use shop_events::ShopCodec;
@@ -41,6 +41,8 @@ impl ProcessManager for CheckoutSaga {
         let shop_event = match self.codec.decode(event) {
             Ok(Some(shop_event)) => shop_event,
             Ok(None) => return Ok(()),
+            // Written by a newer release: wait for this process to run it, never skip a checkout.
+            Err(e @ CodecError::FutureVersion { .. }) => return Err(ProcessError::Transient(e.to_string())),
             Err(e) => return Err(ProcessError::Permanent(e.to_string())),
         };
         let mut refused = Vec::new();

@@ -76,8 +76,8 @@ async fn rows_ahead_of_checkpoints(store: &CassandraReadStore) -> Vec<String> {
 
 /// Both projector processes are killed with SIGKILL at once, again and again,
 /// while clients send commands, and restarted. A Cassandra commit writes a
-/// batch's rows before it moves the checkpoint, so some kills land in
-/// between: the test checks, while no projector runs, that rows ahead of
+/// batch's rows before it moves the checkpoint, and here the projectors pause
+/// between the two, so kills land in between: the test checks, while no projector runs, that rows ahead of
 /// their checkpoint exist (it proves the kills hit the window). After the
 /// last round, every view equals a rebuild from the event store: the events
 /// delivered again after each kill changed nothing twice.
@@ -85,6 +85,13 @@ async fn rows_ahead_of_checkpoints(store: &CassandraReadStore) -> Vec<String> {
 async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
     const ROUNDS: usize = 6;
     let mut deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    // Projectors pause 150 ms between a batch's rows and its checkpoints
+    // (the store's fault-injection knob), so most kills fall in between.
+    deployment.extra_env.push(("PARALLAX_CASSANDRA_PAUSE_BEFORE_CHECKPOINT_MS".into(), "150".into()));
+    for projector in ["projector-1", "projector-2"] {
+        deployment.kill(projector);
+        deployment.restart(projector).await;
+    }
     seed_catalog(&deployment.app).await;
     let load = Load::start(&deployment.app, 6);
     let cassandra = deployment.cassandra().await;
@@ -123,6 +130,30 @@ async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
     deployment.stop().await;
 }
 
+/// The sales row holding events of the most partitions: its SKU, how many
+/// partitions, its units.
+async fn busiest_sales_row(cassandra: &CassandraReadStore) -> (String, usize, i64) {
+    let query = format!("SELECT c, body, marks FROM {}.v_sales WHERE p = 'all'", cassandra.keyspace());
+    let rows = cassandra
+        .session()
+        .query_unpaged(query, ())
+        .await
+        .expect("read the sales rows")
+        .into_rows_result()
+        .expect("rows");
+    let mut busiest = (String::new(), 0usize, 0i64);
+    for row in rows.rows::<(String, String, Option<BTreeMap<i32, i64>>)>().expect("sales rows") {
+        let (sku, body, marks) = row.expect("a sales row");
+        let marks = marks.unwrap_or_default();
+        let units =
+            serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["units"].as_i64().unwrap_or(0);
+        if marks.len() > busiest.1 {
+            busiest = (sku, marks.len(), units);
+        }
+    }
+    busiest
+}
+
 /// Sales per product is one row updated by the orders of every stream, so
 /// by two projector processes at once, each owning half of the partitions.
 /// With many orders of the same products, the rows' totals are exact: they
@@ -134,33 +165,23 @@ async fn two_projectors_updating_one_sales_row_lose_no_update() {
     seed_catalog(&deployment.app).await;
     deployment.wait_for_assignments("projector-1", 1).await;
     deployment.wait_for_assignments("projector-2", 1).await;
+    let cassandra = deployment.cassandra().await;
+    // Load until a sales row holds events of every partition (at least 1,500
+    // commands; at most 120 s: a busy machine places fewer orders a second).
     let load = Load::start(&deployment.app, 8);
     let began = Instant::now();
-    while load.commands.load(Ordering::Relaxed) < 1_500 && began.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let enough = load.commands.load(Ordering::Relaxed) >= 1_500
+            && busiest_sales_row(&cassandra).await.1 == PARTITIONS as usize;
+        if enough || began.elapsed() > Duration::from_secs(120) {
+            break;
+        }
     }
     let orders = load.finish().await;
     wait_orders_settled(&deployment.app, &orders).await;
     deployment.assert_views_equal_the_fold().await;
-
-    let cassandra = deployment.cassandra().await;
-    let query = format!("SELECT c, body, marks FROM {}.v_sales WHERE p = 'all'", cassandra.keyspace());
-    let rows = cassandra
-        .session()
-        .query_unpaged(query, ())
-        .await
-        .expect("read the sales rows")
-        .into_rows_result()
-        .expect("rows");
-    let mut busiest = (String::new(), 0usize, 0i64);
-    for row in rows.rows::<(String, String, BTreeMap<i32, i64>)>().expect("sales rows") {
-        let (sku, body, marks) = row.expect("a sales row");
-        let units =
-            serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["units"].as_i64().unwrap_or(0);
-        if marks.len() > busiest.1 {
-            busiest = (sku, marks.len(), units);
-        }
-    }
+    let busiest = busiest_sales_row(&cassandra).await;
     eprintln!(
         "{} orders; sales row {} holds events of {} partitions, {} units",
         orders.len(),

@@ -23,18 +23,20 @@ fn run(args: &[&str], data_dir: &std::path::Path) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
+/// A shop on `data_dir` with `stock` pens (SKU `P`) registered.
+async fn shop_selling_pens(data_dir: &std::path::Path, client: &Client, stock: u32) -> common::binary::Shop {
+    let shop = start(data_dir, client).await;
+    let product = json!({"sku": "P", "name": "Pen", "price_cents": 100, "stock": stock});
+    post(client, format!("{}/api/products", shop.base), product).await;
+    shop
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_events_tail_see_what_the_shop_committed() {
     let dir = tempfile::tempdir().expect("a temp folder");
     let client = Client::new();
-    let shop = start(dir.path(), &client).await;
+    let shop = shop_selling_pens(dir.path(), &client, 5).await;
     let base = &shop.base;
-    post(
-        &client,
-        format!("{base}/api/products"),
-        json!({"sku": "P", "name": "Pen", "price_cents": 100, "stock": 5}),
-    )
-    .await;
     post(&client, format!("{base}/api/carts/c1/items"), json!({"sku": "P", "quantity": 2})).await;
     let added = post(&client, format!("{base}/api/carts/c2/items"), json!({"sku": "P", "quantity": 1})).await;
     // The cart view holds the last command: every projection has had the time to catch up.
@@ -105,4 +107,48 @@ async fn status_and_events_tail_see_what_the_shop_committed() {
     let _ = tail.wait();
     let line = seen.expect("the tail printed a newly committed event");
     assert!(line.contains("cart-c3@") && line.contains("cart.item_added"), "{line}");
+}
+
+/// `shop rebuild carts` on a running shop: a new generation is built and
+/// served, the running projector follows it, and an unknown projection is
+/// refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_switches_a_running_shop_to_a_new_generation() {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let client = Client::new();
+    let shop = shop_selling_pens(dir.path(), &client, 500).await;
+    let base = &shop.base;
+    for cart in 0..40 {
+        post(&client, format!("{base}/api/carts/c{cart}/items"), json!({"sku": "P", "quantity": 2})).await;
+    }
+
+    let rebuilt = run(&["rebuild", "carts"], dir.path());
+    assert!(rebuilt.starts_with("carts: generation 2 serves; generation 1 "), "{rebuilt}");
+
+    // The running shop serves generation 2 and keeps it up to date.
+    let added = post(&client, format!("{base}/api/carts/c7/items"), json!({"sku": "P", "quantity": 1})).await;
+    let token = added["token"].as_str().expect("a token");
+    let cart: Value = client
+        .get(format!("{base}/api/carts/c7?consistent_with={token}&wait_ms=10000"))
+        .send()
+        .await
+        .expect("a query")
+        .json()
+        .await
+        .expect("a cart");
+    assert_eq!(cart["items"][0]["quantity"], 3, "{cart}");
+    let other: Value = client
+        .get(format!("{base}/api/carts/c39"))
+        .send()
+        .await
+        .expect("a query")
+        .json()
+        .await
+        .expect("a cart");
+    assert_eq!(other["items"][0]["quantity"], 2, "rebuilt from position 0: {other}");
+
+    let refused = shop_command(["rebuild", "nonsense", "--data-dir"]).arg(dir.path()).output().expect("run");
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("no projection \"nonsense\"") && error.contains("carts"), "{error}");
 }

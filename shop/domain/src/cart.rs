@@ -264,7 +264,8 @@ impl Cart {
             cart_id: cart_id.to_owned(),
             sku: sku.to_owned(),
             name: product.name.clone(),
-            unit_price_cents: product.unit_price_cents,
+            price_cents: product.unit_price_cents,
+            currency: shop_events::CURRENCY.to_owned(),
             quantity,
         }])
     }
@@ -347,7 +348,7 @@ impl Aggregate for Cart {
 
     fn apply(&mut self, event: &CartEvent) {
         match event {
-            CartEvent::ItemAdded { cart_id, sku, name, unit_price_cents, quantity } => {
+            CartEvent::ItemAdded { cart_id, sku, name, price_cents, quantity, .. } => {
                 self.exists = true;
                 self.cart_id.clone_from(cart_id);
                 let line = self.lines.entry(sku.clone()).or_insert_with(|| CartLine {
@@ -356,7 +357,7 @@ impl Aggregate for Cart {
                     quantity: 0,
                 });
                 line.name.clone_from(name);
-                line.unit_price_cents = *unit_price_cents;
+                line.unit_price_cents = *price_cents;
                 line.quantity = line.quantity.saturating_add(*quantity);
             }
             CartEvent::ItemRemoved { sku, .. } => {

@@ -7,13 +7,28 @@
 //!
 //! Persisted names are explicit: every variant carries its type name
 //! (`"cart.item_added"`), and the prefix before the dot is the stream type.
-//! Changing a payload incompatibly means a new `schema_version` and an
-//! upcaster, never an edit in place.
+//!
+//! Every event type has a schema version, 1 unless said otherwise; events
+//! are written at the current one and stored events of older ones are
+//! upcast when read, by every reader alike. Changing a payload incompatibly
+//! (renaming, removing or retyping a field, adding a required one) means a
+//! new version and an upcaster from the previous one, never an edit in
+//! place: [`upcasters`] has the rule, the versions so far and how to add
+//! the next.
 #![warn(missing_docs)]
 
-use parallax_core::{Codec, CodecError, DomainEvent, EventRecord};
+pub mod upcasters;
+
+use std::sync::Arc;
+
+use parallax_core::{Codec, CodecError, DomainEvent, EventRecord, Upcaster};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// The shop's currency (ISO 4217 code): every `*_cents` amount in these
+/// events is in its minor unit. `cart.item_added` names it explicitly since
+/// its version 2.
+pub const CURRENCY: &str = "EUR";
 
 /// Stream type of products; their id is the SKU.
 pub const PRODUCT: &str = "product";
@@ -140,7 +155,8 @@ impl DomainEvent for ProductEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum CartEvent {
-    /// Units of a product were put in the cart.
+    /// Units of a product were put in the cart. Version 2: v1 called the
+    /// price `unit_price_cents` and had no currency ([`upcasters`]).
     #[serde(rename = "cart.item_added")]
     ItemAdded {
         /// The cart.
@@ -149,8 +165,11 @@ pub enum CartEvent {
         sku: String,
         /// Its name when added.
         name: String,
-        /// Its price when added (the order is priced again at checkout).
-        unit_price_cents: i64,
+        /// Its unit price when added, in minor units of `currency` (the
+        /// order is priced again at checkout).
+        price_cents: i64,
+        /// ISO 4217 code of the price's currency.
+        currency: String,
         /// Units added.
         quantity: u32,
     },
@@ -185,6 +204,17 @@ impl DomainEvent for CartEvent {
             Self::ItemRemoved { .. } => "cart.item_removed",
             Self::CheckedOut { .. } => "cart.checked_out",
         }
+    }
+
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "cart.item_added" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcasters() -> Vec<Arc<dyn Upcaster>> {
+        vec![Arc::new(upcasters::ItemAddedV1ToV2)]
     }
 }
 
@@ -298,7 +328,8 @@ pub enum ShopEvent {
     Order(OrderEvent),
 }
 
-/// Codecs for every shop stream type.
+/// Codecs for every shop stream type, each with its event type's upcasters
+/// ([`upcasters`]): stored events of any version decode to today's shape.
 #[derive(Clone, Default)]
 pub struct ShopCodec {
     /// Product events.

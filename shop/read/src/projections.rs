@@ -165,19 +165,25 @@ impl Projection for CartProjection {
             version: 0,
         });
         match cart_event {
-            CartEvent::ItemAdded { sku, name, unit_price_cents, quantity, .. } => {
+            CartEvent::ItemAdded { sku, name, price_cents, currency, quantity, .. } => {
                 match cart.items.iter_mut().find(|item| item.sku == sku) {
                     Some(item) => {
                         item.quantity += quantity;
                         item.name = name;
-                        item.unit_price_cents = unit_price_cents;
+                        item.unit_price_cents = price_cents;
+                        item.currency = currency;
                     }
                     None => {
                         let at = cart.items.partition_point(|item| item.sku < sku);
-                        cart.items.insert(
-                            at,
-                            CartItemView { sku, name, unit_price_cents, quantity, line_total_cents: 0 },
-                        );
+                        let item = CartItemView {
+                            sku,
+                            name,
+                            unit_price_cents: price_cents,
+                            currency,
+                            quantity,
+                            line_total_cents: 0,
+                        };
+                        cart.items.insert(at, item);
                     }
                 }
             }

@@ -46,10 +46,18 @@ pub struct CartItemView {
     pub name: String,
     /// Its price when last added.
     pub unit_price_cents: i64,
+    /// ISO 4217 code of the price's currency (`cart.item_added` v2; a
+    /// document written before it has none and reads as the v1 currency).
+    #[serde(default = "v1_currency")]
+    pub currency: String,
     /// Units.
     pub quantity: u32,
     /// `unit_price_cents × quantity`.
     pub line_total_cents: i64,
+}
+
+fn v1_currency() -> String {
+    shop_events::upcasters::V1_CURRENCY.to_owned()
 }
 
 /// A cart.

@@ -5,9 +5,15 @@
 //! the request and the answer; a repeat of the key with the same request gets
 //! the first answer (same body, same token) and appends nothing, a repeat
 //! with a different request is refused with 422.
+//!
+//! Every command accepts a W3C `traceparent` header: the command runs in that
+//! trace (a new one without the header, or with an invalid one) and its
+//! events record it in their metadata. Each command's latency is recorded in
+//! `shop_command_duration_seconds{command, outcome}`.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord};
+use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord, TraceParent};
 use parallax_runtime::{CommandContext, Executed};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -80,9 +86,18 @@ pub async fn register_product(
     };
     let route = "POST /api/products";
     let stream = Product::stream_id(&sku);
-    run(&state, &headers, route, &stream, &body, StatusCode::CREATED, answer, |c, ctx| async move {
-        c.product(&sku, command, &ctx).await
-    })
+    let command_type = "product.register";
+    run(
+        &state,
+        command_type,
+        &headers,
+        route,
+        &stream,
+        &body,
+        StatusCode::CREATED,
+        answer,
+        |c, ctx| async move { c.product(&sku, command, &ctx).await },
+    )
     .await
 }
 
@@ -94,7 +109,7 @@ pub async fn reprice(
 ) -> Result<Response, ApiError> {
     let (request, body): (Reprice, _) = parse(body)?;
     let command = ProductCommand::Reprice { price_cents: request.price_cents };
-    product_command(state, path, headers, "price", &body, command).await
+    product_command(state, path, headers, ("price", "product.reprice"), &body, command).await
 }
 
 pub async fn restock(
@@ -105,7 +120,7 @@ pub async fn restock(
 ) -> Result<Response, ApiError> {
     let (request, body): (Restock, _) = parse(body)?;
     let command = ProductCommand::Restock { quantity: request.quantity };
-    product_command(state, path, headers, "restock", &body, command).await
+    product_command(state, path, headers, ("restock", "product.restock"), &body, command).await
 }
 
 /// A command to an existing product, at `POST /api/products/{sku}/{verb}`.
@@ -113,14 +128,15 @@ async fn product_command(
     State(state): State<ApiState>,
     Path(sku): Path<String>,
     headers: HeaderMap,
-    verb: &str,
+    (verb, command_type): (&str, &'static str),
     body: &[u8],
     command: ProductCommand,
 ) -> Result<Response, ApiError> {
     identifier("sku", &sku)?;
     let route = format!("POST /api/products/{sku}/{verb}");
     let stream = Product::stream_id(&sku);
-    run(&state, &headers, &route, &stream, body, StatusCode::OK, json!({ "sku": sku }), |c, ctx| async move {
+    let answer = json!({ "sku": sku });
+    run(&state, command_type, &headers, &route, &stream, body, StatusCode::OK, answer, |c, ctx| async move {
         c.product(&sku, command, &ctx).await
     })
     .await
@@ -138,9 +154,17 @@ pub async fn add_item(
     let route = format!("POST /api/carts/{cart_id}/items");
     let answer = json!({ "cart_id": cart_id });
     let stream = Cart::stream_id(&cart_id);
-    run(&state, &headers, &route, &stream, &body, StatusCode::OK, answer, |c, ctx| async move {
-        c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await
-    })
+    run(
+        &state,
+        "cart.add_item",
+        &headers,
+        &route,
+        &stream,
+        &body,
+        StatusCode::OK,
+        answer,
+        |c, ctx| async move { c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await },
+    )
     .await
 }
 
@@ -154,9 +178,17 @@ pub async fn remove_item(
     let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
     let answer = json!({ "cart_id": cart_id });
     let stream = Cart::stream_id(&cart_id);
-    run(&state, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
-        c.remove_item(&cart_id, &sku, &ctx).await
-    })
+    run(
+        &state,
+        "cart.remove_item",
+        &headers,
+        &route,
+        &stream,
+        b"",
+        StatusCode::OK,
+        answer,
+        |c, ctx| async move { c.remove_item(&cart_id, &sku, &ctx).await },
+    )
     .await
 }
 
@@ -173,9 +205,18 @@ pub async fn check_out(
     let route = format!("POST /api/carts/{cart_id}/checkout");
     let answer = json!({ "order_id": order_id, "cart_id": cart_id });
     let stream = Cart::stream_id(&cart_id);
-    run(&state, &headers, &route, &stream, &body, StatusCode::ACCEPTED, answer, |c, ctx| async move {
-        c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
-    })
+    let command_type = "cart.check_out";
+    run(
+        &state,
+        command_type,
+        &headers,
+        &route,
+        &stream,
+        &body,
+        StatusCode::ACCEPTED,
+        answer,
+        |c, ctx| async move { c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await },
+    )
     .await
 }
 
@@ -184,7 +225,7 @@ pub async fn pay(
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, headers, "pay", OrderCommand::Pay).await
+    order_command(state, path, headers, ("pay", "order.pay"), OrderCommand::Pay).await
 }
 
 pub async fn ship(
@@ -192,7 +233,7 @@ pub async fn ship(
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, headers, "ship", OrderCommand::Ship).await
+    order_command(state, path, headers, ("ship", "order.ship"), OrderCommand::Ship).await
 }
 
 pub async fn cancel(
@@ -200,14 +241,14 @@ pub async fn cancel(
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, headers, "cancel", OrderCommand::Cancel).await
+    order_command(state, path, headers, ("cancel", "order.cancel"), OrderCommand::Cancel).await
 }
 
 async fn order_command(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
     headers: HeaderMap,
-    verb: &str,
+    (verb, command_type): (&str, &'static str),
     command: OrderCommand,
 ) -> Result<Response, ApiError> {
     let id = order_id
@@ -216,17 +257,19 @@ async fn order_command(
     let route = format!("POST /api/orders/{id}/{verb}");
     let stream = Order::stream_id(&id.to_string());
     let answer = json!({ "order_id": id });
-    run(&state, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
+    run(&state, command_type, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
         c.order(id, command, &ctx).await
     })
     .await
 }
 
-/// Runs a command on `stream` with the request's idempotency key and
-/// answers with `answer` plus the consistency token.
+/// Runs a command of type `command_type` on `stream` with the request's
+/// idempotency key, in the request's trace, and answers with `answer` plus
+/// the consistency token; records its latency.
 #[allow(clippy::too_many_arguments)]
 async fn run<F, Fut>(
     state: &ApiState,
+    command_type: &'static str,
     headers: &HeaderMap,
     route: &str,
     stream: &str,
@@ -239,30 +282,48 @@ where
     F: FnOnce(Arc<ShopCommands>, CommandContext) -> Fut,
     Fut: Future<Output = Result<Executed, ShopCommandError>>,
 {
-    let commands = state.commands.clone().ok_or_else(|| ApiError::role_not_served("command"))?;
-    let mut context = CommandContext::new();
-    if let Some(key) = idempotency_key(headers)? {
-        let mut digest = Sha256::new();
-        digest.update(route.as_bytes());
-        digest.update(b"\n");
-        digest.update(body);
-        let fingerprint = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        context =
-            context.with_idempotency(IdempotencyRecord { key, fingerprint, response: answer.to_string() });
-    }
-    let executed = execute(commands, context).await?;
-    let mut answer = match &executed {
-        Executed::Duplicate { response, .. } => {
-            serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?
+    let started = Instant::now();
+    let traceparent = TraceParent::continue_or_start(
+        headers.get(TraceParent::HEADER).and_then(|value| value.to_str().ok()),
+    );
+    let result: Result<Response, ApiError> = async {
+        let commands = state.commands.clone().ok_or_else(|| ApiError::role_not_served("command"))?;
+        let mut context = CommandContext::new().with_trace(traceparent);
+        if let Some(key) = idempotency_key(headers)? {
+            let mut digest = Sha256::new();
+            digest.update(route.as_bytes());
+            digest.update(b"\n");
+            digest.update(body);
+            let fingerprint = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            context = context.with_idempotency(IdempotencyRecord {
+                key,
+                fingerprint,
+                response: answer.to_string(),
+            });
         }
-        _ => answer,
-    };
-    let partition = partition_for(stream, state.partitions);
-    let token = ConsistencyToken::at(partition, executed.position()).to_string();
-    if let Value::Object(fields) = &mut answer {
-        fields.insert("token".into(), Value::String(token));
+        let executed = execute(commands, context).await?;
+        let mut answer = match &executed {
+            Executed::Duplicate { response, .. } => {
+                serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?
+            }
+            _ => answer,
+        };
+        let partition = partition_for(stream, state.partitions);
+        let token = ConsistencyToken::at(partition, executed.position()).to_string();
+        if let Value::Object(fields) = &mut answer {
+            fields.insert("token".into(), Value::String(token));
+        }
+        Ok((status, Json(answer)).into_response())
     }
-    Ok((status, Json(answer)).into_response())
+    .await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) if error.status().is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    state.telemetry.metrics.command(command_type, outcome, started.elapsed());
+    tracing::debug!(command = command_type, outcome, trace_id = %traceparent.trace_id(), "command handled");
+    result
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

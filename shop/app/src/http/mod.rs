@@ -1,7 +1,12 @@
 //! The HTTP API: commands (① in) and queries (⑦ out), JSON both ways,
-//! errors as `application/problem+json`.
+//! errors as `application/problem+json`; the live event stream (③④ out, as
+//! server-sent events) and the dashboard page at `/` that shows it; the
+//! operations API (`/health`, `/ready`, `/metrics`) in every process.
 
 mod command_api;
+mod dashboard;
+mod event_stream;
+mod ops_api;
 mod problem;
 mod query_api;
 
@@ -15,7 +20,9 @@ use parallax_runtime::Freshness;
 use shop_read::ShopQueries;
 
 use crate::commands::ShopCommands;
+use crate::telemetry::Telemetry;
 
+pub use event_stream::LiveEvents;
 pub use problem::ApiError;
 
 /// Requests with a larger body are refused with 413.
@@ -39,12 +46,22 @@ pub struct ApiState {
     /// Partitions of the log: consistency tokens name the partition of the
     /// command's stream (1 in the embedded shape).
     pub partitions: u32,
+    /// The log for the live event stream and the dashboard (query role).
+    pub live: Option<LiveEvents>,
+    /// Metrics, and what readiness looks at.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The whole API.
 pub fn router(state: ApiState) -> Router {
+    let metrics = state.telemetry.metrics.clone();
     Router::new()
-        .route("/health", get(query_api::health))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.css", get(dashboard::stylesheet))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/health", get(ops_api::health))
+        .route("/ready", get(ops_api::ready))
+        .route("/metrics", get(ops_api::metrics))
         .route("/api/products", post(command_api::register_product).get(query_api::products))
         .route("/api/products/{sku}", get(query_api::product))
         .route("/api/products/{sku}/price", post(command_api::reprice))
@@ -60,8 +77,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/customers/{customer_id}/orders", get(query_api::customer_orders))
         .route("/api/reports/sales", get(query_api::sales))
         .route("/api/admin/projections", get(query_api::projections))
+        .route("/api/events/stream", get(event_stream::stream))
         .fallback(problem::not_found_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(metrics, ops_api::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

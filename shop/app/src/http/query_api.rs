@@ -90,10 +90,6 @@ fn listing<T: Serialize>(name: &str, listing: Listing<T>) -> Response {
     Json(json!({ name: listing.items, "next_cursor": listing.next_cursor })).into_response()
 }
 
-pub async fn health() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
-}
-
 pub async fn products(
     State(state): State<ApiState>,
     params: Result<Query<Params>, QueryRejection>,

@@ -51,6 +51,7 @@ pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {
     assert_eq!(cart.status, StatusCode::OK);
     assert_eq!(cart.body["status"], "open");
     assert_eq!(cart.body["items"][1]["quantity"], 3);
+    assert_eq!(cart.body["items"][1]["currency"], "EUR", "cart.item_added v2 names the currency");
     assert_eq!(cart.body["total_cents"], 4_999 + 3 * 1_500);
 
     let checkout = app.check_out("cart-1", "alice").await;

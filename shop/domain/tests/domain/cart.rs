@@ -24,7 +24,8 @@ fn added(sku: &str, quantity: u32) -> CartEvent {
         cart_id: "c1".into(),
         sku: sku.into(),
         name: format!("Product {sku}"),
-        unit_price_cents: 100,
+        price_cents: 100,
+        currency: "EUR".into(),
         quantity,
     }
 }
@@ -89,7 +90,8 @@ mod add_item {
                 cart_id: "c1".into(),
                 sku: "A".into(),
                 name: "Renamed A".into(),
-                unit_price_cents: 150,
+                price_cents: 150,
+                currency: "EUR".into(),
                 quantity: 3,
             }])
             .then_state(|cart| {

@@ -56,7 +56,8 @@ fn carts() {
         cart_id: "c1".into(),
         sku: sku.into(),
         name: format!("Product {sku}"),
-        unit_price_cents: 100,
+        price_cents: 100,
+        currency: "EUR".into(),
         quantity,
     };
     check::<Cart>(&[

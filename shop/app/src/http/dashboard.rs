@@ -1,0 +1,42 @@
+//! The live dashboard at `/`: one page of plain HTML, CSS and JavaScript,
+//! compiled into the binary (no build step, nothing fetched at run time).
+//!
+//! The page uses the public API only: the live event stream
+//! ([`super::event_stream`]), `/api/admin/projections` (lag and dead
+//! letters, polled), and the shop's commands and queries for its checkout
+//! panel. Served by the query role, like the stream it shows.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::problem::ApiError;
+use super::ApiState;
+
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+
+fn asset(state: &ApiState, content_type: &'static str, body: &'static str) -> Result<Response, ApiError> {
+    if state.live.is_none() {
+        return Err(ApiError::role_not_served("query"));
+    }
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        // Small and embedded: always ask again, so a new binary shows at once.
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    Ok((headers, body).into_response())
+}
+
+pub async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    asset(&state, "text/html; charset=utf-8", INDEX_HTML)
+}
+
+pub async fn stylesheet(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    asset(&state, "text/css; charset=utf-8", DASHBOARD_CSS)
+}
+
+pub async fn script(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    asset(&state, "text/javascript; charset=utf-8", DASHBOARD_JS)
+}

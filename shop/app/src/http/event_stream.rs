@@ -1,0 +1,167 @@
+//! ③④ The log, live, over HTTP: `GET /api/events/stream?after=<position>`
+//! tails the event store as server-sent events (for the dashboard, or
+//! `curl -N`).
+//!
+//! Each event is one SSE message whose `id` is its global position and whose
+//! data is JSON: position, stream, version, type, payload, correlation id and
+//! the consistency token of that event (a query given it waits until its view
+//! has absorbed the event). Events come in position order, from the position
+//! after `after`; a browser that reconnects sends `Last-Event-ID` and resumes
+//! after the last event it saw. Without either the stream starts at the head:
+//! events committed after connecting.
+//!
+//! Memory is bounded per client: the stream reads at most [`BATCH`] events at
+//! a time, and reads the next batch only once the client has taken the last,
+//! so a slow client slows its own reads. The stream ends when the client goes
+//! (the server drops it; a keep-alive comment every [`KEEP_ALIVE`] notices a
+//! client that vanished silently), when the server shuts down, or when the
+//! log fails to read (the browser reconnects by itself).
+//!
+//! A watcher, not a consumer: it keeps no checkpoint. On PostgreSQL a stream
+//! that starts at the head may miss an event whose append was still in
+//! flight below it; one that starts at a position it was given does not.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use parallax_core::{partition_for, ConsistencyToken, EventLog, EventRecord, Position};
+use parallax_runtime::CancellationToken;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::problem::ApiError;
+use super::ApiState;
+
+/// Events read from the log at a time, per client.
+const BATCH: usize = 256;
+/// How often an idle stream sends a comment (and so notices a gone client).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long one wait for new events lasts before the stream looks again.
+const WAIT: Duration = Duration::from_secs(5);
+/// How long a browser waits before reconnecting.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What the live stream tails, and when it stops.
+#[derive(Clone)]
+pub struct LiveEvents {
+    /// The event store's log.
+    pub log: Arc<dyn EventLog>,
+    /// Cancelled when the server shuts down: open streams end, so that the
+    /// graceful shutdown does not wait for their clients.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamParams {
+    after: Option<String>,
+}
+
+/// One event as the stream sends it.
+#[derive(Serialize)]
+struct StreamedEvent<'a> {
+    position: Position,
+    stream_id: &'a str,
+    stream_version: u64,
+    event_type: &'a str,
+    schema_version: u32,
+    recorded_at: String,
+    correlation_id: Uuid,
+    /// Waiting on it makes a query see this event.
+    token: String,
+    payload: &'a RawValue,
+}
+
+pub async fn stream(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let live = state.live.clone().ok_or_else(|| ApiError::role_not_served("query"))?;
+    // A reconnecting browser's Last-Event-ID wins over the URL it reuses.
+    let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("?").to_owned());
+    let after = match last_event_id.or(params.after) {
+        Some(raw) => raw.trim().parse::<Position>().map_err(|_| {
+            ApiError::bad_request(format!("after (or Last-Event-ID) must be a log position, got {raw:?}"))
+        })?,
+        None => live.log.head().await.map_err(|e| ApiError::internal(&e))?,
+    };
+    // The first message flushes the headers and sets the reconnect delay.
+    let hello = Event::default().retry(RETRY).comment(format!("after {after}"));
+    let events = stream::once(async move { Ok(hello) })
+        .chain(tail(live.log, after, state.partitions))
+        .take_until(live.shutdown.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+}
+
+/// Events after `after`, in position order, as SSE messages; never ends
+/// unless the log fails.
+fn tail(
+    log: Arc<dyn EventLog>,
+    after: Position,
+    partitions: u32,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    struct Tail {
+        log: Arc<dyn EventLog>,
+        after: Position,
+        pending: VecDeque<EventRecord>,
+    }
+    let start = Tail { log, after, pending: VecDeque::with_capacity(BATCH) };
+    stream::unfold(start, move |mut tail| async move {
+        loop {
+            if let Some(record) = tail.pending.pop_front() {
+                return Some((Ok(message(&record, partitions)), tail));
+            }
+            match tail.log.read(tail.after, BATCH).await {
+                Ok(records) if records.is_empty() => tail.log.wait_beyond(tail.after, WAIT).await,
+                Ok(records) => {
+                    tail.after = records.last().map_or(tail.after, |last| last.position);
+                    tail.pending.extend(records);
+                }
+                Err(error) => {
+                    tracing::warn!(error = %parallax_runtime::error_chain(&error), after = tail.after,
+                        "live event stream cannot read the log; closing it");
+                    return None;
+                }
+            }
+        }
+    })
+}
+
+fn message(record: &EventRecord, partitions: u32) -> Event {
+    let token = ConsistencyToken::at(partition_for(&record.stream_id, partitions), record.position);
+    // Payloads are JSON by the store's contract; a broken one travels as a string.
+    let quoted;
+    let payload: &RawValue = match serde_json::from_str::<&RawValue>(&record.payload) {
+        Ok(raw) => raw,
+        Err(_) => {
+            quoted = RawValue::from_string(serde_json::Value::from(record.payload.as_str()).to_string())
+                .expect("a JSON string is JSON");
+            &quoted
+        }
+    };
+    let data = StreamedEvent {
+        position: record.position,
+        stream_id: &record.stream_id,
+        stream_version: record.stream_version,
+        event_type: &record.event_type,
+        schema_version: record.schema_version,
+        recorded_at: record.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        correlation_id: record.metadata.correlation_id,
+        token: token.to_string(),
+        payload,
+    };
+    Event::default()
+        .id(record.position.to_string())
+        .json_data(&data)
+        .expect("a streamed event serializes to JSON")
+}

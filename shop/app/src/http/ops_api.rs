@@ -1,0 +1,249 @@
+//! The operations API, served by every process whatever its roles:
+//! `/health` (the process is alive), `/ready` (its roles can serve, per
+//! role, with the reasons) and `/metrics` (Prometheus text format; see
+//! [`crate::telemetry`] for the series).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parallax_core::furthest;
+use parallax_runtime::{WorkerReport, WorkerState};
+use serde_json::{json, Value};
+
+use super::ApiState;
+use crate::config::Role;
+use crate::telemetry::{names, Metrics};
+
+/// How long a probe waits for a store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The Prometheus text format's media type.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Alive: the process answers.
+pub async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// 200 when every role of the process can serve, 503 otherwise; the body
+/// says, per role, whether it is ready and why not.
+pub async fn ready(State(state): State<ApiState>) -> Response {
+    let mut roles = serde_json::Map::new();
+    let mut all_ready = true;
+    for &role in &state.telemetry.roles {
+        let report = match role {
+            Role::Command => command_ready(&state).await,
+            Role::Query => query_ready(&state).await,
+            Role::Relay | Role::Projector | Role::Saga => workers_ready(&state, role),
+        };
+        all_ready &= report["ready"] == json!(true);
+        roles.insert(role_name(role).to_owned(), report);
+    }
+    let status = if all_ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": all_ready, "roles": roles }))).into_response()
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Command => "command",
+        Role::Relay => "relay",
+        Role::Projector => "projector",
+        Role::Saga => "saga",
+        Role::Query => "query",
+    }
+}
+
+/// Runs a store call with the probe's time limit; the error as text.
+async fn probe<T, E: std::error::Error + 'static>(
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(parallax_runtime::error_chain(&error)),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
+fn not_ready(reason: String) -> Value {
+    json!({ "ready": false, "reason": reason })
+}
+
+/// Command: the event store answers.
+async fn command_ready(state: &ApiState) -> Value {
+    let Some(store) = &state.event_store else { return not_ready("the event store is not open".into()) };
+    match probe(store.head()).await {
+        Ok(head) => json!({ "ready": true, "head": head }),
+        Err(error) => not_ready(format!("the event store does not answer: {error}")),
+    }
+}
+
+/// Query: the read store answers and every projection is within the lag
+/// bound of the head (lag: the head's position minus the furthest position
+/// the projection absorbed in any partition).
+async fn query_ready(state: &ApiState) -> Value {
+    let Some(views) = &state.read_store else { return not_ready("the read store is not open".into()) };
+    let Some(events) = &state.event_store else { return not_ready("the event store is not open".into()) };
+    let head = match probe(events.head()).await {
+        Ok(head) => head,
+        Err(error) => return not_ready(format!("the event store does not answer (for the head): {error}")),
+    };
+    let max_lag = state.telemetry.max_lag;
+    let mut projections = Vec::new();
+    let mut behind = Vec::new();
+    for projection in &state.projections {
+        let name = projection.name();
+        let checkpoints = match probe(views.checkpoints(name)).await {
+            Ok(checkpoints) => checkpoints,
+            Err(error) => return not_ready(format!("the read store does not answer: {error}")),
+        };
+        let position = furthest(&checkpoints);
+        let lag = head.saturating_sub(position);
+        let ready = lag <= max_lag;
+        if !ready {
+            behind.push(format!("{name} is {lag} positions behind"));
+        }
+        projections.push(json!({ "name": name, "position": position, "lag": lag, "ready": ready }));
+    }
+    let mut report = json!({
+        "ready": behind.is_empty(),
+        "head": head,
+        "max_lag": max_lag,
+        "projections": projections,
+    });
+    if !behind.is_empty() {
+        report["reason"] =
+            Value::String(format!("{} (the bound is {max_lag}, the head {head})", behind.join(", ")));
+    }
+    report
+}
+
+/// Relay, projector, saga: every loop of the role is running (or, for a
+/// leased one, standing by); none is starting, failing or stopped. The
+/// projector role runs one loop per projection (its serving generation's).
+fn workers_ready(state: &ApiState, role: Role) -> Value {
+    let telemetry = &state.telemetry;
+    let reports: Vec<WorkerReport> = match role {
+        Role::Projector => {
+            let attached = telemetry.progress.workers();
+            state
+                .projections
+                .iter()
+                .map(|projection| match attached.get(projection.name()) {
+                    Some(status) => status.report(),
+                    None => WorkerReport {
+                        kind: "projector",
+                        name: projection.name().to_owned(),
+                        state: WorkerState::Starting,
+                        position: None,
+                    },
+                })
+                .collect()
+        }
+        _ => telemetry.workers.iter().filter(|(of, _)| *of == role).map(|(_, s)| s.report()).collect(),
+    };
+    let mut reasons = Vec::new();
+    let workers: Vec<Value> = reports
+        .iter()
+        .map(|report| {
+            let mut worker =
+                json!({ "kind": report.kind, "name": report.name, "state": report.state.name() });
+            if let WorkerState::Failing(error) = &report.state {
+                worker["error"] = Value::String(error.clone());
+            }
+            if !report.state.is_ready() {
+                reasons.push(format!("{} {} is {}", report.kind, report.name, report.state.name()));
+            }
+            worker
+        })
+        .collect();
+    let mut answer = json!({ "ready": reasons.is_empty(), "workers": workers });
+    if reports.is_empty() {
+        answer["note"] = Value::String(match role {
+            Role::Relay => "no relay in the embedded shape: projectors tail the event store".into(),
+            _ => format!("no {} loop runs here", role_name(role)),
+        });
+    }
+    if !reasons.is_empty() {
+        answer["reason"] = Value::String(reasons.join("; "));
+    }
+    answer
+}
+
+/// The Prometheus text exposition of this process's metrics, with its
+/// gauges set now.
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    let telemetry = &state.telemetry;
+    let metrics = &telemetry.metrics;
+    let head = match &state.event_store {
+        Some(store) => match probe(store.head()).await {
+            Ok(head) => Some(head),
+            Err(error) => {
+                tracing::warn!(%error, "metrics: the event store's head is unknown");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(head) = head {
+        metrics.gauge(names::HEAD, &[], head as f64);
+    }
+    for (_, status) in &telemetry.workers {
+        let report = status.report();
+        if report.kind != "relay" {
+            continue;
+        }
+        let labels = [("relay", report.name.clone())];
+        let active = report.state == WorkerState::Running;
+        metrics.gauge(names::RELAY_ACTIVE, &labels, if active { 1.0 } else { 0.0 });
+        let lag = match (active, head, report.position) {
+            (true, Some(head), Some(published)) => head.saturating_sub(published),
+            _ => 0,
+        };
+        metrics.gauge(names::RELAY_LAG, &labels, lag as f64);
+    }
+    for (projection, partitions) in telemetry.progress.lag() {
+        for (partition, lag) in partitions {
+            let labels = [("projection", projection.clone()), ("partition", partition.to_string())];
+            metrics.gauge(names::PROJECTOR_LAG, &labels, lag as f64);
+        }
+    }
+    let keeps_views = telemetry.roles.contains(&Role::Projector) || telemetry.roles.contains(&Role::Query);
+    if let (true, Some(views)) = (keeps_views, &state.read_store) {
+        for projection in &state.projections {
+            match probe(views.dead_letters(projection.name())).await {
+                Ok(dead) => {
+                    let labels = [("projection", projection.name().to_owned())];
+                    metrics.gauge(names::DEAD_LETTERS, &labels, dead.len() as f64);
+                }
+                Err(error) => {
+                    tracing::warn!(projection = projection.name(), %error, "metrics: dead letters unknown");
+                }
+            }
+        }
+    }
+    let mut response = metrics.render().into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+    response
+}
+
+/// Middleware: records every request's latency by method, matched route
+/// (never the raw path: `unmatched` for the fallback) and status.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics.http(
+        method.as_str(),
+        route.as_deref().unwrap_or("unmatched"),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
