@@ -10,6 +10,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use parallax_core::EventStore;
+
 use common::distributed::{
     seed_catalog, wait_orders_settled, Deployment, Load, VersionWatch, PARTITIONS, STANDARD,
 };
@@ -248,4 +250,34 @@ async fn relay_leases(deployment: &Deployment) -> Vec<(String, i64)> {
         .expect("read the leases");
     pool.close().await;
     rows
+}
+
+/// The operator commands against the distributed shape: `shop status` sees
+/// every projection caught up in the topic's partitions, and `shop rebuild`
+/// builds a new generation of the orders views from the topic (a consumer
+/// group of its own) while the old one serves, after which the views still
+/// equal the fold and new orders keep arriving in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_rebuild_work_across_processes() {
+    let deployment = Deployment::start(STANDARD).await;
+    small_workload(&deployment).await;
+    let head = deployment.event_store().await.head().await.expect("the head");
+    deployment.wait_caught_up(head).await;
+
+    let status: serde_json::Value =
+        serde_json::from_str(&deployment.shop(&["status", "--json"]).await).expect("status as JSON");
+    for projection in status.as_array().expect("projections") {
+        assert_eq!(projection["state"], "caught up", "{projection}");
+        assert_eq!(projection["partitions"].as_array().expect("partitions").len(), PARTITIONS as usize);
+    }
+
+    let rebuilt = deployment.shop(&["rebuild", "orders"]).await;
+    assert!(rebuilt.starts_with("orders: generation 2 serves"), "{rebuilt}");
+    let app = &deployment.app;
+    app.add("after-rebuild", "A", 1).await;
+    let checkout = app.check_out("after-rebuild", "zoe").await;
+    let order_id = checkout.body["order_id"].as_str().expect("an order id").to_owned();
+    wait_orders_settled(app, &[order_id]).await;
+    deployment.assert_views_equal_the_fold().await;
+    deployment.stop().await;
 }

@@ -359,6 +359,26 @@ impl Deployment {
             );
     }
 
+    /// Runs `shop <args>` with the deployment's configuration; its stdout.
+    pub async fn shop(&self, args: &[&str]) -> String {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command.args(args).stdin(Stdio::null());
+        self.configure(&mut command);
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("shop {args:?} finishes within 180 s"))
+            .expect("run the shop binary");
+        assert!(
+            output.status.success(),
+            "shop {args:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
     /// `shop migrate`: the schemas of both databases and the topic.
     pub async fn migrate(&self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
@@ -588,8 +608,15 @@ impl Deployment {
         CassandraConfig::new(self.services.cassandra.split(','), &self.keyspace)
     }
 
-    /// The read store the deployment's views live in.
+    /// The read store the deployment's views live in, as queries see it
+    /// (each projection's active generation).
     pub async fn read_store(&self) -> Arc<dyn ReadStore> {
+        let raw = self.raw_read_store().await;
+        Arc::new(parallax_runtime::ActiveGenerations::new(raw, &shop_read::all_projections()))
+    }
+
+    /// The read store the deployment's views live in, as stored.
+    pub async fn raw_read_store(&self) -> Arc<dyn ReadStore> {
         match self.read_db {
             ReadDb::Postgres => {
                 Arc::new(PgReadStore::connect(&self.read_url).await.expect("connect to the read store"))
@@ -630,9 +657,10 @@ impl Deployment {
         }
     }
 
-    /// Every document of every view, as the read DB holds it.
+    /// Every document of every view, as the read DB holds it, under the
+    /// views' names (a rebuilt generation's `<view>_g<n>` as `<view>`).
     async fn documents(&self) -> Documents {
-        match self.read_db {
+        let stored = match self.read_db {
             ReadDb::Postgres => {
                 let read =
                     parallax_postgres::pool(&self.read_url, 2).await.expect("connect to the read store");
@@ -641,7 +669,19 @@ impl Deployment {
                 documents
             }
             ReadDb::Cassandra => cassandra_documents(&self.cassandra().await).await,
-        }
+        };
+        stored
+            .into_iter()
+            .map(|((view, partition, clustering), body)| {
+                let logical = match view.rsplit_once("_g") {
+                    Some((name, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                        name.to_owned()
+                    }
+                    _ => view,
+                };
+                ((logical, partition, clustering), body)
+            })
+            .collect()
     }
 
     /// Every committed event, in position order.
