@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::commands::ShopCommands;
 use crate::config::{DbKind, LogKind, Role, Settings};
-use crate::http::{router, ApiState, LiveEvents};
+use crate::http::{router, Access, ApiState, LiveEvents};
 use crate::saga::CheckoutSaga;
 use crate::telemetry::{Metrics, Telemetry};
 
@@ -195,6 +195,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// Opens what the roles need, starts their workers and the HTTP server.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     settings.validate()?;
+    settings.validate_exposure()?;
     let embedded_files = settings.write_db.kind == DbKind::Sqlite || settings.read_db.kind == DbKind::Sqlite;
     if embedded_files {
         std::fs::create_dir_all(&settings.data_dir)
@@ -299,6 +300,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             progress,
             max_lag: settings.readiness.max_lag,
         }),
+        access: Arc::new(Access::new(&settings.api_keys)),
     };
     {
         // Drains histogram buffers and drops idle gauges.
@@ -327,7 +329,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         });
     }
     tracing::info!(%addr, roles = ?settings.roles, write_db = ?settings.write_db.kind, log = ?settings.log.kind,
-        read_db = ?settings.read_db.kind, "shop listening");
+        read_db = ?settings.read_db.kind, api_keys = ?settings.api_keys.iter().map(|key| &key.name).collect::<Vec<_>>(),
+        "shop listening");
     Ok(RunningApp { addr, cancel, tasks })
 }
 

@@ -30,6 +30,11 @@
 //!
 //! [readiness]          # what `/ready` asks of each role
 //! max_lag = 1000       # query: every projection within this many positions of the head
+//!
+//! [[api_keys]]         # none: the API is open, and only a loopback `listen` is allowed
+//! name = "ops"         # for the logs; the key itself is never stored
+//! key_sha256 = "<64 hex digits>"   # printf %s "$KEY" | sha256sum
+//! scopes = ["admin", "query"]      # of "command", "query", "admin"
 //! ```
 
 use std::collections::BTreeSet;
@@ -76,7 +81,7 @@ pub enum DbKind {
 }
 
 /// A database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbSettings {
     /// Which kind.
@@ -97,6 +102,36 @@ pub struct DbSettings {
 
 fn default_connections() -> u32 {
     16
+}
+
+/// The URL's password is redacted: settings get logged.
+impl std::fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSettings")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("max_connections", &self.max_connections)
+            .field("nodes", &self.nodes)
+            .field("keyspace", &self.keyspace)
+            .finish()
+    }
+}
+
+/// `url` without its password, whether in the authority (`user:pw@`) or in
+/// a `password=` parameter.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = parallax_postgres::redact(url);
+    if let Some(query) = redacted.find('?') {
+        let params: Vec<String> = redacted[query + 1..]
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        redacted = format!("{}?{}", &redacted[..query], params.join("&"));
+    }
+    redacted
 }
 
 impl DbSettings {
@@ -166,6 +201,56 @@ impl Default for LogSettings {
     }
 }
 
+/// What an API key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The commands (`POST`, `DELETE` under `/api/`).
+    Command,
+    /// The queries and the live event stream (`GET` under `/api/`).
+    Query,
+    /// `/api/admin/*` and `/metrics`.
+    Admin,
+}
+
+/// An API key: its name, the SHA-256 of the key (never the key), its scopes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// Who holds it (logged; the key is not).
+    pub name: String,
+    /// The key's SHA-256, 64 hex digits: `printf %s "$KEY" | sha256sum`.
+    pub key_sha256: String,
+    /// What it allows.
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl std::fmt::Debug for ApiKeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeySettings")
+            .field("name", &self.name)
+            .field("key_sha256", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+impl ApiKeySettings {
+    /// The hash as bytes, if it is 64 hex digits.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.key_sha256.trim().as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(digest)
+    }
+}
+
 /// What `/ready` asks of the roles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +285,9 @@ pub struct Settings {
     /// What `/ready` asks.
     #[serde(default)]
     pub readiness: ReadinessSettings,
+    /// Keys the API asks for; none: the API is open (loopback only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeySettings>,
 }
 
 impl Default for Settings {
@@ -224,6 +312,7 @@ impl Settings {
             read_db: DbSettings::sqlite(),
             log: LogSettings::default(),
             readiness: ReadinessSettings::default(),
+            api_keys: Vec::new(),
         }
     }
 
@@ -290,6 +379,40 @@ impl Settings {
         }
         if self.roles.is_empty() {
             return Err(ConfigError("a process needs at least one role".into()));
+        }
+        let mut names = BTreeSet::new();
+        for key in &self.api_keys {
+            if key.name.is_empty() || !names.insert(key.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "api_keys: names must be present and unique ({:?})",
+                    key.name
+                )));
+            }
+            if key.digest().is_none() {
+                return Err(ConfigError(format!(
+                    "api_keys {:?}: key_sha256 must be 64 hex digits (printf %s \"$KEY\" | sha256sum)",
+                    key.name
+                )));
+            }
+            if key.scopes.is_empty() {
+                return Err(ConfigError(format!(
+                    "api_keys {:?}: scopes must name command, query or admin",
+                    key.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to serve an open API beyond this machine: without API keys
+    /// the address must be a loopback one.
+    pub fn validate_exposure(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "refusing to listen on {} without api_keys: configure [[api_keys]] (see the README, \"Access\") \
+                 or listen on a loopback address such as 127.0.0.1",
+                self.listen
+            )));
         }
         Ok(())
     }
@@ -384,5 +507,80 @@ mod tests {
             assert!(missing.to_string().contains("nowhere.toml"), "{missing}");
             Ok(())
         });
+    }
+
+    const KEY_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn api_keys_come_from_the_file_or_the_environment_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                &format!(
+                    r#"
+                    [[api_keys]]
+                    name = "ops"
+                    key_sha256 = "{KEY_HASH}"
+                    scopes = ["admin", "query"]
+                    "#
+                ),
+            )?;
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.api_keys.len(), 1);
+            assert_eq!(settings.api_keys[0].scopes, [Scope::Admin, Scope::Query].into_iter().collect());
+            assert!(settings.api_keys[0].digest().is_some());
+
+            jail.set_env(
+                "SHOP__API_KEYS",
+                format!(r#"[{{name="ci",key_sha256="{KEY_HASH}",scopes=["command"]}}]"#),
+            );
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.api_keys[0].name, "ci");
+            assert_eq!(settings.api_keys[0].scopes, [Scope::Command].into_iter().collect());
+
+            jail.set_env("SHOP__API_KEYS", r#"[{name="ci",key_sha256="abc",scopes=["command"]}]"#);
+            let error = Settings::load(None).expect_err("a short hash");
+            assert!(error.to_string().contains("64 hex digits"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_open_api_listens_on_loopback_only() {
+        let mut settings = Settings::embedded("0.0.0.0:8080".parse().expect("an address"), "d".into());
+        let error = settings.validate_exposure().expect_err("open on every interface");
+        assert!(error.to_string().contains("refusing to listen on 0.0.0.0:8080 without api_keys"), "{error}");
+        settings.listen = "[::1]:8080".parse().expect("an address");
+        settings.validate_exposure().expect("loopback");
+        settings.listen = "0.0.0.0:8080".parse().expect("an address");
+        settings.api_keys.push(ApiKeySettings {
+            name: "ops".into(),
+            key_sha256: KEY_HASH.into(),
+            scopes: [Scope::Admin].into_iter().collect(),
+        });
+        settings.validate_exposure().expect("keys configured");
+    }
+
+    #[test]
+    fn debug_output_holds_no_secrets() {
+        let mut settings = Settings::default();
+        settings.write_db.kind = DbKind::Postgres;
+        settings.write_db.url = Some("postgres://shop:hunter2@db:5432/events".into());
+        settings.read_db.kind = DbKind::Postgres;
+        settings.read_db.url =
+            Some("postgres://db:5432/views?user=shop&password=swordfish&sslmode=require".into());
+        settings.api_keys.push(ApiKeySettings {
+            name: "ops".into(),
+            key_sha256: KEY_HASH.into(),
+            scopes: [Scope::Admin].into_iter().collect(),
+        });
+        for shown in [format!("{settings:?}"), format!("{settings:#?}")] {
+            for secret in ["hunter2", "swordfish", KEY_HASH] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(shown.contains("postgres://shop:***@db:5432/events"), "{shown}");
+            assert!(shown.contains("password=***&sslmode=require"), "{shown}");
+            assert!(shown.contains("\"ops\""), "{shown}");
+        }
     }
 }

@@ -458,8 +458,21 @@ async fn the_trace_crosses_kafka_to_the_projector_process() {
                 assert!(lag >= 0.0, "{lag}");
             }
             "projector" => {
-                let lag = metrics.find("parallax_projector_lag", &[("projection", "catalog")]);
-                assert!(!lag.is_empty(), "the catalog's partitions: {text:?}", text = metrics.0.len());
+                // The lag gauges appear once the projector has measured a
+                // partition (Kafka's statistics come every second).
+                let start = Instant::now();
+                let mut metrics = metrics;
+                while metrics.find("parallax_projector_lag", &[("projection", "catalog")]).is_empty() {
+                    assert!(
+                        start.elapsed() < PATIENCE,
+                        "no lag gauge of the catalog: {} series",
+                        metrics.0.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let text =
+                        client.get(format!("{url}/metrics")).send().await.expect("GET /metrics").text().await;
+                    metrics = Metrics::parse(&text.expect("read /metrics"));
+                }
             }
             _ => {
                 let dead = metrics.value("parallax_projection_dead_letters", &[("projection", "catalog")]);

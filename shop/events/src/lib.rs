@@ -18,6 +18,8 @@
 #![warn(missing_docs)]
 
 pub mod upcasters;
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::sync::Arc;
 

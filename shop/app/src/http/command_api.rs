@@ -28,48 +28,91 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shop_domain::{Cart, Order, OrderCommand, Product, ProductCommand};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::openapi::{CartAccepted, CheckoutAccepted, OrderAccepted, ProductAccepted, Refusals};
 use super::problem::ApiError;
 use super::ApiState;
 use crate::commands::{ShopCommandError, ShopCommands};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-#[derive(Deserialize)]
+/// Headers every command accepts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: the handlers read the headers by hand
+pub struct CommandHeaders {
+    /// Repeating a key with the same request repeats the first answer and
+    /// appends nothing; with a different request it is refused with 422.
+    /// 1 to 255 visible ASCII characters.
+    #[serde(rename = "Idempotency-Key")]
+    #[param(min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
+    /// W3C trace context: the command runs in this trace.
+    #[serde(rename = "traceparent")]
+    traceparent: Option<String>,
+}
+
+/// Adds a product to the catalog.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterProduct {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
+    /// Not blank, at most 200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    /// Minor units (euro cents), not negative.
+    #[schema(minimum = 0)]
     price_cents: i64,
+    /// Units in stock, not negative.
+    #[schema(minimum = 0, maximum = 4_294_967_295_i64)]
     stock: i64,
 }
 
-#[derive(Deserialize)]
+/// Changes a product's price.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reprice {
+    /// Minor units (euro cents), not negative.
+    #[schema(minimum = 0)]
     price_cents: i64,
 }
 
-#[derive(Deserialize)]
+/// Units arrived.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Restock {
+    /// Positive.
+    #[schema(minimum = 1)]
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+/// Puts units of a product in a cart.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
+    /// Positive; a cart line holds at most 1000 units.
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+/// Turns a cart into an order.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckOut {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     customer_id: String,
 }
 
+#[utoipa::path(post, path = "/api/products", tag = "commands", request_body = RegisterProduct, params(CommandHeaders),
+    responses((status = 201, description = "Registered", body = ProductAccepted), Refusals))]
 pub async fn register_product(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -101,6 +144,9 @@ pub async fn register_product(
     .await
 }
 
+#[utoipa::path(post, path = "/api/products/{sku}/price", tag = "commands", request_body = Reprice,
+    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
+    responses((status = 200, description = "Repriced", body = ProductAccepted), Refusals))]
 pub async fn reprice(
     state: State<ApiState>,
     path: Path<String>,
@@ -112,6 +158,9 @@ pub async fn reprice(
     product_command(state, path, headers, ("price", "product.reprice"), &body, command).await
 }
 
+#[utoipa::path(post, path = "/api/products/{sku}/restock", tag = "commands", request_body = Restock,
+    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
+    responses((status = 200, description = "Restocked", body = ProductAccepted), Refusals))]
 pub async fn restock(
     state: State<ApiState>,
     path: Path<String>,
@@ -142,6 +191,9 @@ async fn product_command(
     .await
 }
 
+#[utoipa::path(post, path = "/api/carts/{cart_id}/items", tag = "commands", request_body = AddItem,
+    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
+    responses((status = 200, description = "Added", body = CartAccepted), Refusals))]
 pub async fn add_item(
     State(state): State<ApiState>,
     Path(cart_id): Path<String>,
@@ -168,6 +220,9 @@ pub async fn add_item(
     .await
 }
 
+#[utoipa::path(delete, path = "/api/carts/{cart_id}/items/{sku}", tag = "commands",
+    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), ("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
+    responses((status = 200, description = "Removed", body = CartAccepted), Refusals))]
 pub async fn remove_item(
     State(state): State<ApiState>,
     Path((cart_id, sku)): Path<(String, String)>,
@@ -192,6 +247,9 @@ pub async fn remove_item(
     .await
 }
 
+#[utoipa::path(post, path = "/api/carts/{cart_id}/checkout", tag = "commands", request_body = CheckOut,
+    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
+    responses((status = 202, description = "Checked out; the saga places the order", body = CheckoutAccepted), Refusals))]
 pub async fn check_out(
     State(state): State<ApiState>,
     Path(cart_id): Path<String>,
@@ -220,6 +278,9 @@ pub async fn check_out(
     .await
 }
 
+#[utoipa::path(post, path = "/api/orders/{order_id}/pay", tag = "commands",
+    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
+    responses((status = 200, description = "Paid", body = OrderAccepted), Refusals))]
 pub async fn pay(
     state: State<ApiState>,
     path: Path<String>,
@@ -228,6 +289,9 @@ pub async fn pay(
     order_command(state, path, headers, ("pay", "order.pay"), OrderCommand::Pay).await
 }
 
+#[utoipa::path(post, path = "/api/orders/{order_id}/ship", tag = "commands",
+    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
+    responses((status = 200, description = "Shipped", body = OrderAccepted), Refusals))]
 pub async fn ship(
     state: State<ApiState>,
     path: Path<String>,
@@ -236,6 +300,9 @@ pub async fn ship(
     order_command(state, path, headers, ("ship", "order.ship"), OrderCommand::Ship).await
 }
 
+#[utoipa::path(post, path = "/api/orders/{order_id}/cancel", tag = "commands",
+    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
+    responses((status = 200, description = "Cancelled", body = OrderAccepted), Refusals))]
 pub async fn cancel(
     state: State<ApiState>,
     path: Path<String>,

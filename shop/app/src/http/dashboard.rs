@@ -5,6 +5,11 @@
 //! ([`super::event_stream`]), `/api/admin/projections` (lag and dead
 //! letters, polled), and the shop's commands and queries for its checkout
 //! panel. Served by the query role, like the stream it shows.
+//!
+//! The page and its assets are open; the APIs it calls need API keys when
+//! the shop has some ([`super::access`]): opened as `/#api_key=<key>`, the
+//! page keeps the key for its tab and sends it as a bearer token (to the
+//! event stream, whose `EventSource` sends no headers, as `?api_key=`).
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -29,14 +34,17 @@ fn asset(state: &ApiState, content_type: &'static str, body: &'static str) -> Re
     Ok((headers, body).into_response())
 }
 
+#[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The live dashboard", content_type = "text/html")))]
 pub async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
     asset(&state, "text/html; charset=utf-8", INDEX_HTML)
 }
 
+#[utoipa::path(get, path = "/dashboard.css", tag = "dashboard", responses((status = 200, description = "The dashboard's stylesheet", content_type = "text/css")))]
 pub async fn stylesheet(State(state): State<ApiState>) -> Result<Response, ApiError> {
     asset(&state, "text/css; charset=utf-8", DASHBOARD_CSS)
 }
 
+#[utoipa::path(get, path = "/dashboard.js", tag = "dashboard", responses((status = 200, description = "The dashboard's script", content_type = "text/javascript")))]
 pub async fn script(State(state): State<ApiState>) -> Result<Response, ApiError> {
     asset(&state, "text/javascript; charset=utf-8", DASHBOARD_JS)
 }

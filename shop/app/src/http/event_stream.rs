@@ -60,8 +60,11 @@ pub struct LiveEvents {
     pub shutdown: CancellationToken,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// Start after this log position (default: the head). `Last-Event-ID` wins over it.
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
@@ -80,6 +83,8 @@ struct StreamedEvent<'a> {
     payload: &'a RawValue,
 }
 
+#[utoipa::path(get, path = "/api/events/stream", tag = "queries", params(StreamParams),
+    responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), super::openapi::QueryRefusals))]
 pub async fn stream(
     State(state): State<ApiState>,
     headers: HeaderMap,

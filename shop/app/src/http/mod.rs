@@ -3,10 +3,12 @@
 //! server-sent events) and the dashboard page at `/` that shows it; the
 //! operations API (`/health`, `/ready`, `/metrics`) in every process.
 
+mod access;
 mod command_api;
 mod dashboard;
 mod event_stream;
 mod ops_api;
+pub mod openapi;
 mod problem;
 mod query_api;
 
@@ -22,6 +24,7 @@ use shop_read::ShopQueries;
 use crate::commands::ShopCommands;
 use crate::telemetry::Telemetry;
 
+pub use access::Access;
 pub use event_stream::LiveEvents;
 pub use problem::ApiError;
 
@@ -50,6 +53,8 @@ pub struct ApiState {
     pub live: Option<LiveEvents>,
     /// Metrics, and what readiness looks at.
     pub telemetry: Arc<Telemetry>,
+    /// The API keys and their scopes (none: open).
+    pub access: Arc<Access>,
 }
 
 /// The whole API.
@@ -62,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(ops_api::health))
         .route("/ready", get(ops_api::ready))
         .route("/metrics", get(ops_api::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/api/products", post(command_api::register_product).get(query_api::products))
         .route("/api/products/{sku}", get(query_api::product))
         .route("/api/products/{sku}/price", post(command_api::reprice))
@@ -79,8 +85,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/projections", get(query_api::projections))
         .route("/api/events/stream", get(event_stream::stream))
         .fallback(problem::not_found_route)
+        .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), access::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(metrics, ops_api::track))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The path, not the URI: the live stream's query may carry an API key.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ))
         .with_state(state)
 }

@@ -27,12 +27,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Alive: the process answers.
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "`{\"status\": \"ok\"}`", content_type = "application/json")))]
 pub async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
 /// 200 when every role of the process can serve, 503 otherwise; the body
 /// says, per role, whether it is ready and why not.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, description = "Every role can serve; per role, why", content_type = "application/json"), (status = 503, description = "A role cannot serve; per role, why", content_type = "application/json")))]
 pub async fn ready(State(state): State<ApiState>) -> Response {
     let mut roles = serde_json::Map::new();
     let mut all_ready = true;
@@ -177,6 +179,7 @@ fn workers_ready(state: &ApiState, role: Role) -> Value {
 
 /// The Prometheus text exposition of this process's metrics, with its
 /// gauges set now.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let telemetry = &state.telemetry;
     let metrics = &telemetry.metrics;

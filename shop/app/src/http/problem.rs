@@ -35,6 +35,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid-request", "The request is invalid", detail)
     }
 
+    /// 401: no API key, or an unknown one.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "An API key is needed", detail)
+    }
+
+    /// 403: the API key lacks the scope the route needs.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "The API key does not allow this", detail)
+    }
+
     /// 404: no such thing.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
@@ -137,4 +147,55 @@ impl IntoResponse for ApiError {
 /// 404 for routes that do not exist.
 pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// Turns the framework's own refusals (a path segment that is not UTF-8,
+/// 405 for a method a route lacks, ...), which come as plain text or empty,
+/// into problem details like every other error. Responses that are problems
+/// already, or not errors, pass unchanged.
+pub async fn plain_errors_as_problems(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    // The shop's own answers are JSON (problems, and `/ready`'s 503 with its
+    // reasons per role): only the framework's plain-text ones are rewritten.
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.starts_with(b"application/problem+json") || value.starts_with(b"application/json")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    // These bodies are the framework's short messages: a few KiB at most.
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let detail = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_owned(),
+        text => text.to_owned(),
+    };
+    let mut problem = match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(detail),
+        StatusCode::NOT_FOUND => ApiError::not_found(detail),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(detail),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::new(status, "method-not-allowed", "The route does not accept this method", detail)
+        }
+        _ if status.is_client_error() => ApiError::new(
+            status,
+            "refused",
+            status.canonical_reason().unwrap_or("The request is refused"),
+            detail,
+        ),
+        _ => {
+            tracing::error!(%status, detail, "request failed");
+            ApiError::new(status, "internal", "Internal error", "the server failed; the error is logged")
+        }
+    }
+    .into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shop_read::queries::{answered_by, Listing, DEFAULT_LIMIT, MAX_LIMIT};
 use shop_read::{QueryError, ShopQueries};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::command_api::identifier;
+use super::openapi::QueryRefusals;
 use super::problem::ApiError;
 use super::ApiState;
 
@@ -26,15 +28,34 @@ const DEFAULT_WAIT_MS: u64 = 2_000;
 const MAX_WAIT_MS: u64 = 10_000;
 
 /// Query-string parameters; parsed by hand for precise errors.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
+    /// A consistency token from a command's answer: the query answers once
+    /// its view has absorbed that write.
     consistent_with: Option<String>,
+    /// How long to wait for `consistent_with`, 0 to 10000 (default 2000).
+    #[param(value_type = Option<u64>, maximum = 10000)]
     wait_ms: Option<String>,
+    /// Page size of listings, from 1 to the maximum.
+    #[param(value_type = Option<u64>, minimum = 1)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page of a listing.
     cursor: Option<String>,
 }
 
 impl Params {
+    /// The cursor, if given: at most 512 bytes, no control characters (a NUL
+    /// would reach the read store, and PostgreSQL refuses it in text).
+    fn cursor(&self) -> Result<Option<String>, ApiError> {
+        match &self.cursor {
+            Some(raw) if raw.len() > 512 || raw.chars().any(char::is_control) => Err(ApiError::bad_request(
+                "cursor must be the next_cursor of a previous page (at most 512 bytes, no control characters)",
+            )),
+            cursor => Ok(cursor.clone()),
+        }
+    }
+
     fn limit(&self) -> Result<usize, ApiError> {
         match &self.limit {
             None => Ok(DEFAULT_LIMIT),
@@ -90,16 +111,20 @@ fn listing<T: Serialize>(name: &str, listing: Listing<T>) -> Response {
     Json(json!({ name: listing.items, "next_cursor": listing.next_cursor })).into_response()
 }
 
+#[utoipa::path(get, path = "/api/products", tag = "queries", params(Params),
+    responses((status = 200, description = "The catalog, a page at a time: `{products, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn products(
     State(state): State<ApiState>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
-    let page = queries.products(params.limit()?, params.cursor.clone()).await.map_err(from_query)?;
+    let page = queries.products(params.limit()?, params.cursor()?).await.map_err(from_query)?;
     Ok(listing("products", page))
 }
 
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+    responses((status = 200, description = "A product", content_type = "application/json"), QueryRefusals))]
 pub async fn product(
     State(state): State<ApiState>,
     Path(sku): Path<String>,
@@ -114,6 +139,8 @@ pub async fn product(
     }
 }
 
+#[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+    responses((status = 200, description = "A cart", content_type = "application/json"), QueryRefusals))]
 pub async fn cart(
     State(state): State<ApiState>,
     Path(cart_id): Path<String>,
@@ -128,6 +155,8 @@ pub async fn cart(
     }
 }
 
+#[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+    responses((status = 200, description = "A customer's orders, newest first: `{orders, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn customer_orders(
     State(state): State<ApiState>,
     Path(customer_id): Path<String>,
@@ -137,11 +166,12 @@ pub async fn customer_orders(
     identifier("customer id", &customer_id)?;
     let limit = params.limit()?;
     let queries = ready(&state, &params, answered_by::ORDERS).await?;
-    let page =
-        queries.customer_orders(&customer_id, limit, params.cursor.clone()).await.map_err(from_query)?;
+    let page = queries.customer_orders(&customer_id, limit, params.cursor()?).await.map_err(from_query)?;
     Ok(listing("orders", page))
 }
 
+#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(("order_id" = uuid::Uuid, Path), Params),
+    responses((status = 200, description = "An order", content_type = "application/json"), QueryRefusals))]
 pub async fn order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
@@ -158,6 +188,8 @@ pub async fn order(
     }
 }
 
+#[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(Params),
+    responses((status = 200, description = "Sales per product: `{sales, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn sales(
     State(state): State<ApiState>,
     params: Result<Query<Params>, QueryRejection>,
@@ -165,12 +197,14 @@ pub async fn sales(
     let Query(params) = params?;
     let limit = params.limit()?;
     let queries = ready(&state, &params, answered_by::SALES).await?;
-    let page = queries.sales(limit, params.cursor.clone()).await.map_err(from_query)?;
+    let page = queries.sales(limit, params.cursor()?).await.map_err(from_query)?;
     Ok(listing("sales", page))
 }
 
 /// Each projection with its position, its lag behind the event store, and
 /// its dead letters.
+#[utoipa::path(get, path = "/api/admin/projections", tag = "ops",
+    responses((status = 200, description = "Each projection with its position, lag and dead letters; the event store's head", content_type = "application/json"), QueryRefusals))]
 pub async fn projections(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let store = state.read_store.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     let head = match &state.event_store {

@@ -24,9 +24,25 @@ const money = (cents) => (cents / 100).toFixed(2);
 const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false }) + "." + iso.slice(20, 23);
 const randomId = (prefix) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 
+/**
+ * The API key, when the shop asks for one: open the page as `/#api_key=<key>`
+ * (a fragment never reaches the server); it is kept for this tab only.
+ */
+const apiKey = (() => {
+  const match = location.hash.match(/(?:^#|&)api_key=([^&]*)/);
+  if (match) {
+    sessionStorage.setItem("shop.api_key", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("shop.api_key");
+})();
+
 /** Calls the API; answers `{status, body}` or throws with the problem's detail. */
 async function api(method, path, body) {
   const init = { method, headers: {} };
+  if (apiKey) {
+    init.headers.authorization = `Bearer ${apiKey}`;
+  }
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -75,7 +91,9 @@ const seen = { count: 0, head: 0, recent: [] };
 
 function connectStream(after) {
   // EventSource reconnects by itself and resumes with Last-Event-ID.
-  const source = new EventSource(`/api/events/stream?after=${after}`);
+  // EventSource cannot send headers: the stream also takes the key in its query.
+  const key = apiKey ? `&api_key=${encodeURIComponent(apiKey)}` : "";
+  const source = new EventSource(`/api/events/stream?after=${after}${key}`);
   source.onopen = () => setStreamState("live");
   source.onerror = () => setStreamState("reconnecting");
   source.onmessage = (message) => onEvent(JSON.parse(message.data));

@@ -1,0 +1,214 @@
+//! Who may call what: API keys with scopes, checked before any handler runs.
+//!
+//! A key comes as `Authorization: Bearer <key>`; the live event stream,
+//! which a browser's `EventSource` opens without headers, also takes it as
+//! `?api_key=<key>`. The settings hold only each key's SHA-256: the
+//! presented key is hashed and compared with every configured hash in
+//! constant time. No key, or an unknown one: 401 with `WWW-Authenticate:
+//! Bearer`; a known key without the scope the route needs: 403.
+//!
+//! Open whatever the keys: `/health`, `/ready` (probes) and the dashboard's
+//! page and assets (they hold no data; the APIs they call need keys).
+//! `/metrics` and `/api/admin/*` need `admin`; the live event stream and
+//! every other `GET` need `query`; every other method needs `command`.
+//! Without configured keys every route is open; the server then listens on
+//! loopback only ([`crate::config::Settings::validate_exposure`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::problem::ApiError;
+use crate::config::{ApiKeySettings, Scope};
+
+/// The configured keys; empty: the API is open.
+#[derive(Default)]
+pub struct Access {
+    keys: Vec<Key>,
+}
+
+struct Key {
+    name: String,
+    digest: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.keys.iter().map(|key| &key.name)).finish()
+    }
+}
+
+impl Access {
+    /// The keys of the settings (validated: those with a malformed hash are skipped).
+    pub fn new(keys: &[ApiKeySettings]) -> Self {
+        let keys = keys
+            .iter()
+            .filter_map(|key| {
+                Some(Key {
+                    name: key.name.clone(),
+                    digest: key.digest()?,
+                    scopes: key.scopes.iter().copied().collect(),
+                })
+            })
+            .collect();
+        Self { keys }
+    }
+
+    /// Whether keys are asked for at all.
+    pub fn is_open(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key whose hash is `presented`'s, looking at every key whatever matches.
+    fn find(&self, presented: &str) -> Option<&Key> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for key in &self.keys {
+            if constant_time_eq(&key.digest, &digest) {
+                found = Some(key);
+            }
+        }
+        found
+    }
+}
+
+/// Equal, in a time that does not depend on where the bytes differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// What a route asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Nothing,
+    Scope(Scope),
+}
+
+/// The routes' needs, by path and method (see the module's documentation).
+fn need(method: &Method, path: &str) -> Need {
+    match path {
+        "/health" | "/ready" | "/" | "/dashboard.css" | "/dashboard.js" => Need::Nothing,
+        "/metrics" => Need::Scope(Scope::Admin),
+        _ if path == "/api/admin" || path.starts_with("/api/admin/") => Need::Scope(Scope::Admin),
+        _ if method == Method::GET || method == Method::HEAD => Need::Scope(Scope::Query),
+        _ => Need::Scope(Scope::Command),
+    }
+}
+
+/// The key the request presents: the bearer token, or `api_key` in the
+/// query of the live event stream.
+fn presented(request: &Request) -> Option<String> {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+    }
+    if request.method() == Method::GET && request.uri().path() == "/api/events/stream" {
+        let query = request.uri().query()?;
+        return query.split('&').find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            (name == "api_key").then(|| percent_decode(value))
+        });
+    }
+    None
+}
+
+/// `%XX` and `+` decoded (keys are usually plain, but a browser may encode them).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The middleware: 401 or 403 before the handler, or the handler's answer.
+pub async fn require(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let Need::Scope(scope) = need(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    if access.is_open() {
+        return next.run(request).await;
+    }
+    let Some(key) = presented(&request).and_then(|presented| access.find(&presented)) else {
+        let mut response = ApiError::unauthorized("this API needs a key: send `Authorization: Bearer <key>`")
+            .into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    };
+    if !key.scopes.contains(&scope) {
+        tracing::debug!(key = %key.name, ?scope, path = request.uri().path(), "key lacks the scope");
+        return ApiError::forbidden(format!("the key {:?} lacks the {} scope", key.name, scope_name(scope)))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Command => "command",
+        Scope::Query => "query",
+        Scope::Admin => "admin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_their_scopes() {
+        assert_eq!(need(&Method::GET, "/health"), Need::Nothing);
+        assert_eq!(need(&Method::GET, "/ready"), Need::Nothing);
+        assert_eq!(need(&Method::GET, "/"), Need::Nothing);
+        assert_eq!(need(&Method::GET, "/metrics"), Need::Scope(Scope::Admin));
+        assert_eq!(need(&Method::GET, "/api/admin/projections"), Need::Scope(Scope::Admin));
+        assert_eq!(need(&Method::GET, "/api/products"), Need::Scope(Scope::Query));
+        assert_eq!(need(&Method::GET, "/api/events/stream"), Need::Scope(Scope::Query));
+        assert_eq!(need(&Method::POST, "/api/products"), Need::Scope(Scope::Command));
+        assert_eq!(need(&Method::DELETE, "/api/carts/c/items/s"), Need::Scope(Scope::Command));
+        assert_eq!(need(&Method::POST, "/health/../api/products"), Need::Scope(Scope::Command));
+    }
+
+    #[test]
+    fn keys_are_found_by_their_hash_only() {
+        let hash = |key: &str| -> String {
+            Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+        };
+        let access = Access::new(&[ApiKeySettings {
+            name: "reader".into(),
+            key_sha256: hash("s3cret"),
+            scopes: [Scope::Query].into_iter().collect(),
+        }]);
+        assert_eq!(access.find("s3cret").map(|key| key.name.as_str()), Some("reader"));
+        assert!(access.find("s3cre").is_none());
+        assert!(access.find(&hash("s3cret")).is_none(), "the hash is not the key");
+        assert!(!format!("{access:?}").contains(&hash("s3cret")));
+        assert_eq!(percent_decode("a%2Bb+c%"), "a+b c%");
+    }
+}
