@@ -35,6 +35,9 @@ pub const DEFAULT_CASSANDRA_NODES: &str = "127.0.0.1:9042";
 /// process is `java`, as is Kafka's).
 pub const CASSANDRA_PROCESS: &str = "org.apache.cassandra.service.CassandraDaemon";
 
+/// What names the Kafka broker's process on its command line (its main class).
+pub const KAFKA_PROCESS: &str = "kafka.Kafka";
+
 /// The CloudEvents source of the events the bench publishes.
 pub const EVENT_SOURCE: &str = "/parallax/bench";
 

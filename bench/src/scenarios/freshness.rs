@@ -82,6 +82,7 @@ use tokio::time::Instant;
 
 use super::{ratio, Context};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence, Target, Worker};
+use crate::machine::{cmdline_cpu_secs, own_cpu_secs, process_cpu_secs};
 use crate::probes::{Counted, Counts, Published};
 use crate::report::{ms, rate, Report, Table};
 use crate::servers::{
@@ -503,6 +504,62 @@ struct Level {
     events: u64,
     /// What the projectors did meanwhile.
     projectors: Counts,
+    /// CPU the bench process and the servers used meanwhile, in cores.
+    cpu: CpuSplit,
+}
+
+/// CPU of the bench process and of the servers on this machine the shape
+/// uses: CPU seconds so far, or cores over a run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct CpuSplit {
+    bench: f64,
+    postgres: f64,
+    kafka: f64,
+    cassandra: f64,
+}
+
+impl CpuSplit {
+    /// CPU seconds used so far.
+    fn now(via: Via) -> Self {
+        let over_kafka = via != Via::Embedded;
+        Self {
+            bench: own_cpu_secs(),
+            postgres: if over_kafka { process_cpu_secs("postgres") } else { 0.0 },
+            kafka: if over_kafka { cmdline_cpu_secs(servers::KAFKA_PROCESS) } else { 0.0 },
+            cassandra: if via == Via::Cassandra { cmdline_cpu_secs(servers::CASSANDRA_PROCESS) } else { 0.0 },
+        }
+    }
+
+    /// Cores used since `earlier`, over `secs`.
+    fn cores_since(&self, earlier: &Self, secs: f64) -> Self {
+        Self {
+            bench: ratio(self.bench - earlier.bench, secs),
+            postgres: ratio(self.postgres - earlier.postgres, secs),
+            kafka: ratio(self.kafka - earlier.kafka, secs),
+            cassandra: ratio(self.cassandra - earlier.cassandra, secs),
+        }
+    }
+
+    /// The column's name for `via`.
+    fn header(via: Via) -> &'static str {
+        match via {
+            Via::Embedded => "CPU cores: bench",
+            Via::Kafka => "CPU cores: bench / PostgreSQL / Kafka",
+            Via::Cassandra => "CPU cores: bench / PostgreSQL / Kafka / Cassandra",
+        }
+    }
+
+    /// The cell for `via`.
+    fn describe(&self, via: Via) -> String {
+        match via {
+            Via::Embedded => format!("{:.2}", self.bench),
+            Via::Kafka => format!("{:.2} / {:.2} / {:.2}", self.bench, self.postgres, self.kafka),
+            Via::Cassandra => format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                self.bench, self.postgres, self.kafka, self.cassandra
+            ),
+        }
+    }
 }
 
 /// A search step with the projectors' catch-up after it.
@@ -625,7 +682,9 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
         let rate = (max * fraction).max(1.0);
         let label = format!("{:.0} % of max, {}", fraction * 100.0, wait_name(wait));
         let (head, before) = (shop.events.head().await?, shop.projected.counts());
+        let cpu_before = CpuSplit::now(args.via);
         let (run, workers) = load::open_loop(&label, workers, rate, load.duration, &sequence).await?;
+        let cpu = CpuSplit::now(args.via).cores_since(&cpu_before, run.elapsed_secs);
         let (events, projectors) = (shop.events.head().await? - head, shop.projected.counts().since(&before));
         let (mut ack, mut lag, mut query) =
             (Latencies::default(), Latencies::default(), Latencies::default());
@@ -643,6 +702,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
             query: query.summary(),
             events,
             projectors,
+            cpu,
         };
         eprintln!(
             "  {label:<28} {:>8.0}/s offered {:>8.0}/s achieved  lag p50 {:>7.2} p99 {:>7.2} p99.9 {:>7.2} ms  \
@@ -750,6 +810,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
         "query alone p50 / p99 / p99.9 ms",
         "lag p99 / query p99",
         "CPU busy (cores)",
+        CpuSplit::header(args.via),
         "projector batches/s",
         "events per batch",
         "commit mean ms",
@@ -771,6 +832,7 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
             format!("{} / {} / {}", ms(level.query.p50_ms), ms(level.query.p99_ms), ms(level.query.p999_ms)),
             format!("{:.2}", ratio(level.lag.p99_ms, level.query.p99_ms)),
             format!("{:.2}", level.run.cpu_busy_cores),
+            level.cpu.describe(args.via),
             rate(ratio(level.projectors.commits as f64, level.run.elapsed_secs)),
             format!(
                 "{:.1}",
@@ -824,6 +886,9 @@ async fn measure(args: &Args, context: &Context, shop: Shop) -> anyhow::Result<R
          time of a commit. In Cassandra a commit reads each moved partition's checkpoint at SERIAL, writes \
          its rows (logged batches; sales rows by compare-and-set), then moves each checkpoint by \
          compare-and-set."
+            .into(),
+        "CPU busy: the whole machine (every process); CPU cores: the bench process (the shop's roles and \
+         the load generator) and each server of the shape, from /proc, over the run."
             .into(),
         "Runs stop sending after twice their duration: a system that fell that far behind shows `unsent`."
             .into(),
