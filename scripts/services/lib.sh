@@ -20,7 +20,7 @@ die() {
 }
 
 usage() {
-  echo "usage: $0 start|stop|status" >&2
+  echo "usage: $0 start|stop|status|kill|pause|resume" >&2
   exit 2
 }
 
@@ -124,4 +124,24 @@ log_tail() {
   [ -f "$1" ] || return 0
   say "last lines of $1:"
   tail -n "${2:-40}" "$1" | sed "s/^/  | /" >&2
+}
+
+# Fault injection (the fault suite, scripts/faults): sends signal $1 to the
+# server this script started, by its recorded pid, and refuses when this
+# script did not start it. The sourcing script defines `our_pid`.
+#   KILL  the process dies at once (`kill`; then `start` brings it back)
+#   QUIT  PostgreSQL's immediate shutdown: no checkpoint, recovery at start
+#   STOP  frozen (`pause`), CONT  running again (`resume`)
+signal_ours() {
+  local sig="$1" pid
+  pid="$(our_pid)" || die "not running, or not started by this script: no SIG$sig sent"
+  kill "-$sig" "$pid" || die "could not send SIG$sig to pid $pid"
+  say "sent SIG$sig to pid $pid"
+  case "$sig" in
+    KILL | QUIT)
+      wait_exit 60 "$pid" || die "pid $pid did not exit after SIG$sig"
+      rm -f "$PIDFILE"
+      say "pid $pid exited"
+      ;;
+  esac
 }

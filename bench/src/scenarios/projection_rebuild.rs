@@ -181,6 +181,15 @@ impl Store {
         }
     }
 
+    /// The issue's goal for a rebuild into this store.
+    fn goal(self) -> &'static str {
+        match self {
+            Store::Sqlite => "200,000/s",
+            Store::Postgres => "50,000/s",
+            Store::Cassandra => "15,000/s",
+        }
+    }
+
     /// The databases a run needs on the PostgreSQL server (made and dropped around it).
     fn databases(self) -> &'static [&'static str] {
         match self {
@@ -273,7 +282,7 @@ impl Views {
                 "CassandraReadStore on {nodes} (a fresh keyspace, {}, replication factor 1, LOCAL_QUORUM; a table \
                  per view): per commit a serial read of the checkpoint, the rows in logged batches of \
                  {CQL_BATCH_ROWS} written USING TIMESTAMP <position> ({CQL_IN_FLIGHT} in flight), the rows of \
-                 shared views (sales) by compare-and-set, then the checkpoint by compare-and-set",
+                 shared views (sales) by compare-and-set, one conditional batch per partition, then the checkpoint by compare-and-set",
                 store.keyspace()
             ),
         }
@@ -534,7 +543,7 @@ async fn rebuild(args: &Args, context: &Context, views: &Views) -> anyhow::Resul
             }
         ),
         ratio(per_sec, limit_events_per_sec),
-        "200,000/s",
+        args.store.goal(),
     );
     let mut timeline = Table::new(&[
         "projection",

@@ -48,7 +48,10 @@
 //!    projection read-modify-writes from more than one partition at once
 //!    ([`parallax_core::Projection::shared_views`]; sales per product is one)
 //!    is written with compare-and-set on the row's revision
-//!    (`UPDATE … IF rev = ?`, `INSERT … IF NOT EXISTS`). Two projectors of two
+//!    (`UPDATE … IF rev = ?`, `INSERT … IF NOT EXISTS`); a commit's rows of
+//!    one partition go in one conditional batch, a single Paxos round that
+//!    applies all of them or none (one round per row would queue them behind
+//!    each other on the partition). Two projectors of two
 //!    partitions updating one row serialize through Paxos; the loser gets
 //!    [`parallax_core::ReadStoreError::Conflict`], re-reads and applies again,
 //!    so no increment is lost. Checkpoints are compare-and-set too, so two

@@ -464,6 +464,105 @@ impl CassandraReadStore {
         }
     }
 
+    /// The conditional statement and values of one write to a shared row
+    /// at revision `expected`; `None` for deleting a row expected absent
+    /// (nothing to write).
+    fn shared_statement(
+        &self,
+        write: &ViewWrite,
+        expected: Revision,
+    ) -> Result<Option<(PreparedStatement, Vec<CqlValue>)>, ReadStoreError> {
+        let table = self.view(write.view())?;
+        let key = write.key();
+        let (p, c) = (CqlValue::Text(key.partition.clone()), CqlValue::Text(key.clustering.clone()));
+        Ok(match write {
+            ViewWrite::Put { body, stamp, .. } => {
+                let body = CqlValue::Text(body.to_string());
+                let revision = CqlValue::BigInt(fresh_revision() as i64);
+                let marks = CqlValue::Map(
+                    marks_of(*stamp)
+                        .into_iter()
+                        .map(|(partition, position)| (CqlValue::Int(partition), CqlValue::BigInt(position)))
+                        .collect(),
+                );
+                if expected == 0 {
+                    Some((table.insert_if_absent.clone(), vec![p, c, body, revision, marks]))
+                } else {
+                    Some((
+                        table.update_if.clone(),
+                        vec![body, revision, marks, p, c, CqlValue::BigInt(expected as i64)],
+                    ))
+                }
+            }
+            ViewWrite::Delete { .. } if expected == 0 => None,
+            ViewWrite::Delete { .. } => {
+                Some((table.delete_if.clone(), vec![p, c, CqlValue::BigInt(expected as i64)]))
+            }
+        })
+    }
+
+    /// Writes shared rows of one partition of one view together: one
+    /// conditional batch (a single Paxos round for the partition) instead of
+    /// one lightweight transaction per row, which would queue behind each
+    /// other on the partition. Guarded rows must be at the revision the
+    /// batch read them at; blind rows are read (serially) and written against
+    /// what they hold, again if they moved meanwhile.
+    async fn apply_shared_partition(
+        &self,
+        writes: Vec<&ViewWrite>,
+        guards: &HashMap<(&str, &DocKey), Revision>,
+    ) -> Result<(), ReadStoreError> {
+        let guard = |write: &ViewWrite| guards.get(&(write.view(), write.key())).copied();
+        if let [write] = writes.as_slice() {
+            return self.apply_shared(write, guard(write)).await;
+        }
+        let first = writes[0];
+        let blind = writes.iter().any(|write| guard(write).is_none());
+        for _ in 0..BLIND_ATTEMPTS {
+            let expected = try_join_all(writes.iter().map(|write| async move {
+                match guard(write) {
+                    Some(revision) => Ok(revision),
+                    None => self.serial_revision(write.view(), write.key()).await,
+                }
+            }))
+            .await?;
+            let mut batch = Batch::new(BatchType::Logged);
+            let mut values = Vec::with_capacity(writes.len());
+            for (write, expected) in writes.iter().zip(expected) {
+                match self.shared_statement(write, expected)? {
+                    Some((statement, row)) => {
+                        batch.append_statement(statement);
+                        values.push(row);
+                    }
+                    // Deleting a row expected absent: a blind one was just
+                    // read absent; a guarded one is checked on its own.
+                    None => {
+                        if guard(write).is_some()
+                            && self.serial_revision(write.view(), write.key()).await? != 0
+                        {
+                            return Err(conflict(write.view(), write.key()));
+                        }
+                    }
+                }
+            }
+            if values.is_empty() {
+                return Ok(());
+            }
+            let result = self
+                .session
+                .batch(&batch, values)
+                .await
+                .map_err(cql(format!("compare-and-set a partition of {}", first.view())))?;
+            if lwt(result, first.view())?.0 {
+                return Ok(());
+            }
+            if !blind {
+                return Err(conflict(first.view(), first.key()));
+            }
+        }
+        Err(conflict(first.view(), first.key()))
+    }
+
     /// The statement and values of one owned (timestamped) write.
     fn owned_statement(
         &self,
@@ -921,7 +1020,17 @@ impl ReadStore for CassandraReadStore {
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
-        let ViewBatch { projection, checkpoints, reads, writes, dead_letters } = batch;
+        let ViewBatch { projection, checkpoints, reads, writes, dead_letters, resolved_dead_letters } = batch;
+        if let Some(position) = resolved_dead_letters.first() {
+            // Applying a retried event and removing its dead letter would
+            // need one transaction; without, a crash or a concurrent retry
+            // between the two applies it twice.
+            return Err(ReadStoreError::msg(format!(
+                "retrying a dead letter ({projection} at position {position}) is not supported on Cassandra, \
+                 whose commits are not transactions: rebuild the projection instead (`shop rebuild \
+                 <projection>` replays every event in order with the current code)"
+            )));
+        }
         let moves: Vec<_> = checkpoints.into_iter().filter(|movement| movement.to != movement.from).collect();
         let writes = net_writes(&writes);
         for write in &writes {
@@ -969,13 +1078,12 @@ impl ReadStore for CassandraReadStore {
                 owned.push(write);
             }
         }
-        let shared: Vec<_> = shared
-            .into_iter()
-            .map(|write| {
-                let guard = guards.get(&(write.view(), write.key())).copied();
-                self.apply_shared(write, guard)
-            })
-            .collect();
+        let mut partitions: BTreeMap<(&str, &str), Vec<&ViewWrite>> = BTreeMap::new();
+        for write in shared {
+            partitions.entry((write.view(), write.key().partition.as_str())).or_default().push(write);
+        }
+        let shared: Vec<_> =
+            partitions.into_values().map(|writes| self.apply_shared_partition(writes, &guards)).collect();
         stream::iter(shared).buffer_unordered(IN_FLIGHT).try_collect::<Vec<()>>().await?;
         self.write_owned(owned).await?;
         try_join_all(dead_letters.iter().map(|letter| {

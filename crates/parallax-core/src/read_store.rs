@@ -10,6 +10,8 @@
 //! and only if every checkpoint is still where the batch started and every
 //! document the batch read is still at the revision it read, so no event's
 //! effect is applied twice and no concurrent projector's write is lost.
+//! A batch that retries a dead letter removes it in the same commit, and only
+//! if it is still there, so a dead letter retried twice at once applies once.
 
 use async_trait::async_trait;
 
@@ -202,6 +204,13 @@ pub struct ViewBatch {
     pub writes: Vec<ViewWrite>,
     /// Events that could not be applied.
     pub dead_letters: Vec<DeadLetter>,
+    /// Positions of this projection's dead letters that the batch resolves
+    /// (a retried dead letter, applied by the batch's writes): each is
+    /// removed with the batch, and one that is no longer there refuses the
+    /// whole batch ([`ReadStoreError::DeadLetterMissing`]), so a dead letter
+    /// retried twice at once is applied once. Stores whose commits are not
+    /// atomic refuse any.
+    pub resolved_dead_letters: Vec<Position>,
 }
 
 /// A bounded, ordered slice of a partition.
@@ -272,6 +281,15 @@ pub enum ReadStoreError {
         partition: String,
         /// The document's clustering key.
         clustering: String,
+    },
+    /// A dead letter the batch resolves is no longer there (another retry
+    /// resolved it first): the batch was not applied.
+    #[error("{projection} has no dead letter at position {position} any more: the batch was not applied")]
+    DeadLetterMissing {
+        /// The projection.
+        projection: String,
+        /// The dead letter's position.
+        position: Position,
     },
     /// The store failed.
     #[error("read store: {message}")]
@@ -378,8 +396,9 @@ pub trait ReadStore: Send + Sync {
     ) -> Result<Page, ReadStoreError>;
 
     /// Applies a batch and moves the projection's checkpoints, atomically,
-    /// if every checkpoint is still at its `from` and every read document at
-    /// its revision.
+    /// if every checkpoint is still at its `from`, every read document at
+    /// its revision and every dead letter it resolves still there (then
+    /// removed with it).
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError>;
 
     /// How far a projection has got in one source partition.
@@ -404,6 +423,7 @@ pub trait ReadStoreExt: ReadStore {
             reads: Vec::new(),
             writes: vec![write],
             dead_letters: Vec::new(),
+            resolved_dead_letters: Vec::new(),
         })
         .await
     }

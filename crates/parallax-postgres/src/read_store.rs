@@ -9,10 +9,13 @@
 //!    position = from`, or an insert that must not meet an existing row): a
 //!    concurrent projector of the same partition blocks on the row and then
 //!    finds it moved, so exactly one of them commits;
-//! 2. the documents the batch read are locked (transaction-scoped advisory
+//! 2. the dead letters the batch resolves (a retry) are deleted, each of
+//!    which must still be there ([`ReadStoreError::DeadLetterMissing`]): a
+//!    concurrent retry of the same one waits on its row, then finds it gone;
+//! 3. the documents the batch read are locked (transaction-scoped advisory
 //!    locks on their keys, taken in one order, so absent documents lock too)
 //!    and their revisions compared with those read;
-//! 3. the net writes go in with one upsert and one delete, each write with a
+//! 4. the net writes go in with one upsert and one delete, each write with a
 //!    fresh revision, and the dead letters with them.
 //!
 //! Any refusal rolls everything back. The transaction commits with
@@ -163,6 +166,7 @@ impl ReadStore for PgReadStore {
         let mut tx = self.pool.begin().await.map_err(failed)?;
         sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await.map_err(failed)?;
         move_checkpoints(&mut tx, &batch).await?;
+        resolve_dead_letters(&mut tx, &batch).await?;
         check_reads(&mut tx, &batch).await?;
         apply_writes(&mut tx, &batch).await?;
         for letter in &batch.dead_letters {
@@ -307,6 +311,33 @@ async fn move_checkpoints(
                 expected: movement.from.position,
                 actual: actual.map_or(0, to_u64),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the dead letters the batch resolves, each of which must still be
+/// there. A concurrent retry of the same one blocks on its row and then finds
+/// it gone; positions are taken in order, so two batches cannot deadlock.
+async fn resolve_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &ViewBatch,
+) -> Result<(), ReadStoreError> {
+    let projection = &batch.projection;
+    let failed = |e| read_error(format!("resolve dead letters of {projection}"), e);
+    let mut positions = batch.resolved_dead_letters.clone();
+    positions.sort_unstable();
+    positions.dedup();
+    for position in positions {
+        let removed = sqlx::query("DELETE FROM dead_letters WHERE projection = $1 AND position = $2")
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&mut **tx)
+            .await
+            .map_err(failed)?
+            .rows_affected();
+        if removed == 0 {
+            return Err(ReadStoreError::DeadLetterMissing { projection: projection.clone(), position });
         }
     }
     Ok(())

@@ -128,6 +128,7 @@ pub async fn save(
             reads: vec![ReadGuard { view: GENERATIONS_VIEW.to_owned(), key: key.clone(), revision }],
             writes: vec![ViewWrite::put(GENERATIONS_VIEW, key, body)],
             dead_letters: Vec::new(),
+            resolved_dead_letters: Vec::new(),
         })
         .await
 }
@@ -272,6 +273,7 @@ fn rename_batch(batch: ViewBatch, rename: impl Fn(&str) -> String) -> ViewBatch 
             .into_iter()
             .map(|letter| DeadLetter { projection: rename(&letter.projection), ..letter })
             .collect(),
+        resolved_dead_letters: batch.resolved_dead_letters,
     }
 }
 
@@ -322,6 +324,9 @@ impl ReadStore for GenerationStore {
         self.inner.commit(rename_batch(batch, |name| self.name(name))).await.map_err(|error| match error {
             ReadStoreError::CheckpointMoved { partition, expected, actual, .. } => {
                 ReadStoreError::CheckpointMoved { projection, partition, expected, actual }
+            }
+            ReadStoreError::DeadLetterMissing { position, .. } => {
+                ReadStoreError::DeadLetterMissing { projection, position }
             }
             other => other,
         })

@@ -3,8 +3,9 @@
 //! The engines that drive Parallax's ports, in the order of the data flow:
 //! ① [`command`] (command handler with a hot aggregate cache, optimistic
 //! append, bounded retry, snapshots, idempotency keys), ③ [`relay`] (event
-//! store → broker under a lease), ⑤ [`projector`]
-//! (projection step and loop, checkpoint committed with the views),
+//! store → broker under a lease), ⑤ [`projector`] (projection step and
+//! loop, checkpoint committed with the views, bounded attempts before an
+//! event is dead-lettered) and [`dead_letters`] (retrying one after a fix),
 //! [`process`] (process managers: events in, commands out), and ⑦
 //! [`consistency`] (bounded waits for consistency tokens). [`status`] tells
 //! what each worker loop is doing (for readiness probes and metrics).
@@ -19,6 +20,7 @@
 pub mod command;
 pub mod relay;
 pub mod projector;
+pub mod dead_letters;
 pub mod process;
 pub mod consistency;
 pub mod generations;
@@ -28,6 +30,7 @@ mod worker;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
 pub use consistency::{Freshness, Progress, WaitError};
+pub use dead_letters::{retry_dead_letter, DeadLetterId, DeadLetterIdError, RetryError, RetryOutcome};
 pub use generations::{ActiveGenerations, Generation, GenerationStore, Generations, Supervisor};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
 pub use projector::{error_chain, BatchOutcome, Projector, ProjectorError};

@@ -13,9 +13,24 @@
 //! write: the loser re-reads its checkpoints and seeks back. A crash before
 //! the commit loses nothing: the source is read again from the checkpoint.
 //!
-//! A poison event (one the projection cannot apply) goes to the dead-letter
-//! table with its error, its half-applied changes are taken back, and the
-//! projection goes on.
+//! An event the projection fails to apply (an error of its own, such as
+//! [`ProjectionError::Poison`], or a panic in `apply`) fails its batch:
+//! nothing is committed, and the loop retries the batch after a backoff, so a
+//! passing failure heals. The projector counts each event's failed attempts
+//! (in memory, by partition and position; a success clears the count, a
+//! restart starts afresh). At the last attempt ([`Projector::with_max_attempts`],
+//! 3 by default) the event goes to the dead-letter table with its error, its
+//! half-applied changes are taken back, the batch commits, and the
+//! projection goes on. A read store failure ([`ProjectionError::Store`]) is
+//! never held against the event: the store is down, not the event, and the
+//! loop retries for as long as it lasts. [`crate::dead_letters`] retries a
+//! dead letter after a fix.
+//!
+//! With a source of one partition (the embedded log) the batches need not
+//! guard the documents they read: the one checkpoint serializes them. They
+//! do while the projection has dead letters, so that a batch and a
+//! concurrent retry of a dead letter writing the same document cannot
+//! overwrite each other.
 //!
 //! Each event is applied inside a `project` span (debug level) carrying the
 //! projection, partition, position and the event's trace id (its
@@ -23,13 +38,17 @@
 //! logs `event projected` there. After every batch the projector records the
 //! lag of its partitions on the [`Progress`] board.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use parallax_core::{
-    read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventSource, LogError, LogSource,
-    Partition, Projection, ProjectionError, ReadStore, ReadStoreError, Stamp, ViewBatch, ViewTx,
+    read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventRecord, EventSource, LogError,
+    LogSource, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, Stamp, ViewBatch,
+    ViewTx,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +61,12 @@ use crate::status::{WorkerState, WorkerStatus};
 /// How long a caught-up projector waits on its source before polling again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
-/// Why a batch was not committed. Every variant is transient: the loop retries.
+/// Attempts at an event before it is dead-lettered, unless configured.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Why a batch was not committed. The loop retries every one: the source
+/// and the store for as long as they fail, an event at most its
+/// `max_attempts` times before it is dead-lettered.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectorError {
@@ -52,6 +76,62 @@ pub enum ProjectorError {
     /// The read store failed, or another projector moved first.
     #[error("writing the views")]
     ReadStore(#[from] ReadStoreError),
+    /// The projection failed to apply an event (an error of its own or a
+    /// panic), and it has attempts left: nothing was committed, the batch is
+    /// retried.
+    #[error(
+        "{projection} failed to apply the event at position {position} (partition {partition}), \
+         attempt {attempt} of {max_attempts} before it is dead-lettered: {error}"
+    )]
+    Apply {
+        /// The projection.
+        projection: String,
+        /// The event's source partition.
+        partition: Partition,
+        /// The event's position.
+        position: Position,
+        /// This failure's number, from 1.
+        attempt: u32,
+        /// The attempt at which the event is dead-lettered instead.
+        max_attempts: u32,
+        /// What the projection said, or the panic's message.
+        error: String,
+    },
+}
+
+/// Why applying one event failed.
+#[derive(Debug)]
+pub(crate) enum ApplyFailure {
+    /// The read store failed: not the event's fault.
+    Store(ReadStoreError),
+    /// The projection's own error, or its panic, as text.
+    Failed(String),
+}
+
+/// Applies `event` through `tx`, turning a panic in the projection's code
+/// into a failure with the panic's message.
+pub(crate) async fn apply_caught(
+    projection: &dyn Projection,
+    tx: &mut ViewTx<'_>,
+    event: &EventRecord,
+) -> Result<(), ApplyFailure> {
+    // A panic leaves `tx` with whatever the event wrote so far; the caller
+    // rolls the event back or drops the batch, so nothing half-done is kept.
+    match AssertUnwindSafe(projection.apply(tx, event)).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ProjectionError::Store(error))) => Err(ApplyFailure::Store(error)),
+        Ok(Err(ProjectionError::Poison(error))) => Err(ApplyFailure::Failed(error)),
+        Ok(Err(other)) => Err(ApplyFailure::Failed(error_chain(&other))),
+        Err(panic) => Err(ApplyFailure::Failed(format!("panicked: {}", panic_message(panic.as_ref())))),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => (*message).to_owned(),
+        (None, Some(message)) => message.clone(),
+        (None, None) => "(a panic without a message)".to_owned(),
+    }
 }
 
 /// What one batch did.
@@ -69,6 +149,7 @@ pub struct Projector {
     store: Arc<dyn ReadStore>,
     state: Mutex<SourceState>,
     batch_size: usize,
+    max_attempts: u32,
     progress: Arc<Progress>,
     status: Arc<WorkerStatus>,
 }
@@ -77,6 +158,16 @@ pub struct Projector {
 struct SourceState {
     source: Box<dyn EventSource>,
     checkpoints: BTreeMap<Partition, Checkpoint>,
+    /// Partitions given to us whose checkpoint could not be loaded yet (the
+    /// read store was down): their events are skipped until it is, and every
+    /// batch tries again first. Forgetting them would stall the partition
+    /// until the next rebalance.
+    unresumed: BTreeSet<Partition>,
+    /// Failed attempts at events not absorbed yet, by partition and position.
+    failures: BTreeMap<(Partition, Position), u32>,
+    /// Whether batches of an unpartitioned source guard what they read: while
+    /// the projection has dead letters (a retry may write beside us).
+    guard_reads: bool,
 }
 
 impl Projector {
@@ -96,8 +187,15 @@ impl Projector {
         Self {
             projection,
             store,
-            state: Mutex::new(SourceState { source, checkpoints: BTreeMap::new() }),
+            state: Mutex::new(SourceState {
+                source,
+                checkpoints: BTreeMap::new(),
+                unresumed: BTreeSet::new(),
+                failures: BTreeMap::new(),
+                guard_reads: false,
+            }),
             batch_size: 500,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             progress: Arc::new(Progress::default()),
             status,
         }
@@ -106,6 +204,13 @@ impl Projector {
     /// At most `n` events per batch.
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// Dead-letters an event at its `n`-th failed attempt (at least 1: then
+    /// at its first failure) instead of [`DEFAULT_MAX_ATTEMPTS`].
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
         self
     }
 
@@ -134,10 +239,17 @@ impl Projector {
         self.step(Duration::ZERO).await.map(|outcome| outcome.delivered)
     }
 
-    /// Projects until the source has nothing more right now.
+    /// Projects until the source has nothing more right now. An event the
+    /// projection fails to apply is attempted again at once until it is
+    /// dead-lettered; other errors are returned.
     pub async fn catch_up(&self) -> Result<(), ProjectorError> {
-        while self.step(Duration::ZERO).await?.delivered > 0 {}
-        Ok(())
+        loop {
+            match self.step(Duration::ZERO).await {
+                Ok(outcome) if outcome.delivered == 0 => return Ok(()),
+                Ok(_) | Err(ProjectorError::Apply { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// One batch, waiting up to `wait` for the source.
@@ -157,12 +269,22 @@ impl Projector {
             let partitions: Vec<Partition> = state.checkpoints.keys().copied().collect();
             for partition in partitions {
                 if let Err(error) = self.resume(&mut state, partition).await {
-                    tracing::warn!(projection = self.name(), partition, %error, "could not seek back");
+                    tracing::warn!(projection = self.name(), partition, %error, "could not seek back; trying again before the next batch");
                     state.checkpoints.remove(&partition);
+                    state.unresumed.insert(partition);
                 }
             }
         }
         result
+    }
+
+    /// Resumes the partitions whose checkpoint could not be loaded before.
+    async fn resume_unresumed(&self, state: &mut SourceState) -> Result<(), ProjectorError> {
+        while let Some(&partition) = state.unresumed.first() {
+            self.resume(state, partition).await?;
+            state.unresumed.remove(&partition);
+        }
+        Ok(())
     }
 
     /// Loads a partition's checkpoint and points the source at it.
@@ -170,6 +292,9 @@ impl Projector {
         let checkpoint = self.store.checkpoint(self.name(), partition).await?;
         state.source.seek(partition, checkpoint).await?;
         state.checkpoints.insert(partition, checkpoint);
+        if !state.source.partitioned() {
+            state.guard_reads = !self.store.dead_letters(self.name()).await?.is_empty();
+        }
         Ok(())
     }
 
@@ -179,14 +304,17 @@ impl Projector {
         wait: Duration,
     ) -> Result<BatchOutcome, ProjectorError> {
         let name = self.projection.name();
+        self.resume_unresumed(state).await?;
         let mut batch = state.source.next_batch(self.batch_size, wait).await?;
         loop {
             for partition in &batch.revoked {
                 state.checkpoints.remove(partition);
+                state.unresumed.remove(partition);
+                // Its new owner counts the attempts at its events.
+                state.failures.retain(|&(of, _), _| of != *partition);
             }
-            for &partition in &batch.assigned {
-                self.resume(state, partition).await?;
-            }
+            state.unresumed.extend(batch.assigned.iter().copied());
+            self.resume_unresumed(state).await?;
             // A poll that only changed the assignment: poll again from the
             // checkpoints just loaded.
             if !batch.events.is_empty() || batch.assigned.is_empty() {
@@ -233,44 +361,74 @@ impl Projector {
                 trace_id = event.metadata.traceparent.map(|t| tracing::field::display(t.trace_id())),
             );
             tx.begin_event(Stamp { partition: sourced.partition, position: event.position });
-            let outcome = self.projection.apply(&mut tx, event).instrument(span.clone()).await;
+            let outcome =
+                apply_caught(self.projection.as_ref(), &mut tx, event).instrument(span.clone()).await;
             if !span.is_disabled() {
                 traced.push(span);
             }
-            match outcome {
-                Ok(()) => {}
-                Err(ProjectionError::Poison(error)) => {
-                    tracing::error!(projection = name, position = event.position, %error, "poison event dead-lettered");
-                    tx.rollback_event();
-                    dead_letters.push(DeadLetter {
-                        projection: name.to_owned(),
-                        position: event.position,
-                        event_id: event.event_id,
-                        event_type: event.event_type.clone(),
-                        error,
-                    });
+            let attempts = (sourced.partition, event.position);
+            let error = match outcome {
+                Ok(()) => {
+                    state.failures.remove(&attempts);
+                    continue;
                 }
-                Err(ProjectionError::Store(e)) => return Err(e.into()),
-                Err(other) => {
-                    return Err(ReadStoreError::store(
-                        format!("{name} failed at position {}", event.position),
-                        other,
-                    )
-                    .into())
-                }
+                // The store is down, not the event: not an attempt.
+                Err(ApplyFailure::Store(error)) => return Err(error.into()),
+                Err(ApplyFailure::Failed(error)) => error,
+            };
+            let attempt = state.failures.entry(attempts).or_insert(0);
+            *attempt += 1;
+            let attempt = *attempt;
+            if attempt < self.max_attempts {
+                tracing::warn!(
+                    projection = name,
+                    partition = sourced.partition,
+                    position = event.position,
+                    event_type = %event.event_type,
+                    attempt,
+                    max_attempts = self.max_attempts,
+                    %error,
+                    "event failed; its batch will be retried"
+                );
+                return Err(ProjectorError::Apply {
+                    projection: name.to_owned(),
+                    partition: sourced.partition,
+                    position: event.position,
+                    attempt,
+                    max_attempts: self.max_attempts,
+                    error,
+                });
             }
+            tracing::error!(
+                projection = name,
+                partition = sourced.partition,
+                position = event.position,
+                event_type = %event.event_type,
+                attempts = attempt,
+                %error,
+                "poison event dead-lettered"
+            );
+            tx.rollback_event();
+            dead_letters.push(DeadLetter {
+                projection: name.to_owned(),
+                position: event.position,
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                error,
+            });
         }
         moves.retain(|_, movement| movement.to != movement.from);
         if moves.is_empty() {
             return Ok(BatchOutcome { delivered, applied: 0 });
         }
         let (writes, mut reads) = tx.into_writes();
-        if !state.source.partitioned() {
+        if !state.source.partitioned() && !state.guard_reads {
             // Every concurrent batch moves the one checkpoint: its
             // compare-and-set already serializes them.
             reads.clear();
         }
         let checkpoints: Vec<CheckpointMove> = moves.into_values().collect();
+        let dead_lettered = !dead_letters.is_empty();
         self.store
             .commit(ViewBatch {
                 projection: name.to_owned(),
@@ -278,12 +436,19 @@ impl Projector {
                 reads,
                 writes,
                 dead_letters,
+                resolved_dead_letters: Vec::new(),
             })
             .await?;
+        state.guard_reads |= dead_lettered;
         for movement in checkpoints {
             state.checkpoints.insert(movement.partition, movement.to);
             self.progress.advance(name, movement.partition, movement.to);
         }
+        // Events at or below a checkpoint are absorbed: their counts are done.
+        let SourceState { checkpoints, failures, .. } = state;
+        failures.retain(|(partition, position), _| {
+            checkpoints.get(partition).is_none_or(|at| *position > at.position)
+        });
         self.progress.notify();
         for span in traced {
             tracing::debug!(parent: &span, "event projected");
@@ -315,7 +480,12 @@ impl Projector {
                 Err(error) => {
                     self.status.failed(&error);
                     let delay = backoff.failed();
-                    tracing::warn!(projection = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
+                    if matches!(error, ProjectorError::Apply { .. }) {
+                        // Logged at warn where it failed, with its attempt.
+                        tracing::debug!(projection = name, ?delay, "retrying the batch");
+                    } else {
+                        tracing::warn!(projection = name, error = %error_chain(&error), ?delay, "batch failed; retrying");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}

@@ -12,7 +12,9 @@
 //! all are still as the batch saw them, then applies the writes in order
 //! (each with a fresh revision), stores the dead letters and moves the
 //! checkpoints. View writes and checkpoints commit together or not at all, so
-//! no event's effect is applied twice.
+//! no event's effect is applied twice. The dead letters a batch resolves are
+//! deleted first, in the same transaction: one already gone refuses the batch
+//! ([`ReadStoreError::DeadLetterMissing`]).
 //!
 //! Reads run on separate connections; in WAL mode they see the last commit
 //! and never wait behind one. Every SQLite call runs in `spawn_blocking`.
@@ -330,6 +332,15 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
                 expected: movement.from.position,
                 actual: actual.position,
             });
+        }
+    }
+    for &position in &batch.resolved_dead_letters {
+        let removed = tx
+            .prepare_cached("DELETE FROM dead_letters WHERE projection = ?1 AND position = ?2")
+            .and_then(|mut statement| statement.execute(params![projection, clamp_i64(position)]))
+            .map_err(failed)?;
+        if removed == 0 {
+            return Err(ReadStoreError::DeadLetterMissing { projection: projection.clone(), position });
         }
     }
     for read in &batch.reads {

@@ -1,10 +1,13 @@
 //! # parallax-testing
 //!
-//! The test kit of Parallax: a given/when/then harness for aggregates, and one
+//! The test kit of Parallax: a given/when/then harness for aggregates, one
 //! contract suite per port that every adapter runs against its real backend
-//! (ripgrep's trick: one test body, many engines).
+//! (ripgrep's trick: one test body, many engines), and the poison-event
+//! suite ([`dead_letters`]: bounded attempts, dead letters, retries) that
+//! every read store with atomic commits runs under a real projector.
 #![warn(missing_docs)]
 
 pub mod given;
 pub mod event_store;
 pub mod read_store;
+pub mod dead_letters;

@@ -70,6 +70,7 @@ where
     stamped_writes_never_go_back(fresh("stamped_writes_never_go_back").await).await;
     a_dropped_projection_leaves_nothing(fresh("a_dropped_projection_leaves_nothing").await).await;
     dead_letters_are_stored_and_listed(fresh("dead_letters_are_stored_and_listed").await).await;
+    resolved_dead_letters_go_with_their_batch(fresh("resolved_dead_letters_go_with_their_batch").await).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -148,6 +149,7 @@ fn moving(
         reads: Vec::new(),
         writes,
         dead_letters: Vec::new(),
+        resolved_dead_letters: Vec::new(),
     }
 }
 
@@ -430,6 +432,77 @@ pub async fn dead_letters_are_stored_and_listed(store: Arc<dyn ReadStore>) {
     assert_eq!(listed, expected);
     assert!(store.dead_letters("another-projection").await.expect("list").is_empty());
     assert_eq!(get(&*store, "items", "p", "a").await, Some(json!(1)), "the batch's writes went in too");
+}
+
+/// A batch that resolves dead letters (a retry) removes them with its
+/// writes, and only if every one is still there: otherwise nothing of it is
+/// applied, so of two retries of one dead letter exactly one commits. A
+/// store whose commits are not atomic refuses such a batch whole.
+pub async fn resolved_dead_letters_go_with_their_batch(store: Arc<dyn ReadStore>) {
+    let projection = "retried";
+    let mut failed = batch(projection, 0, 9, Vec::new());
+    failed.dead_letters = vec![dead_letter(projection, 4), dead_letter(projection, 7)];
+    store.commit(failed).await.expect("a batch with dead letters");
+    let mut elsewhere = batch("bystander", 0, 9, Vec::new());
+    elsewhere.dead_letters = vec![dead_letter("bystander", 4)];
+    store.commit(elsewhere).await.expect("another projection's dead letter");
+    let listed = |store: Arc<dyn ReadStore>, projection: &'static str| async move {
+        let letters = store.dead_letters(projection).await.expect("list dead letters");
+        letters.iter().map(|letter| letter.position).collect::<Vec<_>>()
+    };
+    let retry = |positions: Vec<Position>, value: i64| ViewBatch {
+        resolved_dead_letters: positions,
+        ..moving(projection, &[], vec![put("items", "p", "retried", json!(value))])
+    };
+
+    if !store.commits_atomically() {
+        let refused = store.commit(retry(vec![4], 1)).await;
+        assert!(matches!(refused, Err(ReadStoreError::Store { .. })), "{refused:?}");
+        assert_eq!(get(&*store, "items", "p", "retried").await, None, "nothing written");
+        assert_eq!(listed(store.clone(), projection).await, [4, 7], "nothing resolved");
+        return;
+    }
+
+    store.commit(retry(vec![4], 1)).await.expect("resolve a dead letter");
+    assert_eq!(get(&*store, "items", "p", "retried").await, Some(json!(1)));
+    assert_eq!(listed(store.clone(), projection).await, [7], "the resolved one is gone");
+    assert_eq!(listed(store.clone(), "bystander").await, [4], "another projection's stays");
+
+    match store.commit(retry(vec![4], 2)).await {
+        Err(ReadStoreError::DeadLetterMissing { projection: of, position }) => {
+            assert_eq!((of.as_str(), position), (projection, 4));
+        }
+        other => panic!("resolving a resolved dead letter: expected DeadLetterMissing, got {other:?}"),
+    }
+    assert_eq!(get(&*store, "items", "p", "retried").await, Some(json!(1)), "nothing written");
+    match store.commit(retry(vec![7, 5], 3)).await {
+        Err(ReadStoreError::DeadLetterMissing { position, .. }) => assert_eq!(position, 5),
+        other => panic!("one of two never dead-lettered: expected DeadLetterMissing, got {other:?}"),
+    }
+    assert_eq!(get(&*store, "items", "p", "retried").await, Some(json!(1)), "nothing written");
+    assert_eq!(listed(store.clone(), projection).await, [7], "nothing resolved");
+
+    // Two retries of one dead letter at once: exactly one commits.
+    let barrier = Arc::new(Barrier::new(2));
+    let racers = (10..12).map(|value| {
+        let (store, barrier, batch) = (Arc::clone(&store), Arc::clone(&barrier), retry(vec![7], value));
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.commit(batch).await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(racers).await;
+    let mut committed = Vec::new();
+    for (value, result) in (10..12).zip(results) {
+        match result.expect("a racer panicked") {
+            Ok(()) => committed.push(value),
+            Err(ReadStoreError::DeadLetterMissing { position: 7, .. }) => {}
+            Err(other) => panic!("a racing retry: {other:?}"),
+        }
+    }
+    assert_eq!(committed.len(), 1, "exactly one racing retry commits");
+    assert_eq!(get(&*store, "items", "p", "retried").await, Some(json!(committed[0])));
+    assert!(listed(store.clone(), projection).await.is_empty());
 }
 
 /// Checkpoints are kept per source partition, and a batch moves all of its

@@ -7,7 +7,9 @@
 //! service: command handlers plus the lookups their decisions need),
 //! [`saga`] (the checkout process manager), [`http`] (the command and query
 //! APIs), [`telemetry`] (metrics, traces, readiness), [`app`] (which stores,
-//! projectors and workers run, and the server).
+//! projectors and workers run, and the server); then the operator's tools,
+//! [`ops`] and [`check`] (a Jepsen-style checker of the stores and a history
+//! of client operations).
 
 pub mod config;
 pub mod commands;
@@ -16,6 +18,7 @@ pub mod http;
 pub mod telemetry;
 pub mod app;
 pub mod ops;
+pub mod check;
 
 pub use app::{migrate, start, RunningApp, EVENT_SOURCE};
 pub use config::{Role, Settings};

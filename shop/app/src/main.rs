@@ -44,12 +44,38 @@ enum Command {
     /// Events of the event store.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Dead letters: events a projection could not apply.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Rebuild a projection's views from position 0 in a new generation
     /// while the current one keeps serving; switch when it has caught up,
     /// then drop the old one.
     Rebuild {
         /// The projection (catalog, carts, orders, sales).
         projection: String,
+    },
+    /// Check the stores against each other and a history of client
+    /// operations (lost, duplicated or misordered events, views against a
+    /// rebuild); exit status 0 ok, 1 violations found, 2 the check could not
+    /// run.
+    Check(shop::check::CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Every projection's dead letters: id, projection, position, event
+    /// type, event id and error.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a dead letter's event again, with this code, on the views as
+    /// they are now, and remove the dead letter; if the projection still
+    /// fails on it, change nothing and exit with an error.
+    Retry {
+        /// The dead letter, `<projection>@<position>` (see `shop dlq list`).
+        id: String,
     },
 }
 
@@ -87,6 +113,11 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Check(args)) = &cli.command {
+        let status = shop::check::run(cli.config.as_deref(), cli.data_dir.clone(), args).await;
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(status);
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(data_dir) = cli.data_dir {
         settings.data_dir = data_dir;
@@ -112,6 +143,19 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::Dlq(DlqCommand::List { json })) => {
+            let letters = shop::ops::dead_letters(&settings).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print!("{}", shop::ops::render_dead_letters(&letters));
+            }
+            return Ok(());
+        }
+        Some(Command::Dlq(DlqCommand::Retry { id })) => {
+            println!("{}", shop::ops::retry_dead_letter(&settings, &id).await?);
+            return Ok(());
+        }
         Some(Command::Events(EventsCommand::Tail { stream, after, no_follow })) => {
             let after = match after {
                 Some(after) => after,
@@ -120,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             let mut out = std::io::stdout();
             return shop::ops::tail_events(&settings, stream.as_deref(), after, !no_follow, &mut out).await;
         }
+        Some(Command::Check(_)) => unreachable!("`shop check` exits above"),
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };

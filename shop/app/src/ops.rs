@@ -1,6 +1,8 @@
 //! Operating the shop from the command line: `shop status` (how far each
-//! projection has got, per partition) and `shop events tail` (events as they
-//! are committed).
+//! projection has got, per partition), `shop events tail` (events as they
+//! are committed), `shop rebuild` (a projection's views from position 0, in
+//! a new generation) and `shop dlq list|retry` (the events projections could
+//! not apply, and applying one again after a fix).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +17,7 @@ use std::time::Instant;
 
 use parallax_core::{Projection, ReadStore};
 use parallax_runtime::generations::{self, Generation, GenerationStore};
-use parallax_runtime::Projector;
+use parallax_runtime::{DeadLetterId, Projector, ProjectorError};
 
 use crate::app::{generation_sources, kafka_config, open_read_store, open_write_side};
 use crate::config::{LogKind, Settings};
@@ -213,6 +215,153 @@ fn event_line(event: &EventRecord) -> String {
     )
 }
 
+/// One dead letter: an event a projection could not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterRow {
+    /// `<projection>@<position>`: what `shop dlq retry` takes.
+    pub id: String,
+    /// The projection (its name, whatever generation serves).
+    pub projection: String,
+    /// The event's position.
+    pub position: Position,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's id.
+    pub event_id: uuid::Uuid,
+    /// What went wrong at its last attempt.
+    pub error: String,
+}
+
+/// `shop dlq list`: every projection's dead letters, those of the generation
+/// that serves, by projection and position.
+pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterRow>> {
+    let projections = shop_read::all_projections();
+    // Dead letters are stored under the active generation's name; this
+    // store resolves it and answers with the projection's own name.
+    let read = parallax_runtime::ActiveGenerations::new(open_read_store(settings).await?, &projections);
+    let mut rows = Vec::new();
+    for projection in &projections {
+        let name = projection.name();
+        let letters =
+            read.dead_letters(name).await.with_context(|| format!("read the dead letters of {name}"))?;
+        rows.extend(letters.into_iter().map(|letter| DeadLetterRow {
+            id: DeadLetterId::of(&letter).to_string(),
+            projection: letter.projection,
+            position: letter.position,
+            event_type: letter.event_type,
+            event_id: letter.event_id,
+            error: letter.error,
+        }));
+    }
+    Ok(rows)
+}
+
+/// The dead letters as a table, one line each (the error last, whole).
+pub fn render_dead_letters(rows: &[DeadLetterRow]) -> String {
+    if rows.is_empty() {
+        return "no dead letters\n".to_owned();
+    }
+    let width = rows.iter().map(|row| row.id.len()).max().unwrap_or(0).max(2);
+    let mut out = format!(
+        "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {}\n",
+        "id", "projection", "position", "event type", "event id", "error"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {}\n",
+            row.id,
+            row.projection,
+            row.position,
+            row.event_type,
+            row.event_id,
+            row.error.replace('\n', " ")
+        ));
+    }
+    out
+}
+
+/// What `shop dlq retry` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retried {
+    /// The dead letter, now removed.
+    pub id: DeadLetterId,
+    /// The generation whose views took the event.
+    pub generation: Generation,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's id.
+    pub event_id: uuid::Uuid,
+    /// Documents written.
+    pub writes: usize,
+}
+
+impl std::fmt::Display for Retried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (event {}) applied to generation {} of {} ({} document{} written) and the dead letter \
+             removed; it was applied on the views as they are now, after the events that followed it",
+            self.id,
+            self.event_type,
+            self.event_id,
+            self.generation.generation,
+            self.id.projection,
+            self.writes,
+            if self.writes == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// `shop dlq retry <projection>@<position>`: applies the dead letter's event
+/// to the serving generation's views with this code and removes the dead
+/// letter, atomically; when the projection still fails on it (or the dead
+/// letter is not there), changes nothing and says why. The event is applied
+/// on the views' current state, out of its original order; `shop rebuild`
+/// replays every event in order instead.
+pub async fn retry_dead_letter(settings: &Settings, id: &str) -> anyhow::Result<Retried> {
+    let id: DeadLetterId = id.parse()?;
+    let name = id.projection.as_str();
+    let projections = shop_read::all_projections();
+    let projection: Arc<dyn Projection> =
+        projections.iter().find(|p| p.name() == name).cloned().with_context(|| {
+            let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+            format!(
+                "no projection {name:?} (in dead letter {id}); the shop's projections are {}",
+                names.join(", ")
+            )
+        })?;
+    let store = open_read_store(settings).await?;
+    let (pointer, _) = generations::load(store.as_ref(), name).await?;
+    let active = pointer.active;
+    if active.version != projection.version() {
+        anyhow::bail!(
+            "generation {} of {name}, which serves, was written by version {} of the projection and this \
+             code is version {}: a retry would mix the two; the generation of this version replays every \
+             event with this code (`shop status`, or `shop rebuild {name}`)",
+            active.generation,
+            active.version,
+            projection.version()
+        );
+    }
+    let serving: Arc<dyn ReadStore> = Arc::new(GenerationStore::new(store, active));
+    let write = open_write_side(settings).await?;
+    let outcome = parallax_runtime::retry_dead_letter(
+        projection.as_ref(),
+        write.log.as_ref(),
+        serving.as_ref(),
+        id.position,
+    )
+    .await
+    .with_context(|| format!("retry the dead letter {id}"))?;
+    Ok(Retried {
+        id,
+        generation: active,
+        event_type: outcome.letter.event_type,
+        event_id: outcome.letter.event_id,
+        writes: outcome.writes,
+    })
+}
+
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuilt {
@@ -262,7 +411,12 @@ pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<Rebuilt>
     bar.set_message(format!("{name} generation {}", building.generation));
     let mut last_report = Instant::now();
     loop {
-        projector.step(Duration::from_millis(200)).await?;
+        match projector.step(Duration::from_millis(200)).await {
+            // An event the projection failed on: attempted again at the next
+            // step, and dead-lettered in the new generation at its last.
+            Ok(_) | Err(ProjectorError::Apply { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
         if last_report.elapsed() >= Duration::from_millis(250) {
             last_report = Instant::now();
             let (done, total) =

@@ -2,7 +2,8 @@
 //! wrong types, unknown fields, SQL/CQL metacharacters and control
 //! characters in every field of every command and in path segments. Each is
 //! refused with a precise 4xx `application/problem+json`, never a 5xx, and
-//! nothing is stored. Also: the OpenAPI document at `/openapi.json` lists
+//! nothing is stored; a body over the limit gets 413 on every route, also on
+//! those that read none. Also: the OpenAPI document at `/openapi.json` lists
 //! exactly the routes the router serves, and its command schemas refuse what
 //! the handlers refuse.
 
@@ -359,6 +360,94 @@ async fn hostile_fields_path_segments_and_bodies_are_refused_and_store_nothing()
     assert_eq!(cart.body["items"].as_array().map(Vec::len), Some(1), "{}", cart.body);
     let product = app.get("/api/products/KB-1").await;
     assert_eq!(product.body["price_cents"], 4_999, "{}", product.body);
+}
+
+/// Sends `size` bytes of JSON whitespace after `prefix` as a chunked body
+/// (no `Content-Length`: the server cannot refuse it before reading) and
+/// returns the answer's status line and body.
+fn send_chunked(base: &str, method: &str, path: &str, prefix: &[u8], size: usize) -> (String, String) {
+    use std::io::{Read, Write};
+
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the shop");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("a read timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    let mut body = prefix.to_vec();
+    body.resize(size.max(prefix.len()), b' ');
+    for chunk in body.chunks(8 * 1024) {
+        // The server may answer and stop reading before the end.
+        if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+            || stream.write_all(chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A body over the limit gets a 413 problem on every route: a query and
+/// `/health` (which read no body and would answer 200), and a command whose
+/// JSON would be valid without the padding; nothing is stored. Chunked
+/// bodies, whose length is not declared, are refused as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_with_413_on_every_route() {
+    let (app, _) = seeded().await;
+    let head = settled_head(&app).await;
+    let limit = shop::http::MAX_BODY_BYTES;
+    let command = br#"{"sku": "KB-1", "quantity": 1}"#;
+    let padded = |size: usize| {
+        let mut body = command.to_vec();
+        body.resize(size, b' ');
+        body
+    };
+    let routes = [
+        (Method::GET, "/api/products/KB-1"),
+        (Method::GET, "/health"),
+        (Method::POST, "/api/carts/cart-1/items"),
+    ];
+    for (method, route) in &routes {
+        let what = format!("{method} {route} with a 10 MB body");
+        let answer = send_raw(&app, method.clone(), route, Some(padded(10 << 20))).await;
+        assert_refused(&answer, &what);
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {}", answer.body);
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(&format!("at most {limit} bytes")), "{what}: {detail}");
+
+        let what = format!("{method} {route} with a chunked body over the limit");
+        let (base, method, route) = (app.base.clone(), method.to_string(), route.to_string());
+        let (status, body) =
+            tokio::task::spawn_blocking(move || send_chunked(&base, &method, &route, command, limit + 1))
+                .await
+                .expect("send a chunked body");
+        assert!(status.starts_with("HTTP/1.1 413"), "{what}: {status}");
+        let problem: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body:?}"));
+        assert_eq!(problem["status"], 413, "{what}: {problem}");
+    }
+    // At the limit, routes answer as ever: the query and the probe ignore
+    // the body, the command reads it.
+    let at_limit = send_raw(&app, Method::GET, "/api/products/KB-1", Some(padded(limit))).await;
+    assert_eq!(at_limit.status, StatusCode::OK, "{}", at_limit.body);
+    let (base, body) = (app.base.clone(), command.to_vec());
+    let (status, _) =
+        tokio::task::spawn_blocking(move || send_chunked(&base, "GET", "/health", &body, limit))
+            .await
+            .expect("send a chunked body");
+    assert!(status.starts_with("HTTP/1.1 200"), "a chunked body at the limit: {status}");
+
+    assert_eq!(app.head().await, head, "a refused command stored something");
+    let cart = app.get("/api/carts/cart-1").await;
+    assert_eq!(cart.body["items"][0]["quantity"], 1, "{}", cart.body);
 }
 
 #[tokio::test]

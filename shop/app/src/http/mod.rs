@@ -28,7 +28,7 @@ pub use access::Access;
 pub use event_stream::LiveEvents;
 pub use problem::ApiError;
 
-/// Requests with a larger body are refused with 413.
+/// Requests with a larger body are refused with 413, on every route.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
@@ -88,6 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(state.access.clone(), access::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(problem::refuse_large_bodies))
         .layer(axum::middleware::from_fn_with_state(metrics, ops_api::track))
         // The path, not the URI: the live stream's query may carry an API key.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(

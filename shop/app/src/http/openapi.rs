@@ -69,6 +69,7 @@ impl IntoResponses for QueryRefusals {
         [
             ("400", "An invalid path segment or query parameter"),
             ("404", "No such thing"),
+            ("413", "A body over the limit (64 KiB), which a query does not read either"),
             ("503", "The view has not absorbed the consistency token in time, or the process does not run the query role"),
         ]
         .into_iter()

@@ -144,6 +144,77 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How much of a refused body is still read (and thrown away) before the
+/// 413 is answered, and for how long at most: a client that is still
+/// sending when the server answers and closes gets a broken pipe instead of
+/// the answer (what nginx's lingering close avoids). A body declared larger
+/// is not read at all.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refuses a request whose body is over [`super::MAX_BODY_BYTES`] with a 413
+/// problem, whatever the route: also one that reads no body (a `GET`, a
+/// probe), whose handler would otherwise answer without looking. A declared
+/// `Content-Length` over the limit is refused without being kept; a body of
+/// unknown length (chunked) is read up to the limit and handed on whole.
+/// Before answering, the rest of a refused body is drained (bounded by
+/// `DRAIN_BYTES` and `DRAIN_TIME`) so the client gets to read the answer.
+pub async fn refuse_large_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::body::{Body, HttpBody as _};
+    use futures::StreamExt as _;
+
+    let limit = super::MAX_BODY_BYTES;
+    let too_large = || ApiError::too_large(format!("the body must be at most {limit} bytes")).into_response();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let (parts, body) = request.into_parts();
+    if let Some(declared) = declared.filter(|&length| length > limit as u64) {
+        if declared <= DRAIN_BYTES {
+            drain(body.into_data_stream()).await;
+        }
+        return too_large();
+    }
+    if body.size_hint().upper().is_some_and(|upper| upper <= limit as u64) {
+        return next.run(axum::extract::Request::from_parts(parts, body)).await;
+    }
+    let mut read = Vec::new();
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                return ApiError::bad_request(format!("the body could not be read: {error}")).into_response()
+            }
+        };
+        if read.len() + chunk.len() > limit {
+            drain(chunks).await;
+            return too_large();
+        }
+        read.extend_from_slice(&chunk);
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(read))).await
+}
+
+/// Reads and throws away what is left of a refused body, up to
+/// `DRAIN_BYTES` and for at most `DRAIN_TIME`.
+async fn drain(mut chunks: axum::body::BodyDataStream) {
+    use futures::StreamExt as _;
+
+    let draining = async {
+        let mut drained = 0u64;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            drained += chunk.len() as u64;
+            if drained > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, draining).await;
+}
+
 /// 404 for routes that do not exist.
 pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))

@@ -40,9 +40,10 @@ use parallax_cassandra::{CassandraConfig, CassandraReadStore};
 use parallax_core::{partition_for, EventLog, EventRecord, EventStore, Partition, Position, ReadStore};
 use parallax_postgres::{PgEventStore, PgLog, PgReadStore};
 use parallax_runtime::generations::GENERATIONS_VIEW;
-use parallax_runtime::{CancellationToken, Projector};
-use parallax_sqlite::SqliteReadStore;
+use parallax_runtime::CancellationToken;
 use serde_json::Value;
+use shop::check::{Documents, TopicMessage};
+use shop::config::{DbKind, DbSettings, LogKind, LogSettings};
 use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
@@ -325,6 +326,12 @@ impl Deployment {
         self.dir.as_ref().expect("the deployment's folder").path()
     }
 
+    /// The deployment's folder: the processes' logs and data (removed when
+    /// the deployment stops, kept when a test panics).
+    pub fn folder(&self) -> &Path {
+        self.dir()
+    }
+
     /// The environment of the distributed configuration (`SHOP__…`).
     fn configure(&self, command: &mut Command) {
         for (key, _) in std::env::vars_os() {
@@ -361,15 +368,7 @@ impl Deployment {
 
     /// Runs `shop <args>` with the deployment's configuration; its stdout.
     pub async fn shop(&self, args: &[&str]) -> String {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-        command.args(args).stdin(Stdio::null());
-        self.configure(&mut command);
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let output = tokio::time::timeout(Duration::from_secs(180), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("shop {args:?} finishes within 180 s"))
-            .expect("run the shop binary");
+        let output = self.shop_output(args).await;
         assert!(
             output.status.success(),
             "shop {args:?} failed ({}):\n{}",
@@ -377,6 +376,53 @@ impl Deployment {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs `shop <args>` with the deployment's configuration; what it
+    /// printed and how it exited, whatever that was.
+    pub async fn shop_output(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command.args(args).stdin(Stdio::null());
+        self.configure(&mut command);
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(180), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("shop {args:?} finishes within 180 s"))
+            .expect("run the shop binary")
+    }
+
+    /// The deployment's configuration as settings, for the library's
+    /// operator tools (`shop::check::check`) run in this process.
+    pub fn settings(&self) -> shop::Settings {
+        let postgres = |url: &str| DbSettings {
+            kind: DbKind::Postgres,
+            url: Some(url.to_owned()),
+            max_connections: 4,
+            nodes: None,
+            keyspace: None,
+        };
+        let mut settings =
+            shop::Settings::embedded("127.0.0.1:0".parse().expect("an address"), self.dir().join("settings"));
+        settings.write_db = postgres(&self.write_url);
+        settings.read_db = match self.read_db {
+            ReadDb::Postgres => postgres(&self.read_url),
+            ReadDb::Cassandra => DbSettings {
+                kind: DbKind::Cassandra,
+                url: None,
+                max_connections: 4,
+                nodes: Some(self.services.cassandra.clone()),
+                keyspace: Some(self.keyspace.clone()),
+            },
+        };
+        settings.log = LogSettings {
+            kind: LogKind::Kafka,
+            brokers: self.services.brokers.clone(),
+            topic: self.topic.clone(),
+            partitions: PARTITIONS,
+            group: self.group.clone(),
+        };
+        settings
     }
 
     /// `shop migrate`: the schemas of both databases and the topic.
@@ -502,6 +548,25 @@ impl Deployment {
     /// The HTTP API of one process (`http://IP:PORT`).
     pub fn url(&self, name: &str) -> String {
         self.proc(name).url.clone()
+    }
+
+    /// Sends `signal` to one running process of the deployment, by its pid
+    /// (SIGSTOP and SIGCONT for the fault suite's pauses).
+    pub fn signal(&self, name: &str, signal: Signal) {
+        let child = self.proc(name).child.as_ref().unwrap_or_else(|| panic!("{name} is not running"));
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {name} ({pid}): {e}"));
+    }
+
+    /// `shop <args>` with the deployment's configuration, ready to run (its
+    /// exit status is the caller's to judge).
+    pub fn shop_command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command.args(args).stdin(Stdio::null());
+        self.configure(&mut command);
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        command
     }
 
     /// The current incarnation's stderr.
@@ -830,35 +895,29 @@ impl Deployment {
 
     /// Views equal the fold of the event store: every projection rebuilt from
     /// the PostgreSQL event store into a fresh SQLite read store, in this
-    /// process, and every document of every view compared with the read DB,
-    /// once the projectors have caught up. No dead letters either.
+    /// process (`shop::check::fold`), and every document of every view
+    /// compared with the read DB, once the projectors have caught up. No dead
+    /// letters either.
     pub async fn assert_views_equal_the_fold(&self) {
         let store = self.event_store().await;
-        let log: Arc<dyn EventLog> = Arc::new(store.log());
         let start = Instant::now();
         loop {
             let head = store.head().await.expect("the head");
             self.wait_caught_up(head).await;
 
-            let folder = tempfile::tempdir().expect("a temp folder");
-            let path = folder.path().join("fold.db");
-            let fold: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&path).expect("open SQLite"));
-            for projection in shop_read::all_projections() {
-                let name = projection.name();
-                Projector::new(projection, log.clone(), fold.clone())
-                    .catch_up()
-                    .await
-                    .unwrap_or_else(|e| panic!("fold {name}: {e}"));
-            }
-            drop(fold);
-            let expected = sqlite_documents(&path);
+            let events: Vec<EventRecord> =
+                self.events().await.into_iter().take_while(|event| event.position <= head).collect();
+            let complete = events.last().map_or(0, |event| event.position) == head;
+            let fold = shop::check::fold(Arc::new(events)).await.expect("fold the event store");
+            let expected = fold.documents;
             let actual = self.documents().await;
-            if store.head().await.expect("the head") != head {
+            if !complete || store.head().await.expect("the head") != head {
                 // Something was appended meanwhile (the saga at work): again.
                 assert!(start.elapsed() < CATCH_UP, "the event store never stood still for a comparison");
                 continue;
             }
-            let diff = differences(&expected, &actual);
+            let mut diff = shop::check::differences(&expected, &actual);
+            diff.truncate(20);
             assert!(
                 diff.is_empty(),
                 "the views differ from the fold of the event store (head {head}; {} documents in the fold, \
@@ -1042,20 +1101,23 @@ fn parse_message(line: &str) -> Message {
     }
 }
 
-fn is_uuid(text: &str) -> bool {
-    uuid::Uuid::parse_str(text).is_ok()
-}
-
-/// Checks one message on its own and against the event it carries; returns its position.
-fn check_message(message: &Message, events: &BTreeMap<Position, &EventRecord>) -> Position {
+/// Checks one message's CloudEvents binary-mode headers (and its time
+/// against the stored event at its position, if any); returns what the
+/// library's topic check compares with the store.
+fn check_message(message: &Message, events: &BTreeMap<Position, &EventRecord>) -> TopicMessage {
     let at = message.place();
     let header = |name: &str| -> &str {
         message
             .header(name)
             .unwrap_or_else(|| panic!("{at}: no single {name} header in {:?}", message.headers))
     };
+    let number = |name: &str| -> u64 {
+        header(name).parse().unwrap_or_else(|e| panic!("{at}: {name} {:?}: {e}", header(name)))
+    };
     assert_eq!(header("ce_specversion"), "1.0", "{at}");
-    assert!(is_uuid(header("ce_id")), "{at}: ce_id {:?} is not a UUID", header("ce_id"));
+    let id = header("ce_id");
+    let event_id =
+        uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{at}: ce_id {id:?} is not a UUID: {e}"));
     assert!(!header("ce_source").is_empty(), "{at}: empty ce_source");
     assert!(!header("ce_type").is_empty(), "{at}: empty ce_type");
     let time = header("ce_time");
@@ -1064,102 +1126,49 @@ fn check_message(message: &Message, events: &BTreeMap<Position, &EventRecord>) -
     assert_eq!(header("content-type"), "application/json", "{at}");
     let key = message.key.as_deref().unwrap_or_else(|| panic!("{at}: no key"));
     assert_eq!(header("ce_subject"), key, "{at}: ce_subject is the key");
-    let position: Position =
-        header("ce_position").parse().unwrap_or_else(|e| panic!("{at}: ce_position: {e}"));
-    let version: u64 =
-        header("ce_streamversion").parse().unwrap_or_else(|e| panic!("{at}: ce_streamversion: {e}"));
-
-    let event =
-        events.get(&position).unwrap_or_else(|| panic!("{at}: position {position} is not in the store"));
-    assert_eq!(key, event.stream_id, "{at}: the key is the stream id");
-    assert_eq!(version, event.stream_version, "{at}: stream version of position {position}");
-    assert_eq!(header("ce_id"), event.event_id.to_string(), "{at}: ce_id is the event id");
-    assert_eq!(header("ce_type"), event.event_type, "{at}: ce_type is the event type");
-    assert_eq!(time, event.recorded_at, "{at}: ce_time is when the event was recorded");
-    assert_eq!(
-        message.partition,
-        partition_for(key, PARTITIONS),
-        "{at}: the partition is Kafka's default partitioner of the key (tokens rely on it)"
-    );
-    let payload: Value = serde_json::from_str(message.payload.as_deref().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{at}: the payload is not JSON: {e}"));
-    let stored: Value = serde_json::from_str(&event.payload).expect("a stored payload is JSON");
-    assert_eq!(payload, stored, "{at}: the payload is the event's");
-    position
+    let position = number("ce_position");
+    if let Some(event) = events.get(&position) {
+        assert_eq!(time, event.recorded_at, "{at}: ce_time is when the event was recorded");
+    }
+    TopicMessage {
+        partition: message.partition,
+        offset: message.offset,
+        key: message.key.clone(),
+        position,
+        stream_version: number("ce_streamversion"),
+        event_id,
+        event_type: header("ce_type").to_owned(),
+        schema_version: u32::try_from(number("ce_schemaversion")).expect("a schema version"),
+        payload: message.payload.clone().unwrap_or_default(),
+    }
 }
 
 /// The topic against the store: see [`Deployment::assert_topic_carries_the_store`].
+/// Each message's headers are checked here; what it carries against the
+/// store, by `shop::check::compare_topic`.
 fn check_topic(messages: &[Message], events: &[EventRecord]) -> TopicReport {
     let by_position: BTreeMap<Position, &EventRecord> = events.iter().map(|e| (e.position, e)).collect();
-    let mut ordered: Vec<&Message> = messages.iter().collect();
-    ordered.sort_by_key(|m| (m.partition, m.offset));
-
-    let mut first: HashMap<Position, &Message> = HashMap::new();
-    let mut duplicates = 0;
-    let mut last_in_partition: HashMap<u32, Position> = HashMap::new();
-    let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    let mut partitions: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
-    for message in ordered {
-        let position = check_message(message, &by_position);
-        let key = message.key.as_deref().expect("checked");
-        partitions.entry(key).or_default().insert(message.partition);
-        if let Some(original) = first.get(&position) {
-            duplicates += 1;
-            let mut a = original.headers.clone();
-            let mut b = message.headers.clone();
-            a.sort();
-            b.sort();
-            assert!(
-                original.partition == message.partition
-                    && original.key == message.key
-                    && a == b
-                    && original.payload == message.payload,
-                "{} repeats position {position} differently from {}: {original:?} vs {message:?}",
-                message.place(),
-                original.place()
-            );
-            continue;
-        }
-        first.insert(position, message);
-        if let Some(last) = last_in_partition.insert(message.partition, position) {
-            assert!(
-                last < position,
-                "{}: position {position} after {last} in its partition (a consumer would skip it)",
-                message.place()
-            );
-        }
-        versions.entry(key).or_default().push(by_position[&position].stream_version);
+    let carried: Vec<TopicMessage> = messages.iter().map(|m| check_message(m, &by_position)).collect();
+    let head = events.last().map_or(0, |e| e.position);
+    let findings = shop::check::compare_topic(events, head, &carried, PARTITIONS);
+    assert!(
+        findings.unknown.is_empty(),
+        "messages that carry no event of the store as stored:\n{}",
+        findings.unknown.join("\n")
+    );
+    assert!(
+        findings.order_violations.is_empty(),
+        "events out of position order in their partition (a consumer would skip them):\n{}",
+        findings.order_violations.join("\n")
+    );
+    assert!(findings.missing.is_empty(), "events not on the topic:\n{}", findings.missing.join("\n"));
+    let streams: BTreeSet<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+    TopicReport {
+        messages: messages.len(),
+        duplicates: findings.duplicates,
+        events: findings.distinct,
+        streams: streams.len(),
     }
-    for (stream, partitions) in &partitions {
-        assert_eq!(partitions.len(), 1, "stream {stream} is in partitions {partitions:?}");
-    }
-    let mut last_version: BTreeMap<&str, u64> = BTreeMap::new();
-    for event in events {
-        last_version.insert(&event.stream_id, event.stream_version);
-    }
-    for (stream, last) in &last_version {
-        let seen = versions.get(stream).cloned().unwrap_or_default();
-        let expected: Vec<u64> = (1..=*last).collect();
-        assert_eq!(seen, expected, "stream {stream}: versions on the topic, in offset order");
-    }
-    TopicReport { messages: messages.len(), duplicates, events: first.len(), streams: last_version.len() }
-}
-
-type Documents = BTreeMap<(String, String, String), Value>;
-
-fn sqlite_documents(path: &Path) -> Documents {
-    let conn = rusqlite::Connection::open(path).expect("open the fold");
-    let mut statement = conn
-        .prepare("SELECT view, partition, clustering, body FROM documents ORDER BY 1, 2, 3")
-        .expect("prepare");
-    let rows = statement
-        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?, row.get(2)?), row.get::<_, String>(3)?)))
-        .expect("query the fold");
-    rows.map(|row| {
-        let (key, body) = row.expect("a row");
-        (key, serde_json::from_str(&body).expect("a JSON body"))
-    })
-    .collect()
 }
 
 async fn postgres_documents(pool: &sqlx::PgPool) -> Documents {
@@ -1199,27 +1208,6 @@ async fn cassandra_documents(store: &CassandraReadStore) -> Documents {
         }
     }
     documents
-}
-
-/// The first differences, one line each.
-fn differences(expected: &Documents, actual: &Documents) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (key, body) in expected {
-        match actual.get(key) {
-            None => lines.push(format!("missing {key:?}: {body}")),
-            Some(other) if other != body => {
-                lines.push(format!("differs {key:?}:\n  fold: {body}\n  view: {other}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for (key, body) in actual {
-        if !expected.contains_key(key) {
-            lines.push(format!("extra {key:?}: {body}"));
-        }
-    }
-    lines.truncate(20);
-    lines
 }
 
 // ---- load ----

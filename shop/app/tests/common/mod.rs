@@ -6,6 +6,8 @@
 pub mod suite;
 pub mod distributed;
 pub mod binary;
+pub mod faults;
+pub mod history;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,337 @@
+//! The fault suite's scenarios: a distributed deployment under the load
+//! driver ([`super::history`]), one kind of fault injected again and again,
+//! then `shop check` over everything that was stored and everything the
+//! clients were told.
+//!
+//! A scenario passes when the checker finds nothing: no acknowledged event
+//! lost, none applied twice, no refused command present, every stream's
+//! history linearizable, the topic carrying the store, every view equal to a
+//! rebuild. The negative control runs the write DB with
+//! `synchronous_commit = off` and must fail the check: it shows the checker
+//! sees a loss when there is one.
+//!
+//! Faults end only what the suite started: the shop's processes by their
+//! pids, the servers through `scripts/services/NAME kill|pause|resume`,
+//! which signal the pid their own `start` recorded.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use super::distributed::{seed_catalog, Deployment, ReadDb};
+use super::history::{Driver, Shape, Tally, Target};
+
+/// The processes of a fault scenario: every role in a process of its own,
+/// two projectors (so a paused one loses its partitions to the other).
+pub const LAYOUT: &[(&str, &[&str])] = &[
+    ("command", &["command"]),
+    ("relay", &["relay"]),
+    ("projector-1", &["projector"]),
+    ("projector-2", &["projector"]),
+    ("saga", &["saga"]),
+    ("query", &["query"]),
+];
+
+/// How long a scenario may take to make progress again after a fault.
+const RECOVERY: Duration = Duration::from_secs(90);
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// SIGKILL to a process of [`LAYOUT`], then start it again.
+    Kill(&'static str),
+    /// SIGSTOP to a process of [`LAYOUT`] for a while, then SIGCONT.
+    Pause(&'static str, Duration),
+    /// PostgreSQL's immediate shutdown (no checkpoint), then start.
+    PostgresRestart,
+    /// SIGKILL to the Kafka broker, then start.
+    KafkaKill,
+    /// SIGSTOP to the Kafka broker for a while, then SIGCONT.
+    KafkaPause(Duration),
+    /// SIGKILL to the Cassandra node, then start.
+    CassandraKill,
+    /// A transaction held open on the write DB while the load commits.
+    LongTransaction(Duration),
+}
+
+/// A scenario of the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub fault: Fault,
+    /// How many times the fault is injected.
+    pub rounds: u32,
+    pub read_db: ReadDb,
+    /// The negative control: the write DB acknowledges before it is durable.
+    pub unsafe_commits: bool,
+}
+
+impl Scenario {
+    pub const fn new(name: &'static str, fault: Fault, rounds: u32) -> Self {
+        Self { name, fault, rounds, read_db: ReadDb::Postgres, unsafe_commits: false }
+    }
+
+    pub const fn on_cassandra(mut self) -> Self {
+        self.read_db = ReadDb::Cassandra;
+        self
+    }
+
+    pub const fn negative_control(mut self) -> Self {
+        self.unsafe_commits = true;
+        self
+    }
+}
+
+/// The scenarios `scripts/test` runs (a few minutes in all).
+pub const QUICK: &[Scenario] = &[
+    Scenario::new("SIGKILL projector", Fault::Kill("projector-1"), 3),
+    Scenario::new("SIGKILL command", Fault::Kill("command"), 2),
+    Scenario::new("SIGSTOP relay 4 s", Fault::Pause("relay", Duration::from_secs(4)), 2),
+    Scenario::new("PostgreSQL immediate restart", Fault::PostgresRestart, 1),
+];
+
+/// Every scenario (`scripts/faults`).
+pub const FULL: &[Scenario] = &[
+    Scenario::new("SIGKILL command", Fault::Kill("command"), 3),
+    Scenario::new("SIGKILL relay", Fault::Kill("relay"), 3),
+    Scenario::new("SIGKILL projector", Fault::Kill("projector-1"), 3),
+    Scenario::new("SIGKILL saga", Fault::Kill("saga"), 3),
+    Scenario::new("SIGKILL query", Fault::Kill("query"), 3),
+    Scenario::new("SIGSTOP command 5 s", Fault::Pause("command", Duration::from_secs(5)), 2),
+    Scenario::new("SIGSTOP relay 5 s", Fault::Pause("relay", Duration::from_secs(5)), 2),
+    // Longer than the consumer's session timeout (6 s): its partitions move
+    // to the other projector, and the paused one wakes up with a stale batch.
+    Scenario::new("SIGSTOP projector 10 s", Fault::Pause("projector-1", Duration::from_secs(10)), 2),
+    Scenario::new("SIGSTOP saga 5 s", Fault::Pause("saga", Duration::from_secs(5)), 2),
+    Scenario::new("SIGSTOP query 5 s", Fault::Pause("query", Duration::from_secs(5)), 2),
+    Scenario::new("PostgreSQL immediate restart", Fault::PostgresRestart, 3),
+    Scenario::new("SIGKILL Kafka", Fault::KafkaKill, 2),
+    Scenario::new("SIGSTOP Kafka 5 s", Fault::KafkaPause(Duration::from_secs(5)), 2),
+    // Longer than the producer's message timeout (30 s): the relay's sends
+    // fail and it must publish again from its checkpoint.
+    Scenario::new("SIGSTOP Kafka 35 s", Fault::KafkaPause(Duration::from_secs(35)), 1),
+    Scenario::new("SIGKILL Cassandra", Fault::CassandraKill, 2).on_cassandra(),
+    Scenario::new("SIGKILL projector, Cassandra", Fault::Kill("projector-1"), 3).on_cassandra(),
+    Scenario::new("PostgreSQL transaction open 20 s", Fault::LongTransaction(Duration::from_secs(20)), 1),
+    NEGATIVE_CONTROL,
+];
+
+/// PostgreSQL with `synchronous_commit = off`, restarted at once: commits
+/// acknowledged but not yet on disk are gone, and the check must say so.
+pub const NEGATIVE_CONTROL: Scenario = Scenario::new(
+    "negative control: synchronous_commit=off, PostgreSQL immediate restart",
+    Fault::PostgresRestart,
+    2,
+)
+.negative_control();
+
+/// What a scenario did and what the checker found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub faults: u32,
+    pub tally: Tally,
+    /// `shop check --json`.
+    pub report: Value,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn count(&self, field: &str) -> u64 {
+        self.report[field].as_u64().unwrap_or_else(|| panic!("no {field} in the report: {}", self.report))
+    }
+
+    /// Events applied twice, by any of the checker's measures.
+    pub fn duplicated(&self) -> u64 {
+        self.count("duplicated")
+    }
+
+    pub fn passed(&self) -> bool {
+        self.report["ok"].as_bool() == Some(true)
+    }
+
+    /// A line of the reliability table.
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
+            self.scenario.name,
+            self.faults,
+            self.tally.operations(),
+            self.tally.ok,
+            self.tally.info,
+            self.count("events"),
+            self.count("lost"),
+            self.duplicated(),
+            self.count("view_differences"),
+            if self.passed() { "pass" } else { "**fail**" },
+            self.elapsed.as_secs_f64(),
+        )
+    }
+
+    pub const HEADER: &'static str = "| scenario | faults | operations | acknowledged | unknown | events | lost | applied twice | views ≠ rebuild | check | time |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|";
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services").join(name)
+}
+
+/// `scripts/services/<service> <verb>`; fails the scenario if the script does.
+async fn service(name: &str, verb: &str) {
+    let output = tokio::process::Command::new(script(name))
+        .arg(verb)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run scripts/services/{name} {verb}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/services/{name} {verb} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs one scenario from a fresh deployment to the checker's report.
+pub async fn run(scenario: Scenario) -> Outcome {
+    let started = Instant::now();
+    eprintln!("\n== fault scenario: {}", scenario.name);
+    let mut deployment = Deployment::start_with(LAYOUT, scenario.read_db).await;
+    seed_catalog(&deployment.app).await;
+    if scenario.unsafe_commits {
+        // Both databases: a synchronous commit to the read DB would flush
+        // the write DB's pending commits with it (the server has one WAL).
+        let mut admin = PgConnection::connect(&deployment.services.postgres).await.expect("connect");
+        for url in [&deployment.write_url, &deployment.read_url] {
+            let database = url.rsplit('/').next().and_then(|d| d.split('?').next()).expect("a database");
+            // The name is the harness's own: hex digits and underscores.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE \"{database}\" SET synchronous_commit = off"
+            )))
+            .execute(&mut admin)
+            .await
+            .expect("synchronous_commit = off");
+        }
+        let _ = admin.close().await;
+        // New connections take the setting.
+        for name in ["command", "relay", "projector-1", "projector-2", "saga"] {
+            deployment.kill(name);
+            deployment.restart(name).await;
+        }
+    }
+
+    let target = Target::new(deployment.url("command"));
+    let history = deployment.folder().join("history.jsonl");
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let driver = Driver::start(target.clone(), &Shape::default(), &run_id, &history);
+    assert!(
+        driver.wait_acknowledged(200, RECOVERY).await,
+        "the load never got going: {:?}\n{}",
+        driver.tally(),
+        deployment.tail("command", 30)
+    );
+
+    let mut faults = 0;
+    for round in 0..scenario.rounds {
+        eprintln!("-- {} round {} ({:?})", scenario.name, round + 1, driver.tally());
+        inject(&mut deployment, &target, scenario.fault).await;
+        faults += 1;
+        // The system must work again before the next fault.
+        assert!(
+            driver.wait_acknowledged(100, RECOVERY).await,
+            "no progress within {RECOVERY:?} after {}: {:?}",
+            scenario.name,
+            driver.tally()
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (history, tally) = driver.finish().await;
+    eprintln!("-- {}: load done ({tally:?}); checking", scenario.name);
+
+    let path = history.to_str().expect("a UTF-8 path");
+    let output = deployment
+        .shop_command(&["check", "--history", path, "--json"])
+        .output()
+        .await
+        .expect("run shop check");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "shop check printed no report ({e}; {}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed() };
+    eprintln!("{}", outcome.row());
+    if !outcome.passed() {
+        eprintln!("details: {}", outcome.report["details"]);
+    }
+    if outcome.passed() == scenario.unsafe_commits {
+        // Keep the deployment's logs and the history for a look.
+        let kept = std::env::temp_dir().join(format!("parallax-faults-{run_id}"));
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(deployment.folder())
+            .arg(&kept)
+            .status()
+            .is_ok_and(|status| status.success());
+        if copied {
+            eprintln!("logs and history kept in {}", kept.display());
+        }
+    }
+    deployment.stop().await;
+    outcome
+}
+
+async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) {
+    match fault {
+        Fault::Kill(name) => {
+            deployment.kill(name);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            deployment.restart(name).await;
+            if name == "command" {
+                target.set(deployment.url("command"));
+            }
+        }
+        Fault::Pause(name, hold) => {
+            deployment.signal(name, Signal::SIGSTOP);
+            tokio::time::sleep(hold).await;
+            deployment.signal(name, Signal::SIGCONT);
+        }
+        Fault::PostgresRestart => {
+            service("postgres", "kill").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            service("postgres", "start").await;
+        }
+        Fault::KafkaKill => {
+            service("kafka", "kill").await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            service("kafka", "start").await;
+        }
+        Fault::KafkaPause(hold) => {
+            service("kafka", "pause").await;
+            tokio::time::sleep(hold).await;
+            service("kafka", "resume").await;
+        }
+        Fault::CassandraKill => {
+            service("cassandra", "kill").await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            service("cassandra", "start").await;
+        }
+        Fault::LongTransaction(hold) => {
+            let mut held =
+                PgConnection::connect(&deployment.write_url).await.expect("connect to the write DB");
+            sqlx::query("BEGIN").execute(&mut held).await.expect("BEGIN");
+            // A transaction id: the event store's tail must wait for it.
+            sqlx::query("SELECT pg_current_xact_id()").execute(&mut held).await.expect("take an xid");
+            tokio::time::sleep(hold).await;
+            sqlx::query("COMMIT").execute(&mut held).await.expect("COMMIT");
+            let _ = held.close().await;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `shop dlq list` and `shop dlq retry` against a running embedded shop: an
+//! event the carts projection cannot decode, written straight into the
+//! event store, is attempted, dead-lettered, listed, counted in `/metrics`,
+//! and refused precisely by a retry while the code still cannot apply it;
+//! the other carts go on.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::binary::{shop_command, start};
+use parallax_core::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent};
+use parallax_sqlite::SqliteEventStore;
+use reqwest::Client;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn post(client: &Client, url: String, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.expect("a command");
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    response.json().await.expect("a JSON answer")
+}
+
+fn shop(args: &[&str], data_dir: &Path) -> Output {
+    shop_command(args).arg("--data-dir").arg(data_dir).output().expect("run the shop binary")
+}
+
+#[track_caller]
+fn succeeded(args: &[&str], output: Output) -> String {
+    assert!(output.status.success(), "shop {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// `shop dlq list --json`.
+fn listed(data_dir: &Path) -> Vec<Value> {
+    let args = ["dlq", "list", "--json"];
+    let out = succeeded(&args, shop(&args, data_dir));
+    serde_json::from_str::<Value>(&out).expect("JSON").as_array().expect("a list").clone()
+}
+
+/// Runs `shop dlq retry <id>`, which must fail; its stderr.
+#[track_caller]
+fn refused_retry(id: &str, data_dir: &Path) -> String {
+    let output = shop(&["dlq", "retry", id], data_dir);
+    assert!(!output.status.success(), "retry {id} succeeded: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The value of the sample `name{projection="<projection>"}` in `/metrics`.
+async fn dead_letter_gauge(client: &Client, base: &str, projection: &str) -> Option<f64> {
+    let text =
+        client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let series = format!("parallax_projection_dead_letters{{projection=\"{projection}\"}} ");
+    text.lines().find_map(|line| line.strip_prefix(&series)).map(|value| value.parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refused() {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let data = dir.path();
+    let client = Client::new();
+    let running = start(data, &client).await;
+    let base = &running.base;
+    post(
+        &client,
+        format!("{base}/api/products"),
+        json!({"sku": "P", "name": "Pen", "price_cents": 100, "stock": 50}),
+    )
+    .await;
+    post(&client, format!("{base}/api/carts/c1/items"), json!({"sku": "P", "quantity": 2})).await;
+    assert_eq!(listed(data), Vec::<Value>::new(), "no dead letter yet");
+    assert_eq!(succeeded(&["dlq", "list"], shop(&["dlq", "list"], data)), "no dead letters\n");
+
+    // An item added without its quantity, name or price: no code decodes it.
+    let poison = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "cart.item_added".into(),
+        schema_version: 1,
+        payload: r#"{"cart_id":"cart-c0","sku":"P"}"#.into(),
+        metadata: Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    let events = SqliteEventStore::open(&data.join("events.db")).expect("open the shop's event store");
+    let appended = events
+        .append(AppendRequest {
+            stream_id: "cart-c0".into(),
+            expected_version: ExpectedVersion::Any,
+            events: vec![poison.clone()],
+            idempotency: None,
+        })
+        .await
+        .expect("append the undecodable event");
+    drop(events);
+    let AppendOutcome::Appended { last_position: position, .. } = appended else { panic!("{appended:?}") };
+
+    // Another cart, after it, is projected: the carts projection went on.
+    let added = post(&client, format!("{base}/api/carts/c2/items"), json!({"sku": "P", "quantity": 3})).await;
+    let token = added["token"].as_str().expect("a token");
+    let cart: Value = client
+        .get(format!("{base}/api/carts/c2?consistent_with={token}&wait_ms=10000"))
+        .send()
+        .await
+        .expect("a query")
+        .json()
+        .await
+        .expect("a cart");
+    assert_eq!(cart["items"][0]["quantity"], 3, "{cart}");
+
+    // Listed, once its attempts ran out, under its id.
+    let id = format!("carts@{position}");
+    let letters = listed(data);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["id"], id.as_str());
+    assert_eq!(letter["projection"], "carts");
+    assert_eq!(letter["position"], position);
+    assert_eq!(letter["event_type"], "cart.item_added");
+    assert_eq!(letter["event_id"], poison.event_id.to_string());
+    let error = letter["error"].as_str().expect("an error");
+    assert!(error.contains("cart.item_added"), "{error}");
+    let table = succeeded(&["dlq", "list"], shop(&["dlq", "list"], data));
+    assert!(table.lines().next().is_some_and(|head| head.starts_with("id")), "{table}");
+    assert!(table.lines().any(|line| line.starts_with(&id) && line.contains(error)), "{table}");
+    assert_eq!(dead_letter_gauge(&client, base, "carts").await, Some(1.0));
+    assert_eq!(dead_letter_gauge(&client, base, "orders").await, Some(0.0));
+
+    // The code still cannot decode it: the retry says so and changes nothing.
+    let refused = refused_retry(&id, data);
+    assert!(
+        refused.contains(&format!(
+            "carts still fails to apply the event at position {position} (cart.item_added)"
+        )) && refused.contains("the dead letter stays")
+            && refused.contains(error),
+        "{refused}"
+    );
+    assert_eq!(listed(data), letters, "still listed");
+    assert_eq!(dead_letter_gauge(&client, base, "carts").await, Some(1.0));
+    let unknown = refused_retry(&format!("carts@{}", position + 1000), data);
+    assert!(
+        unknown.contains(&format!("carts has no dead letter at position {}", position + 1000)),
+        "{unknown}"
+    );
+    let malformed = refused_retry("carts", data);
+    assert!(
+        malformed.contains("\"carts\" is not a dead letter id") && malformed.contains("`orders@1234`"),
+        "{malformed}"
+    );
+    let stranger = refused_retry("wishlists@3", data);
+    assert!(stranger.contains("no projection \"wishlists\"") && stranger.contains("carts"), "{stranger}");
+
+    // Rebuilt, the new generation dead-letters it too, under the same id.
+    let args = ["rebuild", "carts"];
+    let rebuilt = succeeded(&args, shop(&args, data));
+    assert!(rebuilt.starts_with("carts: generation 2 serves"), "{rebuilt}");
+    let letters = listed(data);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0]["id"].as_str(), letters[0]["projection"].as_str()),
+        (Some(id.as_str()), Some("carts"))
+    );
+    let refused = refused_retry(&id, data);
+    assert!(refused.contains("carts still fails"), "{refused}");
+    assert_eq!(listed(data).len(), 1);
+}
