@@ -960,6 +960,26 @@ impl ReadStore for CassandraReadStore {
         Ok(())
     }
 
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.readable(view).await?;
+        let statement = format!("SELECT DISTINCT p FROM {}.{}", self.keyspace, table_name(view)?);
+        let rows = self
+            .session
+            .query_iter(statement, ())
+            .await
+            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?
+            .rows_stream::<(String,)>()
+            .map_err(|e| ReadStoreError::store(format!("decode the partitions of {view}"), e))?;
+        let mut partitions: Vec<String> = rows
+            .map_ok(|(partition,)| partition)
+            .try_collect()
+            .await
+            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?;
+        // Token order on the wire; the port's order is bytes.
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
     async fn scan(
         &self,
         view: &str,

@@ -384,6 +384,13 @@ pub trait ReadStore: Send + Sync {
         Err(ReadStoreError::msg(format!("this read store cannot drop projection {projection}")))
     }
 
+    /// Every partition of `view` that holds a document, in byte order. For
+    /// audits (`shop check` compares whole views), not for serving: it reads
+    /// every key of the view. Stores that cannot list refuse.
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        Err(ReadStoreError::msg(format!("this read store cannot list the partitions of {view}")))
+    }
+
     /// Documents of one partition within `range`, in clustering order, at most
     /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
     /// exactly when nothing follows. `limit == 0` returns an empty last page.

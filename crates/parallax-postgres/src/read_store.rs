@@ -114,6 +114,16 @@ impl ReadStore for PgReadStore {
         Ok(found)
     }
 
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        sqlx::query_scalar(
+            "SELECT partition FROM documents WHERE view = $1 GROUP BY partition ORDER BY partition COLLATE \"C\"",
+        )
+        .bind(view)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| read_error(format!("list the partitions of {view}"), e))
+    }
+
     async fn scan(
         &self,
         view: &str,

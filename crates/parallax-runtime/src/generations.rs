@@ -309,6 +309,10 @@ impl ReadStore for GenerationStore {
         self.inner.commits_atomically()
     }
 
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.inner.partitions(&self.name(view)).await
+    }
+
     async fn scan(
         &self,
         view: &str,
@@ -414,6 +418,10 @@ impl ReadStore for ActiveGenerations {
 
     fn commits_atomically(&self) -> bool {
         self.inner.commits_atomically()
+    }
+
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.inner.partitions(&self.view(view).await?).await
     }
 
     async fn scan(

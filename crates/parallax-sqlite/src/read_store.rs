@@ -124,6 +124,23 @@ impl ReadStore for SqliteReadStore {
             .await
     }
 
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        let view = view.to_owned();
+        self.inner
+            .reads
+            .read(move |conn| {
+                let listed = || -> rusqlite::Result<Vec<String>> {
+                    let mut statement = conn.prepare_cached(
+                        "SELECT DISTINCT partition FROM documents WHERE view = ?1 ORDER BY partition",
+                    )?;
+                    let partitions = statement.query_map(params![view], |row| row.get(0))?;
+                    partitions.collect()
+                };
+                listed().map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))
+            })
+            .await
+    }
+
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {

@@ -57,6 +57,7 @@ where
     scan_honours_bounds(fresh("scan_honours_bounds").await).await;
     paging_visits_every_document_once(fresh("paging_visits_every_document_once").await).await;
     views_and_partitions_are_isolated(fresh("views_and_partitions_are_isolated").await).await;
+    partitions_are_listed_per_view(fresh("partitions_are_listed_per_view").await).await;
     commit_is_atomic_and_checked(fresh("commit_is_atomic_and_checked").await).await;
     concurrent_commits_from_one_checkpoint_apply_once(
         fresh("concurrent_commits_from_one_checkpoint_apply_once").await,
@@ -307,6 +308,25 @@ pub async fn views_and_partitions_are_isolated(store: Arc<dyn ReadStore>) {
     assert_eq!(get(&*store, "items", "p1", "k").await, None);
     assert_eq!(get(&*store, "items", "p2", "k").await, Some(json!("items/p2")));
     assert_eq!(get(&*store, "orders", "p1", "k").await, Some(json!("orders/p1")));
+}
+
+/// `partitions` lists every partition of a view that holds a document, once,
+/// in byte order, and none of another view's.
+pub async fn partitions_are_listed_per_view(store: Arc<dyn ReadStore>) {
+    assert!(store.partitions("items").await.expect("list an empty view").is_empty());
+    write(
+        &*store,
+        vec![
+            put("items", "p2", "a", json!(1)),
+            put("items", "p10", "a", json!(2)),
+            put("items", "p10", "b", json!(3)),
+            put("items", "P1", "a", json!(4)),
+            put("orders", "only-orders", "k", json!(5)),
+        ],
+    )
+    .await;
+    assert_eq!(store.partitions("items").await.expect("list items"), ["P1", "p10", "p2"]);
+    assert_eq!(store.partitions("orders").await.expect("list orders"), ["only-orders"]);
 }
 
 /// A batch commits with its checkpoint only if the checkpoint is still where

@@ -17,11 +17,10 @@
 //!    with versions).
 //! 3. **The views**: every projection rebuilt from scratch, from exactly the
 //!    events of step 2, into a temporary SQLite read store (the *fold*), and
-//!    compared document by document with the read DB. The read store port
-//!    lists documents by partition only, so the partitions compared are
-//!    those the fold wrote (put or deleted) plus the carts of the history: a
-//!    document of the read DB in a partition no event of the store touches is
-//!    not seen. Each projection's checkpoints must equal the last position of
+//!    compared document by document with the read DB: every partition the
+//!    fold wrote (put or deleted) and every partition of the read DB's views
+//!    (`ReadStore::partitions`), so a stray document in a partition no event
+//!    touches is seen too. Each projection's checkpoints must equal the last position of
 //!    the store's events in their partition; dead letters are reported.
 //! 4. **The topic** (when `log.kind = "kafka"`): every partition read from
 //!    offset 0 to its end offset by a consumer group of its own
@@ -415,6 +414,7 @@ pub async fn check(settings: &Settings, options: CheckOptions) -> anyhow::Result
         let fold = fold(Arc::new(events.clone())).await?;
         let mut compared = fold.partitions.clone();
         compared.extend(history_carts.iter().cloned());
+        compared.extend(listed_partitions(read.as_ref()).await?);
         let actual = documents(read.as_ref(), &compared).await.context("read the views of the read DB")?;
         let moved = write.log.head().await.context("read the head")? != settled.head;
         if !moved || Instant::now() >= deadline {
@@ -697,6 +697,20 @@ pub async fn fold(events: Arc<Vec<EventRecord>>) -> anyhow::Result<Fold> {
     let partitions = store.partitions.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let documents = documents(store.as_ref(), &partitions).await.context("read the fold")?;
     Ok(Fold { documents, partitions, dead_letters })
+}
+
+/// Every (view, partition) of the shop's views that holds a document in
+/// `store`.
+async fn listed_partitions(store: &dyn ReadStore) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let mut listed = BTreeSet::new();
+    for projection in shop_read::all_projections() {
+        for view in projection.views() {
+            let partitions =
+                store.partitions(view).await.with_context(|| format!("list the partitions of {view}"))?;
+            listed.extend(partitions.into_iter().map(|partition| ((*view).to_owned(), partition)));
+        }
+    }
+    Ok(listed)
 }
 
 /// Every document of `partitions` (view, partition) in `store`.

@@ -378,6 +378,15 @@ async fn altered_deleted_and_doubled_view_rows_are_named() {
     );
     assert_eq!(report.view_differences, 1, "{report:#?}");
     assert_eq!(report.lost, 0, "{report:#?}");
+    put(&carts[2], original).await.expect("restore the row");
+
+    // Stray: a cart no event ever touched, in a partition of its own.
+    put("chk-views-stray", json!({ "cart_id": "chk-views-stray", "items": [] }).to_string())
+        .await
+        .expect("plant a stray row");
+    let report = check_with(&settings, None, Duration::from_secs(60)).await;
+    assert_eq!(report.view_differences, 1, "{report:#?}");
+    assert!(mentions(&report, "extra cart/chk-views-stray"), "{:#?}", report.details);
     read.close().await;
     deployment.stop().await;
 }
