@@ -1222,8 +1222,11 @@ pub async fn seed_catalog(app: &TestApp) {
 }
 
 /// Carts that grow for as long as a load runs (each client adds to one of
-/// them every round), so their versions move all along.
-pub const LONG_LIVED_CARTS: [&str; 2] = ["long-lived-0", "long-lived-1"];
+/// two every round), so their versions move all along; a new pair every 100
+/// rounds, so no line reaches a cart's limit of 1,000 units.
+fn long_lived_cart(client: usize, round: usize) -> String {
+    format!("long-lived-{}-{}", client % 2, round / 100)
+}
 
 /// Concurrent clients filling carts and checking them out until stopped.
 pub struct Load {
@@ -1231,6 +1234,8 @@ pub struct Load {
     clients: Vec<JoinHandle<()>>,
     /// Carts created so far, oldest first.
     pub carts: Arc<Mutex<Vec<String>>>,
+    /// The long-lived carts used so far, oldest first.
+    pub long_lived: Arc<Mutex<Vec<String>>>,
     /// Orders placed so far, oldest first.
     pub orders: Arc<Mutex<Vec<String>>>,
     /// Commands acknowledged.
@@ -1245,6 +1250,7 @@ impl Load {
             stop: CancellationToken::new(),
             clients: Vec::new(),
             carts: Arc::default(),
+            long_lived: Arc::default(),
             orders: Arc::default(),
             commands: Arc::default(),
         };
@@ -1253,6 +1259,7 @@ impl Load {
                 let app = app.detached();
                 let stop = load.stop.clone();
                 let carts = load.carts.clone();
+                let long_lived = load.long_lived.clone();
                 let orders = load.orders.clone();
                 let commands = load.commands.clone();
                 tokio::spawn(async move {
@@ -1278,7 +1285,14 @@ impl Load {
                             );
                             commands.fetch_add(1, Ordering::Relaxed);
                         }
-                        app.add(LONG_LIVED_CARTS[client % LONG_LIVED_CARTS.len()], "B", 1).await;
+                        let long = long_lived_cart(client, n);
+                        {
+                            let mut used = long_lived.lock().expect("long-lived carts");
+                            if !used.contains(&long) {
+                                used.push(long.clone());
+                            }
+                        }
+                        app.add(&long, "B", 1).await;
                         commands.fetch_add(1, Ordering::Relaxed);
                         let placed = app.check_out(&cart, &format!("customer-{client}")).await;
                         commands.fetch_add(1, Ordering::Relaxed);
@@ -1326,6 +1340,7 @@ impl VersionWatch {
         let stop = CancellationToken::new();
         let app = app.detached();
         let carts = load.carts.clone();
+        let long_lived = load.long_lived.clone();
         let orders = load.orders.clone();
         let cancel = stop.clone();
         let task = tokio::spawn(async move {
@@ -1334,7 +1349,7 @@ impl VersionWatch {
             while !cancel.is_cancelled() {
                 let first_orders: Vec<String> =
                     orders.lock().expect("orders").iter().take(4).cloned().collect();
-                let carts = LONG_LIVED_CARTS.iter().map(|c| (*c).to_owned()).chain(newest(&carts, 2));
+                let carts = newest(&long_lived, 2).into_iter().chain(newest(&carts, 2));
                 let orders = first_orders.into_iter().chain(newest(&orders, 4));
                 let paths: Vec<String> = carts
                     .map(|cart| format!("/api/carts/{cart}"))
