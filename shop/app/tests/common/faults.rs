@@ -56,6 +56,9 @@ pub enum Fault {
     CassandraKill,
     /// A transaction held open on the write DB while the load commits.
     LongTransaction(Duration),
+    /// Nothing but the load for a while (with impatient clients: timeouts
+    /// are the fault).
+    Nothing(Duration),
 }
 
 /// A scenario of the suite.
@@ -68,11 +71,19 @@ pub struct Scenario {
     pub read_db: ReadDb,
     /// The negative control: the write DB acknowledges before it is durable.
     pub unsafe_commits: bool,
+    /// The clients' timeout, when not the load driver's default (2 s).
+    pub client_timeout: Option<Duration>,
 }
 
 impl Scenario {
     pub const fn new(name: &'static str, fault: Fault, rounds: u32) -> Self {
-        Self { name, fault, rounds, read_db: ReadDb::Postgres, unsafe_commits: false }
+        Self { name, fault, rounds, read_db: ReadDb::Postgres, unsafe_commits: false, client_timeout: None }
+    }
+
+    /// Clients that give up after `timeout`: many outcomes unknown.
+    pub const fn impatient(mut self, timeout: Duration) -> Self {
+        self.client_timeout = Some(timeout);
+        self
     }
 
     pub const fn on_cassandra(mut self) -> Self {
@@ -117,6 +128,11 @@ pub const FULL: &[Scenario] = &[
     Scenario::new("SIGKILL Cassandra", Fault::CassandraKill, 2).on_cassandra(),
     Scenario::new("SIGKILL projector, Cassandra", Fault::Kill("projector-1"), 3).on_cassandra(),
     Scenario::new("PostgreSQL transaction open 20 s", Fault::LongTransaction(Duration::from_secs(20)), 1),
+    // Concurrent appends to the hot carts, abandoned by their clients after
+    // 40 ms: many outcomes are unknown, and each stream's history must
+    // still be linearizable.
+    Scenario::new("client timeouts of 40 ms on hot carts", Fault::Nothing(Duration::from_secs(10)), 1)
+        .impatient(Duration::from_millis(40)),
     NEGATIVE_CONTROL,
 ];
 
@@ -227,7 +243,11 @@ pub async fn run(scenario: Scenario) -> Outcome {
     let target = Target::new(deployment.url("command"));
     let history = deployment.folder().join("history.jsonl");
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let driver = Driver::start(target.clone(), &Shape::default(), &run_id, &history);
+    let mut shape = Shape::default();
+    if let Some(timeout) = scenario.client_timeout {
+        shape.timeout = timeout;
+    }
+    let driver = Driver::start(target.clone(), &shape, &run_id, &history);
     assert!(
         driver.wait_acknowledged(200, RECOVERY).await,
         "the load never got going: {:?}\n{}",
@@ -323,6 +343,7 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             service("cassandra", "start").await;
         }
+        Fault::Nothing(hold) => tokio::time::sleep(hold).await,
         Fault::LongTransaction(hold) => {
             let mut held =
                 PgConnection::connect(&deployment.write_url).await.expect("connect to the write DB");
