@@ -168,6 +168,9 @@ struct SourceState {
     /// Whether batches of an unpartitioned source guard what they read: while
     /// the projection has dead letters (a retry may write beside us).
     guard_reads: bool,
+    /// The partition whose turn it is, for a store whose commits are not
+    /// atomic (one partition per batch there; see `one_partition`).
+    turn: Partition,
 }
 
 impl Projector {
@@ -193,6 +196,7 @@ impl Projector {
                 unresumed: BTreeSet::new(),
                 failures: BTreeMap::new(),
                 guard_reads: false,
+                turn: 0,
             }),
             batch_size: 500,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -278,6 +282,35 @@ impl Projector {
         result
     }
 
+    /// Keeps the events of one source partition only (taking turns), and
+    /// points the source back at the others' checkpoints to read theirs
+    /// again. A store whose commits are not atomic records on each written
+    /// document the last event it absorbed, one per write: with events of two
+    /// partitions changing one document (a shared row) in one batch, a crash
+    /// between the rows and the checkpoints would leave the first
+    /// partition's event unrecorded, and its replay would apply it twice.
+    async fn one_partition(
+        &self,
+        state: &mut SourceState,
+        events: &mut Vec<parallax_core::SourcedEvent>,
+    ) -> Result<(), ProjectorError> {
+        let present: BTreeSet<Partition> = events
+            .iter()
+            .map(|sourced| sourced.partition)
+            .filter(|partition| state.checkpoints.contains_key(partition))
+            .collect();
+        let Some(&chosen) = present.range(state.turn..).next().or_else(|| present.first()) else {
+            return Ok(());
+        };
+        state.turn = chosen + 1;
+        for &partition in present.iter().filter(|&&partition| partition != chosen) {
+            let checkpoint = state.checkpoints[&partition];
+            state.source.seek(partition, checkpoint).await?;
+        }
+        events.retain(|sourced| sourced.partition == chosen);
+        Ok(())
+    }
+
     /// Resumes the partitions whose checkpoint could not be loaded before.
     async fn resume_unresumed(&self, state: &mut SourceState) -> Result<(), ProjectorError> {
         while let Some(&partition) = state.unresumed.first() {
@@ -321,6 +354,9 @@ impl Projector {
                 break;
             }
             batch = state.source.next_batch(self.batch_size, wait).await?;
+        }
+        if !self.store.commits_atomically() && state.source.partitioned() {
+            self.one_partition(state, &mut batch.events).await?;
         }
         let delivered = batch.events.len();
         let mut moves: BTreeMap<Partition, CheckpointMove> = BTreeMap::new();
