@@ -558,17 +558,6 @@ impl Deployment {
         kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {name} ({pid}): {e}"));
     }
 
-    /// `shop <args>` with the deployment's configuration, ready to run (its
-    /// exit status is the caller's to judge).
-    pub fn shop_command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-        command.args(args).stdin(Stdio::null());
-        self.configure(&mut command);
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        command
-    }
-
     /// The current incarnation's stderr.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(&self.proc(name).stderr).unwrap_or_default()

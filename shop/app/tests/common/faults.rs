@@ -273,11 +273,7 @@ pub async fn run(scenario: Scenario) -> Outcome {
     eprintln!("-- {}: load done ({tally:?}); checking", scenario.name);
 
     let path = history.to_str().expect("a UTF-8 path");
-    let output = deployment
-        .shop_command(&["check", "--history", path, "--json"])
-        .output()
-        .await
-        .expect("run shop check");
+    let output = deployment.shop_output(&["check", "--history", path, "--json"]).await;
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "shop check printed no report ({e}; {}):\n{}\n{}",
