@@ -246,27 +246,29 @@ impl<A: Aggregate> CommandHandler<A> {
         command: &A::Command,
         context: &CommandContext,
     ) -> Result<Executed, CommandError<A::Error>> {
-        if let Some(record) = &context.idempotency {
-            if let Some(stored) = self.store.idempotency(&record.key).await? {
-                return duplicate(
-                    record,
-                    stored.record.fingerprint,
-                    stored.record.response,
-                    stored.last_position,
-                );
-            }
+        if let Some(answer) = self.answered_before(context).await? {
+            return answer;
         }
         let stream_id = A::stream_id(id);
         let mut current = self.load(id).await?;
         let mut attempt = 1;
         loop {
-            let events = current.state.handle(command).map_err(CommandError::Domain)?;
-            if events.is_empty() {
-                return Ok(Executed::Unchanged {
-                    stream_version: current.version,
-                    last_position: current.position,
-                });
-            }
+            let events = match current.state.handle(command) {
+                Ok(events) if !events.is_empty() => events,
+                decided => {
+                    // A repeat that raced its first request looked the key up
+                    // before that request committed and may now decide against
+                    // the state it left: the first answer still stands.
+                    if let Some(answer) = self.answered_before(context).await? {
+                        return answer;
+                    }
+                    decided.map_err(CommandError::Domain)?;
+                    return Ok(Executed::Unchanged {
+                        stream_version: current.version,
+                        last_position: current.position,
+                    });
+                }
+            };
             let metadata = context.metadata();
             let request = AppendRequest {
                 stream_id: stream_id.clone(),
@@ -309,6 +311,16 @@ impl<A: Aggregate> CommandHandler<A> {
                 Err(e) => return Err(CommandError::Store(StoreError::new("append refused", e))),
             }
         }
+    }
+
+    /// The first answer to the context's idempotency key, if the key was used.
+    async fn answered_before(
+        &self,
+        context: &CommandContext,
+    ) -> Result<Option<Result<Executed, CommandError<A::Error>>>, CommandError<A::Error>> {
+        let Some(record) = &context.idempotency else { return Ok(None) };
+        let Some(stored) = self.store.idempotency(&record.key).await? else { return Ok(None) };
+        Ok(Some(duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position)))
     }
 
     /// Catches a state up with the store (from scratch, or from a snapshot,

@@ -117,6 +117,9 @@ struct Spy {
     appends: AtomicU32,
     always_conflict: bool,
     read_after: AtomicU64,
+    /// How many idempotency lookups still answer "never used", as they do for
+    /// a repeat that looked before the first request committed.
+    stale_key_lookups: AtomicU32,
 }
 
 #[async_trait]
@@ -139,6 +142,11 @@ impl EventStore for Spy {
         self.inner.head().await
     }
     async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
+        let stale =
+            self.stale_key_lookups.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if stale.is_ok() {
+            return Ok(None);
+        }
         self.inner.idempotency(key).await
     }
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
@@ -155,15 +163,50 @@ impl EventStore for Spy {
     }
 }
 
+fn spy(inner: Arc<dyn EventStore>) -> Spy {
+    Spy {
+        inner,
+        appends: AtomicU32::new(0),
+        always_conflict: false,
+        read_after: AtomicU64::new(0),
+        stale_key_lookups: AtomicU32::new(0),
+    }
+}
+
+/// A repeat that looked its key up before the first request committed, then
+/// decided against the state that request left: the command is refused (or
+/// changes nothing) there, yet the answer must be the first one's.
+#[tokio::test]
+async fn a_repeat_that_raced_its_first_request_answers_the_first_answer() {
+    let (_dir, store) = sqlite();
+    let record =
+        IdempotencyRecord { key: "take".into(), fingerprint: "f".into(), response: r#"{"n":0}"#.into() };
+    let first_handler = CommandHandler::<Counter>::new(store.clone());
+    first_handler.execute("c", &1, &CommandContext::new()).await.expect("add");
+    let first = first_handler
+        .execute("c", &-1, &CommandContext::new().with_idempotency(record.clone()))
+        .await
+        .expect("first");
+    // Taking one more would go below zero, and 0 changes nothing: the late
+    // repeats of either kind still answer what the first request was told.
+    for repeat in [-1, 0] {
+        let late = Arc::new(Spy { stale_key_lookups: AtomicU32::new(1), ..spy(store.clone()) });
+        let handler = CommandHandler::<Counter>::new(late.clone());
+        let answer =
+            handler.execute("c", &repeat, &CommandContext::new().with_idempotency(record.clone())).await;
+        assert_eq!(
+            answer.expect("the first answer"),
+            Executed::Duplicate { response: record.response.clone(), last_position: first.position() }
+        );
+        assert_eq!(late.appends.load(Ordering::SeqCst), 0);
+    }
+    assert_eq!(store.head().await.expect("head"), 2, "nothing appended");
+}
+
 #[tokio::test]
 async fn conflicts_give_up_after_the_policy_s_attempts() {
     let (_dir, store) = sqlite();
-    let spy = Arc::new(Spy {
-        inner: store,
-        appends: AtomicU32::new(0),
-        always_conflict: true,
-        read_after: AtomicU64::new(0),
-    });
+    let spy = Arc::new(Spy { always_conflict: true, ..spy(store) });
     let policy = RetryPolicy { max_attempts: 4, ..RetryPolicy::default() };
     let handler = CommandHandler::<Counter>::new(spy.clone()).with_retry(policy);
     let result = handler.execute("c", &1, &CommandContext::new()).await;
@@ -190,12 +233,7 @@ async fn a_cold_load_starts_from_the_latest_snapshot() {
     }
     assert_eq!(snapshot.expect("a snapshot").stream_version, 10);
 
-    let spy = Arc::new(Spy {
-        inner: store,
-        appends: AtomicU32::new(0),
-        always_conflict: false,
-        read_after: AtomicU64::new(99),
-    });
+    let spy = Arc::new(Spy { read_after: AtomicU64::new(99), ..spy(store) });
     let reader = CommandHandler::<Counter>::new(spy.clone()).with_snapshot_every(5);
     let state = reader.load("c").await.expect("load");
     assert_eq!((state.state.value, state.version), (12, 12));
