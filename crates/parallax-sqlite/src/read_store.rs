@@ -17,7 +17,11 @@
 //! ([`ReadStoreError::DeadLetterMissing`]).
 //!
 //! Reads run on separate connections; in WAL mode they see the last commit
-//! and never wait behind one. Every SQLite call runs in `spawn_blocking`.
+//! and never wait behind one. A point read (a document, a projection's
+//! checkpoints) or a page of up to [`MAX_PAGE_NOW`] documents runs on the
+//! calling thread: bounded work that
+//! costs less than a handoff to a blocking thread. Every other SQLite call
+//! runs in `spawn_blocking`.
 //!
 //! Durability: the file runs with `synchronous=NORMAL`. A process crash loses
 //! nothing committed; a power loss may lose the last commits, and with them
@@ -38,6 +42,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::conn::{clamp_i64, json_at, micros, open_writer, u64_at, uuid_at, ReadPool};
 
 const SCHEMA: &str = include_str!("sql/read_store.sql");
+
+/// Pages up to this many documents are read on the calling thread (a
+/// query's page); longer scans go to a blocking thread.
+const MAX_PAGE_NOW: usize = 1_000;
 
 /// The read store in one SQLite file. Cheap to clone.
 #[derive(Clone)]
@@ -79,15 +87,11 @@ impl ReadStore for SqliteReadStore {
         key: &DocKey,
     ) -> Result<Option<(serde_json::Value, Revision)>, ReadStoreError> {
         let keys = [(view.to_owned(), key.clone())];
-        self.inner
-            .reads
-            .read(move |conn| {
-                let [(view, key)] = &keys;
-                documents(conn, &keys).map(|mut found| found.pop().flatten()).map_err(|e| {
-                    ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e)
-                })
+        self.inner.reads.read_now(|conn| {
+            documents(conn, &keys).map(|mut found| found.pop().flatten()).map_err(|e| {
+                ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e)
             })
-            .await
+        })
     }
 
     async fn get_many(
@@ -114,14 +118,21 @@ impl ReadStore for SqliteReadStore {
             // Nothing asked for: no documents, and no cursor to go on from.
             return Ok(Page { documents: Vec::new(), next_cursor: None });
         }
-        let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
-        self.inner
-            .reads
-            .read(move |conn| {
-                scan(conn, &view, &partition, &range, limit)
-                    .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
-            })
-            .await
+        if limit > MAX_PAGE_NOW {
+            let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
+            return self
+                .inner
+                .reads
+                .read(move |conn| {
+                    scan(conn, &view, &partition, &range, limit)
+                        .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
+                })
+                .await;
+        }
+        self.inner.reads.read_now(|conn| {
+            scan(conn, view, partition, range, limit)
+                .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
+        })
     }
 
     async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
@@ -173,25 +184,17 @@ impl ReadStore for SqliteReadStore {
     }
 
     async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
-        let projection = projection.to_owned();
-        self.inner
-            .reads
-            .read(move |conn| {
-                checkpoint(conn, &projection, partition)
-                    .map_err(|e| ReadStoreError::store(format!("load the checkpoint of {projection}"), e))
-            })
-            .await
+        self.inner.reads.read_now(|conn| {
+            checkpoint(conn, projection, partition)
+                .map_err(|e| ReadStoreError::store(format!("load the checkpoint of {projection}"), e))
+        })
     }
 
     async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        let projection = projection.to_owned();
-        self.inner
-            .reads
-            .read(move |conn| {
-                checkpoints(conn, &projection)
-                    .map_err(|e| ReadStoreError::store(format!("load the checkpoints of {projection}"), e))
-            })
-            .await
+        self.inner.reads.read_now(|conn| {
+            checkpoints(conn, projection)
+                .map_err(|e| ReadStoreError::store(format!("load the checkpoints of {projection}"), e))
+        })
     }
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {

@@ -114,7 +114,7 @@ pub struct CheckOut {
 #[utoipa::path(post, path = "/api/products", tag = "commands", request_body = RegisterProduct, params(CommandHeaders),
     responses((status = 201, description = "Registered", body = ProductAccepted), Refusals))]
 pub async fn register_product(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -148,7 +148,7 @@ pub async fn register_product(
     params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
     responses((status = 200, description = "Repriced", body = ProductAccepted), Refusals))]
 pub async fn reprice(
-    state: State<ApiState>,
+    state: State<Arc<ApiState>>,
     path: Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -162,7 +162,7 @@ pub async fn reprice(
     params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
     responses((status = 200, description = "Restocked", body = ProductAccepted), Refusals))]
 pub async fn restock(
-    state: State<ApiState>,
+    state: State<Arc<ApiState>>,
     path: Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -174,7 +174,7 @@ pub async fn restock(
 
 /// A command to an existing product, at `POST /api/products/{sku}/{verb}`.
 async fn product_command(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(sku): Path<String>,
     headers: HeaderMap,
     (verb, command_type): (&str, &'static str),
@@ -195,7 +195,7 @@ async fn product_command(
     params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
     responses((status = 200, description = "Added", body = CartAccepted), Refusals))]
 pub async fn add_item(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(cart_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -224,7 +224,7 @@ pub async fn add_item(
     params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), ("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
     responses((status = 200, description = "Removed", body = CartAccepted), Refusals))]
 pub async fn remove_item(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path((cart_id, sku)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -251,7 +251,7 @@ pub async fn remove_item(
     params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
     responses((status = 202, description = "Checked out; the saga places the order", body = CheckoutAccepted), Refusals))]
 pub async fn check_out(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(cart_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -282,7 +282,7 @@ pub async fn check_out(
     params(("order_id" = uuid::Uuid, Path), CommandHeaders),
     responses((status = 200, description = "Paid", body = OrderAccepted), Refusals))]
 pub async fn pay(
-    state: State<ApiState>,
+    state: State<Arc<ApiState>>,
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -293,7 +293,7 @@ pub async fn pay(
     params(("order_id" = uuid::Uuid, Path), CommandHeaders),
     responses((status = 200, description = "Shipped", body = OrderAccepted), Refusals))]
 pub async fn ship(
-    state: State<ApiState>,
+    state: State<Arc<ApiState>>,
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -304,7 +304,7 @@ pub async fn ship(
     params(("order_id" = uuid::Uuid, Path), CommandHeaders),
     responses((status = 200, description = "Cancelled", body = OrderAccepted), Refusals))]
 pub async fn cancel(
-    state: State<ApiState>,
+    state: State<Arc<ApiState>>,
     path: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -312,7 +312,7 @@ pub async fn cancel(
 }
 
 async fn order_command(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(order_id): Path<String>,
     headers: HeaderMap,
     (verb, command_type): (&str, &'static str),

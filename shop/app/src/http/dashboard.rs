@@ -14,6 +14,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 
 use super::problem::ApiError;
 use super::ApiState;
@@ -35,16 +36,16 @@ fn asset(state: &ApiState, content_type: &'static str, body: &'static str) -> Re
 }
 
 #[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The live dashboard", content_type = "text/html")))]
-pub async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn index(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     asset(&state, "text/html; charset=utf-8", INDEX_HTML)
 }
 
 #[utoipa::path(get, path = "/dashboard.css", tag = "dashboard", responses((status = 200, description = "The dashboard's stylesheet", content_type = "text/css")))]
-pub async fn stylesheet(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn stylesheet(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     asset(&state, "text/css; charset=utf-8", DASHBOARD_CSS)
 }
 
 #[utoipa::path(get, path = "/dashboard.js", tag = "dashboard", responses((status = 200, description = "The dashboard's script", content_type = "text/javascript")))]
-pub async fn script(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn script(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     asset(&state, "text/javascript; charset=utf-8", DASHBOARD_JS)
 }

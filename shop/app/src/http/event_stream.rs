@@ -86,7 +86,7 @@ struct StreamedEvent<'a> {
 #[utoipa::path(get, path = "/api/events/stream", tag = "queries", params(StreamParams),
     responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), super::openapi::QueryRefusals))]
 pub async fn stream(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {

@@ -96,5 +96,6 @@ pub fn router(state: ApiState) -> Router {
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             },
         ))
-        .with_state(state)
+        // Shared, not cloned per request.
+        .with_state(Arc::new(state))
 }

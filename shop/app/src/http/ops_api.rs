@@ -35,7 +35,7 @@ pub async fn health() -> Response {
 /// 200 when every role of the process can serve, 503 otherwise; the body
 /// says, per role, whether it is ready and why not.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, description = "Every role can serve; per role, why", content_type = "application/json"), (status = 503, description = "A role cannot serve; per role, why", content_type = "application/json")))]
-pub async fn ready(State(state): State<ApiState>) -> Response {
+pub async fn ready(State(state): State<Arc<ApiState>>) -> Response {
     let mut roles = serde_json::Map::new();
     let mut all_ready = true;
     for &role in &state.telemetry.roles {
@@ -180,7 +180,7 @@ fn workers_ready(state: &ApiState, role: Role) -> Value {
 /// The Prometheus text exposition of this process's metrics, with its
 /// gauges set now.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<ApiState>) -> Response {
+pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let telemetry = &state.telemetry;
     let metrics = &telemetry.metrics;
     let head = match &state.event_store {

@@ -4,6 +4,7 @@
 //! at most 10000): it answers once the projection behind its view has
 //! absorbed the token, or 503 if that takes longer than `wait_ms`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -114,7 +115,7 @@ fn listing<T: Serialize>(name: &str, listing: Listing<T>) -> Response {
 #[utoipa::path(get, path = "/api/products", tag = "queries", params(Params),
     responses((status = 200, description = "The catalog, a page at a time: `{products, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn products(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
@@ -126,7 +127,7 @@ pub async fn products(
 #[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
     responses((status = 200, description = "A product", content_type = "application/json"), QueryRefusals))]
 pub async fn product(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(sku): Path<String>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -142,7 +143,7 @@ pub async fn product(
 #[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
     responses((status = 200, description = "A cart", content_type = "application/json"), QueryRefusals))]
 pub async fn cart(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(cart_id): Path<String>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -158,7 +159,7 @@ pub async fn cart(
 #[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
     responses((status = 200, description = "A customer's orders, newest first: `{orders, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn customer_orders(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(customer_id): Path<String>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -173,7 +174,7 @@ pub async fn customer_orders(
 #[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(("order_id" = uuid::Uuid, Path), Params),
     responses((status = 200, description = "An order", content_type = "application/json"), QueryRefusals))]
 pub async fn order(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(order_id): Path<String>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -191,7 +192,7 @@ pub async fn order(
 #[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(Params),
     responses((status = 200, description = "Sales per product: `{sales, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn sales(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
@@ -205,7 +206,7 @@ pub async fn sales(
 /// its dead letters.
 #[utoipa::path(get, path = "/api/admin/projections", tag = "ops",
     responses((status = 200, description = "Each projection with its position, lag and dead letters; the event store's head", content_type = "application/json"), QueryRefusals))]
-pub async fn projections(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn projections(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let store = state.read_store.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     let head = match &state.event_store {
         Some(events) => Some(events.head().await.map_err(|e| ApiError::internal(&e))?),
