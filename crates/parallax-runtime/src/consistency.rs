@@ -1,47 +1,111 @@
 //! ⑦ Read-your-writes on request: wait, bounded, until a view has absorbed a token.
 //!
 //! A projector in the same process publishes every checkpoint it commits on
-//! a shared [`Progress`] board and wakes the waiters, which check the board
-//! (no I/O), so a thousand waiters cost nothing per commit. Only when the
+//! a shared [`Progress`] board. A waiter registers the position it needs; a
+//! commit wakes only the waiters whose position it reached, each once, so
+//! waiters cost nothing per commit that does not concern them. Only when the
 //! board does not show the token absorbed does a waiter read the checkpoint
-//! from the read store (the projector may run in another process), at most
-//! once per poll interval.
+//! from the read store (the projector may run in another process), one
+//! waiter per poll interval reading for all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use parallax_core::{Checkpoint, ConsistencyToken, Partition, Position, ReadStore, ReadStoreError};
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use crate::status::WorkerStatus;
 use tokio::time::Instant;
 
-/// The checkpoints the projectors of this process have committed, and a
-/// wake-up for whoever waits on them.
+/// The checkpoints the projectors of this process have committed, and who
+/// waits for which position.
 #[derive(Debug, Default)]
 pub struct Progress {
-    reached: Mutex<HashMap<(String, Partition), Position>>,
+    board: Mutex<Board>,
     /// When a waiter last read each checkpoint from the store.
     polled: Mutex<HashMap<(String, Partition), Instant>>,
-    changed: Notify,
     /// Records each projector of this process has yet to absorb, per source partition it owns.
     lag: Mutex<BTreeMap<String, Vec<(Partition, u64)>>>,
     /// The status of the projector publishing here, per projection.
     workers: Mutex<BTreeMap<String, Arc<WorkerStatus>>>,
 }
 
+/// Per projection and partition: the position reached, and the waiters by
+/// the position they need (with a number that tells equal positions apart).
+#[derive(Debug, Default)]
+struct Board {
+    partitions: HashMap<String, HashMap<Partition, Line>>,
+    next_waiter: u64,
+}
+
+#[derive(Debug, Default)]
+struct Line {
+    reached: Position,
+    waiting: BTreeMap<(Position, u64), oneshot::Sender<()>>,
+}
+
+impl Board {
+    fn line(&mut self, projection: &str, partition: Partition) -> &mut Line {
+        if !self.partitions.contains_key(projection) {
+            self.partitions.insert(projection.to_owned(), HashMap::new());
+        }
+        let lines = self.partitions.get_mut(projection).expect("inserted above");
+        lines.entry(partition).or_default()
+    }
+}
+
+/// A waiter's place on the board; leaving (dropping) it takes the place back.
+struct Registration<'a> {
+    progress: &'a Progress,
+    projection: &'a str,
+    partition: Partition,
+    key: (Position, u64),
+    woken: oneshot::Receiver<()>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut board = self.progress.board.lock().unwrap_or_else(PoisonError::into_inner);
+        board.line(self.projection, self.partition).waiting.remove(&self.key);
+    }
+}
+
 impl Progress {
-    /// Records that `projection` committed `checkpoint` in `partition`.
+    /// Records that `projection` committed `checkpoint` in `partition`, and
+    /// wakes the waiters whose position it reached.
     pub fn advance(&self, projection: &str, partition: Partition, checkpoint: Checkpoint) {
-        let mut reached = self.reached.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = reached.entry((projection.to_owned(), partition)).or_default();
-        *at = (*at).max(checkpoint.position);
+        let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        let line = board.line(projection, partition);
+        line.reached = line.reached.max(checkpoint.position);
+        // Everything at or below `reached` is satisfied.
+        let later = line.waiting.split_off(&(line.reached + 1, 0));
+        let satisfied = std::mem::replace(&mut line.waiting, later);
+        drop(board);
+        for (_, waiter) in satisfied {
+            // A waiter that gave up has dropped its receiver: nothing to wake.
+            let _ = waiter.send(());
+        }
     }
 
-    /// Wakes every waiter (after a commit's checkpoints are recorded).
-    pub fn notify(&self) {
-        self.changed.notify_waiters();
+    /// Registers a wait for `needed` in `projection`'s `partition`; `None`
+    /// when the board already shows it reached.
+    fn register<'a>(
+        &'a self,
+        projection: &'a str,
+        partition: Partition,
+        needed: Position,
+    ) -> Option<Registration<'a>> {
+        let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = board.next_waiter;
+        board.next_waiter += 1;
+        let line = board.line(projection, partition);
+        if line.reached >= needed {
+            return None;
+        }
+        let (wake, woken) = oneshot::channel();
+        line.waiting.insert((needed, id), wake);
+        Some(Registration { progress: self, projection, partition, key: (needed, id), woken })
     }
 
     /// Whether the caller should read this checkpoint from the store now:
@@ -56,11 +120,6 @@ impl Progress {
         }
         *last = now;
         true
-    }
-
-    /// Completes at the next [`Progress::notify`] after it is created.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.changed.notified()
     }
 
     /// Records how many events `projection` has yet to absorb in each
@@ -91,8 +150,12 @@ impl Progress {
 
     /// The furthest position this process saw `projection` commit in `partition`.
     pub fn reached(&self, projection: &str, partition: Partition) -> Position {
-        let reached = self.reached.lock().unwrap_or_else(PoisonError::into_inner);
-        reached.get(&(projection.to_owned(), partition)).copied().unwrap_or(0)
+        let board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        board
+            .partitions
+            .get(projection)
+            .and_then(|lines| lines.get(&partition))
+            .map_or(0, |line| line.reached)
     }
 }
 
@@ -139,21 +202,16 @@ impl Freshness {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = Instant::now() + timeout;
-        let mut reached = 0;
         loop {
-            let notified = self.progress.notified();
-            reached = reached.max(self.progress.reached(projection, token.partition));
-            if reached >= token.position {
+            let Some(mut registration) = self.progress.register(projection, token.partition, token.position)
+            else {
                 return Ok(());
-            }
+            };
             if self.progress.claim_poll(projection, token.partition, self.poll) {
                 // Not seen here: maybe a projector in another process moved it.
-                // One waiter reads for all, and tells the others.
+                // One waiter reads for all, and wakes the others it satisfies.
                 let stored = self.store.checkpoint(projection, token.partition).await?;
-                if stored.position > reached {
-                    self.progress.advance(projection, token.partition, stored);
-                    self.progress.notify();
-                }
+                self.progress.advance(projection, token.partition, stored);
                 if token.absorbed_by(&stored) {
                     return Ok(());
                 }
@@ -163,12 +221,12 @@ impl Freshness {
                 return Err(WaitError::NotCaughtUp {
                     projection: projection.to_owned(),
                     partition: token.partition,
-                    reached,
+                    reached: self.progress.reached(projection, token.partition),
                     needed: token.position,
                 });
             }
             tokio::select! {
-                _ = notified => {}
+                _ = &mut registration.woken => {}
                 _ = tokio::time::sleep(self.poll.min(deadline - now)) => {}
             }
         }

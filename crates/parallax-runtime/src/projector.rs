@@ -485,7 +485,6 @@ impl Projector {
         failures.retain(|(partition, position), _| {
             checkpoints.get(partition).is_none_or(|at| *position > at.position)
         });
-        self.progress.notify();
         for span in traced {
             tracing::debug!(parent: &span, "event projected");
         }
