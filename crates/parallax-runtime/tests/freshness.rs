@@ -27,19 +27,18 @@ fn setup() -> (tempfile::TempDir, Arc<dyn ReadStore>, Arc<Progress>, Freshness) 
     (dir, store, progress, freshness)
 }
 
+fn spawn_wait(freshness: &Freshness, position: u64) -> tokio::task::JoinHandle<Result<(), WaitError>> {
+    let freshness = freshness.clone();
+    tokio::spawn(async move { freshness.wait(VIEW, token(position), Duration::from_secs(30)).await })
+}
+
 /// Wakes waiters by the position each needs: a commit below it leaves it
 /// waiting, the commit that reaches it ends the wait.
 #[tokio::test]
 async fn a_waiter_wakes_when_its_position_is_reached_and_not_before() {
     let (_dir, _store, progress, freshness) = setup();
-    let waiting = {
-        let freshness = freshness.clone();
-        tokio::spawn(async move { freshness.wait(VIEW, token(10), Duration::from_secs(30)).await })
-    };
-    let near = {
-        let freshness = freshness.clone();
-        tokio::spawn(async move { freshness.wait(VIEW, token(5), Duration::from_secs(30)).await })
-    };
+    let waiting = spawn_wait(&freshness, 10);
+    let near = spawn_wait(&freshness, 5);
     tokio::time::sleep(Duration::from_millis(30)).await;
     progress.advance(VIEW, 0, at(5));
     near.await.expect("task").expect("5 is reached");
@@ -79,10 +78,7 @@ async fn a_token_already_absorbed_returns_at_once_and_one_never_reached_times_ou
 #[tokio::test]
 async fn a_checkpoint_moved_by_another_process_ends_the_wait() {
     let (_dir, store, progress, freshness) = setup();
-    let waiting = {
-        let freshness = freshness.clone();
-        tokio::spawn(async move { freshness.wait(VIEW, token(3), Duration::from_secs(30)).await })
-    };
+    let waiting = spawn_wait(&freshness, 3);
     tokio::time::sleep(Duration::from_millis(30)).await;
     store
         .commit(ViewBatch {
