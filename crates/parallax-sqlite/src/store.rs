@@ -49,9 +49,12 @@
 //!
 //! # Reads
 //!
-//! Reads run on a small pool of separate read connections in
-//! `spawn_blocking`, never on the write connection; in WAL mode they see the
-//! last commit and never wait for the writer.
+//! Reads run on a small pool of separate read connections, never on the
+//! write connection; in WAL mode they see the last commit and never wait for
+//! the writer. Point reads (the head, an idempotency key, a checkpoint) run
+//! on the calling thread: an index lookup costs less than a handoff to a
+//! blocking thread and back. Events, streams and snapshots are read in
+//! `spawn_blocking`.
 //!
 //! `recorded_at` is stored in microseconds: finer digits are dropped.
 //! A snapshot replaces the stored one unless that one is of a higher stream
@@ -265,14 +268,9 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        let key = key.to_owned();
-        self.inner
-            .reads
-            .read(move |conn| {
-                idempotency(conn, &key)
-                    .map_err(|e| StoreError::new(format!("look up idempotency key {key}"), e))
-            })
-            .await
+        self.inner.reads.read_now(|conn| {
+            idempotency(conn, key).map_err(|e| StoreError::new(format!("look up idempotency key {key}"), e))
+        })
     }
 
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, StoreError> {
@@ -291,14 +289,10 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn checkpoint(&self, consumer: &str) -> Result<Position, StoreError> {
-        let consumer = consumer.to_owned();
-        self.inner
-            .reads
-            .read(move |conn| {
-                checkpoint(conn, &consumer)
-                    .map_err(|e| StoreError::new(format!("load the checkpoint of {consumer}"), e))
-            })
-            .await
+        self.inner.reads.read_now(|conn| {
+            checkpoint(conn, consumer)
+                .map_err(|e| StoreError::new(format!("load the checkpoint of {consumer}"), e))
+        })
     }
 
     async fn save_checkpoint(&self, consumer: &str, position: Position) -> Result<(), StoreError> {
@@ -341,29 +335,26 @@ pub(crate) async fn read_all(
     after: Position,
     limit: usize,
 ) -> Result<Vec<EventRecord>, StoreError> {
-    reads
-        .read(move |conn| {
-            let read = || -> rusqlite::Result<Vec<EventRecord>> {
-                let mut statement = conn.prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-                ))?;
-                let rows = statement.query_map(params![clamp_i64(after), clamp_i64(limit)], record_at)?;
-                rows.collect()
-            };
-            read().map_err(|e| StoreError::new(format!("read events after position {after}"), e))
-        })
-        .await
+    let read = move |conn: &Connection| {
+        let read = || -> rusqlite::Result<Vec<EventRecord>> {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![clamp_i64(after), clamp_i64(limit)], record_at)?;
+            rows.collect()
+        };
+        read().map_err(|e| StoreError::new(format!("read events after position {after}"), e))
+    };
+    reads.read(read).await
 }
 
 /// The position of the last committed event (shared with the log).
 pub(crate) async fn head(reads: &Arc<ReadPool>) -> Result<Position, StoreError> {
-    reads
-        .read(|conn| {
-            conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
-                .and_then(|mut statement| statement.query_row([], |row| u64_at(row, 0)))
-                .map_err(|e| StoreError::new("read the head position", e))
-        })
-        .await
+    reads.read_now(|conn| {
+        conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+            .and_then(|mut statement| statement.query_row([], |row| u64_at(row, 0)))
+            .map_err(|e| StoreError::new("read the head position", e))
+    })
 }
 
 fn idempotency(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredIdempotency>> {
