@@ -156,6 +156,8 @@ async fn group_commit_answers_each_request_on_its_own() {
         append_request("same", ExpectedVersion::Exact(0), vec![event()]), // the first one moved it to 2
         append_request("same", ExpectedVersion::Exact(2), vec![event()]), // sees the first one's writes
         append_request("bad", ExpectedVersion::Exact(0), vec![event(), stored.clone()]), // duplicate event id
+        // One event, no key: appended without a savepoint; its failed insert must leave nothing either.
+        append_request("bad-single", ExpectedVersion::Exact(0), vec![stored.clone()]),
         keyed("keyed-1"),
         keyed("keyed-2"),
         append_request("after-bad", ExpectedVersion::Any, vec![event()]),
@@ -186,6 +188,7 @@ async fn group_commit_answers_each_request_on_its_own() {
         Ok(AppendOutcome::Appended { stream_version: 3, first_position: 4, last_position: 4 })
     ));
     assert!(matches!(next(), Err(AppendError::Invalid(_))), "a duplicate event id is refused");
+    assert!(matches!(next(), Err(AppendError::Invalid(_))), "alone as well");
     let keyed_position = match next() {
         Ok(AppendOutcome::Appended { last_position, .. }) => last_position,
         other => panic!("expected the keyed append, got {other:?}"),
@@ -202,6 +205,7 @@ async fn group_commit_answers_each_request_on_its_own() {
     }
 
     assert!(store.read_stream("bad", 0).await.expect("read").is_empty(), "the refused request wrote nothing");
+    assert!(store.read_stream("bad-single", 0).await.expect("read").is_empty());
     assert!(store.read_stream("keyed-2", 0).await.expect("read").is_empty());
     assert_eq!(store.read_stream("same", 0).await.expect("read").len(), 3);
     // 1 set-up + 2 + 1 + 1 keyed + 1 after-bad + fillers, with no gap left by the refused request.
