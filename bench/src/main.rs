@@ -4,11 +4,6 @@
 use bench::{Common, Scenario};
 use clap::Parser;
 
-// The allocator the `shop` binary ships with: in-process scenarios measure
-// the same code paths it runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Parallax's load generator. Each scenario drives the shop's own code paths,
 /// measures a baseline in the same run (the layer underneath: plain SQLite or
 /// PostgreSQL writes, GET /health, the in-process path, the query alone; for

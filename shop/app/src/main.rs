@@ -10,11 +10,6 @@ use clap::{Parser, Subcommand};
 use shop::{Role, Settings};
 use tracing_subscriber::EnvFilter;
 
-// A request allocates and frees many small JSON values and strings across
-// threads; glibc's malloc spent a quarter of a query's CPU on them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Parallax reference shop: CQRS and event sourcing, embedded on SQLite
 /// by default, or distributed over PostgreSQL and Kafka with one process per
 /// role.
