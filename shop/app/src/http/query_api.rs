@@ -108,8 +108,25 @@ async fn ready<'a>(
     }
 }
 
-fn listing<T: Serialize>(name: &str, listing: Listing<T>) -> Response {
-    Json(json!({ name: listing.items, "next_cursor": listing.next_cursor })).into_response()
+/// `{<name>: [items], "next_cursor": …}`, encoded straight from the items
+/// (through `json!` they would first be copied into a JSON value).
+fn listing<T: Serialize>(name: &'static str, listing: Listing<T>) -> Response {
+    Json(Listed { name, listing }).into_response()
+}
+
+struct Listed<T> {
+    name: &'static str,
+    listing: Listing<T>,
+}
+
+impl<T: Serialize> Serialize for Listed<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.name, &self.listing.items)?;
+        map.serialize_entry("next_cursor", &self.listing.next_cursor)?;
+        map.end()
+    }
 }
 
 #[utoipa::path(get, path = "/api/products", tag = "queries", params(Params),
