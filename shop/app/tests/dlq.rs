@@ -9,18 +9,12 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::binary::{shop_command, start};
+use common::binary::{add_then_read_cart, post, shop_command, start};
 use parallax_core::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent};
 use parallax_sqlite::SqliteEventStore;
 use reqwest::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-async fn post(client: &Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.expect("a command");
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
-    response.json().await.expect("a JSON answer")
-}
 
 fn shop(args: &[&str], data_dir: &Path) -> Output {
     shop_command(args).arg("--data-dir").arg(data_dir).output().expect("run the shop binary")
@@ -95,16 +89,7 @@ async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refu
     let AppendOutcome::Appended { last_position: position, .. } = appended else { panic!("{appended:?}") };
 
     // Another cart, after it, is projected: the carts projection went on.
-    let added = post(&client, format!("{base}/api/carts/c2/items"), json!({"sku": "P", "quantity": 3})).await;
-    let token = added["token"].as_str().expect("a token");
-    let cart: Value = client
-        .get(format!("{base}/api/carts/c2?consistent_with={token}&wait_ms=10000"))
-        .send()
-        .await
-        .expect("a query")
-        .json()
-        .await
-        .expect("a cart");
+    let cart = add_then_read_cart(&client, base, "c2", "P", 3).await;
     assert_eq!(cart["items"][0]["quantity"], 3, "{cart}");
 
     // Listed, once its attempts ran out, under its id.

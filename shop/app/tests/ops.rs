@@ -7,15 +7,9 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::binary::{shop_command, start};
+use common::binary::{add_then_read_cart, post, shop_command, start};
 use reqwest::Client;
 use serde_json::{json, Value};
-
-async fn post(client: &Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.expect("a command");
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
-    response.json().await.expect("a JSON answer")
-}
 
 fn run(args: &[&str], data_dir: &std::path::Path) -> String {
     let output = shop_command(args).arg("--data-dir").arg(data_dir).output().expect("run the shop binary");
@@ -126,16 +120,7 @@ async fn rebuild_switches_a_running_shop_to_a_new_generation() {
     assert!(rebuilt.starts_with("carts: generation 2 serves; generation 1 "), "{rebuilt}");
 
     // The running shop serves generation 2 and keeps it up to date.
-    let added = post(&client, format!("{base}/api/carts/c7/items"), json!({"sku": "P", "quantity": 1})).await;
-    let token = added["token"].as_str().expect("a token");
-    let cart: Value = client
-        .get(format!("{base}/api/carts/c7?consistent_with={token}&wait_ms=10000"))
-        .send()
-        .await
-        .expect("a query")
-        .json()
-        .await
-        .expect("a cart");
+    let cart = add_then_read_cart(&client, base, "c7", "P", 1).await;
     assert_eq!(cart["items"][0]["quantity"], 3, "{cart}");
     let other: Value = client
         .get(format!("{base}/api/carts/c39"))

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
 
 /// A running `shop serve`, killed when dropped.
 pub struct Shop {
@@ -62,4 +63,28 @@ pub async fn start(data_dir: &Path, client: &Client) -> Shop {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the shop did not answer on {}", shop.base);
+}
+
+/// POSTs `body` to `url`; the command must succeed. Its JSON answer.
+pub async fn post(client: &Client, url: String, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.expect("a command");
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    response.json().await.expect("a JSON answer")
+}
+
+/// Adds `quantity` of `sku` to `cart` on the shop at `base`, then reads the
+/// cart with the command's token (waiting up to 10 s for the view).
+pub async fn add_then_read_cart(client: &Client, base: &str, cart: &str, sku: &str, quantity: u32) -> Value {
+    let added =
+        post(client, format!("{base}/api/carts/{cart}/items"), json!({"sku": sku, "quantity": quantity}))
+            .await;
+    let token = added["token"].as_str().expect("a token");
+    client
+        .get(format!("{base}/api/carts/{cart}?consistent_with={token}&wait_ms=10000"))
+        .send()
+        .await
+        .expect("a query")
+        .json()
+        .await
+        .expect("a cart")
 }
