@@ -175,6 +175,32 @@ fn assert_clean(report: &CheckReport) {
     assert!(report.details.is_empty(), "{:#?}", report.details);
 }
 
+/// A distributed shop with a small history driven, written down and checked:
+/// the report must be clean before a test plants its fault.
+struct CheckedRun {
+    deployment: Deployment,
+    settings: shop::Settings,
+    /// Holds the history file.
+    dir: tempfile::TempDir,
+    driver: Driver,
+    carts: Vec<String>,
+    history: PathBuf,
+    report: CheckReport,
+}
+
+async fn checked_clean_run(prefix: &str) -> CheckedRun {
+    let deployment = Deployment::start(STANDARD).await;
+    let settings = deployment.settings();
+    let dir = tempfile::tempdir().expect("a temp folder");
+    seed(&deployment.app).await;
+    let mut driver = Driver::new();
+    let carts = small_history(&deployment.app, &mut driver, prefix).await;
+    let history = write_history(dir.path(), "history.jsonl", &driver.lines());
+    let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
+    assert_clean(&report);
+    CheckedRun { deployment, settings, dir, driver, carts, history, report }
+}
+
 fn mentions(report: &CheckReport, needle: &str) -> bool {
     report.details.iter().any(|line| line.contains(needle))
 }
@@ -186,17 +212,8 @@ fn mentions(report: &CheckReport, needle: &str) -> bool {
 /// recorded in the opposite order of their positions (linearizability).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_distributed_run_is_ok_and_each_history_fault_is_named() {
-    let deployment = Deployment::start(STANDARD).await;
-    let app = &deployment.app;
-    let settings = deployment.settings();
-    let dir = tempfile::tempdir().expect("a temp folder");
-    seed(app).await;
-    let mut driver = Driver::new();
-    let carts = small_history(app, &mut driver, "chk-clean").await;
-
-    let history = write_history(dir.path(), "clean.jsonl", &driver.lines());
-    let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
-    assert_clean(&report);
+    let CheckedRun { deployment, settings, dir, driver, carts, history, report } =
+        checked_clean_run("chk-clean").await;
     // Two products registered, nine items added; the refused add appended nothing.
     assert_eq!((report.events, report.streams, report.head), (11, 5, 11), "{report:#?}");
     assert!(report.topic_checked && report.history_checked, "{report:#?}");
@@ -306,16 +323,8 @@ async fn an_acknowledged_add_deleted_from_the_write_db_is_lost() {
 /// doubled (applied twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_deleted_and_doubled_view_rows_are_named() {
-    let deployment = Deployment::start(STANDARD).await;
-    let app = &deployment.app;
-    let settings = deployment.settings();
-    let dir = tempfile::tempdir().expect("a temp folder");
-    seed(app).await;
-    let mut driver = Driver::new();
-    let carts = small_history(app, &mut driver, "chk-views").await;
-    let history = write_history(dir.path(), "history.jsonl", &driver.lines());
-    let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
-    assert_clean(&report);
+    let CheckedRun { deployment, settings, carts, history, dir: _dir, .. } =
+        checked_clean_run("chk-views").await;
 
     let read = parallax_postgres::pool(&deployment.read_url, 1).await.expect("connect to the read DB");
     let body = |cart: &str| {
