@@ -175,10 +175,9 @@ impl Projection for SharedCounting {
         &["shared_totals"]
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut ViewTx<'_>, _event: &EventRecord) -> Result<(), ProjectionError> {
         let key = DocKey::partition("all");
         let total = tx.get("shared_totals", &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
-        let _ = event;
         tx.put("shared_totals", key, json!({ "events": total + 1 }));
         Ok(())
     }

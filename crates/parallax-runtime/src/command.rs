@@ -247,7 +247,7 @@ impl<A: Aggregate> CommandHandler<A> {
         context: &CommandContext,
     ) -> Result<Executed, CommandError<A::Error>> {
         if let Some(answer) = self.answered_before(context).await? {
-            return answer;
+            return Ok(answer);
         }
         let stream_id = A::stream_id(id);
         let mut current = self.load(id).await?;
@@ -260,7 +260,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     // before that request committed and may now decide against
                     // the state it left: the first answer still stands.
                     if let Some(answer) = self.answered_before(context).await? {
-                        return answer;
+                        return Ok(answer);
                     }
                     decided.map_err(CommandError::Domain)?;
                     return Ok(Executed::Unchanged {
@@ -317,10 +317,10 @@ impl<A: Aggregate> CommandHandler<A> {
     async fn answered_before(
         &self,
         context: &CommandContext,
-    ) -> Result<Option<Result<Executed, CommandError<A::Error>>>, CommandError<A::Error>> {
+    ) -> Result<Option<Executed>, CommandError<A::Error>> {
         let Some(record) = &context.idempotency else { return Ok(None) };
         let Some(stored) = self.store.idempotency(&record.key).await? else { return Ok(None) };
-        Ok(Some(duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position)))
+        duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position).map(Some)
     }
 
     /// Catches a state up with the store (from scratch, or from a snapshot,

@@ -19,9 +19,8 @@
 //! Reads run on separate connections; in WAL mode they see the last commit
 //! and never wait behind one. A point read (a document, a projection's
 //! checkpoints) or a page of up to [`MAX_PAGE_NOW`] documents runs on the
-//! calling thread: bounded work that
-//! costs less than a handoff to a blocking thread. Every other SQLite call
-//! runs in `spawn_blocking`.
+//! calling thread: bounded work that costs less than a handoff to a blocking
+//! thread. Every other SQLite call runs in `spawn_blocking`.
 //!
 //! Durability: the file runs with `synchronous=NORMAL`. A process crash loses
 //! nothing committed; a power loss may lose the last commits, and with them
@@ -120,19 +119,9 @@ impl ReadStore for SqliteReadStore {
         }
         if limit > MAX_PAGE_NOW {
             let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
-            return self
-                .inner
-                .reads
-                .read(move |conn| {
-                    scan(conn, &view, &partition, &range, limit)
-                        .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
-                })
-                .await;
+            return self.inner.reads.read(move |conn| scan(conn, &view, &partition, &range, limit)).await;
         }
-        self.inner.reads.read_now(|conn| {
-            scan(conn, view, partition, range, limit)
-                .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
-        })
+        self.inner.reads.read_now(|conn| scan(conn, view, partition, range, limit))
     }
 
     async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
@@ -209,7 +198,19 @@ impl ReadStore for SqliteReadStore {
     }
 }
 
+/// One page of `partition` (the read behind [`ReadStore::scan`]).
 fn scan(
+    conn: &Connection,
+    view: &str,
+    partition: &str,
+    range: &ClusteringRange,
+    limit: usize,
+) -> Result<Page, ReadStoreError> {
+    page(conn, view, partition, range, limit)
+        .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
+}
+
+fn page(
     conn: &Connection,
     view: &str,
     partition: &str,

@@ -335,17 +335,18 @@ pub(crate) async fn read_all(
     after: Position,
     limit: usize,
 ) -> Result<Vec<EventRecord>, StoreError> {
-    let read = move |conn: &Connection| {
-        let read = || -> rusqlite::Result<Vec<EventRecord>> {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-            ))?;
-            let rows = statement.query_map(params![clamp_i64(after), clamp_i64(limit)], record_at)?;
-            rows.collect()
-        };
-        read().map_err(|e| StoreError::new(format!("read events after position {after}"), e))
-    };
-    reads.read(read).await
+    reads
+        .read(move |conn| {
+            let read = || -> rusqlite::Result<Vec<EventRecord>> {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                ))?;
+                let rows = statement.query_map(params![clamp_i64(after), clamp_i64(limit)], record_at)?;
+                rows.collect()
+            };
+            read().map_err(|e| StoreError::new(format!("read events after position {after}"), e))
+        })
+        .await
 }
 
 /// The position of the last committed event (shared with the log).
