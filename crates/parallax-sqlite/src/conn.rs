@@ -42,7 +42,7 @@ pub(crate) fn open_writer<E: AdapterError>(
     }
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| E::caused(format!("set synchronous={synchronous} on {at}"), e))?;
-    tune(&conn).map_err(|e| E::caused(format!("configure {at}"), e))?;
+    keep_plans(&conn).map_err(|e| E::caused(format!("configure {at}"), e))?;
     conn.execute_batch(schema).map_err(|e| E::caused(format!("create the schema in {at}"), e))?;
     Ok(conn)
 }
@@ -54,30 +54,19 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
-    tune(&conn)?;
+    keep_plans(&conn)?;
     Ok(conn)
 }
 
-/// Bytes of a database file read through memory mapping instead of `pread`.
-const MMAP_SIZE: i64 = 1 << 30;
-
-/// Caches prepared statements, keeps their plans and maps the file.
-///
-/// Without the query planner stability guarantee, SQLite recompiles a
-/// statement each time a new value is bound to a parameter that could change
-/// its plan, such as the `LIMIT ?` of every page and log read: a profile of
-/// `GET /api/customers/{id}/orders` spent 16 % of the server's CPU re-preparing
-/// that one statement. Our statements have one good plan whatever the values
-/// (an index range scan).
-///
-/// Reading the file through a memory map saves a system call and a copy per
-/// page read: a rebuild of every view reads the whole log once per projection,
-/// and a profile of it had 7 % of its CPU in `pread`. WAL needs a local disk
-/// anyway, the condition under which SQLite recommends mapping.
-fn tune(conn: &Connection) -> rusqlite::Result<()> {
+/// Caches prepared statements and keeps their plans. Without the query planner
+/// stability guarantee, SQLite recompiles a statement each time a new value is
+/// bound to a parameter that could change its plan, such as the `LIMIT ?` of
+/// every page and log read: a profile of `GET /api/customers/{id}/orders` spent
+/// 16 % of the server's CPU re-preparing that one statement. Our statements
+/// have one good plan whatever the values (an index range scan).
+fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     Ok(())
 }
 
@@ -204,7 +193,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reader_maps_its_file_and_keeps_a_statement_plan_when_its_limit_changes() {
+    fn a_cached_statement_keeps_its_plan_when_its_limit_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.db");
         Connection::open(&path)
@@ -215,8 +204,6 @@ mod tests {
             )
             .unwrap();
         let conn = open_reader(&path).unwrap();
-        let mapped: i64 = conn.pragma_query_value(None, "mmap_size", |row| row.get(0)).unwrap();
-        assert_eq!(mapped, MMAP_SIZE);
         let sql = "SELECT x FROM t WHERE x > ?1 ORDER BY x LIMIT ?2";
         for (after, limit, expected) in [(0, 2, vec![1, 2]), (1, 3, vec![2, 3, 4]), (3, 10, vec![4, 5])] {
             let mut statement = conn.prepare_cached(sql).unwrap();
