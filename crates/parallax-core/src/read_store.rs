@@ -50,13 +50,14 @@ impl DocKey {
     }
 }
 
-/// A stored document.
+/// A stored document: its body as a JSON value, or as the JSON text it is
+/// stored as (`Document<String>`, from [`ReadStore::scan_json`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Document {
+pub struct Document<B = serde_json::Value> {
     /// Its key.
     pub key: DocKey,
     /// Its body.
-    pub body: serde_json::Value,
+    pub body: B,
 }
 
 /// The event a write comes from: its source partition and position.
@@ -215,9 +216,9 @@ pub struct ViewBatch {
 
 /// A bounded, ordered slice of a partition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
+pub struct Page<B = serde_json::Value> {
     /// Documents in clustering order.
-    pub documents: Vec<Document>,
+    pub documents: Vec<Document<B>>,
     /// Pass it back as `after` to read on; `None` when nothing follows.
     pub next_cursor: Option<String>,
 }
@@ -314,6 +315,12 @@ impl ReadStoreError {
     }
 }
 
+/// A document body as JSON text.
+fn json_text(view: &str, partition: &str, body: &serde_json::Value) -> Result<String, ReadStoreError> {
+    serde_json::to_string(body)
+        .map_err(|e| ReadStoreError::store(format!("encode a document of {view}/{partition}"), e))
+}
+
 /// The read database.
 #[async_trait]
 pub trait ReadStore: Send + Sync {
@@ -401,6 +408,32 @@ pub trait ReadStore: Send + Sync {
         range: &ClusteringRange,
         limit: usize,
     ) -> Result<Page, ReadStoreError>;
+
+    /// One document as the JSON text it is stored as, for a reader that
+    /// decodes it into a type of its own (a query's DTO) without building a
+    /// `serde_json::Value` on the way. Stores that keep JSON text return it
+    /// as stored; the default encodes what [`ReadStore::get`] returns.
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        self.get(view, key).await?.map(|body| json_text(view, &key.partition, &body)).transpose()
+    }
+
+    /// [`ReadStore::scan`] with each body as the JSON text it is stored as
+    /// (see [`ReadStore::get_json`]).
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        let page = self.scan(view, partition, range, limit).await?;
+        let documents = page
+            .documents
+            .into_iter()
+            .map(|doc| Ok(Document { body: json_text(view, partition, &doc.body)?, key: doc.key }))
+            .collect::<Result<_, ReadStoreError>>()?;
+        Ok(Page { documents, next_cursor: page.next_cursor })
+    }
 
     /// Applies a batch and moves the projection's checkpoints, atomically,
     /// if every checkpoint is still at its `from`, every read document at

@@ -323,6 +323,20 @@ impl ReadStore for GenerationStore {
         self.inner.scan(&self.name(view), partition, range, limit).await
     }
 
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        self.inner.get_json(&self.name(view), key).await
+    }
+
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        self.inner.scan_json(&self.name(view), partition, range, limit).await
+    }
+
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         let projection = batch.projection.clone();
         self.inner.commit(rename_batch(batch, |name| self.name(name))).await.map_err(|error| match error {
@@ -432,6 +446,20 @@ impl ReadStore for ActiveGenerations {
         limit: usize,
     ) -> Result<Page, ReadStoreError> {
         self.inner.scan(&self.view(view).await?, partition, range, limit).await
+    }
+
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        self.inner.get_json(&self.view(view).await?, key).await
+    }
+
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        self.inner.scan_json(&self.view(view).await?, partition, range, limit).await
     }
 
     async fn commit(&self, _batch: ViewBatch) -> Result<(), ReadStoreError> {

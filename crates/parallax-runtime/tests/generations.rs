@@ -78,6 +78,21 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A stream's tally read as JSON text through `queries`, by key and by a
+/// scan of its partition, parsed.
+async fn as_text(
+    queries: &ActiveGenerations,
+    stream: &str,
+) -> (Option<serde_json::Value>, Vec<serde_json::Value>) {
+    let parse = |text: &str| serde_json::from_str(text).expect("the text is JSON");
+    let by_key = queries.get_json("tallies", &DocKey::partition(stream)).await.expect("a query");
+    let page = queries
+        .scan_json("tallies", stream, &parallax_core::ClusteringRange::default(), 10)
+        .await
+        .expect("a scan");
+    (by_key.as_deref().map(parse), page.documents.iter().map(|d| parse(&d.body)).collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_is_built_beside_the_served_one_and_replaces_it() {
     let dir = tempfile::tempdir().expect("a temp folder");
@@ -103,6 +118,7 @@ async fn a_new_version_is_built_beside_the_served_one_and_replaces_it() {
     wait_for("version 1 catching up", async || doc("c").await == Some(json!({ "count": 400 }))).await;
     cancel.cancel();
     running.await.expect("the supervisor stops");
+    assert_eq!(as_text(&queries, "c").await, (Some(json!({ "count": 400 })), vec![json!({ "count": 400 })]));
 
     // Version 2 starts: it builds generation 2 while generation 1 answers.
     let cancel = CancellationToken::new();
@@ -129,6 +145,8 @@ async fn a_new_version_is_built_beside_the_served_one_and_replaces_it() {
     let (pointer, _) = generations::load(store.as_ref(), "tally").await.expect("the pointer");
     assert_eq!(pointer.active, Generation { generation: 2, version: 2 });
     assert_eq!(pointer.building, None);
+    let finished = json!({ "count": 400, "written_by": 2 });
+    assert_eq!(as_text(&queries, "b").await, (Some(finished.clone()), vec![finished]));
 
     // New events go to generation 2; generation 1 is dropped after the grace period.
     append(&events, "a", 5).await;

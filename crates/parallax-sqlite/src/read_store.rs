@@ -76,6 +76,31 @@ impl SqliteReadStore {
             inner: Arc::new(Inner { writer: Mutex::new(writer), reads: Arc::new(ReadPool::new(path)) }),
         })
     }
+
+    /// One page of `partition`, each body read by `body`: on the calling
+    /// thread when the page is small enough, else on a blocking one.
+    async fn page<B: Send + 'static>(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+        body: fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<B>,
+    ) -> Result<Page<B>, ReadStoreError> {
+        if limit == 0 {
+            // Nothing asked for: no documents, and no cursor to go on from.
+            return Ok(Page { documents: Vec::new(), next_cursor: None });
+        }
+        if limit > MAX_PAGE_NOW {
+            let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
+            return self
+                .inner
+                .reads
+                .read(move |conn| scan(conn, &view, &partition, &range, limit, body))
+                .await;
+        }
+        self.inner.reads.read_now(|conn| scan(conn, view, partition, range, limit, body))
+    }
 }
 
 #[async_trait]
@@ -113,15 +138,29 @@ impl ReadStore for SqliteReadStore {
         range: &ClusteringRange,
         limit: usize,
     ) -> Result<Page, ReadStoreError> {
-        if limit == 0 {
-            // Nothing asked for: no documents, and no cursor to go on from.
-            return Ok(Page { documents: Vec::new(), next_cursor: None });
-        }
-        if limit > MAX_PAGE_NOW {
-            let (view, partition, range) = (view.to_owned(), partition.to_owned(), range.clone());
-            return self.inner.reads.read(move |conn| scan(conn, &view, &partition, &range, limit)).await;
-        }
-        self.inner.reads.read_now(|conn| scan(conn, view, partition, range, limit))
+        self.page(view, partition, range, limit, json_at).await
+    }
+
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        self.inner.reads.read_now(|conn| {
+            conn.prepare_cached(
+                "SELECT body FROM documents WHERE view = ?1 AND partition = ?2 AND clustering = ?3",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![view, key.partition, key.clustering], |row| row.get(0)).optional()
+            })
+            .map_err(|e| ReadStoreError::store(format!("get {view}/{}/{}", key.partition, key.clustering), e))
+        })
+    }
+
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        self.page(view, partition, range, limit, text_at).await
     }
 
     async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
@@ -198,25 +237,28 @@ impl ReadStore for SqliteReadStore {
     }
 }
 
-/// One page of `partition` (the read behind [`ReadStore::scan`]).
-fn scan(
+/// One page of `partition` (the read behind [`ReadStore::scan`] and
+/// [`ReadStore::scan_json`]), each body read by `body`.
+fn scan<B>(
     conn: &Connection,
     view: &str,
     partition: &str,
     range: &ClusteringRange,
     limit: usize,
-) -> Result<Page, ReadStoreError> {
-    page(conn, view, partition, range, limit)
+    body: fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<B>,
+) -> Result<Page<B>, ReadStoreError> {
+    page(conn, view, partition, range, limit, body)
         .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
 }
 
-fn page(
+fn page<B>(
     conn: &Connection,
     view: &str,
     partition: &str,
     range: &ClusteringRange,
     limit: usize,
-) -> rusqlite::Result<Page> {
+    body: fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<B>,
+) -> rusqlite::Result<Page<B>> {
     let lower = match range.lower_bound() {
         Some(LowerBound::Inclusive(key)) => Some((">=", key)),
         Some(LowerBound::Exclusive(key)) => Some((">", key)),
@@ -241,7 +283,7 @@ fn page(
     let fetch = clamp_i64(limit.saturating_add(1));
     parameters.push(&fetch);
     let rows = statement.query_map(parameters.as_slice(), |row| {
-        Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: json_at(row, 1)? })
+        Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: body(row, 1)? })
     })?;
     let mut documents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let next_cursor = if documents.len() > limit {
@@ -251,6 +293,11 @@ fn page(
         None
     };
     Ok(Page { documents, next_cursor })
+}
+
+/// A body column as the JSON text it is stored as.
+fn text_at(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<String> {
+    row.get(idx)
 }
 
 /// The documents at `keys`, with their revisions, in the order of `keys`.

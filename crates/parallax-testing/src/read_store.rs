@@ -56,6 +56,7 @@ where
     scan_orders_by_clustering_key_bytes(fresh("scan_orders_by_clustering_key_bytes").await).await;
     scan_honours_bounds(fresh("scan_honours_bounds").await).await;
     paging_visits_every_document_once(fresh("paging_visits_every_document_once").await).await;
+    json_text_reads_match_value_reads(fresh("json_text_reads_match_value_reads").await).await;
     views_and_partitions_are_isolated(fresh("views_and_partitions_are_isolated").await).await;
     partitions_are_listed_per_view(fresh("partitions_are_listed_per_view").await).await;
     commit_is_atomic_and_checked(fresh("commit_is_atomic_and_checked").await).await;
@@ -281,6 +282,56 @@ pub async fn paging_visits_every_document_once(store: Arc<dyn ReadStore>) {
         assert_eq!(visited, expected, "limit {limit} from {from:?} to {to:?}: every document once, in order");
         assert_eq!(pages, expected.len().div_ceil(limit).max(1), "limit {limit}: no empty trailing page");
     }
+}
+
+/// `get_json` and `scan_json` return the documents `get` and `scan` do, as
+/// JSON text: same keys, same cursors, bodies that parse to the same values.
+pub async fn json_text_reads_match_value_reads(store: Arc<dyn ReadStore>) {
+    let body = |i: usize| {
+        json!({
+            "key": format!("k{i}"),
+            "name": "Grüße, \"quoted\" \u{2603}",
+            "cents": i * 1000 + 1,
+            "ratio": 0.25,
+            "lines": [{ "sku": "A-1", "quantity": i }, null, true],
+            "empty": {},
+        })
+    };
+    write(&*store, (0..7).map(|i| put("items", "p", &format!("k{i}"), body(i))).collect()).await;
+
+    for i in 0..7 {
+        let key = DocKey::new("p", format!("k{i}"));
+        let text = store.get_json("items", &key).await.expect("get a document as text").expect("it is there");
+        let parsed: Value = serde_json::from_str(&text).expect("the text is JSON");
+        assert_eq!(Some(parsed), get(&*store, "items", "p", &format!("k{i}")).await);
+    }
+    assert_eq!(store.get_json("items", &DocKey::new("p", "k9")).await.expect("get an absent document"), None);
+    assert_eq!(store.get_json("other", &DocKey::new("p", "k0")).await.expect("get from another view"), None);
+
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let range = range(None, None, cursor.as_deref());
+        let text = store.scan_json("items", "p", &range, 3).await.expect("scan a partition as text");
+        let value = scan(&*store, "p", range, 3).await;
+        let parsed: Vec<(String, Value)> = text
+            .documents
+            .iter()
+            .map(|d| (d.key.clustering.clone(), serde_json::from_str(&d.body).expect("the text is JSON")))
+            .collect();
+        let expected: Vec<(String, Value)> =
+            value.documents.iter().map(|d| (d.key.clustering.clone(), d.body.clone())).collect();
+        assert_eq!(parsed, expected, "page {pages}: the same documents");
+        assert_eq!(text.next_cursor, value.next_cursor, "page {pages}: the same cursor");
+        pages += 1;
+        match text.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "7 documents in pages of 3");
+    let none = store.scan_json("items", "p", &ClusteringRange::default(), 0).await.expect("scan nothing");
+    assert!(none.documents.is_empty() && none.next_cursor.is_none(), "a limit of 0 is an empty last page");
 }
 
 /// Views and partitions do not see each other's documents.

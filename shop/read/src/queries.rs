@@ -116,10 +116,11 @@ impl ShopQueries {
         view: &'static str,
         key: &DocKey,
     ) -> Result<Option<T>, QueryError> {
+        // Straight from the stored text into the DTO: no JSON value between.
         self.store
-            .get(view, key)
+            .get_json(view, key)
             .await?
-            .map(serde_json::from_value)
+            .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|e| QueryError::Corrupt { view, reason: e.to_string() })
     }
@@ -132,11 +133,11 @@ impl ShopQueries {
         cursor: Option<String>,
     ) -> Result<Listing<T>, QueryError> {
         let range = ClusteringRange { after: cursor, ..ClusteringRange::default() };
-        let page = self.store.scan(view, partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
+        let page = self.store.scan_json(view, partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
         let items = page
             .documents
-            .into_iter()
-            .map(|doc| serde_json::from_value(doc.body))
+            .iter()
+            .map(|doc| serde_json::from_str(&doc.body))
             .collect::<Result<_, _>>()
             .map_err(|e| QueryError::Corrupt { view, reason: e.to_string() })?;
         Ok(Listing { items, next_cursor: page.next_cursor })
