@@ -223,6 +223,20 @@ pub struct Page<B = serde_json::Value> {
     pub next_cursor: Option<String>,
 }
 
+impl<B> Page<B> {
+    /// The page of at most `limit` documents from a read that fetched one
+    /// more than asked: that extra document tells whether anything follows.
+    pub fn from_one_more(mut documents: Vec<Document<B>>, limit: usize) -> Self {
+        let next_cursor = if documents.len() > limit {
+            documents.truncate(limit);
+            documents.last().map(|d| d.key.clustering.clone())
+        } else {
+            None
+        };
+        Page { documents, next_cursor }
+    }
+}
+
 /// A range of clustering keys within a partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusteringRange {

@@ -63,6 +63,61 @@ impl PgReadStore {
     }
 }
 
+/// The page read behind `scan` and `scan_json`, selecting the body as `$body`.
+macro_rules! scan_sql {
+    ($body:literal) => {
+        concat!(
+            "SELECT clustering, ",
+            $body,
+            " FROM documents WHERE view = $1 AND partition = $2 \
+             AND ($3::text IS NULL OR (CASE WHEN $4 THEN clustering >= $3 ELSE clustering > $3 END)) \
+             AND ($5::text IS NULL OR clustering < $5) \
+             ORDER BY clustering LIMIT $6"
+        )
+    };
+}
+
+impl PgReadStore {
+    /// One page of `partition` read by `sql` (from `scan_sql!`), each body
+    /// read from its row by `body`.
+    async fn page<B>(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+        sql: &'static str,
+        body: fn(&PgRow) -> B,
+    ) -> Result<Page<B>, ReadStoreError> {
+        if limit == 0 {
+            return Ok(Page { documents: Vec::new(), next_cursor: None });
+        }
+        let (lower, inclusive) = match range.lower_bound() {
+            Some(LowerBound::Inclusive(key)) => (Some(key), true),
+            Some(LowerBound::Exclusive(key)) => (Some(key), false),
+            None => (None, false),
+        };
+        let rows = sqlx::query(sql)
+            .bind(view)
+            .bind(partition)
+            .bind(lower)
+            .bind(inclusive)
+            .bind(&range.to)
+            .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| read_error(format!("scan {view}/{partition}"), e))?;
+        let documents: Vec<Document<B>> = rows
+            .iter()
+            .map(|row| Document {
+                key: DocKey::new(partition, row.get::<String, _>("clustering")),
+                body: body(row),
+            })
+            .collect();
+        Ok(Page::from_one_more(documents, limit))
+    }
+}
+
 fn checkpoint_of(row: &PgRow) -> Checkpoint {
     Checkpoint { position: to_u64(row.get("position")), offset: to_u64(row.get("source_offset")) }
 }
@@ -131,43 +186,32 @@ impl ReadStore for PgReadStore {
         range: &ClusteringRange,
         limit: usize,
     ) -> Result<Page, ReadStoreError> {
-        if limit == 0 {
-            return Ok(Page { documents: Vec::new(), next_cursor: None });
-        }
-        let (lower, inclusive) = match range.lower_bound() {
-            Some(LowerBound::Inclusive(key)) => (Some(key), true),
-            Some(LowerBound::Exclusive(key)) => (Some(key), false),
-            None => (None, false),
-        };
-        let rows = sqlx::query(
-            "SELECT clustering, body FROM documents WHERE view = $1 AND partition = $2 \
-             AND ($3::text IS NULL OR (CASE WHEN $4 THEN clustering >= $3 ELSE clustering > $3 END)) \
-             AND ($5::text IS NULL OR clustering < $5) \
-             ORDER BY clustering LIMIT $6",
+        self.page(view, partition, range, limit, scan_sql!("body"), |row| {
+            row.get::<Json<serde_json::Value>, _>("body").0
+        })
+        .await
+    }
+
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        sqlx::query_scalar(
+            "SELECT body::text FROM documents WHERE view = $1 AND partition = $2 AND clustering = $3",
         )
         .bind(view)
-        .bind(partition)
-        .bind(lower)
-        .bind(inclusive)
-        .bind(&range.to)
-        .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .bind(&key.partition)
+        .bind(&key.clustering)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(|e| read_error(format!("scan {view}/{partition}"), e))?;
-        let mut documents: Vec<Document> = rows
-            .iter()
-            .map(|row| Document {
-                key: DocKey::new(partition, row.get::<String, _>("clustering")),
-                body: row.get::<Json<serde_json::Value>, _>("body").0,
-            })
-            .collect();
-        let next_cursor = if documents.len() > limit {
-            documents.truncate(limit);
-            documents.last().map(|d| d.key.clustering.clone())
-        } else {
-            None
-        };
-        Ok(Page { documents, next_cursor })
+        .map_err(|e| read_error(format!("get {view}/{}/{}", key.partition, key.clustering), e))
+    }
+
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        self.page(view, partition, range, limit, scan_sql!("body::text AS body"), |row| row.get("body")).await
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {

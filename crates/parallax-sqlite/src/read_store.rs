@@ -285,14 +285,8 @@ fn page<B>(
     let rows = statement.query_map(parameters.as_slice(), |row| {
         Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: body(row, 1)? })
     })?;
-    let mut documents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_cursor = if documents.len() > limit {
-        documents.truncate(limit);
-        documents.last().map(|d| d.key.clustering.clone())
-    } else {
-        None
-    };
-    Ok(Page { documents, next_cursor })
+    let documents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_one_more(documents, limit))
 }
 
 /// A body column as the JSON text it is stored as.

@@ -306,7 +306,7 @@ pub async fn json_text_reads_match_value_reads(store: Arc<dyn ReadStore>) {
         assert_eq!(Some(parsed), get(&*store, "items", "p", &format!("k{i}")).await);
     }
     assert_eq!(store.get_json("items", &DocKey::new("p", "k9")).await.expect("get an absent document"), None);
-    assert_eq!(store.get_json("other", &DocKey::new("p", "k0")).await.expect("get from another view"), None);
+    assert_eq!(store.get_json("orders", &DocKey::new("p", "k0")).await.expect("get from another view"), None);
 
     let mut cursor: Option<String> = None;
     let mut pages = 0;
