@@ -247,18 +247,6 @@ fn scan<B>(
     limit: usize,
     body: fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<B>,
 ) -> Result<Page<B>, ReadStoreError> {
-    page(conn, view, partition, range, limit, body)
-        .map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))
-}
-
-fn page<B>(
-    conn: &Connection,
-    view: &str,
-    partition: &str,
-    range: &ClusteringRange,
-    limit: usize,
-    body: fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<B>,
-) -> rusqlite::Result<Page<B>> {
     let lower = match range.lower_bound() {
         Some(LowerBound::Inclusive(key)) => Some((">=", key)),
         Some(LowerBound::Exclusive(key)) => Some((">", key)),
@@ -276,16 +264,19 @@ fn page<B>(
     }
     sql.push_str(&format!(" ORDER BY clustering LIMIT ?{}", bounds.len() + 3));
 
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&view, &partition];
-    parameters.extend(bounds.iter().map(|b| b as &dyn rusqlite::ToSql));
-    // One row more than asked tells whether anything follows.
-    let fetch = clamp_i64(limit.saturating_add(1));
-    parameters.push(&fetch);
-    let rows = statement.query_map(parameters.as_slice(), |row| {
-        Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: body(row, 1)? })
-    })?;
-    let documents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let read = || -> rusqlite::Result<Vec<Document<B>>> {
+        let mut statement = conn.prepare_cached(&sql)?;
+        let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&view, &partition];
+        parameters.extend(bounds.iter().map(|b| b as &dyn rusqlite::ToSql));
+        // One row more than asked tells whether anything follows.
+        let fetch = clamp_i64(limit.saturating_add(1));
+        parameters.push(&fetch);
+        let rows = statement.query_map(parameters.as_slice(), |row| {
+            Ok(Document { key: DocKey::new(partition, row.get::<_, String>(0)?), body: body(row, 1)? })
+        })?;
+        rows.collect()
+    };
+    let documents = read().map_err(|e| ReadStoreError::store(format!("scan {view}/{partition}"), e))?;
     Ok(Page::from_one_more(documents, limit))
 }
 
