@@ -939,6 +939,7 @@ async fn append_round(
                 expected_version: ExpectedVersion::Any,
                 events,
                 idempotency: None,
+                reads: Vec::new(),
             })
         })
         .buffer_unordered(512)

@@ -40,7 +40,7 @@ pub use read_store::{
 };
 pub use store::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,
-    StoreError, StoredIdempotency,
+    StoreError, StoredIdempotency, StreamVersion,
 };
 pub use token::{ConsistencyToken, TokenError};
 pub use trace::{SpanId, TraceId, TraceParent, TraceParentError};

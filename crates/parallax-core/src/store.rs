@@ -41,6 +41,21 @@ pub struct StoredIdempotency {
     pub last_position: Position,
 }
 
+/// Another stream a decision read, at the version it read.
+///
+/// An append that carries it commits only if that stream is still at
+/// `version`; otherwise it answers [`AppendError::Conflict`] naming that
+/// stream. This is how a decision that looked another aggregate up (a
+/// product's price, to price a cart line) is never recorded against a state
+/// of it that is no longer the store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamVersion {
+    /// The stream read.
+    pub stream_id: String,
+    /// Its version when read (0: it did not exist).
+    pub version: u64,
+}
+
 /// One append: events for one stream, checked against an expected version.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
@@ -52,6 +67,22 @@ pub struct AppendRequest {
     pub events: Vec<NewEvent>,
     /// Stored in the same transaction, when given.
     pub idempotency: Option<IdempotencyRecord>,
+    /// Other streams the decision read: each must still be at the version
+    /// read when the append commits (checked after the idempotency key and
+    /// the expected version, in the same transaction).
+    pub reads: Vec<StreamVersion>,
+}
+
+impl AppendRequest {
+    /// `events` for `stream_id` at `expected_version`, with no idempotency
+    /// key and no other stream read.
+    pub fn new(
+        stream_id: impl Into<String>,
+        expected_version: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        Self { stream_id: stream_id.into(), expected_version, events, idempotency: None, reads: Vec::new() }
+    }
 }
 
 /// What an append did.
@@ -74,10 +105,12 @@ pub enum AppendOutcome {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
-    /// Another writer got there first.
+    /// Another writer got there first: the stream appended to, or one of
+    /// the streams the decision read ([`AppendRequest::reads`]), is not at
+    /// the version expected.
     #[error("stream {stream} is at version {actual}, not {expected}")]
     Conflict {
-        /// The stream.
+        /// The stream that moved.
         stream: String,
         /// The version the writer expected.
         expected: u64,
@@ -140,7 +173,9 @@ pub trait EventStore: Send + Sync {
     /// value, other whitespace or key order).
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
 
-    /// The events of one stream with a version above `after_version`, in order.
+    /// The events of one stream with a version above `after_version`, in
+    /// order, as committed when the call is made (an empty answer proves the
+    /// stream is still at `after_version`).
     async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Up to `limit` events with a position above `after`, in position order.

@@ -4,9 +4,11 @@
 //! `max_batch` requests) and append it with one call of the
 //! `parallax_append` SQL function: one statement, so one transaction, one
 //! round trip and one WAL flush for the whole group. Inside, every request is
-//! still checked on its own: idempotency key first, then the expected version
-//! (a compare-and-set on the stream's row in `streams`, which also serializes
-//! concurrent appends to one stream across processes), then its events.
+//! still checked on its own: idempotency key first, then the versions of the
+//! other streams its decision read (`reads`: each row of `streams` must still
+//! say what was read), then the expected version (a compare-and-set on the
+//! stream's row in `streams`, which also serializes concurrent appends to one
+//! stream across processes), then its events.
 //!
 //! Requests of a group are sent sorted by stream id (stable, so one stream's
 //! requests keep their order), so concurrent groups lock stream rows in one
@@ -306,7 +308,15 @@ struct WireRequest<'a> {
     stream_id: &'a str,
     expected: Option<u64>,
     key: Option<WireKey<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reads: Vec<WireRead<'a>>,
     events: Vec<WireEvent<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireRead<'a> {
+    stream_id: &'a str,
+    version: u64,
 }
 
 #[derive(Serialize)]
@@ -330,9 +340,22 @@ struct WireEvent<'a> {
 #[derive(Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 enum WireOutcome {
-    Appended { first: i64, last: i64, version: i64 },
-    Conflict { actual: i64 },
-    Duplicate { fingerprint: String, response: String, last: i64 },
+    Appended {
+        first: i64,
+        last: i64,
+        version: i64,
+    },
+    /// `stream` and `expected` when a stream the decision read moved.
+    Conflict {
+        actual: i64,
+        stream: Option<String>,
+        expected: Option<i64>,
+    },
+    Duplicate {
+        fingerprint: String,
+        response: String,
+        last: i64,
+    },
 }
 
 /// The histogram of group sizes (see the module docs).
@@ -464,6 +487,11 @@ fn wire_request(request: &AppendRequest) -> Result<WireRequest<'_>, serde_json::
             fingerprint: &k.fingerprint,
             response: &k.response,
         }),
+        reads: request
+            .reads
+            .iter()
+            .map(|r| WireRead { stream_id: &r.stream_id, version: r.version })
+            .collect(),
         events,
     })
 }
@@ -475,7 +503,10 @@ fn answer(request: &AppendRequest, outcome: WireOutcome) -> Result<AppendOutcome
             last_position: to_u64(last),
             stream_version: to_u64(version),
         }),
-        WireOutcome::Conflict { actual } => Err(AppendError::Conflict {
+        WireOutcome::Conflict { actual, stream: Some(stream), expected: Some(expected) } => {
+            Err(AppendError::Conflict { stream, expected: to_u64(expected), actual: to_u64(actual) })
+        }
+        WireOutcome::Conflict { actual, .. } => Err(AppendError::Conflict {
             stream: request.stream_id.clone(),
             expected: match request.expected_version {
                 ExpectedVersion::Exact(version) => version,

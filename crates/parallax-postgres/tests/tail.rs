@@ -37,6 +37,7 @@ async fn append(store: &PgEventStore, stream: &str) -> Position {
         expected_version: ExpectedVersion::Any,
         events: vec![event(0)],
         idempotency: None,
+        reads: Vec::new(),
     };
     match store.append(request).await.expect("append") {
         AppendOutcome::Appended { last_position, .. } => last_position,

@@ -7,15 +7,28 @@
 //! again, a bounded number of times ([`RetryPolicy`]). A command that is
 //! refused by the aggregate appends nothing.
 //!
+//! Other processes write the same streams (a second command process, the
+//! saga), so a cached state may be stale: the cache may speed a decision up,
+//! never change it (ARCHITECTURE.md, "every writer decides on the write DB's
+//! state"). An append finds a stale cache out by its expected version, and
+//! the other aggregates a decision looked up ([`Lookups`]) by their versions,
+//! which the append carries ([`AppendRequest::reads`]). A decision that
+//! appends nothing (a refusal, a no-op) has no such check: before it is
+//! answered, the state and every lookup are caught up with the store and
+//! the command decided again. A hot command that appends therefore costs no
+//! read; only a refusal or a no-op pays one per stream it involves.
+//!
 //! Idempotency: a command given an idempotency key is recorded with its
 //! append, in the same transaction; a repeat of the key returns the first
 //! answer and appends nothing, even when the repeats race each other.
 
-use std::sync::Arc;
+use std::borrow::Borrow;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use parallax_core::{
     Aggregate, AppendError, AppendOutcome, AppendRequest, Codec, CodecError, EventRecord, EventStore,
-    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError, TraceParent,
+    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError, StreamVersion, TraceParent,
 };
 use uuid::Uuid;
 
@@ -184,6 +197,65 @@ pub enum CommandError<E: std::error::Error + 'static> {
     Store(#[from] StoreError),
 }
 
+/// Why an aggregate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A stored event does not decode.
+    #[error("stream does not decode")]
+    Codec(#[from] CodecError),
+    /// The store failed.
+    #[error("event store failed")]
+    Store(#[from] StoreError),
+}
+
+impl<E: std::error::Error + 'static> From<LoadError> for CommandError<E> {
+    fn from(error: LoadError) -> Self {
+        match error {
+            LoadError::Codec(e) => Self::Codec(e),
+            LoadError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+/// The other aggregates a decision looked up, at the versions it saw.
+///
+/// Given to the command builder of [`CommandHandler::execute_with`] and
+/// passed to [`CommandHandler::lookup`]: the append that records the
+/// decision carries every version looked up, and commits only if none of
+/// those streams has moved since. Cheap to clone (one shared list).
+#[derive(Debug, Clone, Default)]
+pub struct Lookups {
+    inner: Arc<LookupsInner>,
+}
+
+#[derive(Debug, Default)]
+struct LookupsInner {
+    /// Read every lookup from the store, not the cache (the decision
+    /// appends nothing, or an earlier attempt found a lookup stale).
+    fresh: bool,
+    reads: Mutex<Vec<StreamVersion>>,
+}
+
+impl Lookups {
+    fn new(fresh: bool) -> Self {
+        Self { inner: Arc::new(LookupsInner { fresh, reads: Mutex::new(Vec::new()) }) }
+    }
+
+    fn record(&self, stream_id: &str, version: u64) {
+        let mut reads = self.inner.reads.lock().expect("the lookups' lock is never poisoned");
+        match reads.iter_mut().find(|read| read.stream_id == stream_id) {
+            Some(read) => read.version = version,
+            None => reads.push(StreamVersion { stream_id: stream_id.to_owned(), version }),
+        }
+    }
+
+    /// What was looked up, at which version.
+    pub fn reads(&self) -> Vec<StreamVersion> {
+        self.inner.reads.lock().expect("the lookups' lock is never poisoned").clone()
+    }
+}
+
 /// Handles the commands of one aggregate type.
 pub struct CommandHandler<A: Aggregate> {
     store: Arc<dyn EventStore>,
@@ -230,13 +302,30 @@ impl<A: Aggregate> CommandHandler<A> {
         self
     }
 
-    /// The current state of aggregate `id` (from the cache when hot).
-    pub async fn load(&self, id: &str) -> Result<Arc<Hydrated<A>>, CommandError<A::Error>> {
+    /// The state of aggregate `id` as the store has it now: the cached state
+    /// caught up with the store (one read of the stream's newer events, none
+    /// when it has not moved), or a cold load.
+    pub async fn load(&self, id: &str) -> Result<Arc<Hydrated<A>>, LoadError> {
         let stream_id = A::stream_id(id);
-        match self.cache.get(&stream_id) {
-            Some(hot) => Ok(hot),
-            None => self.refresh(&stream_id, None).await,
-        }
+        let cached = self.cache.get(&stream_id);
+        self.refresh(&stream_id, cached).await
+    }
+
+    /// The state of aggregate `id` for a decision of another aggregate (a
+    /// product priced into a cart line), recorded in `lookups` at its
+    /// version so the decision's append checks it has not moved.
+    ///
+    /// From the cache when hot, unless `lookups` asks for fresh reads (the
+    /// decision appends nothing, or an earlier attempt found a lookup stale).
+    pub async fn lookup(&self, id: &str, lookups: &Lookups) -> Result<Arc<Hydrated<A>>, LoadError> {
+        let stream_id = A::stream_id(id);
+        let cached = self.cache.get(&stream_id);
+        let state = match cached {
+            Some(hot) if !lookups.inner.fresh => hot,
+            cached => self.refresh(&stream_id, cached).await?,
+        };
+        lookups.record(&stream_id, state.version);
+        Ok(state)
     }
 
     /// Decides `command` against aggregate `id` and appends what it decides.
@@ -246,15 +335,51 @@ impl<A: Aggregate> CommandHandler<A> {
         command: &A::Command,
         context: &CommandContext,
     ) -> Result<Executed, CommandError<A::Error>> {
+        self.execute_with(id, context, |_, _| std::future::ready(Ok(command))).await
+    }
+
+    /// Decides the command `build` makes from the aggregate's state and
+    /// appends what it decides.
+    ///
+    /// `build` runs once per attempt, so what it looks up (with
+    /// [`CommandHandler::lookup`] and the [`Lookups`] it is given) is looked
+    /// up again whenever the decision is retried: after a conflict, and
+    /// before a refusal or a no-op is answered. Its error is returned as is.
+    pub async fn execute_with<C, F, Fut>(
+        &self,
+        id: &str,
+        context: &CommandContext,
+        build: F,
+    ) -> Result<Executed, CommandError<A::Error>>
+    where
+        C: Borrow<A::Command>,
+        F: Fn(Arc<Hydrated<A>>, Lookups) -> Fut,
+        Fut: Future<Output = Result<C, CommandError<A::Error>>>,
+    {
         if let Some(answer) = self.answered_before(context).await? {
             return Ok(answer);
         }
         let stream_id = A::stream_id(id);
-        let mut current = self.load(id).await?;
+        // Fresh: the state and the lookups were read from the store during
+        // this command, so nothing is older than the command.
+        let (mut current, mut fresh) = match self.cache.get(&stream_id) {
+            Some(hot) => (hot, false),
+            None => (self.refresh(&stream_id, None).await?, true),
+        };
         let mut attempt = 1;
         loop {
-            let events = match current.state.handle(command) {
+            let lookups = Lookups::new(fresh);
+            let command = build(current.clone(), lookups.clone()).await?;
+            let events = match current.state.handle(command.borrow()) {
                 Ok(events) if !events.is_empty() => events,
+                decided if !fresh => {
+                    // No append will check this decision: make it again on
+                    // the store's state before answering it.
+                    tracing::trace!(stream_id, refused = decided.is_err(), "deciding again on fresh state");
+                    current = self.refresh(&stream_id, Some(current)).await?;
+                    fresh = true;
+                    continue;
+                }
                 decided => {
                     // A repeat that raced its first request looked the key up
                     // before that request committed and may now decide against
@@ -275,6 +400,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 expected_version: ExpectedVersion::Exact(current.version),
                 events: events.iter().map(|e| self.codec.new_event(e, metadata.clone())).collect(),
                 idempotency: context.idempotency.clone(),
+                reads: lookups.reads(),
             };
             match self.store.append(request).await {
                 Ok(AppendOutcome::Appended { last_position, stream_version, .. }) => {
@@ -305,7 +431,10 @@ impl<A: Aggregate> CommandHandler<A> {
                     tracing::debug!(%stream, expected, actual, attempt, "conflict; catching up and retrying");
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                     attempt += 1;
+                    // The stream itself or one it looked up moved: catch the
+                    // state up, and look everything up afresh.
                     current = self.refresh(&stream_id, Some(current)).await?;
+                    fresh = true;
                 }
                 Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
                 Err(e) => return Err(CommandError::Store(StoreError::new("append refused", e))),
@@ -329,28 +458,47 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         stream_id: &str,
         from: Option<Arc<Hydrated<A>>>,
-    ) -> Result<Arc<Hydrated<A>>, CommandError<A::Error>> {
-        let mut hydrated = match from {
-            Some(from) => Hydrated::clone(&from),
-            None => self.hydrate_from_snapshot(stream_id).await?,
+    ) -> Result<Arc<Hydrated<A>>, LoadError> {
+        let hydrated = match from {
+            Some(from) => {
+                let events = self.store.read_stream(stream_id, from.version).await?;
+                if events.is_empty() {
+                    return Ok(from);
+                }
+                let mut hydrated = Hydrated::clone(&from);
+                self.fold(&mut hydrated, &events)?;
+                hydrated
+            }
+            None => {
+                let mut hydrated = self.hydrate_from_snapshot(stream_id).await?;
+                let events = self.store.read_stream(stream_id, hydrated.version).await?;
+                self.fold(&mut hydrated, &events)?;
+                // A cold load that replayed a long tail saves the next one the work.
+                if self.snapshot_every > 0 && events.len() as u64 >= self.snapshot_every {
+                    let hydrated = Arc::new(hydrated);
+                    self.cache.insert(stream_id.to_owned(), hydrated.clone());
+                    self.snapshot_in_background(stream_id, hydrated.clone());
+                    return Ok(hydrated);
+                }
+                hydrated
+            }
         };
-        let events = self.store.read_stream(stream_id, hydrated.version).await?;
-        for record in &events {
+        let hydrated = Arc::new(hydrated);
+        self.cache.insert(stream_id.to_owned(), hydrated.clone());
+        Ok(hydrated)
+    }
+
+    fn fold(&self, hydrated: &mut Hydrated<A>, events: &[EventRecord]) -> Result<(), LoadError> {
+        for record in events {
             let event = self.codec.decode_record(record)?;
             hydrated.state.apply(&event);
             hydrated.version = record.stream_version;
             hydrated.position = record.position;
         }
-        let hydrated = Arc::new(hydrated);
-        self.cache.insert(stream_id.to_owned(), hydrated.clone());
-        // A cold load that replayed a long tail saves the next one the work.
-        if self.snapshot_every > 0 && events.len() as u64 >= self.snapshot_every {
-            self.snapshot_in_background(stream_id, hydrated.clone());
-        }
-        Ok(hydrated)
+        Ok(())
     }
 
-    async fn hydrate_from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, CommandError<A::Error>> {
+    async fn hydrate_from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, LoadError> {
         if self.snapshot_every == 0 {
             return Ok(Hydrated::default());
         }

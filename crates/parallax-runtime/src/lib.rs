@@ -28,7 +28,7 @@ pub mod retry;
 pub mod status;
 mod worker;
 
-pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated};
+pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups};
 pub use consistency::{Freshness, Progress, WaitError};
 pub use dead_letters::{retry_dead_letter, DeadLetterId, DeadLetterIdError, RetryError, RetryOutcome};
 pub use generations::{ActiveGenerations, Generation, GenerationStore, Generations, Supervisor};

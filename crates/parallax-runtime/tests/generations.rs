@@ -62,6 +62,7 @@ async fn append(store: &SqliteEventStore, stream: &str, n: usize) {
         expected_version: ExpectedVersion::Any,
         events: (0..n).map(|_| event()).collect(),
         idempotency: None,
+        reads: Vec::new(),
     };
     store.append(request).await.expect("append");
 }

@@ -622,10 +622,17 @@ fn append(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, A
         }
     }
 
-    let actual = conn
-        .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")
-        .and_then(|mut statement| statement.query_row([stream], |row| u64_at(row, 0)))
-        .map_err(|e| StoreError::new(format!("read the version of stream {stream}"), e))?;
+    for read in &request.reads {
+        let actual = stream_version(conn, &read.stream_id)?;
+        if actual != read.version {
+            return Err(AppendError::Conflict {
+                stream: read.stream_id.clone(),
+                expected: read.version,
+                actual,
+            });
+        }
+    }
+    let actual = stream_version(conn, stream)?;
     if let ExpectedVersion::Exact(expected) = request.expected_version {
         if expected != actual {
             return Err(AppendError::Conflict { stream: stream.clone(), expected, actual });
@@ -682,6 +689,13 @@ fn append(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, A
         .map_err(|e| StoreError::new(format!("store idempotency key {}", key.key), e))?;
     }
     Ok(AppendOutcome::Appended { first_position, last_position, stream_version: version })
+}
+
+/// A stream's version inside the write transaction (0: no such stream).
+fn stream_version(conn: &Connection, stream: &str) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")
+        .and_then(|mut statement| statement.query_row([stream], |row| u64_at(row, 0)))
+        .map_err(|e| StoreError::new(format!("read the version of stream {stream}"), e))
 }
 
 /// Whether an event id is already in the store (a unique violation's cause).

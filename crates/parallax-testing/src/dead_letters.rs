@@ -168,6 +168,7 @@ async fn append(fixture: &DeadLetterFixture, stream: &str, event_type: &str) -> 
         expected_version: ExpectedVersion::Any,
         events: vec![event],
         idempotency: None,
+        reads: Vec::new(),
     };
     match fixture.store.append(request).await.expect("append an event") {
         AppendOutcome::Appended { last_position, .. } => (last_position, event_id),

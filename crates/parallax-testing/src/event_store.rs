@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use parallax_core::{
     AppendError, AppendOutcome, AppendRequest, EventLog, EventRecord, EventStore, ExpectedVersion,
-    IdempotencyRecord, Metadata, NewEvent, Position, Snapshot,
+    IdempotencyRecord, Metadata, NewEvent, Position, Snapshot, StreamVersion,
 };
 use serde_json::json;
 use tokio::sync::{watch, Barrier};
@@ -66,6 +66,7 @@ where
     };
     appends_are_atomic_and_versioned(fresh("appends_are_atomic_and_versioned").await.store).await;
     wrong_expected_version_conflicts(fresh("wrong_expected_version_conflicts").await.store).await;
+    a_stream_read_that_moved_conflicts(fresh("a_stream_read_that_moved_conflicts").await.store).await;
     concurrent_appends_at_one_version_have_one_winner(
         fresh("concurrent_appends_at_one_version_have_one_winner").await.store,
     )
@@ -123,7 +124,7 @@ fn any_event() -> NewEvent {
 
 /// An append without an idempotency key.
 pub fn append_request(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest { stream_id: stream.to_owned(), expected_version: expected, events, idempotency: None }
+    AppendRequest::new(stream, expected, events)
 }
 
 fn appended(outcome: Result<AppendOutcome, AppendError>, what: &str) -> (Position, Position, u64) {
@@ -255,6 +256,61 @@ pub async fn wrong_expected_version_conflicts(store: Arc<dyn EventStore>) {
         "Any append to a new stream",
     );
     assert_eq!(version, 1);
+}
+
+/// An append that names other streams its decision read
+/// ([`AppendRequest::reads`]) commits only while each is at the version
+/// read; otherwise it is a [`AppendError::Conflict`] naming the stream that
+/// moved, and writes nothing, not even its idempotency key.
+pub async fn a_stream_read_that_moved_conflicts(store: Arc<dyn EventStore>) {
+    let read = |stream: &str, version| StreamVersion { stream_id: stream.to_owned(), version };
+    appended(
+        store.append(append_request("price-1", ExpectedVersion::Exact(0), vec![any_event()])).await,
+        "the stream read",
+    );
+    let holds = AppendRequest {
+        reads: vec![read("price-1", 1), read("never-written", 0)],
+        ..append_request("cart-1", ExpectedVersion::Exact(0), vec![any_event()])
+    };
+    let (_, _, version) = appended(store.append(holds).await, "an append whose reads hold");
+    assert_eq!(version, 1);
+    appended(
+        store.append(append_request("price-1", ExpectedVersion::Exact(1), vec![any_event()])).await,
+        "the stream read moves",
+    );
+    let before = head(&*store).await;
+
+    let key = IdempotencyRecord { key: "read-moved".into(), fingerprint: "f".into(), response: "{}".into() };
+    let stale = AppendRequest {
+        reads: vec![read("price-1", 1)],
+        idempotency: Some(key.clone()),
+        ..append_request("cart-1", ExpectedVersion::Exact(1), vec![any_event()])
+    };
+    match store.append(stale).await {
+        Err(AppendError::Conflict { stream, expected, actual }) => {
+            assert_eq!((stream.as_str(), expected, actual), ("price-1", 1, 2), "the conflict names the read");
+        }
+        other => panic!("an append whose read moved: expected Conflict, got {other:?}"),
+    }
+    let created = AppendRequest {
+        reads: vec![read("price-1", 0)],
+        ..append_request("cart-2", ExpectedVersion::Exact(0), vec![any_event()])
+    };
+    match store.append(created).await {
+        Err(AppendError::Conflict { stream, expected: 0, actual: 2 }) => assert_eq!(stream, "price-1"),
+        other => panic!("a read of a stream that did not exist, which now does: got {other:?}"),
+    }
+    assert_eq!(head(&*store).await, before, "conflicting appends write nothing");
+    assert!(store.idempotency("read-moved").await.expect("look the key up").is_none(), "nor their key");
+    assert!(store.read_stream("cart-2", 0).await.expect("read").is_empty());
+
+    let fresh = AppendRequest {
+        reads: vec![read("price-1", 2)],
+        idempotency: Some(key),
+        ..append_request("cart-1", ExpectedVersion::Exact(1), vec![any_event()])
+    };
+    let (_, _, version) = appended(store.append(fresh).await, "the same append, at the read's new version");
+    assert_eq!(version, 2);
 }
 
 /// 32 tasks race to append at the same expected version, round after round:

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parallax_core::EventStore;
-use parallax_runtime::{CommandContext, CommandError, CommandHandler, Executed};
+use parallax_runtime::{CommandContext, CommandError, CommandHandler, Executed, LoadError, Lookups};
 use shop_domain::{
     Cart, CartCommand, Order, OrderCommand, Product, ProductCommand, ProductInfo, Refusal, SagaCommand,
 };
@@ -96,10 +96,18 @@ impl ShopCommands {
         quantity: i64,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        let product = self.product_info(sku).await?;
-        let command =
-            CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product };
-        self.cart(cart_id, command, context).await
+        self.carts
+            .execute_with(cart_id, context, |_, lookups| async move {
+                let product = self.product_info(sku, &lookups).await?;
+                Ok(CartCommand::AddItem {
+                    cart_id: cart_id.to_owned(),
+                    sku: sku.to_owned(),
+                    quantity,
+                    product,
+                })
+            })
+            .await
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
     }
 
     /// Takes a product out of a cart.
@@ -113,7 +121,9 @@ impl ShopCommands {
         self.cart(cart_id, command, context).await
     }
 
-    /// Turns a cart into order `order_id`, priced as the products are now.
+    /// Turns a cart into order `order_id`, priced as the products are now:
+    /// priced again on every attempt, since a retried checkout may find
+    /// other lines in the cart, or other prices.
     pub async fn check_out(
         &self,
         cart_id: &str,
@@ -121,21 +131,23 @@ impl ShopCommands {
         order_id: Uuid,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        let cart =
-            self.carts.load(cart_id).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
-        let mut prices = BTreeMap::new();
-        for sku in cart.state.skus() {
-            if let Some(info) = self.product_info(sku).await? {
-                prices.insert(sku.to_owned(), info);
-            }
-        }
-        let command = CartCommand::CheckOut {
-            cart_id: cart_id.to_owned(),
-            order_id,
-            customer_id: customer_id.to_owned(),
-            prices,
-        };
-        self.cart(cart_id, command, context).await
+        self.carts
+            .execute_with(cart_id, context, |cart, lookups| async move {
+                let mut prices = BTreeMap::new();
+                for sku in cart.state.skus() {
+                    if let Some(info) = self.product_info(sku, &lookups).await? {
+                        prices.insert(sku.to_owned(), info);
+                    }
+                }
+                Ok(CartCommand::CheckOut {
+                    cart_id: cart_id.to_owned(),
+                    order_id,
+                    customer_id: customer_id.to_owned(),
+                    prices,
+                })
+            })
+            .await
+            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
     }
 
     /// An order command.
@@ -176,9 +188,9 @@ impl ShopCommands {
             .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
     }
 
-    async fn product_info(&self, sku: &str) -> Result<Option<ProductInfo>, ShopCommandError> {
-        let product =
-            self.products.load(sku).await.map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))?;
+    /// A product's name and price for a cart decision, looked up in `lookups`.
+    async fn product_info(&self, sku: &str, lookups: &Lookups) -> Result<Option<ProductInfo>, LoadError> {
+        let product = self.products.lookup(sku, lookups).await?;
         Ok(product.state.is_registered().then(|| ProductInfo {
             name: product.state.name().to_owned(),
             unit_price_cents: product.state.price_cents(),

@@ -82,6 +82,7 @@ async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refu
             expected_version: ExpectedVersion::Any,
             events: vec![poison.clone()],
             idempotency: None,
+            reads: Vec::new(),
         })
         .await
         .expect("append the undecodable event");

@@ -237,6 +237,7 @@ async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
             expected_version: parallax_core::ExpectedVersion::Any,
             events: vec![poison.clone()],
             idempotency: None,
+            reads: Vec::new(),
         })
         .await
         .expect("append the poison event");

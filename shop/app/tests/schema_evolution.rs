@@ -87,6 +87,7 @@ async fn load_v1_history(store: &dyn EventStore) -> Position {
                 recorded_at: row.recorded_at,
             }],
             idempotency: None,
+            reads: Vec::new(),
         };
         match store.append(request).await.expect("append a stored row") {
             AppendOutcome::Appended { last_position, .. } => {
