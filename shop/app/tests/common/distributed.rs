@@ -3,7 +3,8 @@
 //!
 //! A [`Deployment`] owns two fresh databases (write and read), a fresh topic
 //! and consumer-group prefix, the shop's processes, and an in-process reverse
-//! proxy that routes by method (POST/PUT/DELETE to the command process,
+//! proxy that routes by method (POST/PUT/DELETE round-robin to the command
+//! processes, or to the one a client names with [`super::WRITER_HEADER`];
 //! GET/HEAD round-robin to the query processes), so [`Deployment::app`]
 //! speaks to the whole deployment as to one shop. Each process's stderr goes
 //! to a file of its own; when a test panics, the deployment kills every
@@ -73,9 +74,12 @@ const STARTUP: Duration = Duration::from_secs(60);
 const CATCH_UP: Duration = Duration::from_secs(90);
 
 /// The distributed shape of the design: one process per role, two of the
-/// scalable ones.
+/// scalable ones (two command processes, as behind a round-robin load
+/// balancer, and the saga in a process of its own: writers of the same
+/// streams that must decide on the write DB's state).
 pub const STANDARD: &[(&str, &[&str])] = &[
-    ("command", &["command"]),
+    ("command-1", &["command"]),
+    ("command-2", &["command"]),
     ("relay", &["relay"]),
     ("projector-1", &["projector"]),
     ("projector-2", &["projector"]),
@@ -314,10 +318,11 @@ impl Deployment {
                 .map(|p| p.url.clone())
                 .collect()
         };
-        let command = with_role("command").into_iter().next().expect("a layout with a command process");
+        let commands = with_role("command");
+        assert!(!commands.is_empty(), "a layout with a command process");
         let queries = with_role("query");
         assert!(!queries.is_empty(), "a layout with a query process");
-        let proxy = start_proxy(command, queries, deployment.proxy.clone()).await;
+        let proxy = start_proxy(commands, queries, deployment.proxy.clone()).await;
         deployment.app = TestApp::remote(proxy);
         deployment
     }
@@ -1000,15 +1005,21 @@ fn tail(path: &Path, lines: usize) -> String {
 
 struct Proxy {
     client: reqwest::Client,
-    command: String,
+    commands: Vec<String>,
     queries: Vec<String>,
-    next: AtomicUsize,
+    next_command: AtomicUsize,
+    next_query: AtomicUsize,
 }
 
 /// Starts the method-routing reverse proxy on a free port; returns its URL.
-async fn start_proxy(command: String, queries: Vec<String>, cancel: CancellationToken) -> String {
-    let proxy =
-        Arc::new(Proxy { client: reqwest::Client::new(), command, queries, next: AtomicUsize::new(0) });
+async fn start_proxy(commands: Vec<String>, queries: Vec<String>, cancel: CancellationToken) -> String {
+    let proxy = Arc::new(Proxy {
+        client: reqwest::Client::new(),
+        commands,
+        queries,
+        next_command: AtomicUsize::new(0),
+        next_query: AtomicUsize::new(0),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let addr = listener.local_addr().expect("the proxy's address");
     let router = axum::Router::new().fallback(forward).with_state(proxy);
@@ -1031,10 +1042,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let round_robin = |backends: &[String], next: &AtomicUsize| {
+        backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()].clone()
+    };
+    let named = parts.headers.get(super::WRITER_HEADER).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let backend = if parts.method == Method::GET || parts.method == Method::HEAD {
-        &proxy.queries[proxy.next.fetch_add(1, Ordering::Relaxed) % proxy.queries.len()]
+        round_robin(&proxy.queries, &proxy.next_query)
+    } else if let Some(n) = named {
+        proxy.commands[n % proxy.commands.len()].clone()
     } else {
-        &proxy.command
+        round_robin(&proxy.commands, &proxy.next_command)
     };
     let target = format!("{backend}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let body = match axum::body::to_bytes(body, usize::MAX).await {
@@ -1045,6 +1062,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     };
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    headers.remove(super::WRITER_HEADER);
     let answer = proxy.client.request(parts.method, &target).headers(headers).body(body).send().await;
     let answer = match answer {
         Ok(answer) => answer,

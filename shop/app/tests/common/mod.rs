@@ -20,10 +20,17 @@ use tempfile::TempDir;
 pub struct TestApp {
     pub client: Client,
     pub base: String,
+    /// Which command process a proxy in front of several should send this
+    /// client's writes to ([`TestApp::writer`]); `None`: any.
+    writer: Option<usize>,
     /// The embedded shop this process runs, if any.
     shop: Option<RunningApp>,
     dir: Option<TempDir>,
 }
+
+/// The header that asks the distributed test proxy for one command process
+/// ([`TestApp::writer`]); a shop itself ignores it.
+pub const WRITER_HEADER: &str = "x-test-writer";
 
 /// How long [`TestApp::eventually`] polls.
 const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -33,7 +40,7 @@ pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create a temp folder");
     let settings = Settings::embedded("127.0.0.1:0".parse().expect("an address"), dir.path().into());
     let app = shop::start(settings).await.expect("start the shop");
-    TestApp { base: app.url(), shop: Some(app), client: Client::new(), dir: Some(dir) }
+    TestApp { base: app.url(), writer: None, shop: Some(app), client: Client::new(), dir: Some(dir) }
 }
 
 pub struct Answer {
@@ -70,12 +77,26 @@ async fn answer(response: Response) -> Answer {
 impl TestApp {
     /// A client of the shop at `base`, which runs elsewhere.
     pub fn remote(base: String) -> Self {
-        Self { client: Client::new(), base, shop: None, dir: None }
+        Self { client: Client::new(), base, writer: None, shop: None, dir: None }
     }
 
     /// Another client of the same shop, for concurrent tasks (it does not own the shop).
     pub fn detached(&self) -> Self {
-        Self { client: self.client.clone(), base: self.base.clone(), shop: None, dir: None }
+        Self {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            writer: self.writer,
+            shop: None,
+            dir: None,
+        }
+    }
+
+    /// A client whose writes go to command process `n` (modulo their number)
+    /// when a proxy stands before several: as two clients of a round-robin
+    /// load balancer that happened to land on different processes. One
+    /// process (embedded) serves every `n`.
+    pub fn writer(&self, n: usize) -> Self {
+        Self { writer: Some(n), ..self.detached() }
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> Answer {
@@ -85,6 +106,9 @@ impl TestApp {
         }
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
+        }
+        if let Some(writer) = self.writer {
+            request = request.header(WRITER_HEADER, writer);
         }
         answer(request.send().await.expect("send the request")).await
     }

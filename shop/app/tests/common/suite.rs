@@ -23,6 +23,9 @@ macro_rules! for_each_case {
         $test!(bad_input_is_refused_precisely_and_appends_nothing);
         $test!(customer_orders_page_newest_first_with_a_cursor);
         $test!(admin_lists_projections_with_their_lag);
+        $test!(a_price_changed_through_one_writer_prices_the_next_line_on_the_other);
+        $test!(an_order_the_saga_confirmed_is_paid_through_the_writer_that_saw_it_unconfirmed);
+        $test!(an_order_paid_too_early_is_paid_once_confirmed);
     };
 }
 #[allow(unused_imports)]
@@ -318,4 +321,73 @@ pub async fn admin_lists_projections_with_their_lag(app: &TestApp) {
     let catalog = &rows[0];
     assert_eq!(catalog["lag"], 0, "{catalog}");
     assert_eq!(app.get("/health").await.body["status"], "ok");
+}
+
+/// Two command processes (writers 0 and 1): the product writer 1 looked up
+/// to price a line is repriced through writer 0; writer 1's next line and
+/// checkout use the new price.
+pub async fn a_price_changed_through_one_writer_prices_the_next_line_on_the_other(app: &TestApp) {
+    let (a, b) = (app.writer(0), app.writer(1));
+    a.register("MW-1", "Widget", 1_000, 10).await;
+    b.add("mw-cart-1", "MW-1", 1).await;
+    let repriced = a.post("/api/products/MW-1/price", json!({ "price_cents": 2_000 })).await;
+    assert_eq!(repriced.status, StatusCode::OK, "{}", repriced.body);
+    let added = b.add("mw-cart-2", "MW-1", 1).await;
+    let cart = app.get_after("/api/carts/mw-cart-2", &added.token()).await;
+    assert_eq!(cart.body["items"][0]["unit_price_cents"], 2_000, "priced at a price that no longer exists");
+    assert_eq!(cart.body["total_cents"], 2_000);
+
+    let repriced = a.post("/api/products/MW-1/price", json!({ "price_cents": 2_500 })).await;
+    assert_eq!(repriced.status, StatusCode::OK, "{}", repriced.body);
+    let checkout = b.check_out("mw-cart-2", "mallory").await;
+    let order_id = checkout.body["order_id"].as_str().expect("order id");
+    let order = app.get_after(&format!("/api/orders/{order_id}"), &checkout.token()).await;
+    assert_eq!(order.body["total_cents"], 2_500, "{}", order.body);
+}
+
+/// Writer 1 sees the order before the saga (its own process) has placed or
+/// confirmed it; once the query side shows it confirmed, writer 1 pays it,
+/// writer 0 ships it, and writer 1 cannot cancel what was shipped.
+pub async fn an_order_the_saga_confirmed_is_paid_through_the_writer_that_saw_it_unconfirmed(app: &TestApp) {
+    let (a, b) = (app.writer(0), app.writer(1));
+    a.register("MW-2", "Widget", 700, 10).await;
+    a.add("mw-cart-3", "MW-2", 2).await;
+    let order_id = a.check_out("mw-cart-3", "oscar").await.body["order_id"].as_str().expect("id").to_owned();
+    let pay = format!("/api/orders/{order_id}/pay");
+    // Right away the saga has not placed (404) or confirmed (422) it yet,
+    // unless it was very quick (200): either way, both writers now cache it.
+    let mut paid_early = false;
+    for writer in [&a, &b] {
+        let early = writer.post(&pay, json!({})).await;
+        assert!([200, 404, 422].contains(&early.status.as_u16()), "{}", early.body);
+        paid_early |= early.status == StatusCode::OK;
+    }
+    app.order_status(&order_id, if paid_early { "paid" } else { "confirmed" }).await;
+    if !paid_early {
+        let paid = b.post(&pay, json!({})).await;
+        assert_eq!(paid.status, StatusCode::OK, "a confirmed order refused: {}", paid.body);
+    }
+    let shipped = a.post(&format!("/api/orders/{order_id}/ship"), json!({})).await;
+    assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
+    b.post(&format!("/api/orders/{order_id}/cancel"), json!({})).await.assert_problem(422);
+    let order = app.get_after(&format!("/api/orders/{order_id}"), &shipped.token()).await;
+    assert_eq!(order.body["status"], "shipped", "{}", order.body);
+}
+
+/// One writer, the saga in another process: a payment refused before the
+/// confirmation does not make the order unpayable after it.
+pub async fn an_order_paid_too_early_is_paid_once_confirmed(app: &TestApp) {
+    let a = app.writer(0);
+    a.register("MW-3", "Widget", 300, 10).await;
+    a.add("mw-cart-4", "MW-3", 1).await;
+    let order_id = a.check_out("mw-cart-4", "peggy").await.body["order_id"].as_str().expect("id").to_owned();
+    let pay = format!("/api/orders/{order_id}/pay");
+    let early = a.post(&pay, json!({})).await;
+    if early.status != StatusCode::OK {
+        assert!([404, 422].contains(&early.status.as_u16()), "{}", early.body);
+        app.order_status(&order_id, "confirmed").await;
+        let paid = a.post(&pay, json!({})).await;
+        assert_eq!(paid.status, StatusCode::OK, "refused again after the confirmation: {}", paid.body);
+    }
+    app.order_status(&order_id, "paid").await;
 }
