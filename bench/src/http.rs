@@ -208,46 +208,13 @@ impl Shop {
             let app = shop::start(shop::Settings::embedded(listen, data_dir.to_owned())).await?;
             return Ok(Shop::InProcess { app });
         }
-        let binary = match &args.shop_bin {
-            Some(binary) => binary.clone(),
-            None => {
-                if !args.no_build {
-                    build_shop().await?;
-                }
-                target_dir().join("release").join("shop")
-            }
-        };
-        anyhow::ensure!(
-            binary.is_file(),
-            "{} does not exist: build it with `cargo build --release -p shop`, or pass --shop-bin",
-            binary.display()
-        );
-        let log = std::fs::File::create(data_dir.join("shop.log"))?;
-        let mut child = tokio::process::Command::new(&binary)
+        let binary = shop_binary(args.shop_bin.as_deref(), args.no_build, Profile::Release).await?;
+        let mut command = tokio::process::Command::new(&binary);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the shop's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .context("the shop did not say where it listens within 60 s")??
-            .with_context(|| {
-                let log = std::fs::read_to_string(data_dir.join("shop.log")).unwrap_or_default();
-                format!("the shop ended before it listened; its log:\n{log}")
-            })?;
-        let url =
-            line.strip_prefix("listening on http://").with_context(|| format!("unexpected line {line:?}"))?;
-        let addr: SocketAddr =
-            url.trim().parse().with_context(|| format!("parse the address in {line:?}"))?;
-        // Keep reading stdout so the shop never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "warn");
+        let (child, addr) = spawn_listening(command, &data_dir.join("shop.log")).await?;
         Ok(Shop::Process { child, addr })
     }
 
@@ -287,16 +254,103 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target"))
 }
 
-async fn build_shop() -> anyhow::Result<()> {
+/// A Cargo profile the shop binary is built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `--release`, in `target/release`.
+    Release,
+    /// The default, in `target/debug`.
+    Debug,
+}
+
+impl Profile {
+    /// The profile this bench was built in (a debug bench, the smoke test,
+    /// starts a debug shop: quicker to build).
+    pub fn of_the_bench() -> Self {
+        if cfg!(debug_assertions) {
+            Profile::Debug
+        } else {
+            Profile::Release
+        }
+    }
+
+    fn folder(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Debug => "debug",
+        }
+    }
+}
+
+/// The `shop` binary: `given`, else `target/<profile>/shop` of this
+/// workspace, built first with `cargo build -p shop` (`--release` for the
+/// release profile) unless `no_build`.
+pub async fn shop_binary(given: Option<&Path>, no_build: bool, profile: Profile) -> anyhow::Result<PathBuf> {
+    let binary = match given {
+        Some(binary) => binary.to_owned(),
+        None => {
+            if !no_build {
+                build_shop(profile).await?;
+            }
+            target_dir().join(profile.folder()).join("shop")
+        }
+    };
+    anyhow::ensure!(
+        binary.is_file(),
+        "{} does not exist: build it with `cargo build {}-p shop`, or pass --shop-bin",
+        binary.display(),
+        if profile == Profile::Release { "--release " } else { "" }
+    );
+    Ok(binary)
+}
+
+async fn build_shop(profile: Profile) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building the shop: cargo build --release -p shop");
+    let mut args = vec!["build", "-p", "shop"];
+    if profile == Profile::Release {
+        args.insert(1, "--release");
+    }
+    let shown = format!("cargo {}", args.join(" "));
+    eprintln!("building the shop: {shown}");
     let status = tokio::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "shop"])
+        .args(&args)
         .current_dir(crate::workspace_root())
         .stdin(Stdio::null())
         .status()
         .await
-        .context("run cargo build --release -p shop")?;
-    anyhow::ensure!(status.success(), "cargo build --release -p shop failed");
+        .with_context(|| format!("run {shown}"))?;
+    anyhow::ensure!(status.success(), "{shown} failed");
     Ok(())
+}
+
+/// Starts `command` (`shop serve …` with its arguments and environment),
+/// its stderr into the file `log`, and waits until it prints `listening on
+/// http://ADDR` on stdout (60 s at most); returns the child, killed when
+/// dropped, and the address. The rest of stdout is read and dropped, so the
+/// process never blocks on a full pipe.
+pub async fn spawn_listening(
+    mut command: tokio::process::Command,
+    log: &Path,
+) -> anyhow::Result<(tokio::process::Child, SocketAddr)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {:?}", command.as_std().get_program()))?;
+    let stdout = child.stdout.take().context("the shop's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .context("the shop did not say where it listens within 60 s")??
+        .with_context(|| {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            format!("the shop ended before it listened; its log:\n{log}")
+        })?;
+    let url =
+        line.strip_prefix("listening on http://").with_context(|| format!("unexpected line {line:?}"))?;
+    let addr: SocketAddr = url.trim().parse().with_context(|| format!("parse the address in {line:?}"))?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
 }

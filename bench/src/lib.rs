@@ -109,8 +109,10 @@ pub use bench_load::{load, stats};
 pub mod report;
 pub mod http;
 pub mod workload;
+pub mod history;
 pub mod probes;
 pub mod servers;
+pub mod processes;
 pub mod peer;
 pub mod scenarios;
 

@@ -149,6 +149,12 @@ pub fn own_cpu_secs() -> f64 {
     stat_cpu_secs(Path::new("/proc/self/stat"))
 }
 
+/// CPU seconds used so far by process `pid` (every thread, those that ended
+/// too; `/proc/<pid>/stat`). 0 once it has ended and been reaped.
+pub fn pid_cpu_secs(pid: u32) -> f64 {
+    stat_cpu_secs(&Path::new("/proc").join(pid.to_string()).join("stat"))
+}
+
 /// User and system time of one `stat` file (a process's or a thread's).
 fn stat_cpu_secs(path: &Path) -> f64 {
     const TICKS_PER_SEC: f64 = 100.0;

@@ -10,7 +10,9 @@
 //! skipped, saying so. They make databases, a topic and keyspaces of their
 //! own and remove them. `commands-postgres`
 //! builds its peer (`bench/peer-cqrs-es`, a debug build under
-//! `target/peer-cqrs-es`) the first time.
+//! `target/peer-cqrs-es`) the first time; `scale-out` starts `shop serve`
+//! processes, building the debug `shop` binary first (`cargo build -p
+//! shop`, quick once the bench's own build made its dependencies).
 
 use std::path::Path;
 use std::process::Command;
@@ -75,6 +77,14 @@ fn check_results(dir: &Path, scenario: &str) {
 
 fn with_brief<'a>(args: &[&'a str]) -> Vec<&'a str> {
     args.iter().chain(BRIEF).copied().collect()
+}
+
+/// `args` and the servers of the distributed shape: PostgreSQL at `url`
+/// (pools of 4) and Kafka at `brokers` (a topic of 2 partitions).
+fn distributed<'a>(url: &'a str, brokers: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let servers =
+        ["--postgres-url", url, "--pool-size", "4", "--kafka-brokers", brokers, "--partitions", "2"];
+    servers.iter().chain(args).copied().collect()
 }
 
 /// The value of `variable`, or `None` after saying that `test` is skipped.
@@ -167,24 +177,11 @@ fn freshness_kafka() {
     run_reporting(
         "freshness",
         "freshness-kafka",
-        &with_brief(&[
-            "--via",
-            "kafka",
-            "--postgres-url",
+        &with_brief(&distributed(
             &url,
-            "--pool-size",
-            "4",
-            "--kafka-brokers",
             &brokers,
-            "--partitions",
-            "2",
-            "--carts",
-            "40",
-            "--products",
-            "5",
-            "--fractions",
-            "0.5",
-        ]),
+            &["--via", "kafka", "--carts", "40", "--products", "5", "--fractions", "0.5"],
+        )),
     );
 }
 
@@ -220,25 +217,36 @@ fn freshness_cassandra() {
     run_reporting(
         "freshness",
         "freshness-cassandra",
-        &with_brief(&[
-            "--via",
-            "cassandra",
-            "--postgres-url",
+        &with_brief(&distributed(
             &url,
-            "--pool-size",
-            "4",
-            "--kafka-brokers",
             &brokers,
-            "--partitions",
-            "2",
-            "--cassandra-nodes",
-            &nodes,
-            "--carts",
-            "40",
-            "--products",
-            "5",
-            "--fractions",
-            "0.5",
-        ]),
+            &[
+                "--via",
+                "cassandra",
+                "--cassandra-nodes",
+                &nodes,
+                "--carts",
+                "40",
+                "--products",
+                "5",
+                "--fractions",
+                "0.5",
+            ],
+        )),
+    );
+}
+
+#[test]
+fn scale_out() {
+    let test = "scale-out";
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", test) else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", test) else { return };
+    run(
+        "scale-out",
+        &with_brief(&distributed(
+            &url,
+            &brokers,
+            &["--backlog", "2000", "--customers", "10", "--carts", "40", "--products", "5"],
+        )),
     );
 }

@@ -15,6 +15,7 @@ pub mod commands_http;
 pub mod queries;
 pub mod projection_rebuild;
 pub mod freshness;
+pub mod scale_out;
 
 /// What every scenario gets.
 pub struct Context {
@@ -81,6 +82,21 @@ pub enum Scenario {
     /// flight at most at the fractions. --mode and --rate do not apply: use
     /// --max-rate, --max-of and --fractions.
     Freshness(freshness::Args),
+    /// The distributed shape with every role in `shop serve` processes of its
+    /// own (PostgreSQL event store, Kafka, PostgreSQL views), at 1 and 2
+    /// processes of each scalable role (--processes): catch-up of a backlog
+    /// of --backlog events (default 500,000) by the relay, then by the
+    /// projectors; GET cart and GET orders by customer against the query
+    /// processes; add-item commands against the command processes. Beside
+    /// throughput and latency, the CPU per operation of every process and
+    /// server, from /proc; baseline: the first process count.
+    ///
+    /// Defaults: commands from 16 to 512 connections (p99 limit 100 ms),
+    /// queries from 8 to 256 (50 ms); fixed rate at half the first count's
+    /// maximum, the same for every count, at least 64 connections. Starts
+    /// target/<profile>/shop (built first, the bench's profile) unless
+    /// --shop-bin; makes databases and a topic of its own and removes them.
+    ScaleOut(scale_out::Args),
 }
 
 impl Scenario {
@@ -93,6 +109,7 @@ impl Scenario {
             Scenario::Queries(_) => "queries",
             Scenario::ProjectionRebuild(_) => "projection-rebuild",
             Scenario::Freshness(_) => "freshness",
+            Scenario::ScaleOut(_) => "scale-out",
         }
     }
 
@@ -105,6 +122,7 @@ impl Scenario {
             Scenario::Queries(args) => queries::run(args, context).await,
             Scenario::ProjectionRebuild(args) => projection_rebuild::run(args, context).await,
             Scenario::Freshness(args) => freshness::run(args, context).await,
+            Scenario::ScaleOut(args) => scale_out::run(args, context).await,
         }
     }
 }

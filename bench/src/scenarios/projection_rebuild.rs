@@ -7,16 +7,9 @@
 //! log / wall time until the last projector is done.
 //!
 //! The history (`--events`, default 1,000,000) is generated fast and
-//! realistically: the shop's own aggregates (`shop_domain`) run in memory —
-//! products registered, restocked and repriced; carts filled with one to
-//! three lines, sometimes an item removed, most checked out; the checkout
-//! saga's reactions (`shop_domain::react`) fed back until each order is
-//! confirmed or rejected; most confirmed orders paid, most of those
-//! shipped, a few cancelled (and released). The events they decide are
-//! encoded with the shop's codec and appended through `SqliteEventStore`
-//! (`synchronous=NORMAL` for speed: generation is not measured), one
-//! request per stream per round of a few thousand lifecycles, hundreds of
-//! requests in flight, so the writer's group commit takes big batches.
+//! realistically by [`crate::history`] (the shop's own aggregates and saga
+//! decisions run in memory) and appended through `SqliteEventStore`
+//! (`synchronous=NORMAL` for speed: generation is not measured).
 //!
 //! The events are generated into a SQLite event store whichever the read
 //! store: the source is not what is measured (reading the log shows in the
@@ -60,16 +53,14 @@
 //! `--cassandra-nodes`, and drops them afterwards; their reports are
 //! `projection-rebuild-postgres` and `projection-rebuild-cassandra`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt, TryStreamExt};
 use parallax_cassandra::CassandraReadStore;
-use parallax_core::{
-    Aggregate, AppendRequest, Codec, EventLog, EventStore, ExpectedVersion, Metadata, NewEvent, ReadStore,
-};
+use parallax_core::{EventLog, ReadStore};
 use parallax_postgres::PgReadStore;
 use parallax_runtime::Projector;
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore, SqliteStoreOptions};
@@ -80,15 +71,10 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use serde::Serialize;
 use serde_json::json;
-use shop_domain::{
-    react, Cart, CartCommand, Order, OrderCommand, OrderStatus, Product, ProductCommand, ProductInfo,
-    SagaCommand,
-};
-use shop_events::{ShopCodec, ShopEvent};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::{ratio, Context};
+use crate::history;
 use crate::machine::{cmdline_cpu_secs, own_cpu_secs, process_cpu_secs, CpuMeter};
 use crate::probes::{Counted, Counts, TimedLog};
 use crate::report::{ms, rate, thousands, Report, Table};
@@ -96,15 +82,11 @@ use crate::servers::{
     self, CassandraArgs, PostgresArgs, RunId, ScratchDb, ScratchKeyspace, CASSANDRA_PROCESS,
 };
 use crate::stats::Latencies;
-use crate::workload;
 
 const NAME: &str = "projection-rebuild";
 
 /// The read store's schema, so the baseline's file is the same.
 const READ_STORE_SCHEMA: &str = include_str!("../../../crates/parallax-sqlite/src/sql/read_store.sql");
-
-/// Lifecycles simulated per round of appends.
-const LIFECYCLES_PER_ROUND: u64 = 2_000;
 
 /// Rows per logged batch and batches in flight per commit of the Cassandra
 /// read store (`BATCH_ROWS`, `IN_FLIGHT` in `parallax-cassandra`'s store):
@@ -407,7 +389,8 @@ async fn rebuild(args: &Args, context: &Context, views: &Views) -> anyhow::Resul
         SqliteStoreOptions { max_batch: 512, synchronous_full: false },
     )?;
     let generated = Instant::now();
-    let head = generate(&store, args).await?;
+    let shape = history::Shape { events: args.events, products: args.products, customers: args.customers };
+    let head = history::generate(&store, shape).await?.head;
     let generation_secs = generated.elapsed().as_secs_f64();
     eprintln!("  generated {head} events in {generation_secs:.1} s");
     let mix = event_mix(&events_path)?;
@@ -716,236 +699,6 @@ async fn rebuild(args: &Args, context: &Context, views: &Views) -> anyhow::Resul
         "unit_costs": units,
     });
     Ok(report)
-}
-
-// ---------------------------------------------------------------------------
-// The history
-
-/// The shop in memory: aggregates, and the events they decided this round.
-struct Sim {
-    codec: ShopCodec,
-    products: Vec<Product>,
-    round: BTreeMap<String, Vec<NewEvent>>,
-    queue: VecDeque<ShopEvent>,
-    rng: u64,
-    customers: u64,
-}
-
-impl Sim {
-    fn random(&mut self, below: u64) -> u64 {
-        // xorshift64*: deterministic, fast, good enough to spread choices.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % below.max(1)
-    }
-
-    /// Decides `command` on `state`; records and applies what it decides.
-    fn decide<A: Aggregate>(
-        state: &mut A,
-        command: &A::Command,
-        stream: String,
-        codec: &Codec<A::Event>,
-        round: &mut BTreeMap<String, Vec<NewEvent>>,
-        metadata: &Metadata,
-    ) -> Vec<A::Event> {
-        let Ok(events) = state.handle(command) else { return Vec::new() };
-        let records = round.entry(stream).or_default();
-        for event in &events {
-            state.apply(event);
-            records.push(codec.new_event(event, metadata.clone()));
-        }
-        events
-    }
-
-    fn product(&mut self, index: usize, command: ProductCommand, metadata: &Metadata) {
-        let stream = Product::stream_id(&workload::sku(index as u64));
-        let events = Self::decide(
-            &mut self.products[index],
-            &command,
-            stream,
-            &self.codec.product,
-            &mut self.round,
-            metadata,
-        );
-        self.queue.extend(events.into_iter().map(ShopEvent::Product));
-    }
-
-    fn order(&mut self, order: &mut Order, id: Uuid, command: OrderCommand, metadata: &Metadata) {
-        let stream = Order::stream_id(&id.to_string());
-        let events = Self::decide(order, &command, stream, &self.codec.order, &mut self.round, metadata);
-        self.queue.extend(events.into_iter().map(ShopEvent::Order));
-    }
-
-    /// Runs the saga's reactions until nothing more follows.
-    fn settle(&mut self, order: &mut Order, order_id: Uuid, metadata: &Metadata) {
-        while let Some(event) = self.queue.pop_front() {
-            for command in react(&event) {
-                match command {
-                    SagaCommand::Product { sku, command } => {
-                        let index = sku.trim_start_matches("SKU-").parse::<usize>().unwrap_or(0);
-                        self.product(index, command, metadata);
-                    }
-                    SagaCommand::Order { order_id: id, command } if id == order_id => {
-                        self.order(order, id, command, metadata);
-                    }
-                    SagaCommand::Order { .. } => {}
-                }
-            }
-        }
-    }
-
-    /// One customer's visit: a cart, usually an order, and what follows.
-    fn lifecycle(&mut self, k: u64) {
-        let metadata = Metadata {
-            correlation_id: Uuid::now_v7(),
-            causation_id: Uuid::now_v7(),
-            command_id: Uuid::now_v7(),
-            actor: None,
-            traceparent: None,
-        };
-        let cart_id = format!("k{k}");
-        let cart_stream = Cart::stream_id(&cart_id);
-        let mut cart = Cart::default();
-        let lines = 1 + self.random(3);
-        for _ in 0..lines {
-            let index = self.random(self.products.len() as u64) as usize;
-            if self.products[index].stock() < 100 {
-                self.product(index, ProductCommand::Restock { quantity: 10_000 }, &metadata);
-            }
-            if self.random(200) == 0 {
-                let price_cents = workload::price_cents(self.random(1_000));
-                self.product(index, ProductCommand::Reprice { price_cents }, &metadata);
-            }
-            self.queue.clear();
-            let quantity = 1 + self.random(3) as i64;
-            let product = &self.products[index];
-            let command = CartCommand::AddItem {
-                cart_id: cart_id.clone(),
-                sku: product.sku().to_owned(),
-                quantity,
-                product: Some(ProductInfo {
-                    name: product.name().to_owned(),
-                    unit_price_cents: product.price_cents(),
-                }),
-            };
-            Self::decide(
-                &mut cart,
-                &command,
-                cart_stream.clone(),
-                &self.codec.cart,
-                &mut self.round,
-                &metadata,
-            );
-        }
-        if self.random(10) == 0 {
-            let first = cart.skus().next().map(str::to_owned);
-            if let Some(sku) = first {
-                let command = CartCommand::RemoveItem { cart_id: cart_id.clone(), sku };
-                Self::decide(
-                    &mut cart,
-                    &command,
-                    cart_stream.clone(),
-                    &self.codec.cart,
-                    &mut self.round,
-                    &metadata,
-                );
-            }
-        }
-        if self.random(10) >= 8 {
-            return; // abandoned
-        }
-        let prices = cart
-            .skus()
-            .filter_map(|sku| {
-                let index = sku.trim_start_matches("SKU-").parse::<usize>().ok()?;
-                let product = self.products.get(index)?;
-                Some((
-                    sku.to_owned(),
-                    ProductInfo { name: product.name().to_owned(), unit_price_cents: product.price_cents() },
-                ))
-            })
-            .collect();
-        let order_id = Uuid::now_v7();
-        let command = CartCommand::CheckOut {
-            cart_id: cart_id.clone(),
-            order_id,
-            customer_id: format!("u{}", k % self.customers.max(1)),
-            prices,
-        };
-        let events =
-            Self::decide(&mut cart, &command, cart_stream, &self.codec.cart, &mut self.round, &metadata);
-        self.queue.extend(events.into_iter().map(ShopEvent::Cart));
-        let mut order = Order::default();
-        self.settle(&mut order, order_id, &metadata);
-        if order.status() != Some(OrderStatus::Confirmed) {
-            return;
-        }
-        let next = match self.random(100) {
-            0..=4 => vec![OrderCommand::Cancel],
-            5..=29 => vec![],
-            30..=49 => vec![OrderCommand::Pay],
-            _ => vec![OrderCommand::Pay, OrderCommand::Ship],
-        };
-        for command in next {
-            self.order(&mut order, order_id, command, &metadata);
-            self.settle(&mut order, order_id, &metadata);
-        }
-    }
-}
-
-/// Generates the history and appends it; returns the head.
-async fn generate(store: &SqliteEventStore, args: &Args) -> anyhow::Result<u64> {
-    let mut sim = Sim {
-        codec: ShopCodec::default(),
-        products: vec![Product::default(); args.products.max(1) as usize],
-        round: BTreeMap::new(),
-        queue: VecDeque::new(),
-        rng: 0x9e37_79b9_7f4a_7c15,
-        customers: args.customers,
-    };
-    let metadata = Metadata::default();
-    for i in 0..sim.products.len() {
-        let command = ProductCommand::Register {
-            sku: workload::sku(i as u64),
-            name: workload::product_name(i as u64),
-            price_cents: workload::price_cents(i as u64),
-            stock: 1_000,
-        };
-        sim.product(i, command, &metadata);
-    }
-    sim.queue.clear();
-    let mut head = append_round(store, std::mem::take(&mut sim.round)).await?;
-    let mut k = 0;
-    while head < args.events {
-        for _ in 0..LIFECYCLES_PER_ROUND {
-            sim.lifecycle(k);
-            k += 1;
-        }
-        head = append_round(store, std::mem::take(&mut sim.round)).await?;
-    }
-    Ok(head)
-}
-
-/// Appends one request per stream, many in flight; returns the head.
-async fn append_round(
-    store: &SqliteEventStore,
-    round: BTreeMap<String, Vec<NewEvent>>,
-) -> anyhow::Result<u64> {
-    stream::iter(round)
-        .map(|(stream_id, events)| {
-            store.append(AppendRequest {
-                stream_id,
-                expected_version: ExpectedVersion::Any,
-                events,
-                idempotency: None,
-                reads: Vec::new(),
-            })
-        })
-        .buffer_unordered(512)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(store.head().await?)
 }
 
 /// The kinds of events in the history.

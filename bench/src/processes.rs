@@ -1,0 +1,330 @@
+//! The distributed shape as separate processes of the `shop` binary, as an
+//! operator runs it: `shop migrate`, then one `shop serve --role …` per
+//! process, configured by the `SHOP__…` environment (the keys of
+//! `config/distributed.toml`) on the run's scratch databases and topic
+//! ([`crate::servers`]). Each process listens on a port of its own on
+//! 127.0.0.1, logs its warnings to a file in the run's data folder, and is
+//! ended by its pid (SIGKILL to the child this bench started; a process left
+//! behind by an error is killed when dropped).
+//!
+//! Where the CPU goes, from `/proc`: each shop process by its pid
+//! (`/proc/<pid>/stat`: every thread, those that ended too); PostgreSQL as
+//! the backends serving the run's databases plus the server's own
+//! processes (WAL writer, checkpointer, background writer: those without a
+//! database), found in `pg_stat_activity`, so tests against other databases
+//! of the same server are left out; Kafka as its broker process (shared with
+//! anything else using it); and the bench process (the load generator).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::Method;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::http::{spawn_listening, Client, ClientKind};
+use crate::machine::{cmdline_cpu_secs, own_cpu_secs, pid_cpu_secs, process_cpu_secs};
+use crate::servers::KAFKA_PROCESS;
+
+/// How a run's processes are configured.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// The `shop` binary.
+    pub binary: PathBuf,
+    /// The event store's database.
+    pub events_url: String,
+    /// The views' database.
+    pub views_url: String,
+    /// Kafka bootstrap brokers.
+    pub brokers: String,
+    /// The run's topic.
+    pub topic: String,
+    /// Its partitions.
+    pub partitions: u32,
+    /// The projectors' consumer-group prefix (`<group>.<projection>`).
+    pub group: String,
+    /// Connections of each process's pools.
+    pub pool_size: u32,
+    /// Where the processes' logs (and data folders) go.
+    pub dir: PathBuf,
+}
+
+impl Shape {
+    /// The binary with the shape's environment, and nothing of this
+    /// process's own `SHOP_…` environment.
+    fn command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.binary);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SHOP_") {
+                command.env_remove(key);
+            }
+        }
+        let pool = self.pool_size.to_string();
+        command
+            .env("SHOP__WRITE_DB__KIND", "postgres")
+            .env("SHOP__WRITE_DB__URL", &self.events_url)
+            .env("SHOP__WRITE_DB__MAX_CONNECTIONS", &pool)
+            .env("SHOP__READ_DB__KIND", "postgres")
+            .env("SHOP__READ_DB__URL", &self.views_url)
+            .env("SHOP__READ_DB__MAX_CONNECTIONS", &pool)
+            .env("SHOP__LOG__KIND", "kafka")
+            .env("SHOP__LOG__BROKERS", &self.brokers)
+            .env("SHOP__LOG__TOPIC", &self.topic)
+            .env("SHOP__LOG__PARTITIONS", self.partitions.to_string())
+            .env("SHOP__LOG__GROUP", &self.group)
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    /// `shop migrate`: the schemas of both databases, and the topic.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let mut command = self.command();
+        command.arg("migrate").stdin(Stdio::null()).kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .context("shop migrate did not finish within 120 s")?
+            .context("run shop migrate")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "shop migrate failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Starts `shop serve` with `roles` as process `name`; returns once it listens.
+    pub async fn start(&self, name: &str, roles: &[&str]) -> anyhow::Result<ShopProcess> {
+        let mut command = self.command();
+        command.arg("serve");
+        for role in roles {
+            command.args(["--role", role]);
+        }
+        command.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(self.dir.join(name));
+        let log = self.dir.join(format!("{name}.log"));
+        let (child, addr) =
+            spawn_listening(command, &log).await.with_context(|| format!("start process {name}"))?;
+        let pid = child.id().context("a running child has a pid")?;
+        Ok(ShopProcess { name: name.to_owned(), child, pid, addr, log })
+    }
+
+    /// Starts `count` processes `<prefix>-1` … at once.
+    pub async fn start_many(
+        &self,
+        prefix: &str,
+        roles: &[&str],
+        count: usize,
+    ) -> anyhow::Result<Vec<ShopProcess>> {
+        let names: Vec<String> = (1..=count).map(|i| format!("{prefix}-{i}")).collect();
+        futures::future::try_join_all(names.iter().map(|name| self.start(name, roles))).await
+    }
+}
+
+/// One `shop serve` process of the run.
+pub struct ShopProcess {
+    /// Its name in the report (`command-1`, `relay`, …).
+    pub name: String,
+    child: tokio::process::Child,
+    /// Its pid.
+    pub pid: u32,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ShopProcess {
+    /// CPU seconds it has used so far.
+    pub fn cpu_secs(&self) -> f64 {
+        pid_cpu_secs(self.pid)
+    }
+
+    /// A client of its HTTP API.
+    pub fn client(&self, kind: ClientKind) -> anyhow::Result<Client> {
+        Client::new(self.addr, kind)
+    }
+
+    /// Ends it (SIGKILL to its pid) and reaps it; fails if it had already
+    /// ended on its own, with the end of its log.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            anyhow::bail!("{} ended on its own ({status}); its log ends:\n{}", self.name, tail.join("\n"));
+        }
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+}
+
+/// Ends every process of `processes`.
+pub async fn stop_all(processes: Vec<ShopProcess>) -> anyhow::Result<()> {
+    for process in processes {
+        process.stop().await?;
+    }
+    Ok(())
+}
+
+/// The sum of the samples of a Prometheus series (every label set) in the
+/// `/metrics` text of a process; 0 if it has none yet.
+pub async fn scrape(client: &Client, series: &str) -> anyhow::Result<f64> {
+    let body = client.connect().await?.expect_ok(Method::GET, "/metrics", None).await?;
+    let text = String::from_utf8_lossy(&body);
+    let mut sum = 0.0;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(series) else { continue };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        sum += line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+    }
+    Ok(sum)
+}
+
+/// What a CPU figure belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Party {
+    /// A shop process of the run.
+    Shop,
+    /// A server: PostgreSQL, Kafka.
+    Server,
+    /// The bench process: the load generator.
+    Bench,
+}
+
+/// The PostgreSQL processes that serve a run: the backends of its
+/// databases and the server's own processes.
+#[derive(Clone)]
+pub struct PgProcesses {
+    admin: PgPool,
+    databases: Vec<String>,
+}
+
+impl PgProcesses {
+    /// Watches the backends of `databases`, asking `admin` (a pool on the same server).
+    pub fn new(admin: PgPool, databases: Vec<String>) -> Self {
+        Self { admin, databases }
+    }
+
+    /// CPU seconds so far of each such process, by pid.
+    async fn cpu_secs(&self) -> anyhow::Result<BTreeMap<u32, f64>> {
+        let pids: Vec<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) OR datname IS NULL")
+                .bind(&self.databases)
+                .fetch_all(&self.admin)
+                .await
+                .context("list the PostgreSQL backends of the run")?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| u32::try_from(pid).ok())
+            .map(|pid| (pid, pid_cpu_secs(pid)))
+            .collect())
+    }
+}
+
+/// CPU seconds used so far by every party of a run.
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot {
+    shop: Vec<(String, f64)>,
+    postgres: BTreeMap<u32, f64>,
+    postgres_all: f64,
+    kafka: f64,
+    bench: f64,
+}
+
+impl CpuSnapshot {
+    /// Reads them now.
+    pub async fn take(processes: &[&ShopProcess], postgres: &PgProcesses) -> anyhow::Result<Self> {
+        Ok(Self {
+            shop: processes.iter().map(|p| (p.name.clone(), p.cpu_secs())).collect(),
+            postgres: postgres.cpu_secs().await?,
+            postgres_all: process_cpu_secs("postgres"),
+            kafka: cmdline_cpu_secs(KAFKA_PROCESS),
+            bench: own_cpu_secs(),
+        })
+    }
+
+    /// What each party used between `earlier` and `self`. A shop process or
+    /// a PostgreSQL backend that was not there earlier counts from its start.
+    pub fn since(&self, earlier: &CpuSnapshot) -> CpuUse {
+        let before = |name: &str| earlier.shop.iter().find(|(n, _)| n == name).map_or(0.0, |(_, secs)| *secs);
+        let mut parts: Vec<CpuPart> = self
+            .shop
+            .iter()
+            .map(|(name, secs)| CpuPart { name: name.clone(), party: Party::Shop, secs: secs - before(name) })
+            .collect();
+        let postgres: f64 = self
+            .postgres
+            .iter()
+            .map(|(pid, secs)| secs - earlier.postgres.get(pid).copied().unwrap_or(0.0))
+            .sum();
+        parts.push(CpuPart { name: "PostgreSQL".into(), party: Party::Server, secs: postgres });
+        parts.push(CpuPart { name: "Kafka".into(), party: Party::Server, secs: self.kafka - earlier.kafka });
+        parts.push(CpuPart { name: "bench".into(), party: Party::Bench, secs: self.bench - earlier.bench });
+        CpuUse { parts, postgres_all_secs: self.postgres_all - earlier.postgres_all }
+    }
+}
+
+/// One party's CPU seconds over a measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuPart {
+    /// `command-1`, `PostgreSQL`, `Kafka`, `bench`, …
+    pub name: String,
+    /// What it is.
+    pub party: Party,
+    /// CPU seconds.
+    pub secs: f64,
+}
+
+/// The CPU every party used over a measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    /// Each shop process, PostgreSQL (the run's backends and the server's
+    /// own processes), Kafka, the bench.
+    pub parts: Vec<CpuPart>,
+    /// Every postgres process of the machine (other databases' backends too).
+    pub postgres_all_secs: f64,
+}
+
+impl CpuUse {
+    /// CPU seconds of the parties of `party`.
+    pub fn of(&self, party: Party) -> f64 {
+        self.parts.iter().filter(|p| p.party == party).map(|p| p.secs).sum()
+    }
+
+    /// CPU seconds of the part named `name`.
+    pub fn named(&self, name: &str) -> f64 {
+        self.parts.iter().filter(|p| p.name == name).map(|p| p.secs).sum()
+    }
+
+    /// CPU seconds of every party.
+    pub fn total(&self) -> f64 {
+        self.parts.iter().map(|p| p.secs).sum()
+    }
+
+    /// The shop processes' CPU per operation, each, in µs: `command-1 212, command-2 198`.
+    pub fn shop_per_op(&self, ops: u64) -> String {
+        let each: Vec<String> = self
+            .parts
+            .iter()
+            .filter(|p| p.party == Party::Shop)
+            .map(|p| format!("{} {:.0}", p.name, micros_per(p.secs, ops)))
+            .collect();
+        each.join(", ")
+    }
+}
+
+/// `secs` per `ops` in µs (0 without operations).
+pub fn micros_per(secs: f64, ops: u64) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        secs * 1e6 / ops as f64
+    }
+}
