@@ -12,7 +12,7 @@
 //! ```text
 //! cargo run --release -p bench -- commands-embedded      # or: commands-http, queries,
 //! cargo run --release -p bench -- --help                 #     projection-rebuild, freshness,
-//!                                                        #     commands-postgres
+//!                                                        #     commands-postgres, scale-out
 //! ```
 //!
 //! Each scenario prints a Markdown report and writes it, with the raw figures
@@ -77,6 +77,11 @@
 //! `bench/load` that holds [`load`], [`stats`] and the cart plan), so its
 //! figures are measured exactly as the shop's are.
 //!
+//! **Processes of their own**: `commands-http` and `queries` start `shop
+//! serve`; `scale-out` starts one per role and process of the distributed
+//! shape ([`processes`]), and reads each one's CPU time from
+//! `/proc/<pid>/stat`.
+//!
 //! **Servers**: the PostgreSQL, Kafka and Cassandra scenarios run against
 //! `--postgres-url`, `--kafka-brokers` and `--cassandra-nodes` (by default
 //! those of `scripts/services/`), in databases, a topic and keyspaces made
@@ -93,6 +98,7 @@
 //! | [`scenarios::queries`] | GET cart, GET orders by customer over HTTP | `GET /health` |
 //! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store into SQLite, PostgreSQL or Cassandra (`--store`) | batched upserts of as many documents into the same store (Cassandra: the store's own timestamped writes in its batch shape; unlogged and single writes beside) |
 //! | [`scenarios::freshness`] | command acknowledged → query shows it, embedded, through Kafka, or through Kafka into Cassandra (`--via`) | the query alone |
+//! | [`scenarios::scale_out`] | the distributed shape as `shop serve` processes per role: commands, queries, the relay's and the projectors' catch-up of a backlog, with the CPU per operation of every process and server | the same role with one process |
 //!
 //! Where a scenario needs it, wrappers around the ports ([`probes`]) count
 //! and time what the projectors ask of the log and the read store, and the
