@@ -26,6 +26,7 @@ pub mod consistency;
 pub mod generations;
 pub mod retry;
 pub mod status;
+pub mod check;
 mod worker;
 
 pub use command::{CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups};

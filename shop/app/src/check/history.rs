@@ -1,0 +1,410 @@
+//! Step 5 of `shop check`: a history of client operations against the event
+//! store and the carts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use anyhow::Context as _;
+use futures::{StreamExt as _, TryStreamExt as _};
+use parallax_core::{EventRecord, EventStore, Position};
+use serde::Deserialize;
+use shop_read::ShopQueries;
+
+use super::cart_id;
+use super::report::{CheckReport, Details};
+
+/// Idempotency keys looked up at once.
+const KEY_LOOKUPS: usize = 8;
+
+/// One client operation: its invocation and its completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The driver's id of it.
+    pub id: u64,
+    /// What it did (`add_item`, ...).
+    pub f: String,
+    /// The stream it addressed (`cart-…`).
+    pub stream: String,
+    /// Its idempotency key.
+    pub key: Option<String>,
+    /// The product (`add_item`).
+    pub sku: Option<String>,
+    /// Units (`add_item`).
+    pub quantity: i64,
+    /// When it was sent, in microseconds of the driver's clock.
+    pub invoked_at: Option<u64>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged at `at`; `position` is the last position of its events.
+    Ok {
+        /// When.
+        at: u64,
+        /// From the answer's consistency token.
+        position: Option<Position>,
+    },
+    /// Definitely refused: nothing may be stored.
+    Fail {
+        /// The HTTP status.
+        status: Option<u16>,
+        /// Why.
+        error: Option<String>,
+    },
+    /// Unknown: it may or may not have been applied.
+    Info {
+        /// Why, if it ended at all.
+        error: Option<String>,
+    },
+}
+
+/// One line of a history.
+#[derive(Debug, Deserialize)]
+struct Line {
+    id: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    f: Option<String>,
+    stream: Option<String>,
+    key: Option<String>,
+    sku: Option<String>,
+    quantity: Option<i64>,
+    at_us: Option<u64>,
+    position: Option<Position>,
+    status: Option<u16>,
+    error: Option<String>,
+}
+
+/// Parses a history: JSON lines, one object each, blank lines ignored.
+///
+/// ```text
+/// {"id":17,"worker":3,"type":"invoke","f":"add_item","stream":"cart-f1-2","key":"f1-17","sku":"F-1","quantity":1,"at_us":123456}
+/// {"id":17,"type":"ok","at_us":125000,"position":4711}
+/// {"id":18,"type":"fail","at_us":125100,"status":409,"error":"..."}
+/// {"id":19,"type":"info","at_us":130000,"error":"timeout"}
+/// ```
+///
+/// Each `id` has one `invoke` and at most one completion (`ok`, `fail` or
+/// `info`); fields missing from one are taken from the other. An invoke
+/// without completion is `info`.
+///
+/// # Errors
+/// A line that is not such an object, an unknown `type`, a second invoke or
+/// completion of an id, an operation without `stream`.
+pub fn parse_history(text: &str) -> anyhow::Result<Vec<Operation>> {
+    let mut lines: BTreeMap<u64, (Option<Line>, Option<Line>)> = BTreeMap::new();
+    for (number, text) in text.lines().enumerate() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let number = number + 1;
+        let line: Line = serde_json::from_str(text).with_context(|| format!("line {number}"))?;
+        let slots = lines.entry(line.id).or_default();
+        let slot = match line.kind.as_str() {
+            "invoke" => &mut slots.0,
+            "ok" | "fail" | "info" => &mut slots.1,
+            other => anyhow::bail!("line {number}: unknown type {other:?}"),
+        };
+        anyhow::ensure!(slot.is_none(), "line {number}: a second {} of operation {}", line.kind, line.id);
+        *slot = Some(line);
+    }
+    lines
+        .into_iter()
+        .map(|(id, (invoke, completion))| {
+            let field = |get: fn(&Line) -> Option<String>| {
+                invoke.as_ref().and_then(get).or_else(|| completion.as_ref().and_then(get))
+            };
+            let stream =
+                field(|l| l.stream.clone()).with_context(|| format!("operation {id} has no stream"))?;
+            let outcome = match &completion {
+                Some(done) if done.kind == "ok" => Outcome::Ok {
+                    at: done.at_us.with_context(|| format!("operation {id}: ok without at_us"))?,
+                    position: done.position,
+                },
+                Some(done) if done.kind == "fail" => {
+                    Outcome::Fail { status: done.status, error: done.error.clone() }
+                }
+                Some(done) => Outcome::Info { error: done.error.clone() },
+                None => Outcome::Info { error: None },
+            };
+            Ok(Operation {
+                id,
+                f: field(|l| l.f.clone()).unwrap_or_default(),
+                stream,
+                key: field(|l| l.key.clone()),
+                sku: field(|l| l.sku.clone()),
+                quantity: invoke
+                    .as_ref()
+                    .and_then(|l| l.quantity)
+                    .or_else(|| completion.as_ref().and_then(|l| l.quantity))
+                    .unwrap_or(0),
+                invoked_at: invoke.as_ref().and_then(|l| l.at_us),
+                outcome,
+            })
+        })
+        .collect()
+}
+
+/// A present operation: its key is in the store, at `position`.
+struct Present<'a> {
+    op: &'a Operation,
+    position: Position,
+}
+
+/// Checks `history` against the store's `events` (and idempotency keys) and
+/// the carts `queries` show.
+pub(super) async fn check_history(
+    history: &[Operation],
+    store: &dyn EventStore,
+    events: &[EventRecord],
+    queries: &ShopQueries,
+    report: &mut CheckReport,
+    details: &mut Details,
+) -> anyhow::Result<()> {
+    let keys = StoredKeys::look_up(history, store).await?;
+    let by_position: HashMap<Position, &EventRecord> =
+        events.iter().map(|event| (event.position, event)).collect();
+    let mut present: BTreeMap<&str, Vec<Present<'_>>> = BTreeMap::new();
+    for op in history {
+        match &op.outcome {
+            Outcome::Ok { .. } => report.operations.ok += 1,
+            Outcome::Fail { .. } => report.operations.fail += 1,
+            Outcome::Info { .. } => report.operations.info += 1,
+        }
+        let Some(key) = op.key.as_deref() else { continue };
+        let stored = keys.position(op);
+        check_completion(op, key, stored, &by_position, report, details);
+        if let Some(position) = stored {
+            present.entry(op.stream.as_str()).or_default().push(Present { op, position });
+        }
+    }
+    for (stream, ops) in &present {
+        check_linearizability(stream, ops, report, details);
+    }
+    check_carts(history, &keys, queries, report, details).await
+}
+
+/// Each idempotency key's last position in the store, if it is there.
+struct StoredKeys<'a>(HashMap<&'a str, Option<Position>>);
+
+impl<'a> StoredKeys<'a> {
+    async fn look_up(history: &'a [Operation], store: &dyn EventStore) -> anyhow::Result<Self> {
+        let unique: BTreeSet<&str> = history.iter().filter_map(|op| op.key.as_deref()).collect();
+        let keys = futures::stream::iter(unique)
+            .map(|key| async move {
+                let stored =
+                    store.idempotency(key).await.with_context(|| format!("look up idempotency key {key}"))?;
+                anyhow::Ok((key, stored.map(|stored| stored.last_position)))
+            })
+            .buffer_unordered(KEY_LOOKUPS)
+            .try_collect()
+            .await?;
+        Ok(Self(keys))
+    }
+
+    /// Where the key of `op` is stored: `None` without a key or when the
+    /// store does not have it.
+    fn position(&self, op: &Operation) -> Option<Position> {
+        op.key.as_deref().and_then(|key| self.0.get(key).copied().flatten())
+    }
+}
+
+fn describe(op: &Operation) -> String {
+    format!("operation {} ({} on {}, key {})", op.id, op.f, op.stream, op.key.as_deref().unwrap_or("-"))
+}
+
+/// An acknowledged operation must be stored at the position acknowledged,
+/// among its stream's events; a refused one must not be stored at all.
+fn check_completion(
+    op: &Operation,
+    key: &str,
+    stored: Option<Position>,
+    by_position: &HashMap<Position, &EventRecord>,
+    report: &mut CheckReport,
+    details: &mut Details,
+) {
+    match (&op.outcome, stored) {
+        (Outcome::Ok { position, .. }, None) => {
+            report.lost_acknowledged += 1;
+            let at = position.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            details.violation(
+                "lost",
+                format!(
+                    "{} was acknowledged at position {at}, but its key is not in the event store",
+                    describe(op)
+                ),
+            );
+        }
+        (Outcome::Ok { position, .. }, Some(stored)) => {
+            let acknowledged = position.unwrap_or(stored);
+            let holds = by_position.get(&acknowledged).is_some_and(|event| event.stream_id == op.stream);
+            if !holds {
+                report.lost_acknowledged += 1;
+                details.violation(
+                    "lost",
+                    format!(
+                        "{} was acknowledged at position {acknowledged}, which holds no event of {}",
+                        describe(op),
+                        op.stream
+                    ),
+                );
+            } else if acknowledged != stored {
+                report.lost_acknowledged += 1;
+                details.violation(
+                    "lost",
+                    format!(
+                        "{} was acknowledged at position {acknowledged}, its key {key} records {stored}",
+                        describe(op)
+                    ),
+                );
+            }
+        }
+        (Outcome::Fail { status, error }, Some(stored)) => {
+            report.refused_present += 1;
+            details.violation(
+                "refused but present",
+                format!(
+                    "{} was refused ({}: {}), yet its key is in the store at position {stored}",
+                    describe(op),
+                    status.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                    error.as_deref().unwrap_or("-")
+                ),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Linearizability: an acknowledged append is ordered before every append
+/// of its stream that began after it was acknowledged.
+fn check_linearizability(stream: &str, ops: &[Present<'_>], report: &mut CheckReport, details: &mut Details) {
+    let mut acknowledged: Vec<(u64, &Present<'_>)> = ops
+        .iter()
+        .filter_map(|present| match present.op.outcome {
+            Outcome::Ok { at, .. } => Some((at, present)),
+            _ => None,
+        })
+        .collect();
+    acknowledged.sort_by_key(|(at, _)| *at);
+    let mut started: Vec<(u64, &Present<'_>)> =
+        ops.iter().filter_map(|present| Some((present.op.invoked_at?, present))).collect();
+    started.sort_by_key(|(at, _)| *at);
+    let mut next = 0;
+    let mut highest: Option<(u64, &Present<'_>)> = None;
+    for (invoked, b) in started {
+        while next < acknowledged.len() && acknowledged[next].0 < invoked {
+            let candidate = acknowledged[next];
+            if highest.is_none_or(|(_, h)| candidate.1.position > h.position) {
+                highest = Some(candidate);
+            }
+            next += 1;
+        }
+        if let Some((acked, a)) = highest {
+            if a.position > b.position {
+                report.linearizability_violations += 1;
+                details.violation(
+                    "linearizability",
+                    format!(
+                        "{stream}: operation {} (invoked at {invoked} µs) is at position {}, below \
+                         operation {} acknowledged at {acked} µs at position {}",
+                        b.op.id, b.position, a.op.id, a.position
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Carts only added to: the view holds what the present operations added.
+async fn check_carts(
+    history: &[Operation],
+    keys: &StoredKeys<'_>,
+    queries: &ShopQueries,
+    report: &mut CheckReport,
+    details: &mut Details,
+) -> anyhow::Result<()> {
+    let mut by_stream: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for op in history {
+        by_stream.entry(op.stream.as_str()).or_default().push(op);
+    }
+    for (stream, ops) in by_stream {
+        let Some(cart) = cart_id(stream) else { continue };
+        if !ops.iter().all(|op| op.f == "add_item") {
+            continue;
+        }
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for op in ops {
+            if keys.position(op).is_some() {
+                if let Some(sku) = &op.sku {
+                    *expected.entry(sku.clone()).or_default() += op.quantity;
+                }
+            }
+        }
+        let view = queries.cart(cart).await.with_context(|| format!("query cart {cart}"))?;
+        let mut actual: BTreeMap<String, i64> = BTreeMap::new();
+        for item in view.iter().flat_map(|view| &view.items) {
+            *actual.entry(item.sku.clone()).or_default() += i64::from(item.quantity);
+        }
+        compare_cart(cart, &expected, &actual, report, details);
+    }
+    Ok(())
+}
+
+/// Units per SKU the cart view shows (`actual`) against what the present
+/// operations added (`expected`).
+fn compare_cart(
+    cart: &str,
+    expected: &BTreeMap<String, i64>,
+    actual: &BTreeMap<String, i64>,
+    report: &mut CheckReport,
+    details: &mut Details,
+) {
+    let skus: BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    for sku in skus {
+        let (wanted, shown) =
+            (expected.get(sku).copied().unwrap_or(0), actual.get(sku).copied().unwrap_or(0));
+        if shown > wanted {
+            report.applied_twice += 1;
+            details.violation(
+                "applied twice",
+                format!("cart {cart} shows {shown} × {sku}; the operations in the store added {wanted}"),
+            );
+        } else if shown < wanted {
+            report.lost_in_views += 1;
+            details.violation(
+                "lost in the views",
+                format!("cart {cart} shows {shown} × {sku}; the operations in the store added {wanted}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_pairs_invokes_with_completions() {
+        let text = r#"
+{"id":1,"worker":0,"type":"invoke","f":"add_item","stream":"cart-x","key":"k1","sku":"A","quantity":2,"at_us":10}
+{"id":2,"worker":1,"type":"invoke","f":"add_item","stream":"cart-x","key":"k2","sku":"A","quantity":1,"at_us":11}
+{"id":1,"worker":0,"type":"ok","f":"add_item","stream":"cart-x","key":"k1","at_us":20,"position":7}
+{"id":3,"worker":1,"type":"invoke","f":"add_item","stream":"cart-x","key":"k3","sku":"B","quantity":1,"at_us":30}
+{"id":3,"worker":1,"type":"fail","at_us":31,"status":409,"error":"conflict"}
+"#;
+        let ops = parse_history(text).expect("a valid history");
+        assert_eq!(ops.len(), 3);
+        assert_eq!(ops[0].outcome, Outcome::Ok { at: 20, position: Some(7) });
+        assert_eq!((ops[0].quantity, ops[0].invoked_at), (2, Some(10)));
+        assert_eq!(ops[1].outcome, Outcome::Info { error: None });
+        assert_eq!(ops[2].outcome, Outcome::Fail { status: Some(409), error: Some("conflict".into()) });
+        assert_eq!(ops[2].key.as_deref(), Some("k3"));
+
+        let twice = "{\"id\":1,\"type\":\"ok\",\"stream\":\"s\",\"at_us\":1}\n{\"id\":1,\"type\":\"info\"}";
+        assert!(parse_history(twice).is_err());
+        assert!(parse_history("{\"id\":1,\"type\":\"maybe\",\"stream\":\"s\"}").is_err());
+        assert!(parse_history("not json").is_err());
+    }
+}
