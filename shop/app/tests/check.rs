@@ -215,7 +215,10 @@ async fn a_clean_distributed_run_is_ok_and_each_history_fault_is_named() {
     let CheckedRun { deployment, settings, dir, driver, carts, history, report } =
         checked_clean_run("chk-clean").await;
     // Two products registered, nine items added; the refused add appended nothing.
-    assert_eq!((report.events, report.streams, report.head), (11, 5, 11), "{report:#?}");
+    assert_eq!((report.events, report.streams), (11, 5), "{report:#?}");
+    // Two command processes: an append that conflicted (the other one moved
+    // the cart) burned its positions, so the head may be past the count.
+    assert!(report.head >= 11, "{report:#?}");
     assert!(report.topic_checked && report.history_checked, "{report:#?}");
     assert_eq!(report.topic_messages, 11, "one relay, no restart: each event once");
     assert_eq!((report.operations.ok, report.operations.fail, report.operations.info), (9, 1, 0));
