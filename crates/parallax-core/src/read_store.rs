@@ -5,13 +5,12 @@
 //! (byte order of the UTF-8 key). Views with one document per partition use
 //! the empty clustering key.
 //!
-//! Architecture invariant: a projection's view writes and its checkpoints
-//! (one per source partition) are committed together ([`ReadStore::commit`]),
-//! and only if every checkpoint is still where the batch started and every
-//! document the batch read is still at the revision it read, so no event's
-//! effect is applied twice and no concurrent projector's write is lost.
-//! A batch that retries a dead letter removes it in the same commit, and only
-//! if it is still there, so a dead letter retried twice at once applies once.
+//! [`ReadStore::commit`] is where ARCHITECTURE.md's invariant 8 (view writes
+//! and checkpoints together, guarded by the checkpoints and revisions the
+//! batch started from) and, for stores that do not commit atomically,
+//! invariant 9 are kept. A batch that retries a dead letter removes it in the
+//! same commit, and only if it is still there, so a dead letter retried twice
+//! at once applies once.
 
 use async_trait::async_trait;
 

@@ -1,12 +1,11 @@
 //! ② The event store port: the write database, whose events table is the outbox.
 //!
-//! Architecture invariant: `append` writes all of a request's events with
-//! consecutive stream versions, or none; two appends at the same expected
-//! version never both succeed.
-//!
-//! Architecture invariant: positions are handed out in commit order, so a
-//! reader of [`EventStore::read_all`] that has seen position `p` will never
-//! later find a committed event below `p`.
+//! Every store keeps ARCHITECTURE.md's invariants 4 (an append is atomic and
+//! checked against its expected version), 5 (the versions of the streams a
+//! decision read are checked with it) and 6 (a reader of
+//! [`EventStore::read_all`] that has seen position `p` never later finds a
+//! committed event below `p`); the contract suite in `parallax-testing`
+//! holds every adapter to them.
 
 use async_trait::async_trait;
 

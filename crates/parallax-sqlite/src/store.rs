@@ -30,7 +30,7 @@
 //!
 //! # Positions: no gaps seen by readers
 //!
-//! Architecture invariant 2 holds by construction. Positions are the rowid of
+//! ARCHITECTURE.md's invariant 6 holds by construction. Positions are the rowid of
 //! the `events` table (`AUTOINCREMENT`: never reused), assigned inside the
 //! write transaction, and SQLite admits one write transaction at a time per
 //! file (across processes too). A transaction therefore takes positions above
