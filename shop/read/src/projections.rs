@@ -13,7 +13,9 @@ use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewTx};
 use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
 use uuid::Uuid;
 
-use crate::views::{names, CartItemView, CartView, OrderView, ProductView, SalesView};
+use crate::views::{
+    names, CartItemView, CartStatus, CartView, OrderStatus, OrderView, ProductView, SalesView,
+};
 
 /// All the shop's projections.
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
@@ -158,7 +160,7 @@ impl Projection for CartProjection {
         let key = DocKey::partition(&cart_id);
         let mut cart = tx.get_as::<CartView>(names::CART, &key).await?.unwrap_or_else(|| CartView {
             cart_id: cart_id.clone(),
-            status: "open".into(),
+            status: CartStatus::Open,
             items: Vec::new(),
             total_cents: 0,
             order_id: None,
@@ -189,7 +191,7 @@ impl Projection for CartProjection {
             }
             CartEvent::ItemRemoved { sku, .. } => cart.items.retain(|item| item.sku != sku),
             CartEvent::CheckedOut { order_id, .. } => {
-                cart.status = "checked_out".into();
+                cart.status = CartStatus::CheckedOut;
                 cart.order_id = Some(order_id);
             }
         }
@@ -256,8 +258,16 @@ impl Projection for OrderProjection {
             })) => {
                 let key = DocKey::partition(order_id.to_string());
                 if tx.get(names::ORDER, &key).await?.is_none() {
-                    let order =
-                        new_order(order_id, customer_id, cart_id, "pending", lines, total_cents, event, 0);
+                    let order = new_order(
+                        order_id,
+                        customer_id,
+                        cart_id,
+                        OrderStatus::Pending,
+                        lines,
+                        total_cents,
+                        event,
+                        0,
+                    );
                     save_order(tx, &order);
                 }
                 return Ok(());
@@ -272,14 +282,14 @@ impl Projection for OrderProjection {
                     *order_id,
                     customer_id.clone(),
                     cart_id.clone(),
-                    "placed",
+                    OrderStatus::Placed,
                     lines.clone(),
                     *total_cents,
                     event,
                     event.stream_version,
                 ),
-                Some(order) if order.status == "pending" => {
-                    OrderView { status: "placed".into(), version: event.stream_version, ..order }
+                Some(order) if order.status == OrderStatus::Pending => {
+                    OrderView { status: OrderStatus::Placed, version: event.stream_version, ..order }
                 }
                 // Replayed: the order has moved on.
                 Some(_) => return Ok(()),
@@ -288,11 +298,11 @@ impl Projection for OrderProjection {
             return Ok(());
         }
         let (order_id, status) = match &order_event {
-            OrderEvent::Confirmed { order_id, .. } => (order_id, "confirmed"),
-            OrderEvent::Rejected { order_id, .. } => (order_id, "rejected"),
-            OrderEvent::Paid { order_id, .. } => (order_id, "paid"),
-            OrderEvent::Shipped { order_id } => (order_id, "shipped"),
-            OrderEvent::Cancelled { order_id, .. } => (order_id, "cancelled"),
+            OrderEvent::Confirmed { order_id, .. } => (order_id, OrderStatus::Confirmed),
+            OrderEvent::Rejected { order_id, .. } => (order_id, OrderStatus::Rejected),
+            OrderEvent::Paid { order_id, .. } => (order_id, OrderStatus::Paid),
+            OrderEvent::Shipped { order_id } => (order_id, OrderStatus::Shipped),
+            OrderEvent::Cancelled { order_id, .. } => (order_id, OrderStatus::Cancelled),
             OrderEvent::Placed { .. }
             | OrderEvent::StockRequested { .. }
             | OrderEvent::LineReserved { .. } => return Ok(()),
@@ -302,7 +312,7 @@ impl Projection for OrderProjection {
             .get_as(names::ORDER, &DocKey::partition(&id))
             .await?
             .ok_or_else(|| missing("order", &id, event))?;
-        order.status = status.into();
+        order.status = status;
         order.version = event.stream_version;
         if let OrderEvent::Rejected { reason, .. } = order_event {
             order.rejection_reason = Some(reason);
@@ -319,7 +329,7 @@ fn new_order(
     order_id: Uuid,
     customer_id: String,
     cart_id: String,
-    status: &str,
+    status: OrderStatus,
     lines: Vec<OrderLine>,
     total_cents: i64,
     event: &EventRecord,
@@ -336,7 +346,7 @@ fn new_order(
         order_id,
         customer_id,
         cart_id,
-        status: status.into(),
+        status,
         lines,
         total_cents,
         placed_at,

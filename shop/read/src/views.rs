@@ -60,13 +60,23 @@ fn v1_currency() -> String {
     shop_events::upcasters::V1_CURRENCY.to_owned()
 }
 
+/// Where a cart is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CartStatus {
+    /// Items can be added and removed.
+    Open,
+    /// It became an order.
+    CheckedOut,
+}
+
 /// A cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartView {
     /// Its id.
     pub cart_id: String,
-    /// `open` or `checked_out`.
-    pub status: String,
+    /// Open, or checked out (then `order_id` names the order).
+    pub status: CartStatus,
     /// Lines, by SKU.
     pub items: Vec<CartItemView>,
     /// Sum of the lines.
@@ -79,6 +89,27 @@ pub struct CartView {
     pub version: u64,
 }
 
+/// Where an order is in its life, as the views know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// The cart was checked out; the order's own stream has not begun (the
+    /// view is fed by the cart's and the order's streams, in either order).
+    Pending,
+    /// Its stock is being reserved.
+    Placed,
+    /// Every line is reserved; it can be paid.
+    Confirmed,
+    /// A line could not be reserved.
+    Rejected,
+    /// Paid.
+    Paid,
+    /// Shipped.
+    Shipped,
+    /// Cancelled; its reservations were released.
+    Cancelled,
+}
+
 /// An order, with its lines as priced at checkout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
@@ -88,9 +119,8 @@ pub struct OrderView {
     pub customer_id: String,
     /// The cart it came from.
     pub cart_id: String,
-    /// `pending` (checked out), `placed` (reserving stock), `confirmed`,
-    /// `rejected`, `paid`, `shipped` or `cancelled`.
-    pub status: String,
+    /// How far it got; `rejection_reason` says why when rejected.
+    pub status: OrderStatus,
     /// Lines with product names and unit prices at order time.
     pub lines: Vec<OrderLine>,
     /// Sum of the lines.
