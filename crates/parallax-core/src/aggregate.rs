@@ -35,6 +35,6 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
 
     /// The stream id of the aggregate with this id.
     fn stream_id(id: &str) -> String {
-        format!("{}-{}", Self::STREAM_TYPE, id)
+        crate::event::StreamId { category: Self::STREAM_TYPE, id }.to_string()
     }
 }

@@ -10,6 +10,36 @@ use crate::trace::TraceParent;
 /// starting at 1. Position 0 means "before the first event".
 pub type Position = u64;
 
+/// A stream's identity: its category (the aggregate type, `"cart"`) and the
+/// id within it (`"42"`), written `"{category}-{id}"` (`"cart-42"`): the
+/// category ends at the first `-`, so categories have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId<'a> {
+    /// The aggregate type.
+    pub category: &'a str,
+    /// The aggregate's id within it.
+    pub id: &'a str,
+}
+
+impl<'a> StreamId<'a> {
+    /// Reads a stream id written `"{category}-{id}"`; `None` without a `-`.
+    pub fn parse(stream_id: &'a str) -> Option<Self> {
+        let (category, id) = stream_id.split_once('-')?;
+        Some(Self { category, id })
+    }
+
+    /// The id, if the stream is of `category`.
+    pub fn id_in(self, category: &str) -> Option<&'a str> {
+        (self.category == category).then_some(self.id)
+    }
+}
+
+impl std::fmt::Display for StreamId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.category, self.id)
+    }
+}
+
 /// Context recorded with every event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -51,7 +81,7 @@ pub struct NewEvent {
 pub struct EventRecord {
     /// Global position (see [`Position`]).
     pub position: Position,
-    /// The stream the event belongs to, e.g. `"cart-42"`.
+    /// The stream the event belongs to, e.g. `"cart-42"` (see [`StreamId`]).
     pub stream_id: String,
     /// 1-based version of the stream after this event.
     pub stream_version: u64,
@@ -67,4 +97,32 @@ pub struct EventRecord {
     pub metadata: Metadata,
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
+}
+
+impl EventRecord {
+    /// The event's stream, as category and id; `None` for a stream id not
+    /// written `"{category}-{id}"`.
+    pub fn stream(&self) -> Option<StreamId<'_>> {
+        StreamId::parse(&self.stream_id)
+    }
+
+    /// The id of the event's aggregate, if its stream is of `category`.
+    pub fn stream_in(&self, category: &str) -> Option<&str> {
+        self.stream()?.id_in(category)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamId;
+
+    #[test]
+    fn a_stream_id_splits_at_its_first_dash() {
+        let stream = StreamId::parse("order-0191-a7").expect("a dash");
+        assert_eq!((stream.category, stream.id), ("order", "0191-a7"));
+        assert_eq!(stream.id_in("order"), Some("0191-a7"));
+        assert_eq!(stream.id_in("cart"), None);
+        assert_eq!(stream.to_string(), "order-0191-a7");
+        assert_eq!(StreamId::parse("nodash"), None);
+    }
 }

@@ -27,7 +27,7 @@ pub mod trace;
 
 pub use aggregate::Aggregate;
 pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
-pub use event::{EventRecord, Metadata, NewEvent, Position};
+pub use event::{EventRecord, Metadata, NewEvent, Position, StreamId};
 pub use lease::{Lease, LeaseError, Leases};
 pub use log::{
     partition_for, Checkpoint, EventLog, EventSink, EventSource, LogError, LogSource, Partition, SourceBatch,

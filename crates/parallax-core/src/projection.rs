@@ -42,6 +42,21 @@ pub trait Projection: Send + Sync {
     /// The views this projection writes.
     fn views(&self) -> &'static [&'static str];
 
+    /// The event types `apply` handles, by their persisted names; `None`:
+    /// every event. The projector (and every rebuild, check and dead-letter
+    /// retry) passes only these to `apply` and `prefetch`; the others are
+    /// absorbed without a look, so they can neither poison the projection
+    /// nor cost it a decode.
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// Whether `apply` handles events of `event_type` (see
+    /// [`Projection::event_types`]).
+    fn handles(&self, event_type: &str) -> bool {
+        self.event_types().is_none_or(|types| types.contains(&event_type))
+    }
+
     /// Applies one event; reads and writes go through `tx`.
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
 

@@ -217,7 +217,9 @@ pub async fn retry_dead_letter(
             });
         }
         let mut tx = ViewTx::new(store);
-        tx.prefetch(projection.prefetch(&event)).await?;
+        if projection.handles(&event.event_type) {
+            tx.prefetch(projection.prefetch(&event)).await?;
+        }
         match apply_caught(projection, &mut tx, &event).await {
             Ok(()) => {}
             Err(ApplyFailure::Store(error)) => return Err(error.into()),

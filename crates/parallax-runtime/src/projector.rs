@@ -115,6 +115,9 @@ pub(crate) async fn apply_caught(
     tx: &mut ViewTx<'_>,
     event: &EventRecord,
 ) -> Result<(), ApplyFailure> {
+    if !projection.handles(&event.event_type) {
+        return Ok(());
+    }
     // A panic leaves `tx` with whatever the event wrote so far; the caller
     // rolls the event back or drops the batch, so nothing half-done is kept.
     match AssertUnwindSafe(projection.apply(tx, event)).catch_unwind().await {
@@ -361,8 +364,12 @@ impl Projector {
         let delivered = batch.events.len();
         let mut moves: BTreeMap<Partition, CheckpointMove> = BTreeMap::new();
         let mut tx = ViewTx::new(self.store.as_ref());
-        let wanted =
-            batch.events.iter().flat_map(|sourced| self.projection.prefetch(&sourced.event)).collect();
+        let wanted = batch
+            .events
+            .iter()
+            .filter(|sourced| self.projection.handles(&sourced.event.event_type))
+            .flat_map(|sourced| self.projection.prefetch(&sourced.event))
+            .collect();
         tx.prefetch(wanted).await?;
         let mut dead_letters = Vec::new();
         let mut applied = 0;

@@ -76,6 +76,10 @@ where
         fresh("a_generation_keeps_and_retries_its_own_dead_letters").await,
     )
     .await;
+    events_a_projection_does_not_handle_never_reach_it(
+        fresh("events_a_projection_does_not_handle_never_reach_it").await,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -101,11 +105,13 @@ struct Tally {
     fixed: AtomicBool,
     /// Attempts at broken events (failed or not).
     attempts: AtomicUsize,
+    /// The event types it handles (`None`: all).
+    only: Option<&'static [&'static str]>,
 }
 
 impl Tally {
     fn new(failure: Failure) -> Arc<Self> {
-        Arc::new(Self { failure, fixed: AtomicBool::new(false), attempts: AtomicUsize::new(0) })
+        Arc::new(Self { failure, fixed: AtomicBool::new(false), attempts: AtomicUsize::new(0), only: None })
     }
 
     fn fix(&self) {
@@ -129,6 +135,10 @@ impl Projection for Tally {
 
     fn views(&self) -> &'static [&'static str] {
         &[TALLIES]
+    }
+
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        self.only
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
@@ -524,4 +534,29 @@ pub async fn a_generation_keeps_and_retries_its_own_dead_letters(fixture: DeadLe
     assert_eq!(count(views, "tallies_g2", "b").await, Some(1));
     assert_eq!(count(views, TALLIES, "b").await, None, "generation 1 untouched");
     assert!(positions(views, "tally_g2").await.is_empty());
+}
+
+/// A projection that handles only some event types is never given the
+/// others: an event it would fail on, of a type it does not handle, is
+/// absorbed (the checkpoint passes it) without an attempt or a dead letter.
+pub async fn events_a_projection_does_not_handle_never_reach_it(fixture: DeadLetterFixture) {
+    let tally = Arc::new(Tally {
+        failure: Failure::Poison,
+        fixed: AtomicBool::new(false),
+        attempts: AtomicUsize::new(0),
+        only: Some(&[FINE]),
+    });
+    let views = fixture.views.as_ref();
+    append(&fixture, "a", FINE).await;
+    append(&fixture, "b", BROKEN).await;
+    let (head, _) = append(&fixture, "a", FINE).await;
+    let projector = Projector::new(tally.clone(), fixture.log.clone(), fixture.views.clone())
+        .with_max_attempts(1)
+        .with_batch_size(100);
+    projector.catch_up().await.expect("catch up");
+    assert_eq!(tally.attempts(), 0, "the unhandled event reached apply");
+    assert!(views.dead_letters("tally").await.expect("dead letters").is_empty());
+    assert_eq!(views.checkpoint("tally", 0).await.expect("checkpoint").position, head);
+    assert_eq!(count(views, TALLIES, "a").await, Some(2));
+    assert_eq!(count(views, TALLIES, "b").await, None);
 }

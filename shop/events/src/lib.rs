@@ -139,6 +139,19 @@ pub enum ProductEvent {
     },
 }
 
+impl ProductEvent {
+    /// Every persisted type name of a product's events.
+    pub const TYPES: &'static [&'static str] = &[
+        "product.registered",
+        "product.renamed",
+        "product.repriced",
+        "product.restocked",
+        "product.stock_reserved",
+        "product.stock_reservation_rejected",
+        "product.stock_released",
+    ];
+}
+
 impl DomainEvent for ProductEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -197,6 +210,11 @@ pub enum CartEvent {
         /// Sum of the lines.
         total_cents: i64,
     },
+}
+
+impl CartEvent {
+    /// Every persisted type name of a cart's events.
+    pub const TYPES: &'static [&'static str] = &["cart.item_added", "cart.item_removed", "cart.checked_out"];
 }
 
 impl DomainEvent for CartEvent {
@@ -304,6 +322,20 @@ pub enum OrderEvent {
     },
 }
 
+impl OrderEvent {
+    /// Every persisted type name of an order's events.
+    pub const TYPES: &'static [&'static str] = &[
+        "order.placed",
+        "order.stock_requested",
+        "order.line_reserved",
+        "order.confirmed",
+        "order.rejected",
+        "order.paid",
+        "order.shipped",
+        "order.cancelled",
+    ];
+}
+
 impl DomainEvent for OrderEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -369,5 +401,24 @@ mod tests {
         assert_eq!(version, 1);
         assert_eq!(payload, r#"{"cart_id":"c1","sku":"A"}"#);
         assert_eq!(codec.decode(event_type, version, &payload).expect("decodes"), event);
+    }
+
+    /// Each `TYPES` list names variants of its enum, and together they are
+    /// the fuzzers' list of every type.
+    #[test]
+    fn the_type_lists_name_every_variant() {
+        fn variant_of<E: serde::de::DeserializeOwned>(name: &str) -> bool {
+            let error = serde_json::from_value::<E>(serde_json::json!({ "type": name, "data": {} }))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            !error.contains("unknown variant")
+        }
+        assert!(ProductEvent::TYPES.iter().all(|t| variant_of::<ProductEvent>(t)));
+        assert!(CartEvent::TYPES.iter().all(|t| variant_of::<CartEvent>(t)));
+        assert!(OrderEvent::TYPES.iter().all(|t| variant_of::<OrderEvent>(t)));
+        assert!(!variant_of::<OrderEvent>("order.teleported"), "the check tells names apart");
+        let all: Vec<&str> = [ProductEvent::TYPES, CartEvent::TYPES, OrderEvent::TYPES].concat();
+        assert_eq!(all, crate::fuzzing::EVENT_TYPES);
     }
 }

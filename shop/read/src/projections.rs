@@ -5,12 +5,14 @@
 //! views. Events that carry the resulting state (`stock` after a
 //! reservation, say) are applied by overwriting, not by adding.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::DateTime;
 use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewTx};
-use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
+use shop_events::{
+    CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent, CART, ORDER, PRODUCT,
+};
 use uuid::Uuid;
 
 use crate::views::{
@@ -27,18 +29,16 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
     ]
 }
 
-/// Decodes the events whose type starts with one of `wanted`; the others
-/// are none of this projection's business (and cannot poison it).
-fn decode(
-    codec: &ShopCodec,
-    event: &EventRecord,
-    wanted: &[&str],
-) -> Result<Option<ShopEvent>, ProjectionError> {
-    if !wanted.iter().any(|prefix| event.event_type.starts_with(prefix)) {
-        return Ok(None);
-    }
+/// Decodes an event the projection handles (the projector passes it only
+/// those of its [`Projection::event_types`]); one that does not decode is poison.
+fn decode(codec: &ShopCodec, event: &EventRecord) -> Result<Option<ShopEvent>, ProjectionError> {
     codec.decode(event).map_err(|e| ProjectionError::Poison(e.to_string()))
 }
+
+/// What the order view is fed: the checkout (the order exists, pending) and
+/// every event of the order's own stream.
+static ORDER_VIEW_EVENTS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| [&["cart.checked_out"], OrderEvent::TYPES].concat());
 
 fn missing(view: &str, key: &str, event: &EventRecord) -> ProjectionError {
     ProjectionError::Poison(format!(
@@ -68,17 +68,20 @@ impl Projection for CatalogProjection {
         &[names::CATALOG]
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(ProductEvent::TYPES)
+    }
+
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        match event.stream_id.strip_prefix("product-") {
-            Some(sku) if event.event_type.starts_with("product.") => {
-                vec![(names::CATALOG, DocKey::new(names::ALL, sku))]
-            }
-            _ => Vec::new(),
-        }
+        event
+            .stream_in(PRODUCT)
+            .map(|sku| (names::CATALOG, DocKey::new(names::ALL, sku)))
+            .into_iter()
+            .collect()
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
-        let Some(ShopEvent::Product(product_event)) = decode(&self.codec, event, &["product."])? else {
+        let Some(ShopEvent::Product(product_event)) = decode(&self.codec, event)? else {
             return Ok(());
         };
         if let ProductEvent::Registered { sku, name, price_cents, stock } = &product_event {
@@ -139,17 +142,16 @@ impl Projection for CartProjection {
         &[names::CART]
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(CartEvent::TYPES)
+    }
+
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        match event.stream_id.strip_prefix("cart-") {
-            Some(cart_id) if event.event_type.starts_with("cart.") => {
-                vec![(names::CART, DocKey::partition(cart_id))]
-            }
-            _ => Vec::new(),
-        }
+        event.stream_in(CART).map(|cart_id| (names::CART, DocKey::partition(cart_id))).into_iter().collect()
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
-        let Some(ShopEvent::Cart(cart_event)) = decode(&self.codec, event, &["cart."])? else {
+        let Some(ShopEvent::Cart(cart_event)) = decode(&self.codec, event)? else {
             return Ok(());
         };
         let cart_id = match &cart_event {
@@ -227,12 +229,14 @@ impl Projection for OrderProjection {
         &[names::ORDER, names::CUSTOMER_ORDERS]
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&ORDER_VIEW_EVENTS)
+    }
+
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        match event.stream_id.strip_prefix("order-") {
-            Some(order_id) if event.event_type.starts_with("order.") => {
-                vec![(names::ORDER, DocKey::partition(order_id))]
-            }
-            _ => match decode(&self.codec, event, &["cart.checked_out"]) {
+        match event.stream_in(ORDER) {
+            Some(order_id) => vec![(names::ORDER, DocKey::partition(order_id))],
+            None => match decode(&self.codec, event) {
                 Ok(Some(ShopEvent::Cart(CartEvent::CheckedOut { order_id, .. }))) => {
                     vec![(names::ORDER, DocKey::partition(order_id.to_string()))]
                 }
@@ -248,7 +252,7 @@ impl Projection for OrderProjection {
     /// first creates it, `checked_out` never touches an existing one, and
     /// `placed_at` is the checkout time carried by the order id (a UUIDv7).
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
-        let order_event = match decode(&self.codec, event, &["cart.checked_out", "order."])? {
+        let order_event = match decode(&self.codec, event)? {
             Some(ShopEvent::Cart(CartEvent::CheckedOut {
                 cart_id,
                 order_id,
@@ -387,8 +391,12 @@ impl Projection for SalesProjection {
         &[names::SALES]
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["order.confirmed", "order.cancelled"])
+    }
+
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        let lines = match decode(&self.codec, event, &["order.confirmed", "order.cancelled"]) {
+        let lines = match decode(&self.codec, event) {
             Ok(Some(ShopEvent::Order(OrderEvent::Confirmed { lines, .. }))) => lines,
             Ok(Some(ShopEvent::Order(OrderEvent::Cancelled { release, .. }))) => release,
             _ => return Vec::new(),
@@ -397,7 +405,7 @@ impl Projection for SalesProjection {
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
-        let (lines, sign) = match decode(&self.codec, event, &["order.confirmed", "order.cancelled"])? {
+        let (lines, sign) = match decode(&self.codec, event)? {
             Some(ShopEvent::Order(OrderEvent::Confirmed { lines, .. })) => (lines, 1),
             Some(ShopEvent::Order(OrderEvent::Cancelled { release, .. })) => (release, -1),
             _ => return Ok(()),
