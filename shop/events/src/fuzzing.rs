@@ -6,29 +6,13 @@ use chrono::{DateTime, Utc};
 use parallax_core::{EventRecord, Metadata};
 use uuid::Uuid;
 
-use crate::{ShopCodec, ShopEvent};
+use std::sync::LazyLock;
+
+use crate::{CartEvent, OrderEvent, ProductEvent, ShopCodec, ShopEvent};
 
 /// Every persisted event type name of the shop.
-pub const EVENT_TYPES: &[&str] = &[
-    "product.registered",
-    "product.renamed",
-    "product.repriced",
-    "product.restocked",
-    "product.stock_reserved",
-    "product.stock_reservation_rejected",
-    "product.stock_released",
-    "cart.item_added",
-    "cart.item_removed",
-    "cart.checked_out",
-    "order.placed",
-    "order.stock_requested",
-    "order.line_reserved",
-    "order.confirmed",
-    "order.rejected",
-    "order.paid",
-    "order.shipped",
-    "order.cancelled",
-];
+pub static EVENT_TYPES: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| [ProductEvent::TYPES, CartEvent::TYPES, OrderEvent::TYPES].concat());
 
 /// Decodes a stored event as every reader of the log does. Errors are fine;
 /// panics are bugs, and so is an event that decodes as another type than it

@@ -403,22 +403,19 @@ mod tests {
         assert_eq!(codec.decode(event_type, version, &payload).expect("decodes"), event);
     }
 
-    /// Each `TYPES` list names variants of its enum, and together they are
-    /// the fuzzers' list of every type.
+    /// Each `TYPES` list is exactly its enum's variants, in order: serde
+    /// names every variant when it refuses an unknown one.
     #[test]
-    fn the_type_lists_name_every_variant() {
-        fn variant_of<E: serde::de::DeserializeOwned>(name: &str) -> bool {
-            let error = serde_json::from_value::<E>(serde_json::json!({ "type": name, "data": {} }))
+    fn the_type_lists_are_the_variants() {
+        fn variants<E: serde::de::DeserializeOwned>() -> Vec<String> {
+            let refusal = serde_json::from_value::<E>(serde_json::json!({ "type": "?", "data": {} }))
                 .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            !error.contains("unknown variant")
+                .expect("an unknown type is refused")
+                .to_string();
+            refusal.split('`').skip(3).step_by(2).map(str::to_owned).collect()
         }
-        assert!(ProductEvent::TYPES.iter().all(|t| variant_of::<ProductEvent>(t)));
-        assert!(CartEvent::TYPES.iter().all(|t| variant_of::<CartEvent>(t)));
-        assert!(OrderEvent::TYPES.iter().all(|t| variant_of::<OrderEvent>(t)));
-        assert!(!variant_of::<OrderEvent>("order.teleported"), "the check tells names apart");
-        let all: Vec<&str> = [ProductEvent::TYPES, CartEvent::TYPES, OrderEvent::TYPES].concat();
-        assert_eq!(all, crate::fuzzing::EVENT_TYPES);
+        assert_eq!(variants::<ProductEvent>(), ProductEvent::TYPES);
+        assert_eq!(variants::<CartEvent>(), CartEvent::TYPES);
+        assert_eq!(variants::<OrderEvent>(), OrderEvent::TYPES);
     }
 }

@@ -113,7 +113,7 @@ fn a_payload_cannot_smuggle_another_event_type() {
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    for event_type in EVENT_TYPES {
+    for &event_type in EVENT_TYPES.iter() {
         for version in 0..=3 {
             assert!(decode(event_type, version, &deep).is_none());
         }
