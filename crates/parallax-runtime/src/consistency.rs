@@ -7,6 +7,12 @@
 //! board does not show the token absorbed does a waiter read the checkpoint
 //! from the read store (the projector may run in another process), one
 //! waiter per poll interval reading for all.
+//!
+//! The board's memory is bounded by the partitions that exist: a line (and
+//! its poll time) is kept while a waiter is on it or once a checkpoint above
+//! 0 reached it, and a partition no projector has (a token naming a
+//! partition the log does not have) has no checkpoint, so its line goes
+//! with its last waiter.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +52,22 @@ struct Line {
 }
 
 impl Board {
+    /// Takes the waiter `key` off its line, and forgets the line if it then
+    /// holds nothing (no waiter, nothing reached). Whether it was forgotten.
+    fn leave(&mut self, projection: &str, partition: Partition, key: (Position, u64)) -> bool {
+        let Some(lines) = self.partitions.get_mut(projection) else { return false };
+        let Some(line) = lines.get_mut(&partition) else { return false };
+        line.waiting.remove(&key);
+        if !line.waiting.is_empty() || line.reached > 0 {
+            return false;
+        }
+        lines.remove(&partition);
+        if lines.is_empty() {
+            self.partitions.remove(projection);
+        }
+        true
+    }
+
     fn line(&mut self, projection: &str, partition: Partition) -> &mut Line {
         if !self.partitions.contains_key(projection) {
             self.partitions.insert(projection.to_owned(), HashMap::new());
@@ -67,7 +89,12 @@ struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         let mut board = self.progress.board.lock().unwrap_or_else(PoisonError::into_inner);
-        board.line(self.projection, self.partition).waiting.remove(&self.key);
+        let forgotten = board.leave(self.projection, self.partition, self.key);
+        drop(board);
+        if forgotten {
+            let mut polled = self.progress.polled.lock().unwrap_or_else(PoisonError::into_inner);
+            polled.remove(&(self.projection.to_owned(), self.partition));
+        }
     }
 }
 
@@ -96,6 +123,10 @@ impl Progress {
         partition: Partition,
         needed: Position,
     ) -> Option<Registration<'a>> {
+        if needed == 0 {
+            // Every checkpoint is at 0 or beyond.
+            return None;
+        }
         let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
         let id = board.next_waiter;
         board.next_waiter += 1;
@@ -230,5 +261,32 @@ impl Freshness {
                 _ = tokio::time::sleep(self.poll.min(deadline - now)) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_no_checkpoint_reached_goes_with_its_last_waiter() {
+        let progress = Progress::default();
+        progress.advance("catalog", 0, Checkpoint { position: 7, offset: 7 });
+        for partition in 0..1_000 {
+            let first = progress.register("catalog", partition, 9).expect("not reached");
+            let second = progress.register("catalog", partition, 9).expect("not reached");
+            progress.claim_poll("catalog", partition, Duration::from_secs(60));
+            drop(first);
+            assert_eq!(progress.board.lock().unwrap().partitions["catalog"][&partition].waiting.len(), 1);
+            drop(second);
+        }
+        assert!(progress.register("catalog", 4_096, 0).is_none(), "position 0 is always absorbed");
+        let board = progress.board.lock().unwrap();
+        let lines: Vec<Partition> =
+            board.partitions.values().flat_map(|lines| lines.keys().copied()).collect();
+        assert_eq!(lines, [0], "only the line a checkpoint reached stays");
+        assert_eq!(board.partitions["catalog"][&0].reached, 7);
+        let polled = progress.polled.lock().unwrap();
+        assert_eq!(polled.keys().collect::<Vec<_>>(), [&("catalog".to_owned(), 0)]);
     }
 }
