@@ -289,10 +289,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         event_store: write.as_ref().map(|write| write.store.clone()),
         projections,
         partitions: settings.partitions(),
-        live: write
-            .as_ref()
-            .filter(|_| serves_queries)
-            .map(|write| LiveEvents { log: write.log.clone(), shutdown: cancel.clone() }),
+        live: write.as_ref().filter(|_| serves_queries).map(|write| {
+            LiveEvents::new(write.log.clone(), cancel.clone(), &settings.http, &settings.api_keys)
+        }),
         telemetry: Arc::new(Telemetry {
             metrics: metrics.clone(),
             roles: settings.roles.clone(),
@@ -301,6 +300,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             max_lag: settings.readiness.max_lag,
         }),
         access: Arc::new(Access::new(&settings.api_keys)),
+        request_timeout: settings.http.request_timeout(),
+        readiness: Arc::default(),
     };
     {
         // Drains histogram buffers and drops idle gauges.
@@ -319,14 +320,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         .with_context(|| format!("listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("read the listening address")?;
     {
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            let server =
-                axum::serve(listener, router(state)).with_graceful_shutdown(cancel.cancelled_owned());
-            if let Err(error) = server.await {
-                tracing::error!(%error, "HTTP server failed");
-            }
-        });
+        let (cancel, http) = (cancel.clone(), settings.http.clone());
+        tasks.spawn(async move { crate::http::serve(listener, router(state), &http, cancel).await });
     }
     tracing::info!(%addr, roles = ?settings.roles, write_db = ?settings.write_db.kind, log = ?settings.log.kind,
         read_db = ?settings.read_db.kind, api_keys = ?settings.api_keys.iter().map(|key| &key.name).collect::<Vec<_>>(),

@@ -31,6 +31,14 @@
 //! [readiness]          # what `/ready` asks of each role
 //! max_lag = 1000       # query: every projection within this many positions of the head
 //!
+//! [http]               # the server's limits (these are the defaults)
+//! header_read_timeout_secs = 10   # a request's head must arrive in full within this
+//! idle_timeout_secs = 5           # a connection silent this long is closed
+//! request_timeout_secs = 30       # from head to answer (queries: plus their wait_ms)
+//! max_connections = 4096          # served at once; more wait in the listen backlog
+//! max_streams = 256               # live event streams open at once
+//! max_streams_per_key = 32        # of them, per API key
+//!
 //! [[api_keys]]         # none: the API is open, and only a loopback `listen` is allowed
 //! name = "ops"         # for the logs; the key itself is never stored
 //! key_sha256 = "<64 hex digits>"   # printf %s "$KEY" | sha256sum
@@ -40,6 +48,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -266,6 +275,90 @@ impl Default for ReadinessSettings {
     }
 }
 
+/// The HTTP server's limits. A connection is closed when a request's head
+/// takes longer than `header_read_timeout_secs` to arrive (counted from when
+/// the connection opens, or from the previous answer on a kept-alive one:
+/// hyper counts the wait for the next request against it too), or when it
+/// has carried no byte either way for `idle_timeout_secs` (after the answer
+/// in progress, if any). A request that takes longer than
+/// `request_timeout_secs` from its head to its answer, its body included, is
+/// answered 503; a query gets its `wait_ms` on top, and the live event stream
+/// is bounded by its own caps instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// At least 1; at least `idle_timeout_secs` (hyper's timer would close
+    /// an idle connection first).
+    pub header_read_timeout_secs: u64,
+    /// At least 1.
+    pub idle_timeout_secs: u64,
+    /// At least 1.
+    pub request_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until one closes. Keep it below the open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Live event streams open at once, in all; one more is answered 429.
+    pub max_streams: usize,
+    /// Live event streams open at once per API key (without keys only
+    /// `max_streams` applies).
+    pub max_streams_per_key: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 5,
+            request_timeout_secs: 30,
+            max_connections: 4096,
+            max_streams: 256,
+            max_streams_per_key: 32,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// How long a request's head may take.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long a connection may carry nothing.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// How long a request may take, from its head to its answer.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+        ];
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_streams", self.max_streams),
+            ("max_streams_per_key", self.max_streams_per_key),
+        ];
+        let zero = durations.iter().map(|&(name, value)| (name, value as usize)).chain(counts);
+        if let Some((name, _)) = zero.into_iter().find(|&(_, value)| value == 0) {
+            return Err(ConfigError(format!("http.{name} must be at least 1")));
+        }
+        if self.idle_timeout_secs > self.header_read_timeout_secs {
+            return Err(ConfigError(format!(
+                "http.idle_timeout_secs ({}) must not exceed http.header_read_timeout_secs ({}): a kept-alive \
+                 connection's wait for its next request counts against the header-read timeout",
+                self.idle_timeout_secs, self.header_read_timeout_secs
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Validated settings of a shop process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +378,9 @@ pub struct Settings {
     /// What `/ready` asks.
     #[serde(default)]
     pub readiness: ReadinessSettings,
+    /// The HTTP server's limits.
+    #[serde(default)]
+    pub http: HttpSettings,
     /// Keys the API asks for; none: the API is open (loopback only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKeySettings>,
@@ -312,6 +408,7 @@ impl Settings {
             read_db: DbSettings::sqlite(),
             log: LogSettings::default(),
             readiness: ReadinessSettings::default(),
+            http: HttpSettings::default(),
             api_keys: Vec::new(),
         }
     }
@@ -380,6 +477,7 @@ impl Settings {
         if self.roles.is_empty() {
             return Err(ConfigError("a process needs at least one role".into()));
         }
+        self.http.validate()?;
         let mut names = BTreeSet::new();
         for key in &self.api_keys {
             if key.name.is_empty() || !names.insert(key.name.as_str()) {
@@ -505,6 +603,28 @@ mod tests {
             assert!(error.to_string().contains("carrier-pigeon"), "{error}");
             let missing = Settings::load(Some(Path::new("nowhere.toml"))).expect_err("a missing file");
             assert!(missing.to_string().contains("nowhere.toml"), "{missing}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn http_limits_default_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file("shop.toml", "[http]\nmax_connections = 64\n")?;
+            jail.set_env("SHOP__HTTP__HEADER_READ_TIMEOUT_SECS", "2");
+            jail.set_env("SHOP__HTTP__IDLE_TIMEOUT_SECS", "2");
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.http.max_connections, 64);
+            assert_eq!(settings.http.header_read_timeout(), Duration::from_secs(2));
+            assert_eq!(settings.http.request_timeout_secs, HttpSettings::default().request_timeout_secs);
+
+            jail.set_env("SHOP__HTTP__IDLE_TIMEOUT_SECS", "3");
+            let error = Settings::load(None).expect_err("idle beyond the header-read timeout");
+            assert!(error.to_string().contains("http.idle_timeout_secs (3)"), "{error}");
+            jail.set_env("SHOP__HTTP__IDLE_TIMEOUT_SECS", "1");
+            jail.set_env("SHOP__HTTP__MAX_STREAMS_PER_KEY", "0");
+            let error = Settings::load(None).expect_err("no stream per key");
+            assert!(error.to_string().contains("http.max_streams_per_key must be at least 1"), "{error}");
             Ok(())
         });
     }

@@ -8,11 +8,16 @@
 //! Bearer`; a known key without the scope the route needs: 403.
 //!
 //! Open whatever the keys: `/health`, `/ready` (probes) and the dashboard's
-//! page and assets (they hold no data; the APIs they call need keys).
+//! page and assets (they hold no data; the APIs they call need keys);
+//! `/ready` shows its details only to a key with `admin`.
 //! `/metrics` and `/api/admin/*` need `admin`; the live event stream and
 //! every other `GET` need `query`; every other method needs `command`.
 //! Without configured keys every route is open; the server then listens on
 //! loopback only ([`crate::config::Settings::validate_exposure`]).
+//!
+//! The check runs before anything reads the request's body: a client
+//! without a key never makes the server read a byte of it. It leaves the
+//! [`Caller`] in the request's extensions for the handlers.
 
 use std::sync::Arc;
 
@@ -32,14 +37,14 @@ pub struct Access {
 }
 
 struct Key {
-    name: String,
+    name: Arc<str>,
     digest: [u8; 32],
     scopes: Vec<Scope>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys.iter().map(|key| &key.name)).finish()
+        f.debug_list().entries(self.keys.iter().map(|key| &*key.name)).finish()
     }
 }
 
@@ -50,7 +55,7 @@ impl Access {
             .iter()
             .filter_map(|key| {
                 Some(Key {
-                    name: key.name.clone(),
+                    name: key.name.as_str().into(),
                     digest: key.digest()?,
                     scopes: key.scopes.iter().copied().collect(),
                 })
@@ -75,6 +80,16 @@ impl Access {
         }
         found
     }
+}
+
+/// Who calls, as the check found it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The name of the key presented; `None` when the API is open, or on an
+    /// open route called without a known key.
+    pub key: Option<Arc<str>>,
+    /// Whether the caller may see what `admin` may (always, on an open API).
+    pub admin: bool,
 }
 
 /// Equal, in a time that does not depend on where the bytes differ.
@@ -147,26 +162,42 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The middleware: 401 or 403 before the handler, or the handler's answer.
-pub async fn require(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    let Need::Scope(scope) = need(request.method(), request.uri().path()) else {
-        return next.run(request).await;
-    };
+/// The middleware: 401 or 403 before the handler (and before the body is
+/// read), or the handler's answer with the [`Caller`] in the extensions.
+pub async fn require(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
+    let need = need(request.method(), request.uri().path());
     if access.is_open() {
+        request.extensions_mut().insert(Caller { key: None, admin: true });
         return next.run(request).await;
     }
-    let Some(key) = presented(&request).and_then(|presented| access.find(&presented)) else {
-        let mut response = ApiError::unauthorized("this API needs a key: send `Authorization: Bearer <key>`")
-            .into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
-    };
-    if !key.scopes.contains(&scope) {
-        tracing::debug!(key = %key.name, ?scope, path = request.uri().path(), "key lacks the scope");
-        return ApiError::forbidden(format!("the key {:?} lacks the {} scope", key.name, scope_name(scope)))
-            .into_response();
+    let key = presented(&request).and_then(|presented| access.find(&presented));
+    match (need, key) {
+        (Need::Nothing, key) => {
+            let caller = Caller {
+                key: key.map(|key| key.name.clone()),
+                admin: key.is_some_and(|key| key.scopes.contains(&Scope::Admin)),
+            };
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        (Need::Scope(_), None) => {
+            let mut response =
+                ApiError::unauthorized("this API needs a key: send `Authorization: Bearer <key>`")
+                    .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        (Need::Scope(scope), Some(key)) if !key.scopes.contains(&scope) => {
+            tracing::debug!(key = %key.name, ?scope, path = request.uri().path(), "key lacks the scope");
+            ApiError::forbidden(format!("the key {:?} lacks the {} scope", key.name, scope_name(scope)))
+                .into_response()
+        }
+        (Need::Scope(_), Some(key)) => {
+            let caller = Caller { key: Some(key.name.clone()), admin: key.scopes.contains(&Scope::Admin) };
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
     }
-    next.run(request).await
 }
 
 fn scope_name(scope: Scope) -> &'static str {
@@ -205,7 +236,7 @@ mod tests {
             key_sha256: hash("s3cret"),
             scopes: [Scope::Query].into_iter().collect(),
         }]);
-        assert_eq!(access.find("s3cret").map(|key| key.name.as_str()), Some("reader"));
+        assert_eq!(access.find("s3cret").map(|key| &*key.name), Some("reader"));
         assert!(access.find("s3cre").is_none());
         assert!(access.find(&hash("s3cret")).is_none(), "the hash is not the key");
         assert!(!format!("{access:?}").contains(&hash("s3cret")));

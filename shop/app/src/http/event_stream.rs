@@ -17,17 +17,21 @@
 //! client that vanished silently), when the server shuts down, or when the
 //! log fails to read (the browser reconnects by itself).
 //!
+//! Streams are capped: at most `http.max_streams` open at once, and
+//! `http.max_streams_per_key` per API key; one more is answered 429. A
+//! stream's place is given back when it ends.
+//!
 //! A watcher, not a consumer: it keeps no checkpoint. On PostgreSQL a stream
 //! that starts at the head may miss an event whose append was still in
 //! flight below it; one that starts at a position it was given does not.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -36,10 +40,13 @@ use parallax_core::{partition_for, ConsistencyToken, EventLog, EventRecord, Posi
 use parallax_runtime::CancellationToken;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use super::access::Caller;
 use super::problem::ApiError;
 use super::ApiState;
+use crate::config::{ApiKeySettings, HttpSettings};
 
 /// Events read from the log at a time, per client.
 const BATCH: usize = 256;
@@ -50,14 +57,65 @@ const WAIT: Duration = Duration::from_secs(5);
 /// How long a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// What the live stream tails, and when it stops.
+/// What the live stream tails, when it stops, and how many may be open.
 #[derive(Clone)]
 pub struct LiveEvents {
-    /// The event store's log.
-    pub log: Arc<dyn EventLog>,
-    /// Cancelled when the server shuts down: open streams end, so that the
-    /// graceful shutdown does not wait for their clients.
-    pub shutdown: CancellationToken,
+    log: Arc<dyn EventLog>,
+    shutdown: CancellationToken,
+    slots: Arc<Slots>,
+}
+
+/// Places for open streams: in all, and per API key (the keys are known at
+/// start, so the map never grows).
+struct Slots {
+    all: Arc<Semaphore>,
+    per_key: HashMap<Arc<str>, Arc<Semaphore>>,
+    max_streams: usize,
+    max_streams_per_key: usize,
+}
+
+impl LiveEvents {
+    /// Streams of `log`, ended when `shutdown` is cancelled (so that the
+    /// graceful shutdown does not wait for their clients), capped by `http`
+    /// in all and per key of `keys`.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        shutdown: CancellationToken,
+        http: &HttpSettings,
+        keys: &[ApiKeySettings],
+    ) -> Self {
+        let per_key = keys
+            .iter()
+            .map(|key| (Arc::from(key.name.as_str()), Arc::new(Semaphore::new(http.max_streams_per_key))))
+            .collect();
+        let slots = Slots {
+            all: Arc::new(Semaphore::new(http.max_streams)),
+            per_key,
+            max_streams: http.max_streams,
+            max_streams_per_key: http.max_streams_per_key,
+        };
+        Self { log, shutdown, slots: Arc::new(slots) }
+    }
+
+    /// A place for one more stream of `caller`, held until it is dropped.
+    fn take_slot(&self, caller: Option<&Caller>) -> Result<Vec<OwnedSemaphorePermit>, ApiError> {
+        let Slots { max_streams, max_streams_per_key, .. } = *self.slots;
+        let mut held = Vec::with_capacity(2);
+        let key = caller.and_then(|caller| caller.key.as_ref());
+        if let Some(slots) = key.and_then(|key| self.slots.per_key.get(key)) {
+            held.push(slots.clone().try_acquire_owned().map_err(|_| {
+                ApiError::too_many_streams(format!(
+                    "this key holds {max_streams_per_key} live event streams, the most it may"
+                ))
+            })?);
+        }
+        held.push(self.slots.all.clone().try_acquire_owned().map_err(|_| {
+            ApiError::too_many_streams(format!(
+                "{max_streams} live event streams are open, the most this server serves"
+            ))
+        })?);
+        Ok(held)
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -87,11 +145,13 @@ struct StreamedEvent<'a> {
     responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), super::openapi::QueryRefusals))]
 pub async fn stream(
     State(state): State<Arc<ApiState>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     let live = state.live.clone().ok_or_else(|| ApiError::role_not_served("query"))?;
+    let slot = live.take_slot(caller.as_deref())?;
     // A reconnecting browser's Last-Event-ID wins over the URL it reuses.
     let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("?").to_owned());
     let after = match last_event_id.or(params.after) {
@@ -104,7 +164,12 @@ pub async fn stream(
     let hello = Event::default().retry(RETRY).comment(format!("after {after}"));
     let events = stream::once(async move { Ok(hello) })
         .chain(tail(live.log, after, state.partitions))
-        .take_until(live.shutdown.cancelled_owned());
+        .take_until(live.shutdown.cancelled_owned())
+        // The places are held as long as the stream is.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 

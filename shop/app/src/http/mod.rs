@@ -2,17 +2,24 @@
 //! errors as `application/problem+json`; the live event stream (③④ out, as
 //! server-sent events) and the dashboard page at `/` that shows it; the
 //! operations API (`/health`, `/ready`, `/metrics`) in every process.
+//!
+//! Every request passes, in order: the key check ([`access`]), the request
+//! timeout ([`deadline`]), the body limit, then its handler; [`server`]
+//! accepts and times the connections beneath.
 
 mod access;
 mod command_api;
 mod dashboard;
+mod deadline;
 mod event_stream;
 mod ops_api;
 pub mod openapi;
 mod problem;
 mod query_api;
+mod server;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -26,7 +33,9 @@ use crate::telemetry::Telemetry;
 
 pub use access::Access;
 pub use event_stream::LiveEvents;
+pub use ops_api::Readiness;
 pub use problem::ApiError;
+pub use server::serve;
 
 /// Requests with a larger body are refused with 413, on every route.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -55,6 +64,10 @@ pub struct ApiState {
     pub telemetry: Arc<Telemetry>,
     /// The API keys and their scopes (none: open).
     pub access: Arc<Access>,
+    /// `http.request_timeout` ([`deadline`]).
+    pub request_timeout: Duration,
+    /// `/ready`'s last measurement.
+    pub readiness: Arc<Readiness>,
 }
 
 /// The whole API.
@@ -85,10 +98,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/projections", get(query_api::projections))
         .route("/api/events/stream", get(event_stream::stream))
         .fallback(problem::not_found_route)
-        .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
-        .layer(axum::middleware::from_fn_with_state(state.access.clone(), access::require))
+        // Innermost first: the body limit reads a body only once the key is checked.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(problem::refuse_large_bodies))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, deadline::deadline))
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), access::require))
+        .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(metrics, ops_api::track))
         // The path, not the URI: the live stream's query may carry an API key.
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(

@@ -1,13 +1,13 @@
 //! The operations API, served by every process whatever its roles:
-//! `/health` (the process is alive), `/ready` (its roles can serve, per
-//! role, with the reasons) and `/metrics` (Prometheus text format; see
-//! [`crate::telemetry`] for the series).
+//! `/health` (the process is alive), `/ready` (its roles can serve; per
+//! role, with the reasons, for a key with `admin`) and `/metrics`
+//! (Prometheus text format; see [`crate::telemetry`] for the series).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Extension, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use parallax_core::furthest;
 use parallax_runtime::{WorkerReport, WorkerState};
 use serde_json::{json, Value};
 
+use super::access::Caller;
 use super::ApiState;
 use crate::config::Role;
 use crate::telemetry::{names, Metrics};
@@ -32,23 +33,68 @@ pub async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
+/// How long one readiness measurement answers `/ready`.
+const MEASURED_FOR: Duration = Duration::from_secs(1);
+
+/// The last readiness measurement: calls within [`MEASURED_FOR`] of it are
+/// answered from it, and calls during a measurement wait for it.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<Arc<Measured>>>,
+}
+
+struct Measured {
+    at: Instant,
+    ready: bool,
+    /// `{"ready", "roles", "measured_at"}`.
+    details: Value,
+}
+
+impl Readiness {
+    async fn measure(&self, state: &ApiState) -> Arc<Measured> {
+        let mut last = self.last.lock().await;
+        if let Some(measured) = last.as_ref().filter(|measured| measured.at.elapsed() < MEASURED_FOR) {
+            return measured.clone();
+        }
+        let measured = Arc::new(measure(state).await);
+        *last = Some(measured.clone());
+        measured
+    }
+}
+
 /// 200 when every role of the process can serve, 503 otherwise; the body
-/// says, per role, whether it is ready and why not.
-#[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, description = "Every role can serve; per role, why", content_type = "application/json"), (status = 503, description = "A role cannot serve; per role, why", content_type = "application/json")))]
-pub async fn ready(State(state): State<Arc<ApiState>>) -> Response {
+/// is `{"ready": bool}`, and for a key with `admin` says, per role, whether
+/// it is ready and why not. Calls within a second share one measurement.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, description = "Every role can serve: `{\"ready\": true}`; for `admin`, per role, why", content_type = "application/json"), (status = 503, description = "A role cannot serve: `{\"ready\": false}`; for `admin`, per role, why", content_type = "application/json")))]
+pub async fn ready(State(state): State<Arc<ApiState>>, caller: Option<Extension<Caller>>) -> Response {
+    let measured = state.readiness.measure(&state).await;
+    let status = if measured.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if caller.is_some_and(|caller| caller.admin) {
+        (status, Json(measured.details.clone())).into_response()
+    } else {
+        (status, Json(json!({ "ready": measured.ready }))).into_response()
+    }
+}
+
+/// Asks every role of the process.
+async fn measure(state: &ApiState) -> Measured {
     let mut roles = serde_json::Map::new();
     let mut all_ready = true;
     for &role in &state.telemetry.roles {
         let report = match role {
-            Role::Command => command_ready(&state).await,
-            Role::Query => query_ready(&state).await,
-            Role::Relay | Role::Projector | Role::Saga => workers_ready(&state, role),
+            Role::Command => command_ready(state).await,
+            Role::Query => query_ready(state).await,
+            Role::Relay | Role::Projector | Role::Saga => workers_ready(state, role),
         };
         all_ready &= report["ready"] == json!(true);
         roles.insert(role_name(role).to_owned(), report);
     }
-    let status = if all_ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": all_ready, "roles": roles }))).into_response()
+    let measured_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Measured {
+        at: Instant::now(),
+        ready: all_ready,
+        details: json!({ "ready": all_ready, "roles": roles, "measured_at": measured_at }),
+    }
 }
 
 fn role_name(role: Role) -> &'static str {

@@ -55,6 +55,22 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The request body is too large", detail)
     }
 
+    /// 429: the caller holds as many live event streams as it may, or the
+    /// server does.
+    pub fn too_many_streams(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-streams",
+            "Too many live event streams are open",
+            detail,
+        )
+    }
+
+    /// 503: the request took longer than the request timeout.
+    pub fn timed_out(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The request took too long", detail)
+    }
+
     /// 503: the view has not absorbed the consistency token in time.
     pub fn not_caught_up(detail: impl Into<String>) -> Self {
         Self::new(
@@ -137,7 +153,7 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -2,7 +2,8 @@
 //!
 //! Every query accepts `consistent_with=<token>` and `wait_ms` (default 2000,
 //! at most 10000): it answers once the projection behind its view has
-//! absorbed the token, or 503 if that takes longer than `wait_ms`.
+//! absorbed the token, or 503 if that takes longer than `wait_ms`. A token
+//! naming a partition the log does not have is refused with 400 at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,8 @@ use super::ApiState;
 
 const DEFAULT_WAIT_MS: u64 = 2_000;
 const MAX_WAIT_MS: u64 = 10_000;
+/// The longest a query waits for its consistency token.
+pub(super) const MAX_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS);
 
 /// Query-string parameters; parsed by hand for precise errors.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -95,6 +98,14 @@ async fn ready<'a>(
     };
     let token: ConsistencyToken =
         raw.parse().map_err(|e: parallax_core::TokenError| ApiError::bad_request(e.to_string()))?;
+    if token.partition >= state.partitions {
+        return Err(ApiError::bad_request(format!(
+            "consistency token {raw:?} names log partition {}; the log has {} (0 to {})",
+            token.partition,
+            state.partitions,
+            state.partitions - 1
+        )));
+    }
     let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     match freshness.wait(projection, token, Duration::from_millis(wait)).await {
         Ok(()) => Ok(queries),
