@@ -9,17 +9,19 @@
 //!
 //! Where the CPU goes, from `/proc`: each shop process by its pid
 //! (`/proc/<pid>/stat`: every thread, those that ended too); PostgreSQL as
-//! the backends serving the run's databases plus the server's own
-//! processes (WAL writer, checkpointer, background writer: those without a
-//! database), found in `pg_stat_activity`, so tests against other databases
-//! of the same server are left out; Kafka as its broker process (shared with
-//! anything else using it); and the bench process (the load generator).
+//! the backends serving the run's databases, found in `pg_stat_activity`,
+//! so tests against other databases of the same server are left out, and
+//! apart the server's own processes (WAL writer, checkpointer, background
+//! writer: those without a database), which work for every database; Kafka
+//! as its broker process (shared with anything else using it); the bench
+//! process (the load generator); and what the rest of the machine used
+//! meanwhile (`/proc/stat`), which says how far other work shared the run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hyper::Method;
@@ -27,7 +29,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::http::{spawn_listening, Client, ClientKind};
-use crate::machine::{cmdline_cpu_secs, own_cpu_secs, pid_cpu_secs, process_cpu_secs};
+use crate::machine::{cmdline_cpu_secs, own_cpu_secs, pid_cpu_secs, process_cpu_secs, CpuMeter};
 use crate::servers::KAFKA_PROCESS;
 
 /// How a run's processes are configured.
@@ -212,18 +214,20 @@ impl PgProcesses {
         Self { admin, databases }
     }
 
-    /// CPU seconds so far of each such process, by pid.
-    async fn cpu_secs(&self) -> anyhow::Result<BTreeMap<u32, f64>> {
-        let pids: Vec<i32> =
-            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) OR datname IS NULL")
-                .bind(&self.databases)
-                .fetch_all(&self.admin)
-                .await
-                .context("list the PostgreSQL backends of the run")?;
+    /// CPU seconds so far of each such process, by pid, and whether it is
+    /// one of the server's own (shared by every database).
+    async fn cpu_secs(&self) -> anyhow::Result<BTreeMap<u32, (bool, f64)>> {
+        let pids: Vec<(i32, bool)> = sqlx::query_as(
+            "SELECT pid, datname IS NULL FROM pg_stat_activity WHERE datname = ANY($1) OR datname IS NULL",
+        )
+        .bind(&self.databases)
+        .fetch_all(&self.admin)
+        .await
+        .context("list the PostgreSQL backends of the run")?;
         Ok(pids
             .into_iter()
-            .filter_map(|pid| u32::try_from(pid).ok())
-            .map(|pid| (pid, pid_cpu_secs(pid)))
+            .filter_map(|(pid, shared)| Some((u32::try_from(pid).ok()?, shared)))
+            .map(|(pid, shared)| (pid, (shared, pid_cpu_secs(pid))))
             .collect())
     }
 }
@@ -232,10 +236,12 @@ impl PgProcesses {
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
     shop: Vec<(String, f64)>,
-    postgres: BTreeMap<u32, f64>,
+    postgres: BTreeMap<u32, (bool, f64)>,
     postgres_all: f64,
     kafka: f64,
     bench: f64,
+    machine: CpuMeter,
+    at: Instant,
 }
 
 impl CpuSnapshot {
@@ -247,6 +253,8 @@ impl CpuSnapshot {
             postgres_all: process_cpu_secs("postgres"),
             kafka: cmdline_cpu_secs(KAFKA_PROCESS),
             bench: own_cpu_secs(),
+            machine: CpuMeter::start(),
+            at: Instant::now(),
         })
     }
 
@@ -259,17 +267,36 @@ impl CpuSnapshot {
             .iter()
             .map(|(name, secs)| CpuPart { name: name.clone(), party: Party::Shop, secs: secs - before(name) })
             .collect();
-        let postgres: f64 = self
-            .postgres
-            .iter()
-            .map(|(pid, secs)| secs - earlier.postgres.get(pid).copied().unwrap_or(0.0))
-            .sum();
-        parts.push(CpuPart { name: "PostgreSQL".into(), party: Party::Server, secs: postgres });
-        parts.push(CpuPart { name: "Kafka".into(), party: Party::Server, secs: self.kafka - earlier.kafka });
-        parts.push(CpuPart { name: "bench".into(), party: Party::Bench, secs: self.bench - earlier.bench });
-        CpuUse { parts, postgres_all_secs: self.postgres_all - earlier.postgres_all }
+        let postgres = |shared: bool| -> f64 {
+            let before = |pid: &u32| earlier.postgres.get(pid).map_or(0.0, |(_, secs)| *secs);
+            self.postgres
+                .iter()
+                .filter(|(_, (s, _))| *s == shared)
+                .map(|(pid, (_, secs))| secs - before(pid))
+                .sum()
+        };
+        parts.push(CpuPart { name: POSTGRES.into(), party: Party::Server, secs: postgres(false) });
+        parts.push(CpuPart { name: POSTGRES_SHARED.into(), party: Party::Server, secs: postgres(true) });
+        parts.push(CpuPart { name: KAFKA.into(), party: Party::Server, secs: self.kafka - earlier.kafka });
+        parts.push(CpuPart { name: BENCH.into(), party: Party::Bench, secs: self.bench - earlier.bench });
+        let elapsed_secs = (self.at - earlier.at).as_secs_f64();
+        CpuUse {
+            parts,
+            postgres_all_secs: self.postgres_all - earlier.postgres_all,
+            machine_busy_secs: earlier.machine.busy_cores() * elapsed_secs,
+            elapsed_secs,
+        }
     }
 }
+
+/// The name of the run's PostgreSQL backends.
+pub const POSTGRES: &str = "PostgreSQL";
+/// The name of the PostgreSQL server's own processes (WAL writer, checkpointer, …).
+pub const POSTGRES_SHARED: &str = "PostgreSQL server";
+/// The name of the Kafka broker.
+pub const KAFKA: &str = "Kafka";
+/// The name of the bench process.
+pub const BENCH: &str = "bench";
 
 /// One party's CPU seconds over a measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +317,10 @@ pub struct CpuUse {
     pub parts: Vec<CpuPart>,
     /// Every postgres process of the machine (other databases' backends too).
     pub postgres_all_secs: f64,
+    /// CPU seconds the whole machine was busy meanwhile (every process).
+    pub machine_busy_secs: f64,
+    /// How long the measurement took.
+    pub elapsed_secs: f64,
 }
 
 impl CpuUse {
@@ -306,6 +337,15 @@ impl CpuUse {
     /// CPU seconds of every party.
     pub fn total(&self) -> f64 {
         self.parts.iter().map(|p| p.secs).sum()
+    }
+
+    /// Cores the machine's other processes kept busy on average meanwhile:
+    /// other tests, builds, other databases' backends.
+    pub fn others_cores(&self) -> f64 {
+        if self.elapsed_secs <= 0.0 {
+            return 0.0;
+        }
+        ((self.machine_busy_secs - self.total()) / self.elapsed_secs).max(0.0)
     }
 
     /// The shop processes' CPU per operation, each, in µs: `command-1 212, command-2 198`.

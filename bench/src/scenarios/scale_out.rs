@@ -32,9 +32,10 @@
 //! projector or saga beside the command processes), so its CPU is its own.
 //!
 //! Every measurement reads the CPU seconds of each party from `/proc`: each
-//! shop process, PostgreSQL (the run's backends and the server's own
+//! shop process, PostgreSQL (the run's backends, and apart the server's own
 //! processes), Kafka, and the bench; the report divides them by the
-//! operations (a command, a query, an event of the backlog). Two cores
+//! operations (a command, a query, an event of the backlog), and says what
+//! the rest of the machine used meanwhile. Two cores
 //! cannot show much speed-up when the load generator, the servers and the
 //! processes share them: the point is the cost per operation of each role
 //! and server, which does not depend on the core count. The baseline of

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{Args, Backlog, Role, Scaled, Stage, Step, COMMANDS, QUERIES};
-use crate::processes::{micros_per, CpuUse, Party, Shape};
+use crate::processes::{micros_per, CpuUse, Party, Shape, KAFKA, POSTGRES, POSTGRES_SHARED};
 use crate::report::{ms, rate, thousands, Report, Table};
 use crate::scenarios::{ratio, Context};
 use crate::stats::Stats;
@@ -20,10 +20,12 @@ fn cpu_cells(cpu: &CpuUse, ops: u64) -> Vec<String> {
     vec![
         cpu.shop_per_op(ops),
         per(cpu.of(Party::Shop)),
-        per(cpu.named("PostgreSQL")),
-        per(cpu.named("Kafka")),
+        per(cpu.named(POSTGRES)),
+        per(cpu.named(POSTGRES_SHARED)),
+        per(cpu.named(KAFKA)),
         per(cpu.of(Party::Bench)),
         per(cpu.total()),
+        format!("{:.2}", cpu.others_cores()),
     ]
 }
 
@@ -198,16 +200,8 @@ fn stage_rate(stage: &Stage) -> f64 {
 
 /// The best step and the fixed-rate run of every count, with the CPU per operation.
 fn operations(roles: &[Role]) -> Table {
-    let mut table = Table::new(&columns(&[
-        "target",
-        "processes",
-        "run",
-        "answered/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "machine busy (cores)",
-    ]));
+    let mut table =
+        Table::new(&columns(&["target", "processes", "run", "answered/s", "p50 ms", "p99 ms", "errors"]));
     for (role, scaled, run, step) in every_run(roles) {
         let stats = &step.stats;
         let mut row = vec![
@@ -218,7 +212,6 @@ fn operations(roles: &[Role]) -> Table {
             ms(stats.latency.p50_ms),
             ms(stats.latency.p99_ms),
             errors(stats),
-            format!("{:.2}", stats.cpu_busy_cores),
         ];
         row.extend(cpu_cells(&step.cpu, stats.ok));
         table.row(row);
@@ -345,7 +338,6 @@ fn steps(roles: &[Role]) -> Table {
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
-        "machine busy (cores)",
     ]));
     for role in roles {
         for scaled in &role.counts {
@@ -360,7 +352,6 @@ fn steps(roles: &[Role]) -> Table {
                     ms(stats.latency.p50_ms),
                     ms(stats.latency.p99_ms),
                     ms(stats.latency.p999_ms),
-                    format!("{:.2}", stats.cpu_busy_cores),
                 ];
                 row.extend(cpu_cells(&step.cpu, stats.ok));
                 table.row(row);
@@ -388,10 +379,12 @@ fn notes() -> Vec<String> {
          database of its own), then the query processes, then the command processes; no saga runs. So the \
          CPU of a shop process is its role's own, and a server's CPU is what that role asks of it."
             .into(),
-        "CPU: each shop process from /proc/<pid>/stat; PostgreSQL: the backends of the run's databases and \
-         the server's own processes (WAL writer, checkpointer, …) from pg_stat_activity and /proc, so work \
-         for other databases of the server is left out; Kafka: the broker process (anything else using it \
-         counts too); bench: the load generator (HTTP client) and its probes."
+        "CPU: each shop process from /proc/<pid>/stat; PostgreSQL backends: those of the run's databases \
+         (pg_stat_activity, then /proc), so work for other databases of the server is left out; PostgreSQL \
+         server: its own processes (WAL writer, checkpointer, background writer, …), which work for every \
+         database; Kafka: the broker process (anything else using it counts too); bench: the load generator \
+         (HTTP client) and its probes; other load: what the rest of the machine kept busy meanwhile (from \
+         /proc/stat, less all of the above), in cores: above 0, other work shared the run."
             .into(),
         "The machine has two cores shared by the load generator, the servers and the shop's processes: a \
          second process of a role cannot add much throughput here. The cost per operation of each role and \
