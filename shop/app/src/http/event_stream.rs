@@ -142,7 +142,7 @@ struct StreamedEvent<'a> {
 }
 
 #[utoipa::path(get, path = "/api/events/stream", tag = "queries", params(StreamParams),
-    responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), super::openapi::QueryRefusals))]
+    responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), (status = 429, description = "As many streams are open as the key, or the server, may hold", content_type = "application/problem+json"), super::openapi::QueryRefusals))]
 pub async fn stream(
     State(state): State<Arc<ApiState>>,
     caller: Option<Extension<Caller>>,
