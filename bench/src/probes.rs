@@ -175,7 +175,7 @@ impl ReadStore for Counted {
         self.inner.commits_atomically()
     }
 
-    async fn declare_views(&self, views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+    async fn declare_views(&self, views: &[parallax_core::ViewSpec]) -> Result<(), ReadStoreError> {
         self.inner.declare_views(views).await
     }
 

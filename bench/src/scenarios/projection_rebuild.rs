@@ -1145,7 +1145,7 @@ async fn cql_unit_costs(store: &CassandraReadStore, sample: &[Doc]) -> anyhow::R
     // A shared row, written blind as the store writes one: its revision read
     // at SERIAL, then a compare-and-set on it.
     // The sales view: the shared view the rebuild writes most.
-    let sales = shop_read::views::names::SALES;
+    let sales = shop_read::views::SALES.name();
     if let Some(shared) =
         shop::app::shop_view_specs().into_iter().find(|spec| spec.shared && spec.name == sales)
     {

@@ -46,7 +46,7 @@
 //!    read-modify-write (a cart's items, a sales total) is not applied twice.
 //! 4. **Lightweight transactions only where rows are shared.** A view that a
 //!    projection read-modify-writes from more than one partition at once
-//!    ([`parallax_core::Projection::shared_views`]; sales per product is one)
+//!    ([`parallax_core::ViewSpec::shared`]; sales per product is one)
 //!    is written with compare-and-set on the row's revision
 //!    (`UPDATE … IF rev = ?`, `INSERT … IF NOT EXISTS`); a commit's rows of
 //!    one partition go in one conditional batch, a single Paxos round that
@@ -74,4 +74,4 @@
 
 mod store;
 
-pub use store::{CassandraConfig, CassandraReadStore, ViewSpec};
+pub use store::{CassandraConfig, CassandraReadStore};

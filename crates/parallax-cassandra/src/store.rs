@@ -14,7 +14,7 @@ use parallax_core::read_store::{
     fresh_revision, ClusteringRange, DeadLetter, DocKey, Document, LowerBound, Page, ReadStore,
     ReadStoreError, Revision, Stamp, StoredDocument, ViewBatch, ViewWrite,
 };
-use parallax_core::{Checkpoint, Partition, Position};
+use parallax_core::{Checkpoint, Partition, Position, ViewSpec};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::response::query_result::QueryResult;
@@ -73,28 +73,6 @@ impl fmt::Debug for CassandraConfig {
             .field("replication_factor", &self.replication_factor)
             .field("pause_before_checkpoint", &self.pause_before_checkpoint)
             .finish()
-    }
-}
-
-/// A view the store holds, and how it is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewSpec {
-    /// The view's name (letters, digits, `_` and `-`).
-    pub name: String,
-    /// Whether its rows are read-modify-written from several partitions at
-    /// once (compare-and-set) or owned by one writer at a time (timestamps).
-    pub shared: bool,
-}
-
-impl ViewSpec {
-    /// A view whose rows have one writer at a time.
-    pub fn owned(name: impl Into<String>) -> Self {
-        Self { name: name.into(), shared: false }
-    }
-
-    /// A view whose rows are read-modify-written from several partitions.
-    pub fn shared(name: impl Into<String>) -> Self {
-        Self { name: name.into(), shared: true }
     }
 }
 
@@ -909,12 +887,12 @@ impl ReadStore for CassandraReadStore {
         false
     }
 
-    async fn declare_views(&self, views: &[(String, bool)]) -> Result<(), ReadStoreError> {
-        let missing: Vec<(String, bool)> = {
+    async fn declare_views(&self, views: &[ViewSpec]) -> Result<(), ReadStoreError> {
+        let missing: Vec<ViewSpec> = {
             let declared = self.views.read().unwrap_or_else(PoisonError::into_inner);
             views
                 .iter()
-                .filter(|(name, shared)| declared.get(name).is_none_or(|table| table.shared != *shared))
+                .filter(|view| declared.get(&view.name).is_none_or(|table| table.shared != view.shared))
                 .cloned()
                 .collect()
         };
@@ -922,7 +900,7 @@ impl ReadStore for CassandraReadStore {
             return Ok(());
         }
         let mut tables = Vec::with_capacity(missing.len());
-        for (name, shared) in missing {
+        for ViewSpec { name, shared } in missing {
             tables.push((name.clone(), table_name(&name)?, shared));
         }
         migrate(

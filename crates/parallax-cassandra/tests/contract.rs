@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use parallax_cassandra::ViewSpec;
 use parallax_core::ReadStore;
+use parallax_core::ViewSpec;
 use parallax_testing::read_store::{SHARED_VIEWS, VIEWS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

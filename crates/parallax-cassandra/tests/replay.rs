@@ -8,17 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parallax_cassandra::{CassandraReadStore, ViewSpec};
+use parallax_cassandra::CassandraReadStore;
 use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
     Checkpoint, DocKey, EventLog, EventRecord, EventSource, EventStore, ExpectedVersion, LogError, Partition,
-    Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreExt, SourceBatch, SourcedEvent,
-    ViewBatch, ViewTx,
+    Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreExt, SourceBatch, SourcedEvent, View,
+    ViewBatch, ViewSpec, ViewTx,
 };
 use parallax_runtime::Projector;
 use parallax_sqlite::SqliteEventStore;
 use parallax_testing::event_store::{append_request, new_event};
 use serde_json::{json, Value};
+
+/// Events counted, in one read-modify-written row.
+const TOTALS: View<Value> = View::owned("totals");
+/// Each stream's last version (a blind write).
+const LAST: View<Value> = View::owned("last");
+/// [`TOTALS`], read-modify-written from every partition at once.
+const SHARED_TOTALS: View<Value> = View::shared("shared_totals");
 
 /// Counts every event (one read-modify-written total) and keeps the last
 /// event of each stream (a blind write).
@@ -30,15 +37,15 @@ impl Projection for Counting {
         "counting"
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &["totals", "last"]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![TOTALS.spec(), LAST.spec()]
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let key = DocKey::partition("all");
-        let total = tx.get("totals", &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
-        tx.put("totals", key, json!({ "events": total + 1 }));
-        tx.put("last", DocKey::partition(&event.stream_id), json!({ "version": event.stream_version }));
+        let total = tx.get(&TOTALS, &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
+        tx.put(&TOTALS, key, &json!({ "events": total + 1 }));
+        tx.put(&LAST, DocKey::partition(&event.stream_id), &json!({ "version": event.stream_version }));
         Ok(())
     }
 }
@@ -150,7 +157,7 @@ async fn a_batch_replayed_after_its_rows_landed_changes_nothing_twice() {
     assert_eq!(cassandra.checkpoint("counting", 0).await.expect("checkpoint").position, 10);
     assert_eq!(total(Arc::clone(&cassandra)).await, Some(json!({ "events": 10 })), "each event counted once");
     assert_eq!(
-        cassandra.get_as::<Value>("last", &DocKey::partition("a")).await.expect("get"),
+        cassandra.get_doc(&LAST, &DocKey::partition("a")).await.expect("get"),
         Some(json!({ "version": 7 }))
     );
     drop(restarted);
@@ -167,18 +174,14 @@ impl Projection for SharedCounting {
         "shared-counting"
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &["shared_totals"]
-    }
-
-    fn shared_views(&self) -> &'static [&'static str] {
-        &["shared_totals"]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![SHARED_TOTALS.spec()]
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, _event: &EventRecord) -> Result<(), ProjectionError> {
         let key = DocKey::partition("all");
-        let total = tx.get("shared_totals", &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
-        tx.put("shared_totals", key, json!({ "events": total + 1 }));
+        let total = tx.get(&SHARED_TOTALS, &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
+        tx.put(&SHARED_TOTALS, key, &json!({ "events": total + 1 }));
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ pub mod log;
 pub mod lease;
 pub mod projection;
 pub mod read_store;
+pub mod view;
 pub mod token;
 pub mod trace;
 
@@ -44,3 +45,4 @@ pub use store::{
 };
 pub use token::{ConsistencyToken, TokenError};
 pub use trace::{SpanId, TraceId, TraceParent, TraceParentError};
+pub use view::{View, ViewSpec};

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::event::EventRecord;
 use crate::read_store::{DocKey, ReadGuard, ReadStore, ReadStoreError, Stamp, StoredDocument, ViewWrite};
+use crate::view::{View, ViewSpec};
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,8 @@ pub trait Projection: Send + Sync {
         1
     }
 
-    /// The views this projection writes.
-    fn views(&self) -> &'static [&'static str];
+    /// The views this projection writes: the [`View::spec`]s of its handles.
+    fn views(&self) -> Vec<ViewSpec>;
 
     /// The event types `apply` handles, by their persisted names; `None`:
     /// every event. The projector (and every rebuild, check and dead-letter
@@ -59,15 +60,6 @@ pub trait Projection: Send + Sync {
 
     /// Applies one event; reads and writes go through `tx`.
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError>;
-
-    /// The views whose documents this projection read-modify-writes from
-    /// events of more than one stream (and so, behind a partitioned log, from
-    /// more than one partition at once): sales per product, say. A store
-    /// without multi-document transactions guards those with compare-and-set;
-    /// the others have one writer per document at a time.
-    fn shared_views(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     /// The documents `apply` will read for `event`: the projector fetches
     /// those of a whole batch in one round trip before applying it. A hint
@@ -108,8 +100,8 @@ impl<'a> ViewTx<'a> {
         Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new(), current: None }
     }
 
-    /// The document as the batch sees it.
-    pub async fn get(
+    /// The document of `view` (by name, untyped) as the batch sees it.
+    pub async fn get_value(
         &mut self,
         view: &str,
         key: &DocKey,
@@ -147,23 +139,24 @@ impl<'a> ViewTx<'a> {
         Ok(())
     }
 
-    /// A typed document as the batch sees it; a body that does not decode is poison.
-    pub async fn get_as<T: serde::de::DeserializeOwned>(
+    /// A document as the batch sees it; a body that does not decode is poison.
+    pub async fn get<T: serde::de::DeserializeOwned>(
         &mut self,
-        view: &str,
+        view: &View<T>,
         key: &DocKey,
     ) -> Result<Option<T>, ProjectionError> {
-        match self.get(view, key).await? {
+        match self.get_value(view.name(), key).await? {
             None => Ok(None),
             Some(body) => serde_json::from_value(body).map(Some).map_err(|e| {
-                ProjectionError::Poison(format!("document {view}/{key:?} does not decode: {e}"))
+                ProjectionError::Poison(format!("document {}/{key:?} does not decode: {e}", view.name()))
             }),
         }
     }
 
     /// Inserts or replaces a document.
-    pub fn put(&mut self, view: &str, key: DocKey, body: serde_json::Value) {
-        self.record((view.to_owned(), key), Some(body));
+    pub fn put<T: serde::Serialize>(&mut self, view: &View<T>, key: DocKey, document: &T) {
+        let body = serde_json::to_value(document).expect("view documents serialize to JSON");
+        self.record((view.name().to_owned(), key), Some(body));
     }
 
     fn record(&mut self, key: PendingKey, body: Option<serde_json::Value>) {
@@ -195,15 +188,9 @@ impl<'a> ViewTx<'a> {
         }
     }
 
-    /// Inserts or replaces a document from a serializable value.
-    pub fn put_as<T: serde::Serialize>(&mut self, view: &str, key: DocKey, value: &T) {
-        let body = serde_json::to_value(value).expect("view documents serialize to JSON");
-        self.put(view, key, body);
-    }
-
     /// Removes a document.
-    pub fn delete(&mut self, view: &str, key: DocKey) {
-        self.record((view.to_owned(), key), None);
+    pub fn delete<T>(&mut self, view: &View<T>, key: DocKey) {
+        self.record((view.name().to_owned(), key), None);
     }
 
     /// Number of distinct documents changed so far.

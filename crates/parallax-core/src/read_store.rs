@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::event::Position;
 use crate::log::{Checkpoint, Partition};
+use crate::view::{View, ViewSpec};
 
 /// A stored document's revision: a fresh value on every write, so a reader
 /// can tell whether the document changed since it read it. 0 means absent.
@@ -389,11 +390,10 @@ pub trait ReadStore: Send + Sync {
         true
     }
 
-    /// Makes sure the store can hold these views — `(name, shared)`, shared
-    /// as in [`crate::Projection::shared_views`] — before they are written.
+    /// Makes sure the store can hold these views before they are written.
     /// Stores with one table for every view need nothing; a store with a
     /// table per view (Cassandra) creates the missing ones.
-    async fn declare_views(&self, _views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+    async fn declare_views(&self, _views: &[ViewSpec]) -> Result<(), ReadStoreError> {
         Ok(())
     }
 
@@ -481,17 +481,18 @@ pub trait ReadStoreExt: ReadStore {
         .await
     }
 
-    /// A typed document.
-    async fn get_as<T: serde::de::DeserializeOwned>(
+    /// A document of a typed view.
+    async fn get_doc<T: serde::de::DeserializeOwned>(
         &self,
-        view: &str,
+        view: &View<T>,
         key: &DocKey,
     ) -> Result<Option<T>, ReadStoreError> {
-        match self.get(view, key).await? {
+        let name = view.name();
+        match self.get_json(name, key).await? {
             None => Ok(None),
-            Some(body) => serde_json::from_value(body)
+            Some(body) => serde_json::from_str(&body)
                 .map(Some)
-                .map_err(|e| ReadStoreError::store(format!("document {view}/{key:?} does not decode"), e)),
+                .map_err(|e| ReadStoreError::store(format!("document {name}/{key:?} does not decode"), e)),
         }
     }
 }

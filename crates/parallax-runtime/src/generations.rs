@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
     Checkpoint, DocKey, EventSource, Partition, Projection, ReadGuard, ReadStore, ReadStoreError, ViewBatch,
-    ViewWrite,
+    ViewSpec, ViewWrite,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -139,9 +139,9 @@ pub async fn declare(
     projection: &dyn Projection,
     generation: Generation,
 ) -> Result<(), ReadStoreError> {
-    let mut views = vec![(GENERATIONS_VIEW.to_owned(), true)];
+    let mut views = vec![ViewSpec::shared(GENERATIONS_VIEW)];
     for view in projection.views() {
-        views.push((generation.physical(view), projection.shared_views().contains(view)));
+        views.push(ViewSpec { name: generation.physical(&view.name), shared: view.shared });
     }
     store.declare_views(&views).await
 }
@@ -197,7 +197,7 @@ pub async fn drop_after_grace(
 ) -> Result<(), ReadStoreError> {
     tokio::time::sleep(GRACE).await;
     let name = projection.name();
-    let views: Vec<String> = projection.views().iter().map(|view| old.physical(view)).collect();
+    let views: Vec<String> = projection.views().iter().map(|view| old.physical(&view.name)).collect();
     store.drop_projection(&old.physical(name), &views).await?;
     tracing::info!(projection = name, generation = old.generation, "old generation dropped");
     Ok(())
@@ -379,7 +379,7 @@ impl ActiveGenerations {
         let mut owners = HashMap::new();
         for projection in projections {
             for view in projection.views() {
-                owners.insert((*view).to_owned(), projection.name().to_owned());
+                owners.insert(view.name, projection.name().to_owned());
             }
         }
         Self { inner, owners, cache: Mutex::new(HashMap::new()) }

@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parallax_core::{
     DocKey, EventLog, EventRecord, EventSource, EventStore, ExpectedVersion, LogSource, NewEvent, Projection,
-    ProjectionError, ReadStore, ViewTx,
+    ProjectionError, ReadStore, View, ViewSpec, ViewTx,
 };
 use parallax_runtime::generations::{self, Generation, SourceFactory};
 use parallax_runtime::{ActiveGenerations, CancellationToken, Progress, Supervisor};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use serde_json::json;
+
+/// Each stream's event count.
+const TALLIES: View<serde_json::Value> = View::owned("tallies");
 
 /// Counts each stream's events; version 2 also says which version wrote it.
 struct Tally {
@@ -29,18 +32,18 @@ impl Projection for Tally {
         self.version
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &["tallies"]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![TALLIES.spec()]
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let key = DocKey::partition(&event.stream_id);
-        let count = tx.get("tallies", &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
+        let count = tx.get(&TALLIES, &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
         let doc = match self.version {
             1 => json!({ "count": count + 1 }),
             _ => json!({ "count": count + 1, "written_by": self.version }),
         };
-        tx.put("tallies", key, doc);
+        tx.put(&TALLIES, key, &doc);
         Ok(())
     }
 }

@@ -29,11 +29,12 @@ use async_trait::async_trait;
 use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
     AppendOutcome, AppendRequest, Checkpoint, DocKey, EventLog, EventRecord, EventStore, ExpectedVersion,
-    NewEvent, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, ViewBatch, ViewTx,
+    NewEvent, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, View, ViewBatch,
+    ViewSpec, ViewTx,
 };
 use parallax_runtime::generations::{Generation, GenerationStore};
 use parallax_runtime::{retry_dead_letter, Projector, ProjectorError, RetryError};
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// An event store, the log that tails it, and a read store, all empty.
@@ -90,7 +91,7 @@ const BROKEN: &str = "thing.broken";
 /// The event type it always applies.
 const FINE: &str = "thing.happened";
 /// The view: one document per stream, `{"count": n}`.
-const TALLIES: &str = "tallies";
+const TALLIES: View<Value> = View::owned("tallies");
 
 /// How [`Tally`] fails.
 #[derive(Clone, Copy)]
@@ -133,8 +134,8 @@ impl Projection for Tally {
         "tally"
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &[TALLIES]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![TALLIES.spec()]
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
@@ -143,9 +144,9 @@ impl Projection for Tally {
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
         let key = DocKey::partition(&event.stream_id);
-        let count = tx.get(TALLIES, &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
+        let count = tx.get(&TALLIES, &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
         // Written before failing: the failure must take it back.
-        tx.put(TALLIES, key, json!({ "count": count + 1 }));
+        tx.put(&TALLIES, key, &json!({ "count": count + 1 }));
         if event.event_type == BROKEN {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if !self.fixed.load(Ordering::SeqCst) {
@@ -243,7 +244,7 @@ pub async fn a_failing_event_is_attempted_then_dead_lettered_and_retried_once(fi
     for attempt in 1..3 {
         assert_attempt(projector.project_batch().await, broken, attempt, 3, &complaint("b"));
         assert_eq!(views.checkpoint("tally", 0).await.expect("checkpoint"), Checkpoint::default());
-        assert_eq!(count(views, TALLIES, "a").await, None, "attempt {attempt} committed nothing");
+        assert_eq!(count(views, TALLIES.name(), "a").await, None, "attempt {attempt} committed nothing");
         assert!(positions(views, "tally").await.is_empty());
     }
     assert_eq!(projector.project_batch().await.expect("the last attempt dead-letters"), 4);
@@ -264,9 +265,9 @@ pub async fn a_failing_event_is_attempted_then_dead_lettered_and_retried_once(fi
         head,
         "the checkpoint moved on"
     );
-    assert_eq!(count(views, TALLIES, "a").await, Some(2), "the other streams went on");
-    assert_eq!(count(views, TALLIES, "c").await, Some(1), "the other streams went on");
-    assert_eq!(count(views, TALLIES, "b").await, None, "the failed event's write was taken back");
+    assert_eq!(count(views, TALLIES.name(), "a").await, Some(2), "the other streams went on");
+    assert_eq!(count(views, TALLIES.name(), "c").await, Some(1), "the other streams went on");
+    assert_eq!(count(views, TALLIES.name(), "b").await, None, "the failed event's write was taken back");
     projector.catch_up().await.expect("nothing more");
     assert_eq!(tally.attempts(), 3, "a dead letter is not attempted again by the projector");
 
@@ -281,13 +282,13 @@ pub async fn a_failing_event_is_attempted_then_dead_lettered_and_retried_once(fi
     }
     assert_eq!(tally.attempts(), 4);
     assert_eq!(views.dead_letters("tally").await.expect("dead letters"), letters, "the dead letter stays");
-    assert_eq!(count(views, TALLIES, "b").await, None, "nothing written");
+    assert_eq!(count(views, TALLIES.name(), "b").await, None, "nothing written");
 
     // Fixed: applied once, the dead letter gone.
     tally.fix();
     let outcome = retry_dead_letter(tally.as_ref(), log, views, broken).await.expect("retry after the fix");
     assert_eq!((outcome.letter, outcome.writes), (letters[0].clone(), 1));
-    assert_eq!(count(views, TALLIES, "b").await, Some(1));
+    assert_eq!(count(views, TALLIES.name(), "b").await, Some(1));
     assert!(positions(views, "tally").await.is_empty());
     match retry_dead_letter(tally.as_ref(), log, views, broken).await {
         Err(RetryError::NotFound { projection, position }) => {
@@ -295,13 +296,13 @@ pub async fn a_failing_event_is_attempted_then_dead_lettered_and_retried_once(fi
         }
         other => panic!("a second retry: expected NotFound, got {other:?}"),
     }
-    assert_eq!(count(views, TALLIES, "b").await, Some(1), "not applied twice");
+    assert_eq!(count(views, TALLIES.name(), "b").await, Some(1), "not applied twice");
     assert_eq!(tally.attempts(), 5);
 
     // The projector goes on from the retried state.
     append(&fixture, "b", FINE).await;
     projector.catch_up().await.expect("project the next event");
-    assert_eq!(count(views, TALLIES, "b").await, Some(2));
+    assert_eq!(count(views, TALLIES.name(), "b").await, Some(2));
 }
 
 /// A panic in `apply` is a failed attempt like an error, the panic's
@@ -317,13 +318,16 @@ pub async fn a_panic_is_an_attempt_and_its_message_the_error(fixture: DeadLetter
     let panicked = format!("panicked: {}", complaint("b"));
 
     assert_attempt(projector.project_batch().await, broken, 1, 2, &panicked);
-    assert_eq!(count(views, TALLIES, "a").await, None, "the failed attempt committed nothing");
+    assert_eq!(count(views, TALLIES.name(), "a").await, None, "the failed attempt committed nothing");
     assert_eq!(projector.project_batch().await.expect("the last attempt dead-letters"), 3);
     assert_eq!(tally.attempts(), 2);
     let letters = views.dead_letters("tally").await.expect("dead letters");
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0].position, letters[0].error.as_str()), (broken, panicked.as_str()));
-    assert_eq!((count(views, TALLIES, "a").await, count(views, TALLIES, "c").await), (Some(1), Some(1)));
+    assert_eq!(
+        (count(views, TALLIES.name(), "a").await, count(views, TALLIES.name(), "c").await),
+        (Some(1), Some(1))
+    );
 
     let log = fixture.log.as_ref();
     match retry_dead_letter(tally.as_ref(), log, views, broken).await {
@@ -333,7 +337,7 @@ pub async fn a_panic_is_an_attempt_and_its_message_the_error(fixture: DeadLetter
     assert_eq!(positions(views, "tally").await, [broken], "the dead letter stays");
     tally.fix();
     retry_dead_letter(tally.as_ref(), log, views, broken).await.expect("retry after the fix");
-    assert_eq!(count(views, TALLIES, "b").await, Some(1));
+    assert_eq!(count(views, TALLIES.name(), "b").await, Some(1));
     assert!(positions(views, "tally").await.is_empty());
 }
 
@@ -449,7 +453,7 @@ pub async fn a_partition_whose_checkpoint_failed_to_load_is_resumed_later(fixtur
     append(&fixture, "a", FINE).await;
     let projector = Projector::new(tally.clone(), fixture.log.clone(), flaky.clone());
     projector.catch_up().await.expect("the first event");
-    assert_eq!(count(fixture.views.as_ref(), TALLIES, "a").await, Some(1));
+    assert_eq!(count(fixture.views.as_ref(), TALLIES.name(), "a").await, Some(1));
 
     // The store goes down while a batch runs: the batch fails, and so does
     // loading the checkpoint to seek back.
@@ -463,10 +467,10 @@ pub async fn a_partition_whose_checkpoint_failed_to_load_is_resumed_later(fixtur
     flaky.down.store(false, Ordering::SeqCst);
     flaky.checkpoints_down.store(false, Ordering::SeqCst);
     projector.catch_up().await.expect("the store is back");
-    assert_eq!(count(fixture.views.as_ref(), TALLIES, "a").await, Some(2));
+    assert_eq!(count(fixture.views.as_ref(), TALLIES.name(), "a").await, Some(2));
     append(&fixture, "a", FINE).await;
     projector.catch_up().await.expect("later events");
-    assert_eq!(count(fixture.views.as_ref(), TALLIES, "a").await, Some(3));
+    assert_eq!(count(fixture.views.as_ref(), TALLIES.name(), "a").await, Some(3));
 }
 
 /// Two retries of one dead letter at once: one applies it, the other
@@ -485,7 +489,7 @@ pub async fn concurrent_retries_apply_a_dead_letter_once(fixture: DeadLetterFixt
         [broken],
         "dead-lettered at the first failure"
     );
-    assert_eq!(count(fixture.views.as_ref(), TALLIES, "b").await, Some(1));
+    assert_eq!(count(fixture.views.as_ref(), TALLIES.name(), "b").await, Some(1));
     tally.fix();
 
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
@@ -505,7 +509,7 @@ pub async fn concurrent_retries_apply_a_dead_letter_once(fixture: DeadLetterFixt
         }
     }
     assert_eq!(applied, 1, "exactly one retry applies it");
-    assert_eq!(count(fixture.views.as_ref(), TALLIES, "b").await, Some(2), "applied once");
+    assert_eq!(count(fixture.views.as_ref(), TALLIES.name(), "b").await, Some(2), "applied once");
     assert!(positions(fixture.views.as_ref(), "tally").await.is_empty());
 }
 
@@ -532,7 +536,7 @@ pub async fn a_generation_keeps_and_retries_its_own_dead_letters(fixture: DeadLe
         .await
         .expect("retry in generation 2");
     assert_eq!(count(views, "tallies_g2", "b").await, Some(1));
-    assert_eq!(count(views, TALLIES, "b").await, None, "generation 1 untouched");
+    assert_eq!(count(views, TALLIES.name(), "b").await, None, "generation 1 untouched");
     assert!(positions(views, "tally_g2").await.is_empty());
 }
 
@@ -557,6 +561,6 @@ pub async fn events_a_projection_does_not_handle_never_reach_it(fixture: DeadLet
     assert_eq!(tally.attempts(), 0, "the unhandled event reached apply");
     assert!(views.dead_letters("tally").await.expect("dead letters").is_empty());
     assert_eq!(views.checkpoint("tally", 0).await.expect("checkpoint").position, head);
-    assert_eq!(count(views, TALLIES, "a").await, Some(2));
-    assert_eq!(count(views, TALLIES, "b").await, None);
+    assert_eq!(count(views, TALLIES.name(), "a").await, Some(2));
+    assert_eq!(count(views, TALLIES.name(), "b").await, None);
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use parallax_core::{
     Checkpoint, CheckpointMove, ClusteringRange, DeadLetter, DocKey, Page, Partition, Position, ReadGuard,
-    ReadStore, ReadStoreError, ReadStoreExt, Stamp, ViewBatch, ViewWrite,
+    ReadStore, ReadStoreError, ReadStoreExt, Stamp, ViewBatch, ViewSpec, ViewWrite,
 };
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
@@ -743,7 +743,7 @@ pub async fn stamped_writes_never_go_back(store: Arc<dyn ReadStore>) {
 /// letters, and nothing else.
 pub async fn a_dropped_projection_leaves_nothing(store: Arc<dyn ReadStore>) {
     store
-        .declare_views(&[("items_g2".to_owned(), false), ("shared_g2".to_owned(), true)])
+        .declare_views(&[ViewSpec::owned("items_g2"), ViewSpec::shared("shared_g2")])
         .await
         .expect("declare views at run time");
     let mut old =
@@ -763,6 +763,6 @@ pub async fn a_dropped_projection_leaves_nothing(store: Arc<dyn ReadStore>) {
 
     // Declared again (a later generation under the same name would not be,
     // but a store must not keep stale rows): empty.
-    store.declare_views(&[("items_g2".to_owned(), false)]).await.expect("declare again");
+    store.declare_views(&[ViewSpec::owned("items_g2")]).await.expect("declare again");
     assert_eq!(get(&*store, "items_g2", "p", "a").await, None, "its documents are gone");
 }

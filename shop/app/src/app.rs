@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use parallax_cassandra::{CassandraConfig, CassandraReadStore, ViewSpec};
-use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
+use parallax_cassandra::{CassandraConfig, CassandraReadStore};
+use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore, ViewSpec};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
 use parallax_runtime::generations::SourceFactory;
@@ -128,10 +128,9 @@ pub fn shop_view_specs() -> Vec<ViewSpec> {
     // The projections' generation pointers: compare-and-set.
     let mut specs: Vec<ViewSpec> = vec![ViewSpec::shared(parallax_runtime::generations::GENERATIONS_VIEW)];
     for projection in shop_read::all_projections() {
-        for &view in projection.views() {
-            let shared = projection.shared_views().contains(&view);
-            if !specs.iter().any(|spec| spec.name == view) {
-                specs.push(if shared { ViewSpec::shared(view) } else { ViewSpec::owned(view) });
+        for view in projection.views() {
+            if !specs.iter().any(|spec| spec.name == view.name) {
+                specs.push(view);
             }
         }
     }

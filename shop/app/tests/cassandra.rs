@@ -45,7 +45,7 @@ async fn rows_ahead_of_checkpoints(store: &CassandraReadStore) -> Vec<String> {
     for projection in shop_read::all_projections() {
         let mut highest: BTreeMap<Partition, Position> = BTreeMap::new();
         for view in projection.views() {
-            let query = format!("SELECT marks FROM {}.v_{view}", store.keyspace());
+            let query = format!("SELECT marks FROM {}.v_{}", store.keyspace(), view.name);
             let mut rows = store
                 .session()
                 .query_iter(query, ())

@@ -9,14 +9,13 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewTx};
-use shop_events::{
-    CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent, CART, ORDER, PRODUCT,
-};
+use parallax_core::{DocKey, EventRecord, Projection, ProjectionError, ViewSpec, ViewTx};
+use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
 use uuid::Uuid;
 
 use crate::views::{
-    names, CartItemView, CartStatus, CartView, OrderStatus, OrderView, ProductView, SalesView,
+    CartItemView, CartStatus, CartView, OrderStatus, OrderView, ProductView, SalesView, ALL, CART, CATALOG,
+    CUSTOMER_ORDERS, ORDER, SALES,
 };
 
 /// All the shop's projections.
@@ -64,8 +63,8 @@ impl Projection for CatalogProjection {
         Self::NAME
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &[names::CATALOG]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![CATALOG.spec()]
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
@@ -74,8 +73,8 @@ impl Projection for CatalogProjection {
 
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
         event
-            .stream_in(PRODUCT)
-            .map(|sku| (names::CATALOG, DocKey::new(names::ALL, sku)))
+            .stream_in(shop_events::PRODUCT)
+            .map(|sku| (CATALOG.name(), DocKey::new(ALL, sku)))
             .into_iter()
             .collect()
     }
@@ -92,7 +91,7 @@ impl Projection for CatalogProjection {
                 stock: *stock,
                 version: event.stream_version,
             };
-            tx.put_as(names::CATALOG, DocKey::new(names::ALL, sku), &view);
+            tx.put(&CATALOG, DocKey::new(ALL, sku), &view);
             return Ok(());
         }
         let sku = match &product_event {
@@ -104,9 +103,9 @@ impl Projection for CatalogProjection {
             | ProductEvent::StockReservationRejected { sku, .. }
             | ProductEvent::StockReleased { sku, .. } => sku,
         };
-        let key = DocKey::new(names::ALL, sku);
+        let key = DocKey::new(ALL, sku);
         let mut view: ProductView =
-            tx.get_as(names::CATALOG, &key).await?.ok_or_else(|| missing("product", sku, event))?;
+            tx.get(&CATALOG, &key).await?.ok_or_else(|| missing("product", sku, event))?;
         match product_event {
             ProductEvent::Renamed { name, .. } => view.name = name,
             ProductEvent::Repriced { price_cents, .. } => view.price_cents = price_cents,
@@ -116,7 +115,7 @@ impl Projection for CatalogProjection {
             ProductEvent::Registered { .. } | ProductEvent::StockReservationRejected { .. } => {}
         }
         view.version = event.stream_version;
-        tx.put_as(names::CATALOG, key, &view);
+        tx.put(&CATALOG, key, &view);
         Ok(())
     }
 }
@@ -138,8 +137,8 @@ impl Projection for CartProjection {
         Self::NAME
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &[names::CART]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![CART.spec()]
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
@@ -147,7 +146,11 @@ impl Projection for CartProjection {
     }
 
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        event.stream_in(CART).map(|cart_id| (names::CART, DocKey::partition(cart_id))).into_iter().collect()
+        event
+            .stream_in(shop_events::CART)
+            .map(|cart_id| (CART.name(), DocKey::partition(cart_id)))
+            .into_iter()
+            .collect()
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
@@ -160,7 +163,7 @@ impl Projection for CartProjection {
             | CartEvent::CheckedOut { cart_id, .. } => cart_id.clone(),
         };
         let key = DocKey::partition(&cart_id);
-        let mut cart = tx.get_as::<CartView>(names::CART, &key).await?.unwrap_or_else(|| CartView {
+        let mut cart = tx.get(&CART, &key).await?.unwrap_or_else(|| CartView {
             cart_id: cart_id.clone(),
             status: CartStatus::Open,
             items: Vec::new(),
@@ -202,7 +205,7 @@ impl Projection for CartProjection {
         }
         cart.total_cents = cart.items.iter().map(|item| item.line_total_cents).sum();
         cart.version = event.stream_version;
-        tx.put_as(names::CART, key, &cart);
+        tx.put(&CART, key, &cart);
         Ok(())
     }
 }
@@ -225,8 +228,8 @@ impl Projection for OrderProjection {
         Self::NAME
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &[names::ORDER, names::CUSTOMER_ORDERS]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![ORDER.spec(), CUSTOMER_ORDERS.spec()]
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
@@ -234,11 +237,11 @@ impl Projection for OrderProjection {
     }
 
     fn prefetch(&self, event: &EventRecord) -> Vec<(&'static str, DocKey)> {
-        match event.stream_in(ORDER) {
-            Some(order_id) => vec![(names::ORDER, DocKey::partition(order_id))],
+        match event.stream_in(shop_events::ORDER) {
+            Some(order_id) => vec![(ORDER.name(), DocKey::partition(order_id))],
             None => match decode(&self.codec, event) {
                 Ok(Some(ShopEvent::Cart(CartEvent::CheckedOut { order_id, .. }))) => {
-                    vec![(names::ORDER, DocKey::partition(order_id.to_string()))]
+                    vec![(ORDER.name(), DocKey::partition(order_id.to_string()))]
                 }
                 _ => Vec::new(),
             },
@@ -261,7 +264,7 @@ impl Projection for OrderProjection {
                 total_cents,
             })) => {
                 let key = DocKey::partition(order_id.to_string());
-                if tx.get(names::ORDER, &key).await?.is_none() {
+                if tx.get_value(ORDER.name(), &key).await?.is_none() {
                     let order = new_order(
                         order_id,
                         customer_id,
@@ -281,7 +284,7 @@ impl Projection for OrderProjection {
         };
         if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents } = &order_event {
             let key = DocKey::partition(order_id.to_string());
-            let order = match tx.get_as::<OrderView>(names::ORDER, &key).await? {
+            let order = match tx.get(&ORDER, &key).await? {
                 None => new_order(
                     *order_id,
                     customer_id.clone(),
@@ -312,10 +315,8 @@ impl Projection for OrderProjection {
             | OrderEvent::LineReserved { .. } => return Ok(()),
         };
         let id = order_id.to_string();
-        let mut order: OrderView = tx
-            .get_as(names::ORDER, &DocKey::partition(&id))
-            .await?
-            .ok_or_else(|| missing("order", &id, event))?;
+        let mut order: OrderView =
+            tx.get(&ORDER, &DocKey::partition(&id)).await?.ok_or_else(|| missing("order", &id, event))?;
         order.status = status;
         order.version = event.stream_version;
         if let OrderEvent::Rejected { reason, .. } = order_event {
@@ -360,8 +361,8 @@ fn new_order(
 }
 
 fn save_order(tx: &mut ViewTx<'_>, order: &OrderView) {
-    tx.put_as(names::ORDER, DocKey::partition(order.order_id.to_string()), order);
-    tx.put_as(names::CUSTOMER_ORDERS, DocKey::new(&order.customer_id, order.customer_key()), order);
+    tx.put(&ORDER, DocKey::partition(order.order_id.to_string()), order);
+    tx.put(&CUSTOMER_ORDERS, DocKey::new(&order.customer_id, order.customer_key()), order);
 }
 
 /// Units and revenue per product, over confirmed orders not cancelled.
@@ -381,14 +382,8 @@ impl Projection for SalesProjection {
         Self::NAME
     }
 
-    fn views(&self) -> &'static [&'static str] {
-        &[names::SALES]
-    }
-
-    /// A product's row adds up lines of orders from every stream, and so,
-    /// behind a partitioned log, from every partition at once.
-    fn shared_views(&self) -> &'static [&'static str] {
-        &[names::SALES]
+    fn views(&self) -> Vec<ViewSpec> {
+        vec![SALES.spec()]
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
@@ -401,7 +396,7 @@ impl Projection for SalesProjection {
             Ok(Some(ShopEvent::Order(OrderEvent::Cancelled { release, .. }))) => release,
             _ => return Vec::new(),
         };
-        lines.into_iter().map(|line| (names::SALES, DocKey::new(names::ALL, line.sku))).collect()
+        lines.into_iter().map(|line| (SALES.name(), DocKey::new(ALL, line.sku))).collect()
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
@@ -411,8 +406,8 @@ impl Projection for SalesProjection {
             _ => return Ok(()),
         };
         for OrderLine { sku, name, unit_price_cents, quantity } in lines {
-            let key = DocKey::new(names::ALL, &sku);
-            let mut sales = tx.get_as::<SalesView>(names::SALES, &key).await?.unwrap_or_else(|| SalesView {
+            let key = DocKey::new(ALL, &sku);
+            let mut sales = tx.get(&SALES, &key).await?.unwrap_or_else(|| SalesView {
                 sku: sku.clone(),
                 name: name.clone(),
                 units: 0,
@@ -423,7 +418,7 @@ impl Projection for SalesProjection {
             if sign > 0 {
                 sales.name = name;
             }
-            tx.put_as(names::SALES, key, &sales);
+            tx.put(&SALES, key, &sales);
         }
         Ok(())
     }

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use parallax_core::{ClusteringRange, DocKey, ReadStore, ReadStoreError};
+use parallax_core::{ClusteringRange, DocKey, ReadStore, ReadStoreError, View};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 use crate::projections::{CartProjection, CatalogProjection, OrderProjection, SalesProjection};
-use crate::views::{names, CartView, OrderView, ProductView, SalesView};
+use crate::views::{
+    CartView, OrderView, ProductView, SalesView, ALL, CART, CATALOG, CUSTOMER_ORDERS, ORDER, SALES,
+};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,17 +76,17 @@ impl ShopQueries {
         limit: usize,
         cursor: Option<String>,
     ) -> Result<Listing<ProductView>, QueryError> {
-        self.list(names::CATALOG, names::ALL, limit, cursor).await
+        self.list(&CATALOG, ALL, limit, cursor).await
     }
 
     /// One product.
     pub async fn product(&self, sku: &str) -> Result<Option<ProductView>, QueryError> {
-        self.one(names::CATALOG, &DocKey::new(names::ALL, sku)).await
+        self.one(&CATALOG, &DocKey::new(ALL, sku)).await
     }
 
     /// One cart.
     pub async fn cart(&self, cart_id: &str) -> Result<Option<CartView>, QueryError> {
-        self.one(names::CART, &DocKey::partition(cart_id)).await
+        self.one(&CART, &DocKey::partition(cart_id)).await
     }
 
     /// A customer's orders, newest first.
@@ -94,12 +96,12 @@ impl ShopQueries {
         limit: usize,
         cursor: Option<String>,
     ) -> Result<Listing<OrderView>, QueryError> {
-        self.list(names::CUSTOMER_ORDERS, customer_id, limit, cursor).await
+        self.list(&CUSTOMER_ORDERS, customer_id, limit, cursor).await
     }
 
     /// One order.
     pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, QueryError> {
-        self.one(names::ORDER, &DocKey::partition(order_id.to_string())).await
+        self.one(&ORDER, &DocKey::partition(order_id.to_string())).await
     }
 
     /// Units and revenue per product, by SKU.
@@ -108,14 +110,11 @@ impl ShopQueries {
         limit: usize,
         cursor: Option<String>,
     ) -> Result<Listing<SalesView>, QueryError> {
-        self.list(names::SALES, names::ALL, limit, cursor).await
+        self.list(&SALES, ALL, limit, cursor).await
     }
 
-    async fn one<T: DeserializeOwned>(
-        &self,
-        view: &'static str,
-        key: &DocKey,
-    ) -> Result<Option<T>, QueryError> {
+    async fn one<T: DeserializeOwned>(&self, view: &View<T>, key: &DocKey) -> Result<Option<T>, QueryError> {
+        let view = view.name();
         // Straight from the stored text into the DTO: no JSON value between.
         self.store
             .get_json(view, key)
@@ -127,11 +126,12 @@ impl ShopQueries {
 
     async fn list<T: DeserializeOwned>(
         &self,
-        view: &'static str,
+        view: &View<T>,
         partition: &str,
         limit: usize,
         cursor: Option<String>,
     ) -> Result<Listing<T>, QueryError> {
+        let view = view.name();
         let range = ClusteringRange { after: cursor, ..ClusteringRange::default() };
         let page = self.store.scan_json(view, partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
         let items = page

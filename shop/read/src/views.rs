@@ -1,25 +1,24 @@
 //! ⑥ The documents of the shop's views, which double as the queries' DTOs.
 
 use chrono::{DateTime, Utc};
+use parallax_core::View;
 use serde::{Deserialize, Serialize};
 use shop_events::OrderLine;
 use uuid::Uuid;
 
-/// View names, as persisted.
-pub mod names {
-    /// Every product, by SKU.
-    pub const CATALOG: &str = "catalog";
-    /// Carts by id.
-    pub const CART: &str = "cart";
-    /// Orders by id.
-    pub const ORDER: &str = "order";
-    /// Orders by customer, newest first.
-    pub const CUSTOMER_ORDERS: &str = "customer_orders";
-    /// Sales per product.
-    pub const SALES: &str = "sales";
-    /// Partition key of the single-partition views (catalog, sales).
-    pub const ALL: &str = "all";
-}
+/// Every product, in partition [`ALL`] by SKU.
+pub const CATALOG: View<ProductView> = View::owned("catalog");
+/// Carts, one per partition (the cart id).
+pub const CART: View<CartView> = View::owned("cart");
+/// Orders, one per partition (the order id).
+pub const ORDER: View<OrderView> = View::owned("order");
+/// Orders by customer (the partition), newest first ([`OrderView::customer_key`]).
+pub const CUSTOMER_ORDERS: View<OrderView> = View::owned("customer_orders");
+/// Sales per product, in partition [`ALL`] by SKU: every order's lines add
+/// to the same rows, whichever partition of the log they come from.
+pub const SALES: View<SalesView> = View::shared("sales");
+/// Partition key of the single-partition views ([`CATALOG`], [`SALES`]).
+pub const ALL: &str = "all";
 
 /// A product in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,8 @@
 //! started by `scripts/services/cassandra start`).
 #![allow(dead_code)]
 
-use parallax_cassandra::{CassandraConfig, CassandraReadStore, ViewSpec};
+use parallax_cassandra::{CassandraConfig, CassandraReadStore};
+use parallax_core::ViewSpec;
 
 /// The server's contact points.
 pub fn nodes() -> Vec<String> {

@@ -125,7 +125,7 @@ impl ReadStore for Touched {
         self.inner.commits_atomically()
     }
 
-    async fn declare_views(&self, views: &[(String, bool)]) -> Result<(), ReadStoreError> {
+    async fn declare_views(&self, views: &[parallax_core::ViewSpec]) -> Result<(), ReadStoreError> {
         self.inner.declare_views(views).await
     }
 

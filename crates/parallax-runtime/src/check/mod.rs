@@ -38,7 +38,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use async_trait::async_trait;
-    use parallax_core::{DocKey, EventLog, EventRecord, Projection, ProjectionError, ReadStore, ViewTx};
+    use parallax_core::{
+        DocKey, EventLog, EventRecord, Projection, ProjectionError, ReadStore, View, ViewSpec, ViewTx,
+    };
     use parallax_sqlite::SqliteReadStore;
     use serde_json::json;
 
@@ -46,6 +48,8 @@ mod tests {
     use super::fold::Recorded;
     use super::*;
     use crate::Projector;
+
+    const TALLIES: View<serde_json::Value> = View::owned("tallies");
 
     /// Counts each stream's events.
     struct Tally;
@@ -56,14 +60,14 @@ mod tests {
             "tally"
         }
 
-        fn views(&self) -> &'static [&'static str] {
-            &["tallies"]
+        fn views(&self) -> Vec<ViewSpec> {
+            vec![TALLIES.spec()]
         }
 
         async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
             let key = DocKey::partition(&event.stream_id);
-            let count = tx.get("tallies", &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
-            tx.put("tallies", key, json!({ "count": count + 1 }));
+            let count = tx.get(&TALLIES, &key).await?.and_then(|doc| doc["count"].as_u64()).unwrap_or(0);
+            tx.put(&TALLIES, key, &json!({ "count": count + 1 }));
             Ok(())
         }
     }

@@ -254,7 +254,7 @@ fn read_history(path: &Path) -> anyhow::Result<Vec<Operation>> {
 fn history_carts<'a>(history: impl Iterator<Item = &'a Operation>) -> BTreeSet<(String, String)> {
     history
         .filter_map(|op| cart_id(&op.stream))
-        .map(|cart| (shop_read::views::names::CART.to_owned(), cart.to_owned()))
+        .map(|cart| (shop_read::views::CART.name().to_owned(), cart.to_owned()))
         .collect()
 }
 

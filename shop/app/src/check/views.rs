@@ -126,9 +126,10 @@ async fn listed_partitions(
     let mut listed = BTreeSet::new();
     for projection in projections {
         for view in projection.views() {
+            let name = view.name;
             let partitions =
-                store.partitions(view).await.with_context(|| format!("list the partitions of {view}"))?;
-            listed.extend(partitions.into_iter().map(|partition| ((*view).to_owned(), partition)));
+                store.partitions(&name).await.with_context(|| format!("list the partitions of {name}"))?;
+            listed.extend(partitions.into_iter().map(|partition| (name.clone(), partition)));
         }
     }
     Ok(listed)

@@ -252,7 +252,7 @@ pub async fn projections(State(state): State<Arc<ApiState>>) -> Result<Response,
             .collect();
         rows.push(json!({
             "name": name,
-            "views": projection.views(),
+            "views": projection.views().into_iter().map(|view| view.name).collect::<Vec<_>>(),
             "position": position,
             "lag": head.map(|head| head.saturating_sub(position)),
             "partitions": partitions,
