@@ -9,10 +9,11 @@
 //!
 //! Other processes write the same streams (a second command process, the
 //! saga), so a cached state may be stale: the cache may speed a decision up,
-//! never change it (ARCHITECTURE.md, "every writer decides on the write DB's
-//! state"). An append finds a stale cache out by its expected version, and
-//! the other aggregates a decision looked up ([`Lookups`]) by their versions,
-//! which the append carries ([`AppendRequest::reads`]). A decision that
+//! never change it (ARCHITECTURE.md, invariant 5). An append finds a stale
+//! cache out by its expected version, and the other aggregates a decision
+//! looked up in the cache ([`Lookups`]) by their versions, which the append
+//! carries ([`AppendRequest::reads`]); a retry reads them from the store and
+//! does not pin them (a stream that keeps changing cannot starve it). A decision that
 //! appends nothing (a refusal, a no-op) has no such check: before it is
 //! answered, the state and every lookup are caught up with the store and
 //! the command decided again. A hot command that appends therefore costs no
@@ -218,12 +219,13 @@ impl<E: std::error::Error + 'static> From<LoadError> for CommandError<E> {
     }
 }
 
-/// The other aggregates a decision looked up, at the versions it saw.
+/// The other aggregates a decision looked up from the cache, at the versions
+/// it saw.
 ///
 /// Given to the command builder of [`CommandHandler::execute_with`] and
 /// passed to [`CommandHandler::lookup`]: the append that records the
-/// decision carries every version looked up, and commits only if none of
-/// those streams has moved since. Cheap to clone (one shared list).
+/// decision carries every cached version looked up, and commits only if
+/// none of those streams has moved since. Cheap to clone (one shared list).
 #[derive(Debug, Clone, Default)]
 pub struct Lookups {
     inner: Arc<LookupsInner>,
@@ -312,20 +314,26 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     /// The state of aggregate `id` for a decision of another aggregate (a
-    /// product priced into a cart line), recorded in `lookups` at its
-    /// version so the decision's append checks it has not moved.
+    /// product priced into a cart line), as the store had it when the
+    /// command arrived or later.
     ///
-    /// From the cache when hot, unless `lookups` asks for fresh reads (the
-    /// decision appends nothing, or an earlier attempt found a lookup stale).
+    /// From the cache when hot, and then recorded in `lookups` at its
+    /// version, so the decision's append commits only if the stream has not
+    /// moved since (else the decision is made again with fresh lookups).
+    /// Read from the store when cold, or when `lookups` asks for fresh reads
+    /// (the decision appends nothing, or an earlier attempt found a lookup
+    /// stale); a state read during the command is recent enough and is not
+    /// recorded, so a stream that keeps changing (a product's stock, under
+    /// the saga's reservations) cannot starve the decision.
     pub async fn lookup(&self, id: &str, lookups: &Lookups) -> Result<Arc<Hydrated<A>>, LoadError> {
         let stream_id = A::stream_id(id);
-        let cached = self.cache.get(&stream_id);
-        let state = match cached {
-            Some(hot) if !lookups.inner.fresh => hot,
-            cached => self.refresh(&stream_id, cached).await?,
-        };
-        lookups.record(&stream_id, state.version);
-        Ok(state)
+        match self.cache.get(&stream_id) {
+            Some(hot) if !lookups.inner.fresh => {
+                lookups.record(&stream_id, hot.version);
+                Ok(hot)
+            }
+            cached => self.refresh(&stream_id, cached).await,
+        }
     }
 
     /// Decides `command` against aggregate `id` and appends what it decides.
@@ -360,24 +368,27 @@ impl<A: Aggregate> CommandHandler<A> {
             return Ok(answer);
         }
         let stream_id = A::stream_id(id);
-        // Fresh: the state and the lookups were read from the store during
-        // this command, so nothing is older than the command.
+        // Fresh: read from the store during this command, so no older than
+        // the command (the state, and separately every lookup).
         let (mut current, mut fresh) = match self.cache.get(&stream_id) {
             Some(hot) => (hot, false),
             None => (self.refresh(&stream_id, None).await?, true),
         };
+        let mut fresh_lookups = false;
         let mut attempt = 1;
         loop {
-            let lookups = Lookups::new(fresh);
+            let lookups = Lookups::new(fresh_lookups);
             let command = build(current.clone(), lookups.clone()).await?;
             let events = match current.state.handle(command.borrow()) {
                 Ok(events) if !events.is_empty() => events,
-                decided if !fresh => {
+                decided if !(fresh && fresh_lookups) => {
                     // No append will check this decision: make it again on
                     // the store's state before answering it.
                     tracing::trace!(stream_id, refused = decided.is_err(), "deciding again on fresh state");
-                    current = self.refresh(&stream_id, Some(current)).await?;
-                    fresh = true;
+                    if !fresh {
+                        current = self.refresh(&stream_id, Some(current)).await?;
+                    }
+                    (fresh, fresh_lookups) = (true, true);
                     continue;
                 }
                 decided => {
@@ -434,7 +445,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     // The stream itself or one it looked up moved: catch the
                     // state up, and look everything up afresh.
                     current = self.refresh(&stream_id, Some(current)).await?;
-                    fresh = true;
+                    (fresh, fresh_lookups) = (true, true);
                 }
                 Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
                 Err(e) => return Err(CommandError::Store(StoreError::new("append refused", e))),

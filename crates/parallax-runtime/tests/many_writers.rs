@@ -5,7 +5,7 @@
 //! aggregate never append, so no expected version finds a stale cache out for
 //! them: these cases fail when a handler trusts its cache for them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -215,13 +215,19 @@ struct RepriceBeforeAppend {
     inner: Arc<dyn EventStore>,
     other: Arc<dyn EventStore>,
     fired: AtomicBool,
+    /// Reprice before every append to a basket, not just the first.
+    always: bool,
+    /// The next price set.
+    price: AtomicI64,
 }
 
 #[async_trait]
 impl EventStore for RepriceBeforeAppend {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        if request.stream_id.starts_with("basket-") && !self.fired.swap(true, Ordering::SeqCst) {
-            Writer::new(self.other.clone()).price("pen", 300).await;
+        if request.stream_id.starts_with("basket-")
+            && (!self.fired.swap(true, Ordering::SeqCst) || self.always)
+        {
+            Writer::new(self.other.clone()).price("pen", self.price.fetch_add(1, Ordering::SeqCst)).await;
         }
         self.inner.append(request).await
     }
@@ -256,9 +262,16 @@ async fn a_lookup_that_moves_before_the_append_makes_the_append_conflict_and_the
     let (_dir, store) = sqlite();
     let a = Writer::new(store.clone());
     a.price("pen", 150).await;
-    let racing =
-        Arc::new(RepriceBeforeAppend { inner: store.clone(), other: store.clone(), fired: false.into() });
+    let racing = Arc::new(RepriceBeforeAppend {
+        inner: store.clone(),
+        other: store.clone(),
+        fired: true.into(),
+        always: false,
+        price: 300.into(),
+    });
     let b = Writer::new(racing.clone());
+    b.add("basket-0", "pen").await.expect("B adds, and caches the pen at 150");
+    racing.fired.store(false, Ordering::SeqCst);
     b.add("basket-1", "pen").await.expect("B adds, once the conflict made it look the pen up again");
     assert!(racing.fired.load(Ordering::SeqCst));
     let basket = a.baskets.load("basket-1").await.expect("load");
@@ -267,4 +280,26 @@ async fn a_lookup_that_moves_before_the_append_makes_the_append_conflict_and_the
         [300],
         "the line was priced at 150, a price replaced before it was recorded"
     );
+}
+
+/// The pen is repriced before every append to a basket (as a product's stock
+/// moves under the saga's reservations): a retry looks it up afresh and does
+/// not pin it, so the decision lands instead of conflicting until the retry
+/// policy gives up.
+#[tokio::test]
+async fn a_lookup_stream_that_keeps_moving_cannot_starve_the_decision() {
+    let (_dir, store) = sqlite();
+    Writer::new(store.clone()).price("pen", 150).await;
+    let racing = Arc::new(RepriceBeforeAppend {
+        inner: store.clone(),
+        other: store.clone(),
+        fired: false.into(),
+        always: true,
+        price: 300.into(),
+    });
+    let b = Writer::new(racing.clone());
+    b.items.load("pen").await.expect("B caches the pen");
+    for n in 0..5 {
+        b.add(&format!("basket-{n}"), "pen").await.expect("B adds though the pen moves every time");
+    }
 }
