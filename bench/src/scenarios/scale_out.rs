@@ -74,6 +74,9 @@ const CATCH_UP: Duration = Duration::from_secs(1800);
 /// How often catch-up is checked.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The shop's projections: each is a consumer group of the topic.
+const PROJECTIONS: usize = 4;
+
 /// Options of `scale-out`.
 ///
 /// Defaults: commands from 16 to 512 connections with a p99 limit of 100 ms,
@@ -173,12 +176,14 @@ struct Stage {
     views: Option<DbActivity>,
 }
 
-/// Rows written (inserted, updated, deleted) and transactions committed in
-/// one database, from `pg_stat_database`.
+/// Rows written (inserted, updated, deleted), transactions committed and
+/// rolled back in one database, from `pg_stat_database`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 struct DbActivity {
     rows: i64,
     transactions: i64,
+    /// Projectors: commits refused (a checkpoint moved, a document read changed: a conflict).
+    rollbacks: i64,
 }
 
 /// The backlog and its catch-ups.
@@ -389,9 +394,10 @@ async fn projector_stage(
     let before = CpuSnapshot::take(&[], &run.postgres).await?;
     let began = Instant::now();
     let processes = shape.start_many("projector", &["projector"], count).await?;
-    let mut first = None;
+    let (mut first, mut polls) = (None, 0);
     loop {
         let (moved, caught_up) = absorbed(&views, targets).await?;
+        polls += 1;
         if moved && first.is_none() {
             first = Some(began.elapsed());
         }
@@ -416,7 +422,9 @@ async fn projector_stage(
         cpu,
         views: Some(DbActivity {
             rows: after.rows - activity.rows,
-            transactions: after.transactions - activity.transactions,
+            // Less the bench's own reads of the checkpoints: a transaction per projection per poll.
+            transactions: after.transactions - activity.transactions - polls * PROJECTIONS as i64,
+            rollbacks: after.rollbacks - activity.rollbacks,
         }),
     })
 }
@@ -428,7 +436,9 @@ async fn absorbed(
     targets: &BTreeMap<Partition, Position>,
 ) -> anyhow::Result<(bool, bool)> {
     let (mut moved, mut caught_up) = (false, true);
-    for projection in shop_read::all_projections() {
+    let projections = shop_read::all_projections();
+    anyhow::ensure!(projections.len() == PROJECTIONS, "the shop has {PROJECTIONS} projections");
+    for projection in projections {
         let at: BTreeMap<Partition, Position> =
             views.checkpoints(projection.name()).await?.into_iter().map(|(p, c)| (p, c.position)).collect();
         moved |= at.values().any(|&position| position > 0);
@@ -437,16 +447,17 @@ async fn absorbed(
     Ok((moved, caught_up))
 }
 
-/// Rows written and transactions committed so far in `database`.
+/// Rows written and transactions committed and rolled back so far in `database`.
 async fn db_activity(pool: &PgPool, database: &str) -> anyhow::Result<DbActivity> {
-    let (rows, transactions): (i64, i64) = sqlx::query_as(
-        "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit FROM pg_stat_database WHERE datname = $1",
+    let (rows, transactions, rollbacks): (i64, i64, i64) = sqlx::query_as(
+        "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit, xact_rollback \
+         FROM pg_stat_database WHERE datname = $1",
     )
     .bind(database)
     .fetch_one(pool)
     .await
     .with_context(|| format!("read the statistics of {database}"))?;
-    Ok(DbActivity { rows, transactions })
+    Ok(DbActivity { rows, transactions, rollbacks })
 }
 
 // ---------------------------------------------------------------------------

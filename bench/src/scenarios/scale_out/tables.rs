@@ -11,8 +11,16 @@ use crate::stats::Stats;
 use crate::workload::Then;
 
 /// The CPU columns of a table, after its own.
-const CPU_COLUMNS: [&str; 6] =
-    ["CPU µs/op: shop processes (each)", "shop", "PostgreSQL", "Kafka", "bench", "all"];
+const CPU_COLUMNS: [&str; 8] = [
+    "CPU µs/op: shop processes (each)",
+    "shop",
+    "PostgreSQL backends",
+    "PostgreSQL server",
+    "Kafka",
+    "bench",
+    "all",
+    "other load (cores)",
+];
 
 /// The CPU cells for `ops` operations.
 fn cpu_cells(cpu: &CpuUse, ops: u64) -> Vec<String> {
@@ -60,7 +68,7 @@ pub(super) fn report(
         ],
     );
     report.section(
-        "Commands: what was written",
+        "Commands: what was written, every step",
         writes(roles),
         vec!["events: the event store's head moved; appends: requests the command processes' event stores \
               committed (a command whose cached state was stale is appended again after a reload); \
@@ -253,24 +261,34 @@ fn writes(roles: &[Role]) -> Table {
     let mut table = Table::new(&[
         "processes",
         "run",
-        "commands",
+        "commands/s",
+        "p99 ms",
         "events per command",
         "appends per command",
         "transactions/s",
         "events per transaction",
+        "PostgreSQL backends CPU µs per transaction",
     ]);
-    for (_, scaled, run, step) in every_run(roles) {
-        let Some(written) = step.written else { continue };
-        let ok = step.stats.ok as f64;
-        table.row(vec![
-            scaled.processes.to_string(),
-            run,
-            thousands(step.stats.ok),
-            format!("{:.2}", ratio(written.head as f64, ok)),
-            format!("{:.3}", ratio(written.appends, ok)),
-            rate(ratio(written.transactions, step.stats.elapsed_secs)),
-            format!("{:.1}", ratio(written.head as f64, written.transactions)),
-        ]);
+    for role in roles {
+        for scaled in &role.counts {
+            let searched = scaled.steps.iter().map(|step| (format!("c={}", step.stats.concurrency), step));
+            let fixed = runs(scaled).into_iter().filter(|(run, _)| run.starts_with("fixed"));
+            for (run, step) in searched.chain(fixed) {
+                let Some(written) = step.written else { continue };
+                let ok = step.stats.ok as f64;
+                table.row(vec![
+                    scaled.processes.to_string(),
+                    run,
+                    rate(step.stats.per_sec),
+                    ms(step.stats.latency.p99_ms),
+                    format!("{:.2}", ratio(written.head as f64, ok)),
+                    format!("{:.3}", ratio(written.appends, ok)),
+                    rate(ratio(written.transactions, step.stats.elapsed_secs)),
+                    format!("{:.1}", ratio(written.head as f64, written.transactions)),
+                    format!("{:.0}", ratio(step.cpu.named(POSTGRES) * 1e6, written.transactions)),
+                ]);
+            }
+        }
     }
     table
 }
@@ -286,9 +304,9 @@ fn stages(backlog: &Backlog) -> Table {
         "events/s (from first commit)",
         "view rows per event",
         "view transactions",
+        "refused (conflicts)",
     ]));
     for stage in std::iter::once(&backlog.relay).chain(&backlog.projectors) {
-        let views = stage.views.unwrap_or_default();
         let mut row = vec![
             stage.role.to_owned(),
             stage.processes.to_string(),
@@ -296,17 +314,15 @@ fn stages(backlog: &Backlog) -> Table {
             format!("{:.2}", stage.secs),
             stage.working_secs.map_or_else(String::new, |secs| format!("{secs:.2}")),
             rate(stage_rate(stage)),
-            if stage.views.is_some() {
-                format!("{:.2}", ratio(views.rows as f64, stage.events as f64))
-            } else {
-                String::new()
-            },
-            if stage.views.is_some() {
-                thousands(u64::try_from(views.transactions).unwrap_or(0))
-            } else {
-                String::new()
-            },
         ];
+        row.extend(match stage.views {
+            Some(views) => vec![
+                format!("{:.2}", ratio(views.rows as f64, stage.events as f64)),
+                views.transactions.to_string(),
+                views.rollbacks.to_string(),
+            ],
+            None => vec![String::new(); 3],
+        });
         row.extend(cpu_cells(&stage.cpu, stage.events));
         table.row(row);
     }
@@ -319,11 +335,13 @@ fn backlog_note(backlog: &Backlog) -> String {
          every event once; each projector count absorbs the whole topic once per projection ({} consumer \
          groups, so Kafka hands out each event {} times), into a fresh views database of its own; view rows: \
          rows inserted, updated or deleted in that database (documents and checkpoints, from \
-         pg_stat_database), view transactions: its commits. s from start includes starting the processes \
-         and the consumer groups' first assignment.",
+         pg_stat_database), view transactions: its commits (less the bench's reads of the checkpoints), \
+         refused: its rollbacks (a batch whose checkpoint another projector moved, or whose documents it \
+         changed, is rolled back and read again). s from start includes starting the processes and the \
+         consumer groups' first assignment.",
         thousands(backlog.history.head),
-        shop_read::all_projections().len(),
-        shop_read::all_projections().len()
+        super::PROJECTIONS,
+        super::PROJECTIONS
     )
 }
 
