@@ -99,7 +99,6 @@ use anyhow::Context as _;
 use parallax_core::ReadStore;
 use parallax_runtime::check::{check_events, EventFindings, EventViolation};
 use parallax_runtime::ActiveGenerations;
-use shop_read::ShopQueries;
 
 pub use history::{parse_history, Operation, Outcome};
 pub use parallax_runtime::check::{
@@ -235,9 +234,8 @@ pub async fn check(settings: &Settings, options: CheckOptions) -> anyhow::Result
     // 5. The history.
     if let Some(history) = &history {
         report.history_checked = true;
-        let queries = ShopQueries::new(Arc::clone(&read));
         let (store, events) = (write.store.as_ref(), &compared.events);
-        history::check_history(history, store, events, &queries, &mut report, &mut details).await?;
+        history::check_history(history, store, events, read.as_ref(), &mut report, &mut details).await?;
     }
 
     report.conclude(details);
