@@ -239,3 +239,22 @@ async fn a_cold_load_starts_from_the_latest_snapshot() {
     assert_eq!((state.state.value, state.version), (12, 12));
     assert_eq!(spy.read_after.load(Ordering::SeqCst), 10, "only the events after the snapshot were read");
 }
+
+/// Two writers taking turns on one stream (two command processes behind a
+/// round-robin balancer, one cart): after its first conflict a writer
+/// catches the stream up before deciding, so each later command appends
+/// once instead of failing an append against its stale cache first.
+#[tokio::test]
+async fn writers_taking_turns_on_a_stream_stop_conflicting_after_the_first_time() {
+    let (_dir, store) = sqlite();
+    let (spy_a, spy_b) = (Arc::new(spy(store.clone())), Arc::new(spy(store.clone())));
+    let a = CommandHandler::<Counter>::new(spy_a.clone());
+    let b = CommandHandler::<Counter>::new(spy_b.clone());
+    for _ in 0..10 {
+        a.execute("c", &1, &CommandContext::new()).await.expect("A adds");
+        b.execute("c", &1, &CommandContext::new()).await.expect("B adds");
+    }
+    assert_eq!(a.load("c").await.expect("load").state.value, 20);
+    let appends = spy_a.appends.load(Ordering::SeqCst) + spy_b.appends.load(Ordering::SeqCst);
+    assert!(appends <= 22, "{appends} appends for 20 commands: each writer should conflict once at most");
+}
