@@ -195,25 +195,18 @@ struct Backlog {
     projectors: Vec<Stage>,
 }
 
-/// What the command processes had written so far.
+/// What the command processes wrote: so far, or over a step.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 struct Written {
-    /// The event store's head.
+    /// The event store's head (over a step: positions taken; an append
+    /// refused for a conflict leaves the positions it took unused).
     head: u64,
+    /// Events stored (over a step only).
+    events: u64,
     /// Append requests the processes' event stores committed (a conflict's retry is one more).
     appends: f64,
     /// Their transactions (group commits).
     transactions: f64,
-}
-
-impl Written {
-    fn since(&self, earlier: &Written) -> Written {
-        Written {
-            head: self.head - earlier.head,
-            appends: self.appends - earlier.appends,
-            transactions: self.transactions - earlier.transactions,
-        }
-    }
 }
 
 /// Everything the scenario made on the servers, and how to reach it.
@@ -513,6 +506,24 @@ impl Writes<'_> {
         }
         Ok(written)
     }
+
+    /// What was written since `earlier`.
+    async fn since(&self, earlier: &Written) -> anyhow::Result<Written> {
+        let now = self.now().await?;
+        let events: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE position > $1 AND position <= $2")
+                .bind(i64::try_from(earlier.head)?)
+                .bind(i64::try_from(now.head)?)
+                .fetch_one(self.events)
+                .await
+                .context("count the events written")?;
+        Ok(Written {
+            head: now.head - earlier.head,
+            events: u64::try_from(events)?,
+            appends: now.appends - earlier.appends,
+            transactions: now.transactions - earlier.transactions,
+        })
+    }
 }
 
 impl Meter<'_> {
@@ -521,15 +532,16 @@ impl Meter<'_> {
         &self,
         step: impl std::future::Future<Output = anyhow::Result<Stats>>,
     ) -> anyhow::Result<Step> {
-        let cpu = CpuSnapshot::take(&self.processes, self.postgres).await?;
+        // What was written is read outside the CPU's window.
         let written = match &self.writes {
             Some(writes) => Some(writes.now().await?),
             None => None,
         };
+        let cpu = CpuSnapshot::take(&self.processes, self.postgres).await?;
         let stats = step.await?;
         let cpu = CpuSnapshot::take(&self.processes, self.postgres).await?.since(&cpu);
         let written = match (&self.writes, written) {
-            (Some(writes), Some(before)) => Some(writes.now().await?.since(&before)),
+            (Some(writes), Some(before)) => Some(writes.since(&before).await?),
             _ => None,
         };
         Ok(Step { stats, cpu, written })

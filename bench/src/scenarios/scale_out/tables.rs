@@ -70,10 +70,11 @@ pub(super) fn report(
     report.section(
         "Commands: what was written, every step",
         writes(roles),
-        vec!["events: the event store's head moved; appends: requests the command processes' event stores \
-              committed (a command whose cached state was stale is appended again after a reload); \
-              transactions: their group commits (`parallax_event_store_group_size` of each process's \
-              /metrics)."
+        vec!["events: rows the step stored; positions: how far the event store's head moved (an append refused \
+              for a conflict leaves the positions it took unused); appends: requests the command processes' \
+              event stores committed (a command whose cached state was stale is appended again after a \
+              reload); transactions: their group commits (`parallax_event_store_group_size` of each \
+              process's /metrics)."
             .into()],
     );
     report.section("Backlog: the relay, then the projectors", stages(backlog), vec![backlog_note(backlog)]);
@@ -264,6 +265,7 @@ fn writes(roles: &[Role]) -> Table {
         "commands/s",
         "p99 ms",
         "events per command",
+        "positions per command",
         "appends per command",
         "transactions/s",
         "events per transaction",
@@ -281,10 +283,11 @@ fn writes(roles: &[Role]) -> Table {
                     run,
                     rate(step.stats.per_sec),
                     ms(step.stats.latency.p99_ms),
-                    format!("{:.2}", ratio(written.head as f64, ok)),
+                    format!("{:.3}", ratio(written.events as f64, ok)),
+                    format!("{:.3}", ratio(written.head as f64, ok)),
                     format!("{:.3}", ratio(written.appends, ok)),
                     rate(ratio(written.transactions, step.stats.elapsed_secs)),
-                    format!("{:.1}", ratio(written.head as f64, written.transactions)),
+                    format!("{:.1}", ratio(written.events as f64, written.transactions)),
                     format!("{:.0}", ratio(step.cpu.named(POSTGRES) * 1e6, written.transactions)),
                 ]);
             }
