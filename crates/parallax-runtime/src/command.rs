@@ -13,10 +13,10 @@
 //! cache out by its expected version, and the other aggregates a decision
 //! looked up in the cache ([`Lookups`]) by their versions, which the append
 //! carries ([`AppendRequest::reads`]); a retry reads them from the store and
-//! does not pin them (a stream that keeps changing cannot starve it). A decision that
-//! appends nothing (a refusal, a no-op) has no such check: before it is
-//! answered, the state and every lookup are caught up with the store and
-//! the command decided again. A hot command that appends therefore costs no
+//! does not pin them (a stream that keeps changing cannot starve it). A
+//! decision that appends nothing (a refusal, a no-op) has no such check:
+//! before it is answered, the state and every lookup are caught up with the
+//! store and the command decided again. A hot command that appends therefore costs no
 //! read; only a refusal or a no-op pays one per stream it involves.
 //!
 //! Idempotency: a command given an idempotency key is recorded with its
@@ -490,43 +490,34 @@ impl<A: Aggregate> CommandHandler<A> {
         stream_id: &str,
         from: Option<Arc<Hydrated<A>>>,
     ) -> Result<Arc<Hydrated<A>>, LoadError> {
-        let hydrated = match from {
+        let (mut hydrated, events) = match from {
             Some(from) => {
                 let events = self.store.read_stream(stream_id, from.version).await?;
                 if events.is_empty() {
+                    // Current: keep the cached state, no copy.
                     return Ok(from);
                 }
-                let mut hydrated = Hydrated::clone(&from);
-                self.fold(&mut hydrated, &events)?;
-                hydrated
+                (Hydrated::clone(&from), events)
             }
             None => {
-                let mut hydrated = self.hydrate_from_snapshot(stream_id).await?;
+                let hydrated = self.hydrate_from_snapshot(stream_id).await?;
                 let events = self.store.read_stream(stream_id, hydrated.version).await?;
-                self.fold(&mut hydrated, &events)?;
-                // A cold load that replayed a long tail saves the next one the work.
-                if self.snapshot_every > 0 && events.len() as u64 >= self.snapshot_every {
-                    let hydrated = Arc::new(hydrated);
-                    self.cache.insert(stream_id.to_owned(), hydrated.clone());
-                    self.snapshot_in_background(stream_id, hydrated.clone());
-                    return Ok(hydrated);
-                }
-                hydrated
+                (hydrated, events)
             }
         };
-        let hydrated = Arc::new(hydrated);
-        self.cache.insert(stream_id.to_owned(), hydrated.clone());
-        Ok(hydrated)
-    }
-
-    fn fold(&self, hydrated: &mut Hydrated<A>, events: &[EventRecord]) -> Result<(), LoadError> {
-        for record in events {
+        for record in &events {
             let event = self.codec.decode_record(record)?;
             hydrated.state.apply(&event);
             hydrated.version = record.stream_version;
             hydrated.position = record.position;
         }
-        Ok(())
+        let hydrated = Arc::new(hydrated);
+        self.cache.insert(stream_id.to_owned(), hydrated.clone());
+        // A load that replayed a long tail saves the next one the work.
+        if self.snapshot_every > 0 && events.len() as u64 >= self.snapshot_every {
+            self.snapshot_in_background(stream_id, hydrated.clone());
+        }
+        Ok(hydrated)
     }
 
     async fn hydrate_from_snapshot(&self, stream_id: &str) -> Result<Hydrated<A>, LoadError> {

@@ -2,13 +2,18 @@
 //! lookups a decision needs (a product's name and price) done before the
 //! decision, so aggregates stay pure.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use parallax_core::EventStore;
-use parallax_runtime::{CommandContext, CommandError, CommandHandler, Executed, LoadError, Lookups};
+use parallax_runtime::{
+    CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups,
+};
 use shop_domain::{
-    Cart, CartCommand, Order, OrderCommand, Product, ProductCommand, ProductInfo, Refusal, SagaCommand,
+    Cart, CartCommand, CartError, Order, OrderCommand, Product, ProductCommand, ProductInfo, Refusal,
+    SagaCommand,
 };
 use uuid::Uuid;
 
@@ -96,18 +101,11 @@ impl ShopCommands {
         quantity: i64,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        self.carts
-            .execute_with(cart_id, context, |_, lookups| async move {
-                let product = self.product_info(sku, &lookups).await?;
-                Ok(CartCommand::AddItem {
-                    cart_id: cart_id.to_owned(),
-                    sku: sku.to_owned(),
-                    quantity,
-                    product,
-                })
-            })
-            .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+        self.cart(cart_id, context, |_, lookups| async move {
+            let product = self.product_info(sku, &lookups).await?;
+            Ok(CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product })
+        })
+        .await
     }
 
     /// Takes a product out of a cart.
@@ -118,7 +116,7 @@ impl ShopCommands {
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
         let command = CartCommand::RemoveItem { cart_id: cart_id.to_owned(), sku: sku.to_owned() };
-        self.cart(cart_id, command, context).await
+        self.cart(cart_id, context, |_, _| std::future::ready(Ok(&command))).await
     }
 
     /// Turns a cart into order `order_id`, priced as the products are now:
@@ -131,23 +129,21 @@ impl ShopCommands {
         order_id: Uuid,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        self.carts
-            .execute_with(cart_id, context, |cart, lookups| async move {
-                let mut prices = BTreeMap::new();
-                for sku in cart.state.skus() {
-                    if let Some(info) = self.product_info(sku, &lookups).await? {
-                        prices.insert(sku.to_owned(), info);
-                    }
+        self.cart(cart_id, context, |cart, lookups| async move {
+            let mut prices = BTreeMap::new();
+            for sku in cart.state.skus() {
+                if let Some(info) = self.product_info(sku, &lookups).await? {
+                    prices.insert(sku.to_owned(), info);
                 }
-                Ok(CartCommand::CheckOut {
-                    cart_id: cart_id.to_owned(),
-                    order_id,
-                    customer_id: customer_id.to_owned(),
-                    prices,
-                })
+            }
+            Ok(CartCommand::CheckOut {
+                cart_id: cart_id.to_owned(),
+                order_id,
+                customer_id: customer_id.to_owned(),
+                prices,
             })
-            .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+        })
+        .await
     }
 
     /// An order command.
@@ -176,14 +172,21 @@ impl ShopCommands {
         }
     }
 
-    async fn cart(
+    /// A cart command built by `build` on each attempt (see
+    /// [`CommandHandler::execute_with`]).
+    async fn cart<C, F, Fut>(
         &self,
         cart_id: &str,
-        command: CartCommand,
         context: &CommandContext,
-    ) -> Result<Executed, ShopCommandError> {
+        build: F,
+    ) -> Result<Executed, ShopCommandError>
+    where
+        C: Borrow<CartCommand>,
+        F: Fn(Arc<Hydrated<Cart>>, Lookups) -> Fut,
+        Fut: Future<Output = Result<C, CommandError<CartError>>>,
+    {
         self.carts
-            .execute(cart_id, &command, context)
+            .execute_with(cart_id, context, build)
             .await
             .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
     }
