@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parallax_core::{
-    partition_for, Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, EventSink,
-    LogError, Page, Partition, Position, ReadStore, ReadStoreError, Revision, StoredDocument, ViewBatch,
+    partition_for, DocKey, EventLog, EventRecord, EventSink, LogError, Position, ReadStore, ReadStoreError,
+    ReadStoreLayer, Revision, StoredDocument, ViewBatch,
 };
 use serde::Serialize;
 
@@ -134,7 +134,11 @@ impl Counted {
 }
 
 #[async_trait]
-impl ReadStore for Counted {
+impl ReadStoreLayer for Counted {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
+    }
+
     async fn get_with_revision(
         &self,
         view: &str,
@@ -171,28 +175,6 @@ impl ReadStore for Counted {
         got
     }
 
-    fn commits_atomically(&self) -> bool {
-        self.inner.commits_atomically()
-    }
-
-    async fn declare_views(&self, views: &[parallax_core::ViewSpec]) -> Result<(), ReadStoreError> {
-        self.inner.declare_views(views).await
-    }
-
-    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
-        self.inner.drop_projection(projection, views).await
-    }
-
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError> {
-        self.inner.scan(view, partition, range, limit).await
-    }
-
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         let (writes, guards) = (batch.writes.len() as u64, batch.reads.len() as u64);
         let began = Instant::now();
@@ -204,18 +186,6 @@ impl ReadStore for Counted {
             self.guards.fetch_add(guards, Ordering::Relaxed);
         }
         done
-    }
-
-    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
-        self.inner.checkpoint(projection, partition).await
-    }
-
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        self.inner.checkpoints(projection).await
-    }
-
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        self.inner.dead_letters(projection).await
     }
 }
 
@@ -253,5 +223,20 @@ impl EventSink for Published {
             self.last[partition].fetch_max(event.position, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parallax_core::read_store::recorder::{assert_forwards, Recorder};
+
+    use super::Counted;
+
+    #[tokio::test]
+    async fn the_counting_store_forwards_every_method() {
+        let recorder = Arc::new(Recorder::default());
+        assert_forwards(&Counted::new(recorder.clone()), &recorder, &[]).await;
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use futures::{stream, StreamExt, TryStreamExt};
 use parallax_core::read_store::{
-    ClusteringRange, DeadLetter, DocKey, Document, LowerBound, Page, ReadStore, ReadStoreError, Revision,
-    Stamp, StoredDocument, ViewBatch, ViewWrite,
+    ClusteringRange, DeadLetter, DocKey, Document, LowerBound, Page, ReadStoreError, Revision, Stamp,
+    StoredDocument, ViewAdmin, ViewBatch, ViewCommitter, ViewReader, ViewWrite,
 };
 use parallax_core::{Checkpoint, Partition, Position, ViewSpec};
 use scylla::client::session::Session;
@@ -313,7 +313,7 @@ impl CassandraReadStore {
 }
 
 #[async_trait]
-impl ReadStore for CassandraReadStore {
+impl ViewReader for CassandraReadStore {
     async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
         Ok(self.stored(view, key).await?.map(|stored| stored.body))
     }
@@ -336,91 +336,6 @@ impl ReadStore for CassandraReadStore {
             .into_iter()
             .map(|found| found.map(|stored| (stored.body, stored.revision)))
             .collect())
-    }
-
-    async fn get_many_stored(
-        &self,
-        keys: &[(String, DocKey)],
-    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
-        // Point reads pipelined on the driver's connections: one round trip's
-        // latency for the lot, each served by its partition's replica.
-        let reads: Vec<_> = keys.iter().map(|(view, key)| self.stored(view, key)).collect();
-        stream::iter(reads).buffered(64).try_collect().await
-    }
-
-    fn commits_atomically(&self) -> bool {
-        false
-    }
-
-    async fn declare_views(&self, views: &[ViewSpec]) -> Result<(), ReadStoreError> {
-        let missing: Vec<ViewSpec> = {
-            let declared = self.views.read().unwrap_or_else(PoisonError::into_inner);
-            views
-                .iter()
-                .filter(|view| declared.get(&view.name).is_none_or(|table| table.shared != view.shared))
-                .cloned()
-                .collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let mut tables = Vec::with_capacity(missing.len());
-        for ViewSpec { name, shared } in missing {
-            tables.push((name.clone(), table_name(&name)?, shared));
-        }
-        migrate(
-            &self.session,
-            &self.keyspace,
-            self.replication_factor,
-            tables.iter().map(|(_, t, _)| t.as_str()),
-        )
-        .await?;
-        for (name, table, shared) in tables {
-            let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, shared).await?);
-            self.views.write().unwrap_or_else(PoisonError::into_inner).insert(name, prepared);
-        }
-        Ok(())
-    }
-
-    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
-        for view in views {
-            let table = table_name(view)?;
-            self.session
-                .query_unpaged(format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace), ())
-                .await
-                .map_err(cql(format!("drop the table of {view}")))?;
-            self.views.write().unwrap_or_else(PoisonError::into_inner).remove(view);
-        }
-        for table in ["checkpoints", "dead_letters"] {
-            self.session
-                .query_unpaged(
-                    format!("DELETE FROM {}.{table} WHERE projection = ?", self.keyspace),
-                    (projection,),
-                )
-                .await
-                .map_err(cql(format!("drop the {table} of {projection}")))?;
-        }
-        Ok(())
-    }
-
-    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
-        self.readable(view).await?;
-        let statement = format!("SELECT DISTINCT p FROM {}.{}", self.keyspace, table_name(view)?);
-        let rows = self
-            .session
-            .query_iter(statement, ())
-            .await
-            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?
-            .rows_stream::<(String,)>()
-            .map_err(|e| ReadStoreError::store(format!("decode the partitions of {view}"), e))?;
-        let mut partitions: Vec<String> = rows
-            .map_ok(|(partition,)| partition)
-            .try_collect()
-            .await
-            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?;
-        // Token order on the wire; the port's order is bytes.
-        partitions.sort_unstable();
-        Ok(partitions)
     }
 
     async fn scan(
@@ -480,6 +395,23 @@ impl ReadStore for CassandraReadStore {
         let next_cursor =
             if more { documents.last().map(|document| document.key.clustering.clone()) } else { None };
         Ok(Page { documents, next_cursor })
+    }
+}
+
+#[async_trait]
+impl ViewCommitter for CassandraReadStore {
+    async fn get_many_stored(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
+        // Point reads pipelined on the driver's connections: one round trip's
+        // latency for the lot, each served by its partition's replica.
+        let reads: Vec<_> = keys.iter().map(|(view, key)| self.stored(view, key)).collect();
+        stream::iter(reads).buffered(64).try_collect().await
+    }
+
+    fn commits_atomically(&self) -> bool {
+        false
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -627,5 +559,79 @@ impl ReadStore for CassandraReadStore {
             });
         }
         Ok(letters)
+    }
+}
+
+#[async_trait]
+impl ViewAdmin for CassandraReadStore {
+    async fn declare_views(&self, views: &[ViewSpec]) -> Result<(), ReadStoreError> {
+        let missing: Vec<ViewSpec> = {
+            let declared = self.views.read().unwrap_or_else(PoisonError::into_inner);
+            views
+                .iter()
+                .filter(|view| declared.get(&view.name).is_none_or(|table| table.shared != view.shared))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tables = Vec::with_capacity(missing.len());
+        for ViewSpec { name, shared } in missing {
+            tables.push((name.clone(), table_name(&name)?, shared));
+        }
+        migrate(
+            &self.session,
+            &self.keyspace,
+            self.replication_factor,
+            tables.iter().map(|(_, t, _)| t.as_str()),
+        )
+        .await?;
+        for (name, table, shared) in tables {
+            let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, shared).await?);
+            self.views.write().unwrap_or_else(PoisonError::into_inner).insert(name, prepared);
+        }
+        Ok(())
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        for view in views {
+            let table = table_name(view)?;
+            self.session
+                .query_unpaged(format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace), ())
+                .await
+                .map_err(cql(format!("drop the table of {view}")))?;
+            self.views.write().unwrap_or_else(PoisonError::into_inner).remove(view);
+        }
+        for table in ["checkpoints", "dead_letters"] {
+            self.session
+                .query_unpaged(
+                    format!("DELETE FROM {}.{table} WHERE projection = ?", self.keyspace),
+                    (projection,),
+                )
+                .await
+                .map_err(cql(format!("drop the {table} of {projection}")))?;
+        }
+        Ok(())
+    }
+
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.readable(view).await?;
+        let statement = format!("SELECT DISTINCT p FROM {}.{}", self.keyspace, table_name(view)?);
+        let rows = self
+            .session
+            .query_iter(statement, ())
+            .await
+            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?
+            .rows_stream::<(String,)>()
+            .map_err(|e| ReadStoreError::store(format!("decode the partitions of {view}"), e))?;
+        let mut partitions: Vec<String> = rows
+            .map_ok(|(partition,)| partition)
+            .try_collect()
+            .await
+            .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?;
+        // Token order on the wire; the port's order is bytes.
+        partitions.sort_unstable();
+        Ok(partitions)
     }
 }

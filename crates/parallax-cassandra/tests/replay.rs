@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parallax_cassandra::CassandraReadStore;
-use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
     Checkpoint, DocKey, EventLog, EventRecord, EventSource, EventStore, ExpectedVersion, LogError, Partition,
-    Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreExt, SourceBatch, SourcedEvent, View,
-    ViewBatch, ViewSpec, ViewTx,
+    Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreLayer, SourceBatch, SourcedEvent, View,
+    ViewBatch, ViewCommitter, ViewReader, ViewReaderExt, ViewSpec, ViewTx,
 };
 use parallax_runtime::Projector;
 use parallax_sqlite::SqliteEventStore;
@@ -54,39 +53,18 @@ impl Projection for Counting {
 /// leaves the checkpoints where they are and fails: a projector killed
 /// between the two.
 struct DiesBeforeCheckpoint {
-    inner: Arc<CassandraReadStore>,
+    inner: Arc<dyn ReadStore>,
     crash: AtomicBool,
 }
 
 #[async_trait]
-impl ReadStore for DiesBeforeCheckpoint {
-    async fn get_with_revision(
-        &self,
-        view: &str,
-        key: &DocKey,
-    ) -> Result<Option<(Value, Revision)>, ReadStoreError> {
-        self.inner.get_with_revision(view, key).await
-    }
-
-    async fn get_many_stored(
-        &self,
-        keys: &[(String, DocKey)],
-    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
-        self.inner.get_many_stored(keys).await
+impl ReadStoreLayer for DiesBeforeCheckpoint {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
     }
 
     fn commits_atomically(&self) -> bool {
         false
-    }
-
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError> {
-        self.inner.scan(view, partition, range, limit).await
     }
 
     async fn commit(&self, mut batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -97,18 +75,16 @@ impl ReadStore for DiesBeforeCheckpoint {
         self.inner.commit(batch).await?;
         Err(ReadStoreError::msg("killed between the rows and the checkpoint"))
     }
+}
 
-    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
-        self.inner.checkpoint(projection, partition).await
-    }
-
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        self.inner.checkpoints(projection).await
-    }
-
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        self.inner.dead_letters(projection).await
-    }
+#[tokio::test]
+async fn the_crashing_store_forwards_every_method() {
+    let recorder = Arc::new(parallax_testing::forwarding::Recorder::default());
+    let store = DiesBeforeCheckpoint { inner: recorder.clone(), crash: AtomicBool::new(false) };
+    // It answers `commits_atomically` itself: it stands for a store without
+    // atomic commits whatever it wraps.
+    let kept = [parallax_testing::forwarding::Method::CommitsAtomically];
+    parallax_testing::forwarding::assert_forwards(&store, &recorder, &kept).await;
 }
 
 async fn append(store: &SqliteEventStore, stream: &str, events: usize) {
@@ -128,8 +104,7 @@ async fn a_batch_replayed_after_its_rows_landed_changes_nothing_twice() {
 
     append(&events, "a", 3).await;
     append(&events, "b", 2).await;
-    let crashing =
-        Arc::new(DiesBeforeCheckpoint { inner: Arc::clone(&cassandra), crash: AtomicBool::new(false) });
+    let crashing = Arc::new(DiesBeforeCheckpoint { inner: cassandra.clone(), crash: AtomicBool::new(false) });
     let first = Projector::new(Arc::clone(&projection), Arc::clone(&log), crashing.clone());
     first.catch_up().await.expect("project the first events");
     assert_eq!(cassandra.checkpoint("counting", 0).await.expect("checkpoint").position, 5);
@@ -259,8 +234,7 @@ async fn a_shared_row_changed_from_two_partitions_is_replayed_once() {
     let cassandra = Arc::new(cassandra);
     let projection: Arc<dyn Projection> = Arc::new(SharedCounting);
 
-    let crashing =
-        Arc::new(DiesBeforeCheckpoint { inner: Arc::clone(&cassandra), crash: AtomicBool::new(true) });
+    let crashing = Arc::new(DiesBeforeCheckpoint { inner: cassandra.clone(), crash: AtomicBool::new(true) });
     let first = Projector::from_source(Arc::clone(&projection), Box::new(source()), crashing);
     assert!(first.catch_up().await.is_err(), "the crashing commit fails");
     drop(first);

@@ -37,7 +37,8 @@ pub use log::{
 pub use projection::{Projection, ProjectionError, ViewTx};
 pub use read_store::{
     furthest, CheckpointMove, ClusteringRange, DeadLetter, DocKey, Document, Page, ReadGuard, ReadStore,
-    ReadStoreError, ReadStoreExt, Revision, Stamp, StoredDocument, ViewBatch, ViewWrite,
+    ReadStoreError, ReadStoreExt, ReadStoreLayer, Revision, Stamp, StoredDocument, ViewAdmin, ViewBatch,
+    ViewCommitter, ViewReader, ViewReaderExt, ViewWrite,
 };
 pub use store::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,

@@ -5,14 +5,19 @@
 //! (byte order of the UTF-8 key). Views with one document per partition use
 //! the empty clustering key.
 //!
-//! [`ReadStore::commit`] is where ARCHITECTURE.md's invariant 8 (view writes
+//! [`ViewCommitter::commit`] is where ARCHITECTURE.md's invariant 8 (view writes
 //! and checkpoints together, guarded by the checkpoints and revisions the
 //! batch started from) and, for stores that do not commit atomically,
 //! invariant 9 are kept. A batch that retries a dead letter removes it in the
 //! same commit, and only if it is still there, so a dead letter retried twice
 //! at once applies once.
 
+mod layer;
+#[cfg(feature = "testing")]
+pub mod recorder;
+
 use async_trait::async_trait;
+pub use layer::ReadStoreLayer;
 
 use crate::event::Position;
 use crate::log::{Checkpoint, Partition};
@@ -51,7 +56,7 @@ impl DocKey {
 }
 
 /// A stored document: its body as a JSON value, or as the JSON text it is
-/// stored as (`Document<String>`, from [`ReadStore::scan_json`]).
+/// stored as (`Document<String>`, from [`ViewReader::scan_json`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document<B = serde_json::Value> {
     /// Its key.
@@ -63,7 +68,7 @@ pub struct Document<B = serde_json::Value> {
 /// The event a write comes from: its source partition and position.
 ///
 /// Stores whose commits are atomic ignore it. A store that commits without
-/// transactions ([`ReadStore::commits_atomically`] is false) orders writes
+/// transactions ([`ViewCommitter::commits_atomically`] is false) orders writes
 /// by it, so a replayed (older) write never overwrites a newer one, and keeps
 /// it per document as a *mark*, so a projector can tell that a document has
 /// already absorbed an event it replays.
@@ -214,6 +219,20 @@ pub struct ViewBatch {
     pub resolved_dead_letters: Vec<Position>,
 }
 
+impl ViewBatch {
+    /// A batch of `projection` that changes nothing yet.
+    pub fn empty(projection: impl Into<String>) -> Self {
+        Self {
+            projection: projection.into(),
+            checkpoints: Vec::new(),
+            reads: Vec::new(),
+            writes: Vec::new(),
+            dead_letters: Vec::new(),
+            resolved_dead_letters: Vec::new(),
+        }
+    }
+}
+
 /// A bounded, ordered slice of a partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<B = serde_json::Value> {
@@ -335,9 +354,15 @@ fn json_text(view: &str, partition: &str, body: &serde_json::Value) -> Result<St
         .map_err(|e| ReadStoreError::store(format!("encode a document of {view}/{partition}"), e))
 }
 
-/// The read database.
+/// What queries use: documents by key and by range, never a write.
+///
+/// The read store port is split by who uses it: queries hold a
+/// [`ViewReader`], projectors a [`ViewCommitter`], operators (migrate,
+/// rebuild, check, dead letters) a [`ViewAdmin`]; [`ReadStore`] is all
+/// three. A store implements the three traits; a decorator implements
+/// [`ReadStoreLayer`] and overrides only what it changes.
 #[async_trait]
-pub trait ReadStore: Send + Sync {
+pub trait ViewReader: Send + Sync {
     /// One document.
     async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
         Ok(self.get_with_revision(view, key).await?.map(|(body, _)| body))
@@ -363,6 +388,59 @@ pub trait ReadStore: Send + Sync {
         Ok(found)
     }
 
+    /// Documents of one partition within `range`, in clustering order, at most
+    /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
+    /// exactly when nothing follows. `limit == 0` returns an empty last page.
+    async fn scan(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page, ReadStoreError>;
+
+    /// One document as the JSON text it is stored as, for a reader that
+    /// decodes it into a type of its own (a query's DTO) without building a
+    /// `serde_json::Value` on the way. Stores that keep JSON text return it
+    /// as stored; the default encodes what [`ViewReader::get`] returns.
+    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
+        self.get(view, key).await?.map(|body| json_text(view, &key.partition, &body)).transpose()
+    }
+
+    /// [`ViewReader::scan`] with each body as the JSON text it is stored as
+    /// (see [`ViewReader::get_json`]).
+    async fn scan_json(
+        &self,
+        view: &str,
+        partition: &str,
+        range: &ClusteringRange,
+        limit: usize,
+    ) -> Result<Page<String>, ReadStoreError> {
+        let page = self.scan(view, partition, range, limit).await?;
+        let documents = page
+            .documents
+            .into_iter()
+            .map(|doc| Ok(Document { body: json_text(view, partition, &doc.body)?, key: doc.key }))
+            .collect::<Result<_, ReadStoreError>>()?;
+        Ok(Page { documents, next_cursor: page.next_cursor })
+    }
+}
+
+/// What projectors use: the documents a batch changes (with revisions and
+/// marks), the commit of a batch, checkpoints and dead letters.
+#[async_trait]
+pub trait ViewCommitter: ViewReader {
+    /// Whether [`ViewCommitter::commit`] applies a batch's writes and
+    /// checkpoint moves all or nothing, isolated from concurrent batches (SQL
+    /// stores). A store that answers `false` (Cassandra) checks checkpoints
+    /// and read guards before it writes, writes rows before checkpoints,
+    /// orders writes by their [`Stamp`] and keeps marks: a batch cut short by
+    /// a crash is replayed without effect twice, but two batches racing from
+    /// one checkpoint may both write (the same rows, when they replay the same
+    /// events) before one of them moves it. No default: a store that claimed
+    /// atomic commits by omission would lose invariant 9's guards.
+    fn commits_atomically(&self) -> bool;
+
     /// Several documents with their revisions and marks, in the order of
     /// `keys`: what a projector reads. Stores that keep no marks need not
     /// implement it.
@@ -378,18 +456,26 @@ pub trait ReadStore: Send + Sync {
             .collect())
     }
 
-    /// Whether [`ReadStore::commit`] applies a batch's writes and checkpoint
-    /// moves all or nothing, isolated from concurrent batches (SQL stores).
-    /// A store that answers `false` (Cassandra) checks checkpoints and read
-    /// guards before it writes, writes rows before checkpoints, orders writes
-    /// by their [`Stamp`] and keeps marks: a batch cut short by a crash is
-    /// replayed without effect twice, but two batches racing from one
-    /// checkpoint may both write (the same rows, when they replay the same
-    /// events) before one of them moves it.
-    fn commits_atomically(&self) -> bool {
-        true
-    }
+    /// Applies a batch and moves the projection's checkpoints, atomically,
+    /// if every checkpoint is still at its `from`, every read document at
+    /// its revision and every dead letter it resolves still there (then
+    /// removed with it).
+    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError>;
 
+    /// How far a projection has got in one source partition.
+    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError>;
+
+    /// A projection's checkpoints in every partition it has seen, by partition.
+    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError>;
+
+    /// Events a projection could not apply, by position.
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError>;
+}
+
+/// What operators use: declaring views, dropping a generation, listing a
+/// view's partitions for an audit.
+#[async_trait]
+pub trait ViewAdmin: ViewCommitter {
     /// Makes sure the store can hold these views before they are written.
     /// Stores with one table for every view need nothing; a store with a
     /// table per view (Cassandra) creates the missing ones.
@@ -410,77 +496,29 @@ pub trait ReadStore: Send + Sync {
     async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
         Err(ReadStoreError::msg(format!("this read store cannot list the partitions of {view}")))
     }
-
-    /// Documents of one partition within `range`, in clustering order, at most
-    /// `limit`. A page is full unless it is the last; `next_cursor` is `None`
-    /// exactly when nothing follows. `limit == 0` returns an empty last page.
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError>;
-
-    /// One document as the JSON text it is stored as, for a reader that
-    /// decodes it into a type of its own (a query's DTO) without building a
-    /// `serde_json::Value` on the way. Stores that keep JSON text return it
-    /// as stored; the default encodes what [`ReadStore::get`] returns.
-    async fn get_json(&self, view: &str, key: &DocKey) -> Result<Option<String>, ReadStoreError> {
-        self.get(view, key).await?.map(|body| json_text(view, &key.partition, &body)).transpose()
-    }
-
-    /// [`ReadStore::scan`] with each body as the JSON text it is stored as
-    /// (see [`ReadStore::get_json`]).
-    async fn scan_json(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page<String>, ReadStoreError> {
-        let page = self.scan(view, partition, range, limit).await?;
-        let documents = page
-            .documents
-            .into_iter()
-            .map(|doc| Ok(Document { body: json_text(view, partition, &doc.body)?, key: doc.key }))
-            .collect::<Result<_, ReadStoreError>>()?;
-        Ok(Page { documents, next_cursor: page.next_cursor })
-    }
-
-    /// Applies a batch and moves the projection's checkpoints, atomically,
-    /// if every checkpoint is still at its `from`, every read document at
-    /// its revision and every dead letter it resolves still there (then
-    /// removed with it).
-    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError>;
-
-    /// How far a projection has got in one source partition.
-    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError>;
-
-    /// A projection's checkpoints in every partition it has seen, by partition.
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError>;
-
-    /// Events a projection could not apply, by position.
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError>;
 }
 
-/// Conveniences over any [`ReadStore`].
+/// The whole read database: reader, committer and admin. Implemented for
+/// every type that is all three.
+pub trait ReadStore: ViewAdmin {}
+
+impl<S: ViewAdmin + ?Sized> ReadStore for S {}
+
+/// Conveniences over a [`ViewCommitter`].
 #[async_trait]
-pub trait ReadStoreExt: ReadStore {
+pub trait ReadStoreExt: ViewCommitter {
     /// Writes a single change outside any projection (tests, tools): commits a
     /// batch of one write under the projection name `owner`, moving no checkpoint.
     async fn write_one(&self, owner: &str, write: ViewWrite) -> Result<(), ReadStoreError> {
-        self.commit(ViewBatch {
-            projection: owner.to_owned(),
-            checkpoints: Vec::new(),
-            reads: Vec::new(),
-            writes: vec![write],
-            dead_letters: Vec::new(),
-            resolved_dead_letters: Vec::new(),
-        })
-        .await
+        self.commit(ViewBatch { writes: vec![write], ..ViewBatch::empty(owner) }).await
     }
+}
 
+impl<S: ViewCommitter + ?Sized> ReadStoreExt for S {}
+
+/// Conveniences over a [`ViewReader`].
+#[async_trait]
+pub trait ViewReaderExt: ViewReader {
     /// A document of a typed view.
     async fn get_doc<T: serde::de::DeserializeOwned>(
         &self,
@@ -497,7 +535,7 @@ pub trait ReadStoreExt: ReadStore {
     }
 }
 
-impl<S: ReadStore + ?Sized> ReadStoreExt for S {}
+impl<S: ViewReader + ?Sized> ViewReaderExt for S {}
 
 /// The highest position a projection has absorbed in any partition (for lag
 /// reporting; with one partition it is simply its checkpoint).

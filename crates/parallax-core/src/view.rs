@@ -24,7 +24,7 @@
 use std::marker::PhantomData;
 
 /// A view a store holds, and how it is written: what a store needs to know
-/// of a view before it is written ([`crate::ReadStore::declare_views`]).
+/// of a view before it is written ([`crate::ViewAdmin::declare_views`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewSpec {
     /// The view's name as stored (letters, digits, `_` and `-`).

@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use parallax_core::read_store::{fresh_revision, LowerBound};
 use parallax_core::{
-    Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStore, ReadStoreError,
-    Revision, ViewBatch, ViewWrite,
+    Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStoreError, Revision,
+    ViewAdmin, ViewBatch, ViewCommitter, ViewReader, ViewWrite,
 };
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
@@ -123,7 +123,7 @@ fn checkpoint_of(row: &PgRow) -> Checkpoint {
 }
 
 #[async_trait]
-impl ReadStore for PgReadStore {
+impl ViewReader for PgReadStore {
     async fn get_with_revision(
         &self,
         view: &str,
@@ -169,16 +169,6 @@ impl ReadStore for PgReadStore {
         Ok(found)
     }
 
-    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
-        sqlx::query_scalar(
-            "SELECT partition FROM documents WHERE view = $1 GROUP BY partition ORDER BY partition COLLATE \"C\"",
-        )
-        .bind(view)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| read_error(format!("list the partitions of {view}"), e))
-    }
-
     async fn scan(
         &self,
         view: &str,
@@ -212,6 +202,13 @@ impl ReadStore for PgReadStore {
         limit: usize,
     ) -> Result<Page<String>, ReadStoreError> {
         self.page(view, partition, range, limit, scan_sql!("body::text AS body"), |row| row.get("body")).await
+    }
+}
+
+#[async_trait]
+impl ViewCommitter for PgReadStore {
+    fn commits_atomically(&self) -> bool {
+        true
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -269,23 +266,6 @@ impl ReadStore for PgReadStore {
             .collect())
     }
 
-    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
-        let dropping = async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM documents WHERE view = ANY($1)").bind(views).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM checkpoints WHERE projection = $1")
-                .bind(projection)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM dead_letters WHERE projection = $1")
-                .bind(projection)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        };
-        dropping.await.map_err(|e| read_error(format!("drop projection {projection}"), e))
-    }
-
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         let rows = sqlx::query(
             "SELECT projection, position, event_id, event_type, error FROM dead_letters \
@@ -305,6 +285,36 @@ impl ReadStore for PgReadStore {
                 error: row.get("error"),
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl ViewAdmin for PgReadStore {
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        sqlx::query_scalar(
+            "SELECT partition FROM documents WHERE view = $1 GROUP BY partition ORDER BY partition COLLATE \"C\"",
+        )
+        .bind(view)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| read_error(format!("list the partitions of {view}"), e))
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        let dropping = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM documents WHERE view = ANY($1)").bind(views).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM checkpoints WHERE projection = $1")
+                .bind(projection)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM dead_letters WHERE projection = $1")
+                .bind(projection)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        dropping.await.map_err(|e| read_error(format!("drop projection {projection}"), e))
     }
 }
 

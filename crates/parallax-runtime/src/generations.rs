@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
-    Checkpoint, DocKey, EventSource, Partition, Projection, ReadGuard, ReadStore, ReadStoreError, ViewBatch,
-    ViewSpec, ViewWrite,
+    Checkpoint, DocKey, EventSource, Partition, Projection, ReadGuard, ReadStore, ReadStoreError,
+    ReadStoreLayer, ViewBatch, ViewSpec, ViewWrite,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -282,7 +282,15 @@ fn unrename_letters(letters: Vec<DeadLetter>, projection: &str) -> Vec<DeadLette
 }
 
 #[async_trait]
-impl ReadStore for GenerationStore {
+impl ReadStoreLayer for GenerationStore {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
+    }
+
+    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        self.inner.get(&self.name(view), key).await
+    }
+
     async fn get_with_revision(
         &self,
         view: &str,
@@ -296,21 +304,6 @@ impl ReadStore for GenerationStore {
         keys: &[(String, DocKey)],
     ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
         self.inner.get_many(&rename_keys(keys, |view| self.name(view))).await
-    }
-
-    async fn get_many_stored(
-        &self,
-        keys: &[(String, DocKey)],
-    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
-        self.inner.get_many_stored(&rename_keys(keys, |view| self.name(view))).await
-    }
-
-    fn commits_atomically(&self) -> bool {
-        self.inner.commits_atomically()
-    }
-
-    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
-        self.inner.partitions(&self.name(view)).await
     }
 
     async fn scan(
@@ -337,6 +330,13 @@ impl ReadStore for GenerationStore {
         self.inner.scan_json(&self.name(view), partition, range, limit).await
     }
 
+    async fn get_many_stored(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
+        self.inner.get_many_stored(&rename_keys(keys, |view| self.name(view))).await
+    }
+
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         let projection = batch.projection.clone();
         self.inner.commit(rename_batch(batch, |name| self.name(name))).await.map_err(|error| match error {
@@ -360,6 +360,21 @@ impl ReadStore for GenerationStore {
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         Ok(unrename_letters(self.inner.dead_letters(&self.name(projection)).await?, projection))
+    }
+
+    async fn declare_views(&self, views: &[ViewSpec]) -> Result<(), ReadStoreError> {
+        let renamed: Vec<ViewSpec> =
+            views.iter().map(|view| ViewSpec { name: self.name(&view.name), ..view.clone() }).collect();
+        self.inner.declare_views(&renamed).await
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        let views: Vec<String> = views.iter().map(|view| self.name(view)).collect();
+        self.inner.drop_projection(&self.name(projection), &views).await
+    }
+
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.inner.partitions(&self.name(view)).await
     }
 }
 
@@ -407,10 +422,26 @@ impl ActiveGenerations {
             None => Ok(view.to_owned()),
         }
     }
+
+    async fn keys(&self, keys: &[(String, DocKey)]) -> Result<Vec<(String, DocKey)>, ReadStoreError> {
+        let mut renamed = Vec::with_capacity(keys.len());
+        for (view, key) in keys {
+            renamed.push((self.view(view).await?, key.clone()));
+        }
+        Ok(renamed)
+    }
 }
 
 #[async_trait]
-impl ReadStore for ActiveGenerations {
+impl ReadStoreLayer for ActiveGenerations {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
+    }
+
+    async fn get(&self, view: &str, key: &DocKey) -> Result<Option<serde_json::Value>, ReadStoreError> {
+        self.inner.get(&self.view(view).await?, key).await
+    }
+
     async fn get_with_revision(
         &self,
         view: &str,
@@ -423,19 +454,7 @@ impl ReadStore for ActiveGenerations {
         &self,
         keys: &[(String, DocKey)],
     ) -> Result<Vec<Option<(serde_json::Value, Revision)>>, ReadStoreError> {
-        let mut renamed = Vec::with_capacity(keys.len());
-        for (view, key) in keys {
-            renamed.push((self.view(view).await?, key.clone()));
-        }
-        self.inner.get_many(&renamed).await
-    }
-
-    fn commits_atomically(&self) -> bool {
-        self.inner.commits_atomically()
-    }
-
-    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
-        self.inner.partitions(&self.view(view).await?).await
+        self.inner.get_many(&self.keys(keys).await?).await
     }
 
     async fn scan(
@@ -462,6 +481,13 @@ impl ReadStore for ActiveGenerations {
         self.inner.scan_json(&self.view(view).await?, partition, range, limit).await
     }
 
+    async fn get_many_stored(
+        &self,
+        keys: &[(String, DocKey)],
+    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
+        self.inner.get_many_stored(&self.keys(keys).await?).await
+    }
+
     async fn commit(&self, _batch: ViewBatch) -> Result<(), ReadStoreError> {
         Err(ReadStoreError::msg("the query side's read store is read-only"))
     }
@@ -479,6 +505,18 @@ impl ReadStore for ActiveGenerations {
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
         let physical = self.active(projection).await?.physical(projection);
         Ok(unrename_letters(self.inner.dead_letters(&physical).await?, projection))
+    }
+
+    async fn declare_views(&self, _views: &[ViewSpec]) -> Result<(), ReadStoreError> {
+        Err(ReadStoreError::msg("the query side's read store is read-only"))
+    }
+
+    async fn drop_projection(&self, _projection: &str, _views: &[String]) -> Result<(), ReadStoreError> {
+        Err(ReadStoreError::msg("the query side's read store is read-only"))
+    }
+
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        self.inner.partitions(&self.view(view).await?).await
     }
 }
 

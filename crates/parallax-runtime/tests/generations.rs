@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parallax_core::{
     DocKey, EventLog, EventRecord, EventSource, EventStore, ExpectedVersion, LogSource, NewEvent, Projection,
-    ProjectionError, ReadStore, View, ViewSpec, ViewTx,
+    ProjectionError, ReadStore, View, ViewReader, ViewSpec, ViewTx,
 };
 use parallax_runtime::generations::{self, Generation, SourceFactory};
 use parallax_runtime::{ActiveGenerations, CancellationToken, Progress, Supervisor};

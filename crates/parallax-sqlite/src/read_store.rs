@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use parallax_core::read_store::{fresh_revision, LowerBound};
 use parallax_core::{
-    Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStore, ReadStoreError,
-    Revision, ViewBatch, ViewWrite,
+    Checkpoint, ClusteringRange, DeadLetter, DocKey, Document, Page, Partition, ReadStoreError, Revision,
+    ViewAdmin, ViewBatch, ViewCommitter, ViewReader, ViewWrite,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -104,7 +104,7 @@ impl SqliteReadStore {
 }
 
 #[async_trait]
-impl ReadStore for SqliteReadStore {
+impl ViewReader for SqliteReadStore {
     async fn get_with_revision(
         &self,
         view: &str,
@@ -162,22 +162,12 @@ impl ReadStore for SqliteReadStore {
     ) -> Result<Page<String>, ReadStoreError> {
         self.page(view, partition, range, limit, text_at).await
     }
+}
 
-    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
-        let view = view.to_owned();
-        self.inner
-            .reads
-            .read(move |conn| {
-                let listed = || -> rusqlite::Result<Vec<String>> {
-                    let mut statement = conn.prepare_cached(
-                        "SELECT DISTINCT partition FROM documents WHERE view = ?1 ORDER BY partition",
-                    )?;
-                    let partitions = statement.query_map(params![view], |row| row.get(0))?;
-                    partitions.collect()
-                };
-                listed().map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))
-            })
-            .await
+#[async_trait]
+impl ViewCommitter for SqliteReadStore {
+    fn commits_atomically(&self) -> bool {
+        true
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -189,26 +179,6 @@ impl ReadStore for SqliteReadStore {
         })
         .await
         .map_err(|e| ReadStoreError::store("run a commit off the async runtime", e))?
-    }
-
-    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
-        let inner = Arc::clone(&self.inner);
-        let (projection, views) = (projection.to_owned(), views.to_vec());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut dropping = || -> rusqlite::Result<()> {
-                let tx = conn.transaction()?;
-                for view in &views {
-                    tx.execute("DELETE FROM documents WHERE view = ?1", params![view])?;
-                }
-                tx.execute("DELETE FROM checkpoints WHERE projection = ?1", params![projection])?;
-                tx.execute("DELETE FROM dead_letters WHERE projection = ?1", params![projection])?;
-                tx.commit()
-            };
-            dropping().map_err(|e| ReadStoreError::store(format!("drop projection {projection}"), e))
-        })
-        .await
-        .map_err(|e| ReadStoreError::store("run a drop off the async runtime", e))?
     }
 
     async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
@@ -234,6 +204,46 @@ impl ReadStore for SqliteReadStore {
                     .map_err(|e| ReadStoreError::store(format!("list the dead letters of {projection}"), e))
             })
             .await
+    }
+}
+
+#[async_trait]
+impl ViewAdmin for SqliteReadStore {
+    async fn partitions(&self, view: &str) -> Result<Vec<String>, ReadStoreError> {
+        let view = view.to_owned();
+        self.inner
+            .reads
+            .read(move |conn| {
+                let listed = || -> rusqlite::Result<Vec<String>> {
+                    let mut statement = conn.prepare_cached(
+                        "SELECT DISTINCT partition FROM documents WHERE view = ?1 ORDER BY partition",
+                    )?;
+                    let partitions = statement.query_map(params![view], |row| row.get(0))?;
+                    partitions.collect()
+                };
+                listed().map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))
+            })
+            .await
+    }
+
+    async fn drop_projection(&self, projection: &str, views: &[String]) -> Result<(), ReadStoreError> {
+        let inner = Arc::clone(&self.inner);
+        let (projection, views) = (projection.to_owned(), views.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut dropping = || -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                for view in &views {
+                    tx.execute("DELETE FROM documents WHERE view = ?1", params![view])?;
+                }
+                tx.execute("DELETE FROM checkpoints WHERE projection = ?1", params![projection])?;
+                tx.execute("DELETE FROM dead_letters WHERE projection = ?1", params![projection])?;
+                tx.commit()
+            };
+            dropping().map_err(|e| ReadStoreError::store(format!("drop projection {projection}"), e))
+        })
+        .await
+        .map_err(|e| ReadStoreError::store("run a drop off the async runtime", e))?
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use parallax_core::{
     AppendError, AppendOutcome, AppendRequest, DocKey, EventStore, ExpectedVersion, IdempotencyRecord,
-    ReadStore, ReadStoreExt, Snapshot, ViewWrite,
+    ReadStoreExt, Snapshot, ViewReader, ViewWrite,
 };
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore, SqliteStoreOptions};
 use parallax_testing::event_store::{append_request, new_event};

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
+use parallax_core::read_store::{DeadLetter, Revision, StoredDocument};
 use parallax_core::{
     AppendOutcome, AppendRequest, Checkpoint, DocKey, EventLog, EventRecord, EventStore, ExpectedVersion,
-    NewEvent, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, View, ViewBatch,
-    ViewSpec, ViewTx,
+    NewEvent, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreLayer,
+    View, ViewSpec, ViewTx,
 };
 use parallax_runtime::generations::{Generation, GenerationStore};
 use parallax_runtime::{retry_dead_letter, Projector, ProjectorError, RetryError};
@@ -359,7 +359,11 @@ impl Flaky {
 }
 
 #[async_trait]
-impl ReadStore for Flaky {
+impl ReadStoreLayer for Flaky {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
+    }
+
     async fn get_with_revision(
         &self,
         view: &str,
@@ -377,37 +381,11 @@ impl ReadStore for Flaky {
         self.inner.get_many_stored(keys).await
     }
 
-    fn commits_atomically(&self) -> bool {
-        self.inner.commits_atomically()
-    }
-
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError> {
-        self.inner.scan(view, partition, range, limit).await
-    }
-
-    async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
-        self.inner.commit(batch).await
-    }
-
     async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
         if self.checkpoints_down.load(Ordering::SeqCst) {
             return Err(ReadStoreError::msg("checkpoints cannot be loaded (injected)"));
         }
         self.inner.checkpoint(projection, partition).await
-    }
-
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        self.inner.checkpoints(projection).await
-    }
-
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        self.inner.dead_letters(projection).await
     }
 }
 
@@ -563,4 +541,24 @@ pub async fn events_a_projection_does_not_handle_never_reach_it(fixture: DeadLet
     assert_eq!(views.checkpoint("tally", 0).await.expect("checkpoint").position, head);
     assert_eq!(count(views, TALLIES.name(), "a").await, Some(2));
     assert_eq!(count(views, TALLIES.name(), "b").await, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::Flaky;
+    use crate::forwarding::{assert_forwards, Recorder};
+
+    #[tokio::test]
+    async fn the_flaky_store_forwards_every_method() {
+        let recorder = Arc::new(Recorder::default());
+        let store = Flaky {
+            inner: recorder.clone(),
+            down: AtomicBool::new(false),
+            checkpoints_down: AtomicBool::new(false),
+        };
+        assert_forwards(&store, &recorder, &[]).await;
+    }
 }

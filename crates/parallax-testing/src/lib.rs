@@ -11,3 +11,7 @@ pub mod given;
 pub mod event_store;
 pub mod read_store;
 pub mod dead_letters;
+
+/// A read store that records the calls it receives, and the check that a
+/// decorator forwards every method it does not keep to itself.
+pub use parallax_core::read_store::recorder as forwarding;

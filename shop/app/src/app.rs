@@ -279,7 +279,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         read_store.map(|store| Arc::new(ActiveGenerations::new(store, &projections)) as Arc<dyn ReadStore>);
     let state = ApiState {
         commands: commands.filter(|_| settings.plays(Role::Command)),
-        queries: read_store.clone().filter(|_| serves_queries).map(ShopQueries::new),
+        queries: read_store.clone().filter(|_| serves_queries).map(|store| ShopQueries::new(store)),
         freshness: read_store
             .clone()
             .filter(|_| serves_queries)

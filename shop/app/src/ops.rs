@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parallax_core::{Projection, ReadStore};
+use parallax_core::{Projection, ReadStore, ViewCommitter};
 use parallax_runtime::generations::{self, Generation, GenerationStore};
 use parallax_runtime::{DeadLetterId, Projector, ProjectorError};
 

@@ -16,7 +16,7 @@ use common::distributed::{
     seed_catalog, wait_orders_settled, Deployment, Load, ReadDb, PARTITIONS, STANDARD,
 };
 use parallax_cassandra::CassandraReadStore;
-use parallax_core::{Partition, Position, ReadStore};
+use parallax_core::{Partition, Position, ViewCommitter};
 
 /// The black-box suite, each case on a fresh deployment with its views in Cassandra.
 mod suite_cases {

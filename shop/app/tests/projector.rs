@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parallax_core::{
-    read_store::DeadLetter, Checkpoint, ClusteringRange, DocKey, EventLog, EventStore, Page, Partition,
-    Projection, ReadStore, ReadStoreError, Revision, ViewBatch,
+    ClusteringRange, DocKey, EventLog, EventStore, Projection, ReadStore, ReadStoreError, ReadStoreLayer,
+    ViewBatch,
 };
 use parallax_runtime::{CommandContext, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
@@ -115,38 +115,24 @@ struct Crashing {
 }
 
 #[async_trait]
-impl ReadStore for Crashing {
-    async fn get_with_revision(
-        &self,
-        view: &str,
-        key: &DocKey,
-    ) -> Result<Option<(Value, Revision)>, ReadStoreError> {
-        self.inner.get_with_revision(view, key).await
+impl ReadStoreLayer for Crashing {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
     }
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError> {
-        self.inner.scan(view, partition, range, limit).await
-    }
+
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
         if self.commits.fetch_add(1, Ordering::SeqCst) % self.fail_every == self.fail_every - 1 {
             return Err(ReadStoreError::msg("killed before commit"));
         }
         self.inner.commit(batch).await
     }
-    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
-        self.inner.checkpoint(projection, partition).await
-    }
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        self.inner.checkpoints(projection).await
-    }
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        self.inner.dead_letters(projection).await
-    }
+}
+
+#[tokio::test]
+async fn the_crashing_store_forwards_every_method() {
+    let recorder = Arc::new(parallax_testing::forwarding::Recorder::default());
+    let store = Crashing { inner: recorder.clone(), commits: AtomicUsize::new(0), fail_every: 1000 };
+    parallax_testing::forwarding::assert_forwards(&store, &recorder, &[]).await;
 }
 
 #[tokio::test]

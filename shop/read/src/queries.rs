@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use parallax_core::{ClusteringRange, DocKey, ReadStore, ReadStoreError, View};
+use parallax_core::{ClusteringRange, DocKey, ReadStoreError, View, ViewReader};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
@@ -40,10 +40,10 @@ pub struct Listing<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The shop's queries.
+/// The shop's queries: read-only, over the read store's reader part.
 #[derive(Clone)]
 pub struct ShopQueries {
-    store: Arc<dyn ReadStore>,
+    store: Arc<dyn ViewReader>,
 }
 
 /// Which projection answers each query, for consistency waits.
@@ -66,7 +66,7 @@ pub const MAX_LIMIT: usize = 500;
 
 impl ShopQueries {
     /// Queries over `store`.
-    pub fn new(store: Arc<dyn ReadStore>) -> Self {
+    pub fn new(store: Arc<dyn ViewReader>) -> Self {
         Self { store }
     }
 

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parallax_core::{
-    Checkpoint, ClusteringRange, DeadLetter, DocKey, EventLog, EventRecord, LogError, Page, Partition,
-    Position, Projection, ReadStore, ReadStoreError, Revision, StoredDocument, ViewBatch,
+    DeadLetter, EventLog, EventRecord, LogError, Position, Projection, ReadStore, ReadStoreError,
+    ReadStoreLayer, ViewBatch,
 };
-use serde_json::Value;
 
 use super::documents::{documents, Documents};
 use crate::{Projector, ProjectorError};
@@ -98,45 +97,9 @@ struct Touched {
 }
 
 #[async_trait]
-impl ReadStore for Touched {
-    async fn get_with_revision(
-        &self,
-        view: &str,
-        key: &DocKey,
-    ) -> Result<Option<(Value, Revision)>, ReadStoreError> {
-        self.inner.get_with_revision(view, key).await
-    }
-
-    async fn get_many(
-        &self,
-        keys: &[(String, DocKey)],
-    ) -> Result<Vec<Option<(Value, Revision)>>, ReadStoreError> {
-        self.inner.get_many(keys).await
-    }
-
-    async fn get_many_stored(
-        &self,
-        keys: &[(String, DocKey)],
-    ) -> Result<Vec<Option<StoredDocument>>, ReadStoreError> {
-        self.inner.get_many_stored(keys).await
-    }
-
-    fn commits_atomically(&self) -> bool {
-        self.inner.commits_atomically()
-    }
-
-    async fn declare_views(&self, views: &[parallax_core::ViewSpec]) -> Result<(), ReadStoreError> {
-        self.inner.declare_views(views).await
-    }
-
-    async fn scan(
-        &self,
-        view: &str,
-        partition: &str,
-        range: &ClusteringRange,
-        limit: usize,
-    ) -> Result<Page, ReadStoreError> {
-        self.inner.scan(view, partition, range, limit).await
+impl ReadStoreLayer for Touched {
+    fn inner(&self) -> &dyn ReadStore {
+        self.inner.as_ref()
     }
 
     async fn commit(&self, batch: ViewBatch) -> Result<(), ReadStoreError> {
@@ -149,16 +112,20 @@ impl ReadStore for Touched {
         self.partitions.lock().unwrap_or_else(PoisonError::into_inner).extend(written);
         Ok(())
     }
+}
 
-    async fn checkpoint(&self, projection: &str, partition: Partition) -> Result<Checkpoint, ReadStoreError> {
-        self.inner.checkpoint(projection, partition).await
-    }
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
 
-    async fn checkpoints(&self, projection: &str) -> Result<Vec<(Partition, Checkpoint)>, ReadStoreError> {
-        self.inner.checkpoints(projection).await
-    }
+    use parallax_core::read_store::recorder::{assert_forwards, Recorder};
 
-    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        self.inner.dead_letters(projection).await
+    use super::Touched;
+
+    #[tokio::test]
+    async fn the_touch_recording_store_forwards_every_method() {
+        let recorder = Arc::new(Recorder::default());
+        let store = Touched { inner: recorder.clone(), partitions: Mutex::default() };
+        assert_forwards(&store, &recorder, &[]).await;
     }
 }
