@@ -46,4 +46,4 @@ pub use store::{
 };
 pub use token::{ConsistencyToken, TokenError};
 pub use trace::{SpanId, TraceId, TraceParent, TraceParentError};
-pub use view::{View, ViewSpec};
+pub use view::{name_problem, View, ViewId, ViewSpec};

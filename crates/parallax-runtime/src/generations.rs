@@ -1,7 +1,7 @@
 //! Blue/green rebuilds: a projection's views live in *generations*.
 //!
 //! Each generation of a projection has views and checkpoints of its own
-//! (generation 1 under the plain names, generation `g` under `<name>_g<g>`),
+//! (a [`ViewId`] is a name and a generation),
 //! and one document per projection in the read store says which generation
 //! serves queries (`active`) and which one is being built (`building`), each
 //! with the projection [`Projection::version`] that wrote it.
@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use parallax_core::read_store::{ClusteringRange, DeadLetter, Page, Revision, StoredDocument};
 use parallax_core::{
     Checkpoint, DocKey, EventSource, Partition, Projection, ReadGuard, ReadStore, ReadStoreError,
-    ReadStoreLayer, ViewBatch, ViewSpec, ViewWrite,
+    ReadStoreLayer, ViewBatch, ViewId, ViewSpec, ViewWrite,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -60,13 +60,10 @@ impl Generation {
     /// store without a pointer holds.
     pub const FIRST: Generation = Generation { generation: 1, version: 1 };
 
-    /// The stored name of a view (or of the projection's checkpoints).
+    /// The stored name of a view (or of the projection's checkpoints) in
+    /// this generation ([`ViewId::stored_name`]).
     pub fn physical(&self, name: &str) -> String {
-        if self.generation <= 1 {
-            name.to_owned()
-        } else {
-            format!("{name}_g{}", self.generation)
-        }
+        ViewId::new(name, self.generation).stored_name()
     }
 }
 
@@ -141,7 +138,7 @@ pub async fn declare(
 ) -> Result<(), ReadStoreError> {
     let mut views = vec![ViewSpec::shared(GENERATIONS_VIEW)];
     for view in projection.views() {
-        views.push(ViewSpec { name: generation.physical(&view.name), shared: view.shared });
+        views.push(view.in_generation(generation.generation));
     }
     store.declare_views(&views).await
 }

@@ -743,7 +743,10 @@ pub async fn stamped_writes_never_go_back(store: Arc<dyn ReadStore>) {
 /// letters, and nothing else.
 pub async fn a_dropped_projection_leaves_nothing(store: Arc<dyn ReadStore>) {
     store
-        .declare_views(&[ViewSpec::owned("items_g2"), ViewSpec::shared("shared_g2")])
+        .declare_views(&[
+            ViewSpec::owned("items").in_generation(2),
+            ViewSpec::shared("shared").in_generation(2),
+        ])
         .await
         .expect("declare views at run time");
     let mut old =
@@ -763,6 +766,6 @@ pub async fn a_dropped_projection_leaves_nothing(store: Arc<dyn ReadStore>) {
 
     // Declared again (a later generation under the same name would not be,
     // but a store must not keep stale rows): empty.
-    store.declare_views(&[ViewSpec::owned("items_g2")]).await.expect("declare again");
+    store.declare_views(&[ViewSpec::owned("items").in_generation(2)]).await.expect("declare again");
     assert_eq!(get(&*store, "items_g2", "p", "a").await, None, "its documents are gone");
 }
