@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::event::EventRecord;
-use crate::read_store::{DocKey, ReadGuard, ReadStore, ReadStoreError, Stamp, StoredDocument, ViewWrite};
+use crate::read_store::{DocKey, ReadGuard, ReadStoreError, Stamp, StoredDocument, ViewCommitter, ViewWrite};
 use crate::view::{View, ViewSpec};
 
 /// Why a projection could not apply an event.
@@ -85,7 +85,7 @@ type Pending = (Option<serde_json::Value>, Option<Stamp>);
 /// between a store's row writes and its checkpoint, in a store whose commits
 /// are not atomic) ignores the event's writes, so no effect lands twice.
 pub struct ViewTx<'a> {
-    store: &'a dyn ReadStore,
+    store: &'a dyn ViewCommitter,
     pending: BTreeMap<PendingKey, Pending>,
     read: BTreeMap<PendingKey, Option<StoredDocument>>,
     /// What the current event overwrote, to undo it if the event turns out poison.
@@ -96,7 +96,7 @@ pub struct ViewTx<'a> {
 
 impl<'a> ViewTx<'a> {
     /// An empty batch over `store`.
-    pub fn new(store: &'a dyn ReadStore) -> Self {
+    pub fn new(store: &'a dyn ViewCommitter) -> Self {
         Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new(), current: None }
     }
 
