@@ -381,13 +381,28 @@ fn dead_letters(conn: &Connection, projection: &str) -> rusqlite::Result<Vec<Dea
     rows.collect()
 }
 
+/// Commits a batch in one immediate transaction (ARCHITECTURE.md invariant
+/// 8): the guards first, then the writes; a refusal rolls back.
 fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
     let projection = &batch.projection;
     let failed = |e| ReadStoreError::store(format!("commit a batch of {projection}"), e);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
     // Dropping `tx` on a refusal rolls back; nothing was written.
+    check_guards(&tx, batch)?;
+    write_documents(&tx, batch)?;
+    record_dead_letters(&tx, batch)?;
+    move_checkpoints(&tx, batch)?;
+    tx.commit().map_err(failed)
+}
+
+/// Refuses the batch unless every checkpoint it moves is where it started,
+/// every dead letter it resolves is still there (removed here), and every
+/// document it read is at the revision it read.
+fn check_guards(tx: &Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
+    let projection = &batch.projection;
+    let failed = |e| ReadStoreError::store(format!("commit a batch of {projection}"), e);
     for movement in &batch.checkpoints {
-        let actual = checkpoint(&tx, projection, movement.partition).map_err(failed)?;
+        let actual = checkpoint(tx, projection, movement.partition).map_err(failed)?;
         if actual != movement.from {
             return Err(ReadStoreError::CheckpointMoved {
                 projection: projection.clone(),
@@ -407,7 +422,7 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
         }
     }
     for read in &batch.reads {
-        if revision(&tx, &read.view, &read.key).map_err(failed)? != read.revision {
+        if revision(tx, &read.view, &read.key).map_err(failed)? != read.revision {
             return Err(ReadStoreError::Conflict {
                 view: read.view.clone(),
                 partition: read.key.partition.clone(),
@@ -415,6 +430,12 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
             });
         }
     }
+    Ok(())
+}
+
+/// The batch's puts and deletes, in order, all at one fresh revision.
+fn write_documents(tx: &Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
+    let failed = |e| ReadStoreError::store(format!("commit a batch of {}", batch.projection), e);
     let revision = clamp_i64(fresh_revision());
     for write in &batch.writes {
         match write {
@@ -441,6 +462,11 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
             }
         }
     }
+    Ok(())
+}
+
+fn record_dead_letters(tx: &Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
+    let failed = |e| ReadStoreError::store(format!("commit a batch of {}", batch.projection), e);
     let now = micros(chrono::Utc::now());
     for letter in &batch.dead_letters {
         tx.prepare_cached(
@@ -459,6 +485,11 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
         })
         .map_err(failed)?;
     }
+    Ok(())
+}
+
+fn move_checkpoints(tx: &Connection, batch: &ViewBatch) -> Result<(), ReadStoreError> {
+    let failed = |e| ReadStoreError::store(format!("commit a batch of {}", batch.projection), e);
     for movement in &batch.checkpoints {
         tx.prepare_cached(
             "INSERT INTO checkpoints (projection, source_partition, position, source_offset) \
@@ -467,7 +498,7 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
         )
         .and_then(|mut statement| {
             statement.execute(params![
-                projection,
+                batch.projection,
                 movement.partition,
                 clamp_i64(movement.to.position),
                 clamp_i64(movement.to.offset)
@@ -475,5 +506,5 @@ fn commit(conn: &mut Connection, batch: &ViewBatch) -> Result<(), ReadStoreError
         })
         .map_err(failed)?;
     }
-    tx.commit().map_err(failed)
+    Ok(())
 }
