@@ -4,9 +4,21 @@
 //! The lock lives as long as the holder's connection: a holder that crashes
 //! (or whose connection drops) loses it at once, and a waiting worker, which
 //! tries every [`PgLeases::retry`] interval, takes over with the next epoch.
-//! A holder that merely stalled (a long pause, a partition) may not know yet;
-//! its next [`Lease::save`] finds a newer epoch and fails with
-//! [`LeaseError::Lost`], so it cannot move a checkpoint its successor relies on.
+//!
+//! A holder that is alive proves it: while it holds the lease it waits in
+//! [`Lease::lost`], which asks the lease connection for the epoch every
+//! `retry` interval. A holder that stops asking (frozen by SIGSTOP, a paused
+//! VM, a long stall, cut off by the network) loses the lease after
+//! [`PgLeases::expire_after`]: the lease connection runs with
+//! `idle_session_timeout` at that bound, so PostgreSQL ends the session and
+//! releases the lock. The kernel still answers TCP keepalives for a
+//! stopped process, so keepalives alone would not end it. On the holder's
+//! side, an epoch check that gets no answer within the bound counts as lost.
+//! A former holder that resumes finds its session gone in its next check,
+//! and its next [`Lease::save`] finds a newer epoch and fails with
+//! [`LeaseError::Lost`], so it cannot move a checkpoint its successor relies
+//! on (what it published meanwhile duplicates positions the partition
+//! already carried, which projectors skip: ARCHITECTURE.md invariants 7, 8).
 
 use std::time::Duration;
 
@@ -25,6 +37,7 @@ pub struct PgLeases {
     pool: PgPool,
     connect: PgConnectOptions,
     retry: Duration,
+    expire_after: Duration,
 }
 
 impl PgLeases {
@@ -33,13 +46,20 @@ impl PgLeases {
     /// own with the pool's options.
     pub fn new(pool: PgPool) -> Self {
         let connect = pool.connect_options().as_ref().clone();
-        Self { pool, connect, retry: Duration::from_millis(250) }
+        Self { pool, connect, retry: Duration::from_millis(250), expire_after: Duration::from_secs(5) }
     }
 
     /// How often a waiting worker tries to take the lease, and a holder
     /// checks it still has it.
     pub fn retry(mut self, every: Duration) -> Self {
         self.retry = every;
+        self
+    }
+
+    /// How long a holder that stopped proving it is alive keeps the lease
+    /// (at least a second, and well above `retry`; 5 s by default).
+    pub fn expire_after(mut self, bound: Duration) -> Self {
+        self.expire_after = bound.max(Duration::from_secs(1));
         self
     }
 }
@@ -57,6 +77,13 @@ impl Leases for PgLeases {
             .connect()
             .await
             .map_err(|e| store_error(format!("connect to take lease {name}"), e))?;
+        // PostgreSQL ends the session, and so releases the lock, when the
+        // holder stops checking in (see the module docs).
+        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+            .bind(self.expire_after.as_millis().to_string())
+            .execute(&mut conn)
+            .await
+            .map_err(|e| store_error(format!("bound the session of lease {name}"), e))?;
         let mut waiting_logged = false;
         loop {
             let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
@@ -87,6 +114,7 @@ impl Leases for PgLeases {
             conn: Mutex::new(conn),
             pool: self.pool.clone(),
             check_every: self.retry,
+            expire_after: self.expire_after,
         }))
     }
 }
@@ -100,6 +128,7 @@ struct PgLease {
     conn: Mutex<PgConnection>,
     pool: PgPool,
     check_every: Duration,
+    expire_after: Duration,
 }
 
 impl PgLease {
@@ -147,16 +176,18 @@ impl Lease for PgLease {
         loop {
             tokio::time::sleep(self.check_every).await;
             let mut conn = self.conn.lock().await;
-            let epoch: Result<Option<i64>, _> =
-                sqlx::query_scalar("SELECT epoch FROM leases WHERE name = $1")
-                    .bind(&self.name)
-                    .fetch_optional(&mut *conn)
-                    .await;
-            match epoch {
-                Ok(Some(epoch)) if to_u64(epoch) == self.epoch => {}
-                Ok(_) => return,
-                Err(error) => {
+            let check = sqlx::query_scalar::<_, i64>("SELECT epoch FROM leases WHERE name = $1")
+                .bind(&self.name)
+                .fetch_optional(&mut *conn);
+            match tokio::time::timeout(self.expire_after, check).await {
+                Ok(Ok(Some(epoch))) if to_u64(epoch) == self.epoch => {}
+                Ok(Ok(_)) => return,
+                Ok(Err(error)) => {
                     tracing::warn!(lease = %self.name, %error, "the lease's connection failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, "the lease's check got no answer in time");
                     return;
                 }
             }

@@ -176,7 +176,8 @@ async fn one_holder_at_a_time_and_former_holders_are_fenced() {
     // epoch and the saved checkpoint.
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .execute(&pool)
     .await
@@ -200,4 +201,52 @@ async fn one_holder_at_a_time_and_former_holders_are_fenced() {
     assert_eq!(second.checkpoint().await.expect("checkpoint"), 42);
     second.save(50).await.expect("the new holder saves");
     assert_eq!(second.checkpoint().await.expect("checkpoint"), 50);
+}
+
+/// A holder frozen while it holds the lease (SIGSTOP, a paused VM: it stops
+/// checking in but its connection stays open, and the kernel still answers
+/// for its socket) loses the lease within the expiry bound; when it resumes
+/// it learns so, and cannot save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_holder_loses_the_lease_within_the_bound() {
+    let (_, pool) = common::fresh_database().await;
+    let leases =
+        PgLeases::new(pool.clone()).retry(Duration::from_millis(50)).expire_after(Duration::from_secs(2));
+    let frozen = leases.acquire("saga").await.expect("the first holder");
+    frozen.save(7).await.expect("the holder saves");
+    // It never waits in `lost()` again: frozen, as far as anyone can tell.
+
+    let taken = std::time::Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(15), leases.acquire("saga"))
+        .await
+        .expect("a standby takes over a frozen holder's lease within 15 s")
+        .expect("the second holder");
+    assert!(taken.elapsed() >= Duration::from_secs(1), "taken over before the bound: {:?}", taken.elapsed());
+    assert_eq!(second.epoch(), frozen.epoch() + 1);
+    assert_eq!(second.checkpoint().await.expect("checkpoint"), 7);
+
+    // The former holder resumes: it learns it lost, and is fenced.
+    tokio::time::timeout(Duration::from_secs(5), frozen.lost())
+        .await
+        .expect("the resumed holder learns it lost");
+    assert!(matches!(frozen.save(99).await, Err(LeaseError::Lost { .. })), "a fenced holder saved");
+    assert_eq!(second.checkpoint().await.expect("checkpoint"), 7);
+}
+
+/// A holder that keeps checking in keeps the lease well past the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_keeps_the_lease_past_the_bound() {
+    let (_, pool) = common::fresh_database().await;
+    let leases =
+        PgLeases::new(pool.clone()).retry(Duration::from_millis(50)).expire_after(Duration::from_secs(1));
+    let holder = leases.acquire("relay").await.expect("the holder");
+    let contender = {
+        let leases = leases.clone();
+        tokio::spawn(async move { leases.acquire("relay").await })
+    };
+    let kept = tokio::time::timeout(Duration::from_secs(4), holder.lost()).await;
+    assert!(kept.is_err(), "a live holder lost its lease");
+    assert!(!contender.is_finished(), "two holders at once");
+    contender.abort();
+    holder.save(3).await.expect("the live holder still saves");
 }
