@@ -35,7 +35,7 @@ use crate::load::{self, Load, LoadArgs, LoadDefaults, Search, Sequence, Target};
 use crate::machine::thread_cpu_secs;
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::{Latencies, Percentiles, Stats};
-use crate::workload::{self, CartArgs, InProcess, Then};
+use crate::workload::{self, CartArgs, CartPlan, InProcess, Then};
 
 const NAME: &str = "commands-embedded";
 
@@ -243,7 +243,6 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let sequence = Sequence::default();
     let warm = load::warm_up(&target, args.cart.carts, 64, &sequence).await?;
     let measured = measure(&target, &store, &load, &sequence).await?;
-    let Measured { search, groupings, fixed } = &measured;
 
     // The baseline: the best step's rows again, plain, in batches of the size it achieved.
     let reference = measured.reference()?;
@@ -261,7 +260,39 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         ))
     })
     .await??;
+    let baseline = Baseline { reference, batch, limit, largest, sizes };
+    let run = Run { args: &args, load: &load, warm, plan, measured: &measured, baseline: &baseline };
+    Ok(report(context, &run))
+}
 
+/// The baseline's figures.
+struct Baseline {
+    /// The step the baseline is measured against, and what the group commit did in it.
+    reference: (Stats, Grouping),
+    /// Rows per transaction: the events per transaction the group commit achieved.
+    batch: usize,
+    limit: Limit,
+    /// The same rows in batches of 512 (the store's largest group).
+    largest: Limit,
+    sizes: Sizes,
+}
+
+/// What a run measured, and how.
+struct Run<'a> {
+    args: &'a Args,
+    load: &'a Load,
+    /// How long the warm-up took.
+    warm: Duration,
+    plan: CartPlan,
+    measured: &'a Measured,
+    baseline: &'a Baseline,
+}
+
+/// The report of `run`.
+fn report(context: &Context, run: &Run<'_>) -> Report {
+    let Run { args, load, warm, plan, measured, baseline } = *run;
+    let Measured { search, groupings, fixed } = measured;
+    let Baseline { reference, batch, limit, largest, sizes } = baseline;
     let mut report =
         Report::new(NAME, "in-process commands, durable ack (synchronous=FULL)", context.machine.clone());
     report.parameter("workload", plan.describe());
@@ -283,7 +314,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             sizes.payload, sizes.metadata
         ),
     );
-    let (best, grouping) = &reference;
+    let (best, _) = reference;
     let which = if best.offered_per_sec.is_some() { "fixed rate" } else { "max" };
     report.compare(
         &format!("commands/s ({which}, c={})", best.concurrency),
@@ -300,32 +331,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         "",
     );
     if let Some((stats, grouping)) = fixed {
-        report.compare(
-            &format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(stats.offered_per_sec.unwrap_or(0.0))),
-            format!(
-                "{} / {} / {}",
-                ms(stats.latency.p50_ms),
-                ms(stats.latency.p99_ms),
-                ms(stats.latency.p999_ms)
-            ),
-            format!("{} (one batch's commit, p99)", ms(limit.commit.p99_ms)),
-            ratio(stats.latency.p99_ms, limit.commit.p99_ms),
-            "",
-        );
-        report.section(
-            "Fixed rate (open loop)",
-            steps_table(
-                std::slice::from_ref(stats),
-                &[*grouping],
-                WRITER,
-                Some(context.machine.fsync_mean_ms),
-            ),
-            vec![format!(
-                "Achieved {} of {} offered.",
-                rate(stats.per_sec),
-                rate(stats.offered_per_sec.unwrap_or(0.0))
-            )],
-        );
+        fixed_section(&mut report, context, stats, *grouping, limit);
     }
     if let Some(search) = search {
         report.section(
@@ -334,39 +340,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             vec![format!("The search stopped: {}.", search.stopped)],
         );
     }
-    let mut limit_table = Table::new(&[
-        "batch (rows)",
-        "batches",
-        "rows",
-        "rows/s",
-        "commit p50 ms",
-        "commit p99 ms",
-        "commit p99.9 ms",
-    ]);
-    for (size, limit) in [(batch, &limit), (512, &largest)] {
-        limit_table.row(vec![
-            size.to_string(),
-            limit.batches.to_string(),
-            limit.rows.to_string(),
-            rate(limit.rows_per_sec),
-            ms(limit.commit.p50_ms),
-            ms(limit.commit.p99_ms),
-            ms(limit.commit.p999_ms),
-        ]);
-    }
-    report.section(
-        "Baseline: plain batched INSERTs (same rows, same schema and pragmas)",
-        limit_table,
-        vec![format!(
-            "The {} event rows of the reference step ({}), inserted again into a fresh file with the event \
-             store's schema, WAL and synchronous=FULL, {batch} rows per transaction (the {:.1} events per \
-             transaction the group commit achieved), one thread, the store's own INSERT statement. The \
-             second row: the same rows in batches of 512 (the store's largest group), for scale.",
-            limit.rows,
-            if best.offered_per_sec.is_some() { "the fixed-rate run" } else { "the best step of the search" },
-            grouping.per_transaction()
-        )],
-    );
+    baseline_section(&mut report, baseline);
     report.notes = vec![
         "ours / baseline for a rate: the fraction of the physical limit (plain inserts of the same rows in \
          batches of the same size, durable) that the command path reaches; 1.0 would mean the command \
@@ -390,7 +364,71 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         "payload_bytes": sizes.payload,
         "metadata_bytes": sizes.metadata,
     });
-    Ok(report)
+    report
+}
+
+/// The fixed-rate run beside one batch's commit.
+fn fixed_section(report: &mut Report, context: &Context, stats: &Stats, grouping: Grouping, limit: &Limit) {
+    report.compare(
+        &format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(stats.offered_per_sec.unwrap_or(0.0))),
+        format!(
+            "{} / {} / {}",
+            ms(stats.latency.p50_ms),
+            ms(stats.latency.p99_ms),
+            ms(stats.latency.p999_ms)
+        ),
+        format!("{} (one batch's commit, p99)", ms(limit.commit.p99_ms)),
+        ratio(stats.latency.p99_ms, limit.commit.p99_ms),
+        "",
+    );
+    report.section(
+        "Fixed rate (open loop)",
+        steps_table(std::slice::from_ref(stats), &[grouping], WRITER, Some(context.machine.fsync_mean_ms)),
+        vec![format!(
+            "Achieved {} of {} offered.",
+            rate(stats.per_sec),
+            rate(stats.offered_per_sec.unwrap_or(0.0))
+        )],
+    );
+}
+
+/// The baseline: plain batched inserts of the reference step's rows.
+fn baseline_section(report: &mut Report, baseline: &Baseline) {
+    let Baseline { reference: (best, grouping), batch, limit, largest, .. } = baseline;
+    let batch = *batch;
+    let mut limit_table = Table::new(&[
+        "batch (rows)",
+        "batches",
+        "rows",
+        "rows/s",
+        "commit p50 ms",
+        "commit p99 ms",
+        "commit p99.9 ms",
+    ]);
+    for (size, limit) in [(batch, limit), (512, largest)] {
+        limit_table.row(vec![
+            size.to_string(),
+            limit.batches.to_string(),
+            limit.rows.to_string(),
+            rate(limit.rows_per_sec),
+            ms(limit.commit.p50_ms),
+            ms(limit.commit.p99_ms),
+            ms(limit.commit.p999_ms),
+        ]);
+    }
+    report.section(
+        "Baseline: plain batched INSERTs (same rows, same schema and pragmas)",
+        limit_table,
+        vec![format!(
+            "The {} event rows of the reference step ({}), inserted again into a fresh file with the event \
+             store's schema, WAL and synchronous=FULL, {batch} rows per transaction (the {:.1} events per \
+             transaction the group commit achieved), one thread, the store's own INSERT statement. The \
+             second row: the same rows in batches of 512 (the store's largest group), for scale.",
+            limit.rows,
+            if best.offered_per_sec.is_some() { "the fixed-rate run" } else { "the best step of the search" },
+            grouping.per_transaction()
+        )],
+    );
 }
 
 /// The steps, with what the group commit did: events per transaction, the

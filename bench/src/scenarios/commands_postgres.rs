@@ -34,6 +34,7 @@
 //! reaches; `ours / peer` is above 1 where the shop is faster (for
 //! latencies: below 1 where the shop's is lower).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,35 +215,72 @@ async fn measure_all(args: &Args, load: &Load, databases: &[ScratchDb]) -> anyho
     let limit_pool = parallax_postgres::pool(&limit_db.url, pool_size).await?;
     parallax_postgres::migrate_write(&limit_pool).await?;
     let span = to_i64(reference.1.events()).max(1);
-    let plain = |batch: usize| PlainBatches { pool: limit_pool.clone(), rows: rows.clone(), batch, span };
-    let connections = args.writers.max(1);
-    let mut limits = Vec::new();
-    if let Some((best, grouping)) = measured.best() {
-        for batch in [batch_of(grouping), LARGEST_GROUP] {
-            let label = format!("plain INSERTs of {batch} rows");
-            truncate(&limit_pool).await?;
-            let (server, target) = (process_cpu_secs(SERVER), plain(batch));
-            let began = Instant::now();
-            let batches =
-                load::closed_step(&label, &target, connections, load.step, &Sequence::default()).await?;
-            let server_cores = ratio(process_cpu_secs(SERVER) - server, began.elapsed().as_secs_f64());
-            eprintln!(
-                "  {label:<28} c={connections:<5} {:>10.0} rows/s  batch p99 {:>8.2} ms  (ours: {:.0}/s at c={})",
-                batches.per_sec * batch as f64,
-                batches.latency.p99_ms,
-                best.per_sec,
-                best.concurrency
-            );
-            limits.push(Limit { batch, connections, batches, server_cores });
-        }
+    let plain = Plain { pool: &limit_pool, rows: &rows, span, connections: args.writers.max(1), load };
+    let limits = plain.closed(&measured).await?;
+    let fixed_limit = plain.fixed(&measured).await?;
+    limit_pool.close().await;
+
+    // The peer: same plan, steps, rate and workers.
+    let mut peer = None;
+    if let Some(binary) = &peer_binary {
+        peer = Some(run_peer(args, load, plan, &measured, binary, &peer_db.url).await?);
     }
-    let mut fixed_limit = None;
-    if let Some((stats, grouping)) = &measured.fixed {
+
+    Ok(Figures { plan, warm_up, measured, sizes, limits, fixed_limit, peer })
+}
+
+/// The plain inserts of the rows ours appended, each line into the emptied table.
+struct Plain<'a> {
+    pool: &'a PgPool,
+    rows: &'a Arc<Vec<Row>>,
+    /// How far a cycle through the rows shifts their positions.
+    span: i64,
+    /// As many as the store has writers.
+    connections: usize,
+    load: &'a Load,
+}
+
+impl Plain<'_> {
+    fn batches(&self, batch: usize) -> PlainBatches {
+        PlainBatches { pool: self.pool.clone(), rows: self.rows.clone(), batch, span: self.span }
+    }
+
+    /// In closed loop, in batches of the size the best step of the search
+    /// achieved, then of the largest group.
+    async fn closed(&self, measured: &Measured) -> anyhow::Result<Vec<Limit>> {
+        let (connections, load) = (self.connections, self.load);
+        let mut limits = Vec::new();
+        if let Some((best, grouping)) = measured.best() {
+            for batch in [batch_of(grouping), LARGEST_GROUP] {
+                let label = format!("plain INSERTs of {batch} rows");
+                truncate(self.pool).await?;
+                let (server, target) = (process_cpu_secs(SERVER), self.batches(batch));
+                let began = Instant::now();
+                let batches =
+                    load::closed_step(&label, &target, connections, load.step, &Sequence::default()).await?;
+                let server_cores = ratio(process_cpu_secs(SERVER) - server, began.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {label:<28} c={connections:<5} {:>10.0} rows/s  batch p99 {:>8.2} ms  (ours: {:.0}/s at c={})",
+                    batches.per_sec * batch as f64,
+                    batches.latency.p99_ms,
+                    best.per_sec,
+                    best.concurrency
+                );
+                limits.push(Limit { batch, connections, batches, server_cores });
+            }
+        }
+        Ok(limits)
+    }
+
+    /// At the fixed-rate run's rate of rows, in batches of the size it achieved.
+    async fn fixed(&self, measured: &Measured) -> anyhow::Result<Option<Limit>> {
+        let (connections, load) = (self.connections, self.load);
+        let Some((stats, grouping)) = &measured.fixed else { return Ok(None) };
         let batch = batch_of(grouping);
         let rows_rate = stats.offered_per_sec.unwrap_or(stats.per_sec);
         let label = format!("plain INSERTs of {batch} rows");
-        truncate(&limit_pool).await?;
-        let (server, target) = (process_cpu_secs(SERVER), plain(batch));
+        truncate(self.pool).await?;
+        let (server, target) = (process_cpu_secs(SERVER), self.batches(batch));
         let began = Instant::now();
         let batches = load::fixed_rate(
             &label,
@@ -254,44 +292,118 @@ async fn measure_all(args: &Args, load: &Load, databases: &[ScratchDb]) -> anyho
         )
         .await?;
         let server_cores = ratio(process_cpu_secs(SERVER) - server, began.elapsed().as_secs_f64());
-        fixed_limit = Some(Limit { batch, connections, batches, server_cores });
+        Ok(Some(Limit { batch, connections, batches, server_cores }))
     }
-    limit_pool.close().await;
+}
 
-    // The peer: same plan, steps, rate and workers.
-    let mut peer = None;
-    if let Some(binary) = &peer_binary {
-        let request = remote::Request {
-            postgres_url: peer_db.url.clone(),
-            pool_size,
-            products: args.cart.products,
-            plan,
-            warm_up: args.cart.carts,
-            load: load.clone(),
-            find_max: load.mode.finds_max(),
-            fixed: measured.fixed.as_ref().map(|(stats, _)| remote::Fixed {
-                rate: stats.offered_per_sec.unwrap_or(stats.per_sec),
-                concurrency: stats.concurrency,
-            }),
-        };
-        let answer = peer::run(binary, &request).await?;
-        let peer_pool = parallax_postgres::pool(&peer_db.url, 1).await?;
-        let sizes = event_sizes(&peer_pool).await?;
-        peer_pool.close().await;
-        peer = Some(Peer { answer, sizes });
-    }
-
-    Ok(Figures { plan, warm_up, measured, sizes, limits, fixed_limit, peer })
+/// Runs the peer (`binary`) on the database at `url`: the same plan, steps,
+/// rate and workers as ours; then measures its rows' sizes.
+async fn run_peer(
+    args: &Args,
+    load: &Load,
+    plan: CartPlan,
+    measured: &Measured,
+    binary: &Path,
+    url: &str,
+) -> anyhow::Result<Peer> {
+    let request = remote::Request {
+        postgres_url: url.to_owned(),
+        pool_size: args.postgres.pool_size,
+        products: args.cart.products,
+        plan,
+        warm_up: args.cart.carts,
+        load: load.clone(),
+        find_max: load.mode.finds_max(),
+        fixed: measured.fixed.as_ref().map(|(stats, _)| remote::Fixed {
+            rate: stats.offered_per_sec.unwrap_or(stats.per_sec),
+            concurrency: stats.concurrency,
+        }),
+    };
+    let answer = peer::run(binary, &request).await?;
+    let peer_pool = parallax_postgres::pool(url, 1).await?;
+    let sizes = event_sizes(&peer_pool).await?;
+    peer_pool.close().await;
+    Ok(Peer { answer, sizes })
 }
 
 fn report(args: &Args, context: &Context, load: &Load, figures: &Figures) -> Report {
-    let Figures { plan, warm_up, measured, sizes, limits, fixed_limit, peer } = figures;
+    let Figures { measured, limits, fixed_limit, peer, .. } = figures;
     let (fixed_limit, peer) = (fixed_limit.as_ref(), peer.as_ref());
     let mut report = Report::new(
         NAME,
         "in-process commands over PostgreSQL, durable ack (synchronous_commit=on)",
         context.machine.clone(),
     );
+    parameters(&mut report, args, load, figures);
+
+    let peer_search = peer.and_then(|peer| peer.answer.search.as_ref());
+    let peer_fixed = peer.and_then(|peer| peer.answer.fixed.as_ref());
+    if let Some((best, _)) = measured.best() {
+        max_compares(&mut report, best, limits, peer_search);
+    }
+    if let Some((stats, grouping)) = &measured.fixed {
+        fixed_compares(&mut report, stats, fixed_limit, peer_fixed);
+        fixed_section(&mut report, (stats, grouping), fixed_limit, peer_fixed);
+    }
+    if let Some(search) = &measured.search {
+        report.section(
+            "Find the maximum (closed loop): ours",
+            steps_table(&search.steps, &measured.groupings, WRITER, None),
+            vec![format!(
+                "The search stopped: {}. events/txn: events over the distinct transaction ids of the rows the \
+                 step appended. PostgreSQL on CPU: every postgres process of the machine, as a share of one \
+                 core (above 100 %: several cores).",
+                search.stopped
+            )],
+        );
+    }
+    if let Some(search) = peer_search {
+        report.section(
+            "Find the maximum (closed loop): the peer (cqrs-es over postgres-es)",
+            Table::of_steps(&search.steps),
+            vec![format!(
+                "The search stopped: {}. Measured in the peer's process by the same load generator.",
+                search.stopped
+            )],
+        );
+    }
+    if !limits.is_empty() {
+        baseline_section(&mut report, load, measured, limits);
+    }
+    report.notes = notes();
+    report.raw = json!({ "args": args, "figures": figures });
+    report
+}
+
+fn notes() -> Vec<String> {
+    vec![
+        "ours / limit for a rate: the fraction of the physical limit (plain INSERTs of the same rows, in batches \
+         of the size the group commit achieved, over as many connections as it has writers, durable) that the \
+         command path reaches; 1.0 would mean a command costs nothing beyond its row."
+            .into(),
+        "ours / limit for a latency: how many times one batch's durable INSERT (a lower bound of any command's \
+         latency at that batch size) the command's latency is."
+            .into(),
+        "ours / peer: the same cart commands (same plan, same concurrency or the same fixed rate and workers, \
+         same pool size, same server) written with cqrs-es over postgres-es, in a process of their own. For a \
+         rate above 1 means the shop is faster; for a latency below 1 means the shop's is lower. The peer \
+         reads a cart's events on every command (postgres-es keeps no aggregate cache) and commits each \
+         command's event in a transaction of its own; its products are in memory (the shop's are product \
+         aggregates, cached after their first load)."
+            .into(),
+        "Search: closed loop, concurrency doubling each step; fixed rate: open loop, latency from each \
+         request's intended start (no coordinated omission). See `bench/src/lib.rs`."
+            .into(),
+        "Only the command side runs (no relay, projectors nor saga). Each command appends one event. The \
+         database server runs on the same machine as the bench (and the peer): CPU busy counts all of them."
+            .into(),
+    ]
+}
+
+/// The workload, the stores, the peer, the steps, the rows' sizes.
+fn parameters(report: &mut Report, args: &Args, load: &Load, figures: &Figures) {
+    let Figures { plan, warm_up, sizes, peer, .. } = figures;
+    let peer = peer.as_ref();
     report.parameter("workload", plan.describe());
     report.parameter(
         "warm-up",
@@ -336,226 +448,194 @@ fn report(args: &Args, context: &Context, load: &Load, figures: &Figures) -> Rep
             ))
         ),
     );
+}
 
-    let peer_search = peer.and_then(|peer| peer.answer.search.as_ref());
-    let peer_fixed = peer.and_then(|peer| peer.answer.fixed.as_ref());
-    if let Some((best, _)) = measured.best() {
-        let measure = format!("commands/s (max, c={})", best.concurrency);
-        if let Some(limit) = limits.first() {
-            report.compare(
-                &measure,
-                rate(best.per_sec),
-                format!(
-                    "{} (rows/s, plain INSERTs of {} rows, {} connections)",
-                    rate(limit.rows_per_sec()),
-                    limit.batch,
-                    limit.connections
-                ),
-                ratio(best.per_sec, limit.rows_per_sec()),
-                "",
-            );
-        }
-        if let Some(peer_best) = peer_search.and_then(Search::best) {
-            report.compare(
-                &measure,
-                rate(best.per_sec),
-                format!("{} (cqrs-es, max at c={})", rate(peer_best.per_sec), peer_best.concurrency),
-                ratio(best.per_sec, peer_best.per_sec),
-                "",
-            );
-        }
-        if let Some(limit) = limits.first() {
-            report.compare(
-                "p99 ms (max)",
-                ms(best.latency.p99_ms),
-                format!("{} (one batch's INSERT)", ms(limit.batches.latency.p99_ms)),
-                ratio(best.latency.p99_ms, limit.batches.latency.p99_ms),
-                "",
-            );
-        }
-        if let Some(peer_best) = peer_search.and_then(Search::best) {
-            report.compare(
-                "p99 ms (max)",
-                ms(best.latency.p99_ms),
-                format!("{} (cqrs-es at its max)", ms(peer_best.latency.p99_ms)),
-                ratio(best.latency.p99_ms, peer_best.latency.p99_ms),
-                "",
-            );
-        }
-    }
-    if let Some((stats, _)) = &measured.fixed {
-        let offered = stats.offered_per_sec.unwrap_or(0.0);
-        let measure = format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(offered));
-        let ours = format!(
-            "{} / {} / {}",
-            ms(stats.latency.p50_ms),
-            ms(stats.latency.p99_ms),
-            ms(stats.latency.p999_ms)
+/// Ours at the best step of the search beside the plain inserts and the peer's best.
+fn max_compares(report: &mut Report, best: &Stats, limits: &[Limit], peer_search: Option<&Search>) {
+    let measure = format!("commands/s (max, c={})", best.concurrency);
+    if let Some(limit) = limits.first() {
+        report.compare(
+            &measure,
+            rate(best.per_sec),
+            format!(
+                "{} (rows/s, plain INSERTs of {} rows, {} connections)",
+                rate(limit.rows_per_sec()),
+                limit.batch,
+                limit.connections
+            ),
+            ratio(best.per_sec, limit.rows_per_sec()),
+            "",
         );
-        if let Some(limit) = fixed_limit {
-            report.compare(
-                &measure,
-                ours.clone(),
-                format!(
-                    "{} (plain INSERTs of {} rows at the same rate of rows, p99)",
-                    ms(limit.batches.latency.p99_ms),
-                    limit.batch
-                ),
-                ratio(stats.latency.p99_ms, limit.batches.latency.p99_ms),
-                "",
-            );
-        }
-        if let Some(peer_fixed) = peer_fixed {
-            report.compare(
-                &measure,
-                ours,
-                format!(
-                    "{} / {} / {} (cqrs-es, same rate; achieved {}/s)",
-                    ms(peer_fixed.latency.p50_ms),
-                    ms(peer_fixed.latency.p99_ms),
-                    ms(peer_fixed.latency.p999_ms),
-                    rate(peer_fixed.per_sec)
-                ),
-                ratio(stats.latency.p99_ms, peer_fixed.latency.p99_ms),
-                "",
-            );
-        }
     }
+    if let Some(peer_best) = peer_search.and_then(Search::best) {
+        report.compare(
+            &measure,
+            rate(best.per_sec),
+            format!("{} (cqrs-es, max at c={})", rate(peer_best.per_sec), peer_best.concurrency),
+            ratio(best.per_sec, peer_best.per_sec),
+            "",
+        );
+    }
+    if let Some(limit) = limits.first() {
+        report.compare(
+            "p99 ms (max)",
+            ms(best.latency.p99_ms),
+            format!("{} (one batch's INSERT)", ms(limit.batches.latency.p99_ms)),
+            ratio(best.latency.p99_ms, limit.batches.latency.p99_ms),
+            "",
+        );
+    }
+    if let Some(peer_best) = peer_search.and_then(Search::best) {
+        report.compare(
+            "p99 ms (max)",
+            ms(best.latency.p99_ms),
+            format!("{} (cqrs-es at its max)", ms(peer_best.latency.p99_ms)),
+            ratio(best.latency.p99_ms, peer_best.latency.p99_ms),
+            "",
+        );
+    }
+}
 
-    if let Some((stats, grouping)) = &measured.fixed {
-        let mut steps = vec![stats.clone()];
-        let mut per_request = vec![1.0];
-        if let Some(limit) = fixed_limit {
-            steps.push(limit.batches.clone());
-            per_request.push(limit.batch as f64);
-        }
-        if let Some(peer_fixed) = peer_fixed {
-            let mut peer_fixed = peer_fixed.clone();
-            peer_fixed.label = "cqrs-es commands".into();
-            steps.push(peer_fixed);
-            per_request.push(1.0);
-        }
-        let mut table = Table::of_steps(&steps);
-        table.columns.extend(["events/s".into(), "events/txn".into(), format!("{WRITER} on CPU")]);
-        for (i, (row, step)) in table.rows.iter_mut().zip(&steps).enumerate() {
-            row.push(rate(step.per_sec * per_request[i]));
-            match (i, fixed_limit) {
-                (0, _) => {
-                    row.push(format!("{:.1}", grouping.per_transaction()));
-                    row.push(format!("{:.0} %", 100.0 * grouping.writer_cpu()));
-                }
-                (1, Some(limit)) => {
-                    row.push(limit.batch.to_string());
-                    row.push(format!("{:.0} %", 100.0 * limit.server_cores));
-                }
-                _ => {
-                    row.push("1".into());
-                    row.push(String::new());
-                }
+/// Ours at the fixed rate beside the plain inserts and the peer at the same rate.
+fn fixed_compares(
+    report: &mut Report,
+    stats: &Stats,
+    fixed_limit: Option<&Limit>,
+    peer_fixed: Option<&Stats>,
+) {
+    let offered = stats.offered_per_sec.unwrap_or(0.0);
+    let measure = format!("p50 / p99 / p99.9 ms at {}/s (open loop)", rate(offered));
+    let ours = format!(
+        "{} / {} / {}",
+        ms(stats.latency.p50_ms),
+        ms(stats.latency.p99_ms),
+        ms(stats.latency.p999_ms)
+    );
+    if let Some(limit) = fixed_limit {
+        report.compare(
+            &measure,
+            ours.clone(),
+            format!(
+                "{} (plain INSERTs of {} rows at the same rate of rows, p99)",
+                ms(limit.batches.latency.p99_ms),
+                limit.batch
+            ),
+            ratio(stats.latency.p99_ms, limit.batches.latency.p99_ms),
+            "",
+        );
+    }
+    if let Some(peer_fixed) = peer_fixed {
+        report.compare(
+            &measure,
+            ours,
+            format!(
+                "{} / {} / {} (cqrs-es, same rate; achieved {}/s)",
+                ms(peer_fixed.latency.p50_ms),
+                ms(peer_fixed.latency.p99_ms),
+                ms(peer_fixed.latency.p999_ms),
+                rate(peer_fixed.per_sec)
+            ),
+            ratio(stats.latency.p99_ms, peer_fixed.latency.p99_ms),
+            "",
+        );
+    }
+}
+
+/// The fixed-rate runs of ours, the plain inserts and the peer.
+fn fixed_section(
+    report: &mut Report,
+    (stats, grouping): (&Stats, &Grouping),
+    fixed_limit: Option<&Limit>,
+    peer_fixed: Option<&Stats>,
+) {
+    let mut steps = vec![stats.clone()];
+    let mut per_request = vec![1.0];
+    if let Some(limit) = fixed_limit {
+        steps.push(limit.batches.clone());
+        per_request.push(limit.batch as f64);
+    }
+    if let Some(peer_fixed) = peer_fixed {
+        let mut peer_fixed = peer_fixed.clone();
+        peer_fixed.label = "cqrs-es commands".into();
+        steps.push(peer_fixed);
+        per_request.push(1.0);
+    }
+    let mut table = Table::of_steps(&steps);
+    table.columns.extend(["events/s".into(), "events/txn".into(), format!("{WRITER} on CPU")]);
+    for (i, (row, step)) in table.rows.iter_mut().zip(&steps).enumerate() {
+        row.push(rate(step.per_sec * per_request[i]));
+        match (i, fixed_limit) {
+            (0, _) => {
+                row.push(format!("{:.1}", grouping.per_transaction()));
+                row.push(format!("{:.0} %", 100.0 * grouping.writer_cpu()));
+            }
+            (1, Some(limit)) => {
+                row.push(limit.batch.to_string());
+                row.push(format!("{:.0} %", 100.0 * limit.server_cores));
+            }
+            _ => {
+                row.push("1".into());
+                row.push(String::new());
             }
         }
-        report.section(
-            "Fixed rate (open loop): ours, the plain inserts, the peer",
-            table,
-            vec![format!(
-                "All at {} events/s offered: ours and the peer {} workers (requests in flight at most), the plain \
-                 INSERTs {} connections, batches offered at the rate of rows / batch size, each batch's latency \
-                 from its intended start. achieved/s counts requests (a batch is one request); events/s counts \
-                 rows.",
-                rate(stats.offered_per_sec.unwrap_or(0.0)),
-                stats.concurrency,
-                fixed_limit.map_or(0, |limit| limit.connections)
-            )],
-        );
     }
-    if let Some(search) = &measured.search {
-        report.section(
-            "Find the maximum (closed loop): ours",
-            steps_table(&search.steps, &measured.groupings, WRITER, None),
-            vec![format!(
-                "The search stopped: {}. events/txn: events over the distinct transaction ids of the rows the \
-                 step appended. PostgreSQL on CPU: every postgres process of the machine, as a share of one \
-                 core (above 100 %: several cores).",
-                search.stopped
-            )],
-        );
-    }
-    if let Some(search) = peer_search {
-        report.section(
-            "Find the maximum (closed loop): the peer (cqrs-es over postgres-es)",
-            Table::of_steps(&search.steps),
-            vec![format!(
-                "The search stopped: {}. Measured in the peer's process by the same load generator.",
-                search.stopped
-            )],
-        );
-    }
-    if !limits.is_empty() {
-        let mut table = Table::new(&[
-            "batch (rows)",
-            "connections",
-            "batches",
-            "rows/s",
-            "batch p50 ms",
-            "batch p99 ms",
-            "batch p99.9 ms",
-            "PostgreSQL on CPU",
+    report.section(
+        "Fixed rate (open loop): ours, the plain inserts, the peer",
+        table,
+        vec![format!(
+            "All at {} events/s offered: ours and the peer {} workers (requests in flight at most), the plain \
+             INSERTs {} connections, batches offered at the rate of rows / batch size, each batch's latency \
+             from its intended start. achieved/s counts requests (a batch is one request); events/s counts \
+             rows.",
+            rate(stats.offered_per_sec.unwrap_or(0.0)),
+            stats.concurrency,
+            fixed_limit.map_or(0, |limit| limit.connections)
+        )],
+    );
+}
+
+/// The plain inserts in closed loop.
+fn baseline_section(report: &mut Report, load: &Load, measured: &Measured, limits: &[Limit]) {
+    let mut table = Table::new(&[
+        "batch (rows)",
+        "connections",
+        "batches",
+        "rows/s",
+        "batch p50 ms",
+        "batch p99 ms",
+        "batch p99.9 ms",
+        "PostgreSQL on CPU",
+    ]);
+    for limit in limits {
+        table.row(vec![
+            limit.batch.to_string(),
+            limit.connections.to_string(),
+            thousands(limit.batches.ok),
+            rate(limit.rows_per_sec()),
+            ms(limit.batches.latency.p50_ms),
+            ms(limit.batches.latency.p99_ms),
+            ms(limit.batches.latency.p999_ms),
+            format!("{:.0} %", 100.0 * limit.server_cores),
         ]);
-        for limit in limits {
-            table.row(vec![
-                limit.batch.to_string(),
-                limit.connections.to_string(),
-                thousands(limit.batches.ok),
-                rate(limit.rows_per_sec()),
-                ms(limit.batches.latency.p50_ms),
-                ms(limit.batches.latency.p99_ms),
-                ms(limit.batches.latency.p999_ms),
-                format!("{:.0} %", 100.0 * limit.server_cores),
-            ]);
-        }
-        let grouping = measured.best().map(|(_, grouping)| *grouping).unwrap_or_default();
-        report.section(
-            "Baseline: plain batched INSERTs (same rows, same table)",
-            table,
-            vec![format!(
-                "The {} event rows of the best step of the search, inserted again into a fresh database with the \
-                 event store's migration, one INSERT … SELECT FROM unnest statement per batch in autocommit (one \
-                 transaction, one WAL flush), {} rows per batch (the {:.1} events per transaction the group commit \
-                 achieved), over {} connections (the store's writers), closed loop for {:.1} s, rows cycled with \
-                 shifted positions and versions. The second row: batches of {LARGEST_GROUP} (the store's largest \
-                 group), for scale.",
-                thousands(grouping.events()),
-                limits[0].batch,
-                grouping.per_transaction(),
-                limits[0].connections,
-                load.step.as_secs_f64()
-            )],
-        );
     }
-    report.notes = vec![
-        "ours / limit for a rate: the fraction of the physical limit (plain INSERTs of the same rows, in batches \
-         of the size the group commit achieved, over as many connections as it has writers, durable) that the \
-         command path reaches; 1.0 would mean a command costs nothing beyond its row."
-            .into(),
-        "ours / limit for a latency: how many times one batch's durable INSERT (a lower bound of any command's \
-         latency at that batch size) the command's latency is."
-            .into(),
-        "ours / peer: the same cart commands (same plan, same concurrency or the same fixed rate and workers, \
-         same pool size, same server) written with cqrs-es over postgres-es, in a process of their own. For a \
-         rate above 1 means the shop is faster; for a latency below 1 means the shop's is lower. The peer \
-         reads a cart's events on every command (postgres-es keeps no aggregate cache) and commits each \
-         command's event in a transaction of its own; its products are in memory (the shop's are product \
-         aggregates, cached after their first load)."
-            .into(),
-        "Search: closed loop, concurrency doubling each step; fixed rate: open loop, latency from each \
-         request's intended start (no coordinated omission). See `bench/src/lib.rs`."
-            .into(),
-        "Only the command side runs (no relay, projectors nor saga). Each command appends one event. The \
-         database server runs on the same machine as the bench (and the peer): CPU busy counts all of them."
-            .into(),
-    ];
-    report.raw = json!({ "args": args, "figures": figures });
-    report
+    let grouping = measured.best().map(|(_, grouping)| *grouping).unwrap_or_default();
+    report.section(
+        "Baseline: plain batched INSERTs (same rows, same table)",
+        table,
+        vec![format!(
+            "The {} event rows of the best step of the search, inserted again into a fresh database with the \
+             event store's migration, one INSERT … SELECT FROM unnest statement per batch in autocommit (one \
+             transaction, one WAL flush), {} rows per batch (the {:.1} events per transaction the group commit \
+             achieved), over {} connections (the store's writers), closed loop for {:.1} s, rows cycled with \
+             shifted positions and versions. The second row: batches of {LARGEST_GROUP} (the store's largest \
+             group), for scale.",
+            thousands(grouping.events()),
+            limits[0].batch,
+            grouping.per_transaction(),
+            limits[0].connections,
+            load.step.as_secs_f64()
+        )],
+    );
 }
 
 /// The batch size the group commit achieved.

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::{ratio, Context};
 use crate::http::{Client, Shop, ShopArgs};
-use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
+use crate::load::{self, Load, LoadArgs, LoadDefaults, Search, Sequence};
 use crate::report::{ms, rate, Report, Table};
 use crate::stats::Stats;
 use crate::workload::{self, Gets};
@@ -95,27 +95,67 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     }
     let mut fixed: Vec<Stats> = Vec::new();
     if load.mode.runs_fixed() {
-        let lowest = searches[1..]
-            .iter()
-            .flatten()
-            .filter_map(Search::best)
-            .min_by(|a, b| a.per_sec.total_cmp(&b.per_sec))
-            .cloned();
-        let rate = match (load.rate, &lowest) {
-            (Some(rate), _) => rate,
-            (None, Some(lowest)) => (lowest.per_sec * 0.5).max(1.0),
-            (None, None) => anyhow::bail!("a fixed-rate run needs --rate (or a maximum found first)"),
-        };
-        let concurrency = load
-            .concurrency
-            .unwrap_or_else(|| lowest.as_ref().map_or(0, |l| l.concurrency * 2).max(load.fixed_floor));
-        for (label, target) in &targets {
-            fixed.push(load::fixed_rate(label, target, rate, concurrency, load.duration, &sequence).await?);
-        }
+        fixed = fixed_runs(&load, &targets, &searches, &sequence).await?;
     }
     let where_shop = shop.describe();
     shop.stop().await?;
 
+    let labels = targets.map(|(label, _)| label);
+    let measured =
+        Measured { args: &args, load: &load, head, fill_secs, where_shop, labels, searches, fixed };
+    Ok(report(context, &measured))
+}
+
+/// Every target at the same fixed rate (`--rate`, else half the lower of
+/// the two queries' maxima) and connections.
+async fn fixed_runs(
+    load: &Load,
+    targets: &[(&str, Gets)],
+    searches: &[Option<Search>],
+    sequence: &Sequence,
+) -> anyhow::Result<Vec<Stats>> {
+    let mut fixed = Vec::new();
+    let lowest = searches[1..]
+        .iter()
+        .flatten()
+        .filter_map(Search::best)
+        .min_by(|a, b| a.per_sec.total_cmp(&b.per_sec))
+        .cloned();
+    let rate = match (load.rate, &lowest) {
+        (Some(rate), _) => rate,
+        (None, Some(lowest)) => (lowest.per_sec * 0.5).max(1.0),
+        (None, None) => anyhow::bail!("a fixed-rate run needs --rate (or a maximum found first)"),
+    };
+    let concurrency = load
+        .concurrency
+        .unwrap_or_else(|| lowest.as_ref().map_or(0, |l| l.concurrency * 2).max(load.fixed_floor));
+    for (label, target) in targets {
+        fixed.push(load::fixed_rate(label, target, rate, concurrency, load.duration, sequence).await?);
+    }
+    Ok(fixed)
+}
+
+/// What a run measured, and how.
+struct Measured<'a> {
+    args: &'a Args,
+    load: &'a Load,
+    /// Events in the filled shop.
+    head: u64,
+    /// How long filling it took, until every projection had caught up.
+    fill_secs: f64,
+    /// Where the shop ran.
+    where_shop: &'a str,
+    /// The targets: `GET /health`, then the queries.
+    labels: [&'static str; 3],
+    /// Each target's search, if made.
+    searches: Vec<Option<Search>>,
+    /// Each target's fixed-rate run, if made.
+    fixed: Vec<Stats>,
+}
+
+/// The report of `measured`.
+fn report(context: &Context, measured: &Measured<'_>) -> Report {
+    let Measured { args, load, head, fill_secs, where_shop, labels, ref searches, ref fixed } = *measured;
     let mut report =
         Report::new(NAME, "queries over HTTP from the SQLite read store", context.machine.clone());
     report.parameter(
@@ -131,8 +171,30 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     report.parameter("search steps", format!("{:?} × {:.1} s", load.levels, load.step.as_secs_f64()));
     report.parameter("fixed-rate run", format!("{:.1} s", load.duration.as_secs_f64()));
 
+    compares(&mut report, &labels, searches, fixed);
+    if load.mode.finds_max() {
+        search_section(&mut report, &labels, searches);
+    }
+    report.notes = vec![
+        "query / health for a rate: the fraction of the HTTP stack's own limit (GET /health through the \
+         same server, client and connections) that a query reaches; for a p99: how many times the HTTP \
+         stack's own p99 at the same offered rate the query's is."
+            .into(),
+        "The load generator runs on the same two cores as the shop: every request costs client CPU too."
+            .into(),
+        "Queries carry no consistency token (no wait): they read what the views hold.".into(),
+        "Search: closed loop, concurrency doubling each step; fixed rate: open loop, latency from each \
+         request's intended start (no coordinated omission). See `bench/src/lib.rs`."
+            .into(),
+    ];
+    report.raw = json!({ "args": args, "events": head, "searches": searches, "fixed": fixed });
+    report
+}
+
+/// Each query beside `GET /health`: at their maxima, and at the fixed rate.
+fn compares(report: &mut Report, labels: &[&str], searches: &[Option<Search>], fixed: &[Stats]) {
     let health_best = searches[0].as_ref().and_then(Search::best);
-    for ((label, _), search) in targets.iter().zip(&searches).skip(1) {
+    for (label, search) in labels.iter().zip(searches).skip(1) {
         if let (Some(best), Some(health)) = (search.as_ref().and_then(Search::best), health_best) {
             report.compare(
                 &format!("{label}: requests/s (max, c={})", best.concurrency),
@@ -161,38 +223,26 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         }
         report.section(
             "Fixed rate (open loop), every target at the same rate",
-            Table::of_steps(&fixed),
+            Table::of_steps(fixed),
             vec![],
         );
     }
-    if load.mode.finds_max() {
-        let steps: Vec<&Stats> = searches.iter().flatten().flat_map(|s| &s.steps).collect();
-        let stopped = targets
-            .iter()
-            .zip(&searches)
-            .filter_map(|((label, _), s)| s.as_ref().map(|s| format!("{label}: {}", s.stopped)))
-            .collect::<Vec<_>>()
-            .join("; ");
-        report.section(
-            "Find the maximum (closed loop)",
-            Table::of_steps(steps),
-            vec![format!("The searches stopped — {stopped}.")],
-        );
-    }
-    report.notes = vec![
-        "query / health for a rate: the fraction of the HTTP stack's own limit (GET /health through the \
-         same server, client and connections) that a query reaches; for a p99: how many times the HTTP \
-         stack's own p99 at the same offered rate the query's is."
-            .into(),
-        "The load generator runs on the same two cores as the shop: every request costs client CPU too."
-            .into(),
-        "Queries carry no consistency token (no wait): they read what the views hold.".into(),
-        "Search: closed loop, concurrency doubling each step; fixed rate: open loop, latency from each \
-         request's intended start (no coordinated omission). See `bench/src/lib.rs`."
-            .into(),
-    ];
-    report.raw = json!({ "args": args, "events": head, "searches": searches, "fixed": fixed });
-    Ok(report)
+}
+
+/// The searches, one after the other.
+fn search_section(report: &mut Report, labels: &[&str], searches: &[Option<Search>]) {
+    let steps: Vec<&Stats> = searches.iter().flatten().flat_map(|s| &s.steps).collect();
+    let stopped = labels
+        .iter()
+        .zip(searches)
+        .filter_map(|(label, s)| s.as_ref().map(|s| format!("{label}: {}", s.stopped)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    report.section(
+        "Find the maximum (closed loop)",
+        Table::of_steps(steps),
+        vec![format!("The searches stopped — {stopped}.")],
+    );
 }
 
 /// Fills the shop through its API: products, carts, checked-out carts, over

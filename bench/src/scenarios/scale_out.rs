@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parallax_core::{partition_for, Partition, Position, ReadStore};
+use parallax_core::{partition_for, Partition, Position, ViewCommitter};
 use parallax_postgres::{PgEventStore, PgReadStore, PgStoreOptions};
 use serde::Serialize;
 use sqlx::PgPool;
