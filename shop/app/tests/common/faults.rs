@@ -36,6 +36,19 @@ pub const LAYOUT: &[(&str, &[&str])] = &[
     ("query", &["query"]),
 ];
 
+/// [`LAYOUT`] with a standby relay and a standby saga, each waiting for the
+/// lease its twin holds.
+pub const LAYOUT_WITH_STANDBYS: &[(&str, &[&str])] = &[
+    ("command", &["command"]),
+    ("relay", &["relay"]),
+    ("relay-2", &["relay"]),
+    ("projector-1", &["projector"]),
+    ("projector-2", &["projector"]),
+    ("saga", &["saga"]),
+    ("saga-2", &["saga"]),
+    ("query", &["query"]),
+];
+
 /// How long a scenario may take to make progress again after a fault.
 const RECOVERY: Duration = Duration::from_secs(90);
 
@@ -46,6 +59,10 @@ pub enum Fault {
     Kill(&'static str),
     /// SIGSTOP to a process of [`LAYOUT`] for a while, then SIGCONT.
     Pause(&'static str, Duration),
+    /// SIGSTOP for a while to whichever of a leased role's two processes
+    /// (`relay`/`relay-2`, `saga`/`saga-2`) holds the lease, then SIGCONT;
+    /// the other must take the lease over while the leader is frozen.
+    PauseLeader(&'static str, Duration),
     /// PostgreSQL's immediate shutdown (no checkpoint), then start.
     PostgresRestart,
     /// SIGKILL to the Kafka broker, then start.
@@ -73,11 +90,21 @@ pub struct Scenario {
     pub unsafe_commits: bool,
     /// The clients' timeout, when not the load driver's default (2 s).
     pub client_timeout: Option<Duration>,
+    /// [`LAYOUT_WITH_STANDBYS`] rather than [`LAYOUT`].
+    pub standbys: bool,
 }
 
 impl Scenario {
     pub const fn new(name: &'static str, fault: Fault, rounds: u32) -> Self {
-        Self { name, fault, rounds, read_db: ReadDb::Postgres, unsafe_commits: false, client_timeout: None }
+        Self {
+            name,
+            fault,
+            rounds,
+            read_db: ReadDb::Postgres,
+            unsafe_commits: false,
+            client_timeout: None,
+            standbys: matches!(fault, Fault::PauseLeader(..)),
+        }
     }
 
     /// Clients that give up after `timeout`: many outcomes unknown.
@@ -118,6 +145,10 @@ pub const FULL: &[Scenario] = &[
     // to the other projector, and the paused one wakes up with a stale batch.
     Scenario::new("SIGSTOP projector 10 s", Fault::Pause("projector-1", Duration::from_secs(10)), 2),
     Scenario::new("SIGSTOP saga 5 s", Fault::Pause("saga", Duration::from_secs(5)), 2),
+    // Longer than the lease's expiry (5 s): the standby takes over while the
+    // leader is frozen, and the leader wakes up fenced.
+    Scenario::new("SIGSTOP leading relay 60 s", Fault::PauseLeader("relay", Duration::from_secs(60)), 1),
+    Scenario::new("SIGSTOP leading saga 60 s", Fault::PauseLeader("saga", Duration::from_secs(60)), 1),
     Scenario::new("SIGSTOP query 5 s", Fault::Pause("query", Duration::from_secs(5)), 2),
     Scenario::new("PostgreSQL immediate restart", Fault::PostgresRestart, 3),
     Scenario::new("SIGKILL Kafka", Fault::KafkaKill, 2),
@@ -154,6 +185,8 @@ pub struct Outcome {
     /// `shop check --json`.
     pub report: Value,
     pub elapsed: Duration,
+    /// The longest a standby took to take a frozen leader's lease over.
+    pub takeover: Option<Duration>,
 }
 
 impl Outcome {
@@ -173,8 +206,11 @@ impl Outcome {
     /// A line of the reliability table.
     pub fn row(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
             self.scenario.name,
+            self.takeover
+                .map(|t| format!(" (standby took over in {:.1} s)", t.as_secs_f64()))
+                .unwrap_or_default(),
             self.faults,
             self.tally.operations(),
             self.tally.ok,
@@ -216,7 +252,8 @@ async fn service(name: &str, verb: &str) {
 pub async fn run(scenario: Scenario) -> Outcome {
     let started = Instant::now();
     eprintln!("\n== fault scenario: {}", scenario.name);
-    let mut deployment = Deployment::start_with(LAYOUT, scenario.read_db).await;
+    let layout = if scenario.standbys { LAYOUT_WITH_STANDBYS } else { LAYOUT };
+    let mut deployment = Deployment::start_with(layout, scenario.read_db).await;
     seed_catalog(&deployment.app).await;
     if scenario.unsafe_commits {
         // Both databases: a synchronous commit to the read DB would flush
@@ -256,9 +293,12 @@ pub async fn run(scenario: Scenario) -> Outcome {
     );
 
     let mut faults = 0;
+    let mut takeover: Option<Duration> = None;
     for round in 0..scenario.rounds {
         eprintln!("-- {} round {} ({:?})", scenario.name, round + 1, driver.tally());
-        inject(&mut deployment, &target, scenario.fault).await;
+        if let Some(took) = inject(&mut deployment, &target, scenario.fault).await {
+            takeover = takeover.max(Some(took));
+        }
         faults += 1;
         // The system must work again before the next fault.
         assert!(
@@ -282,7 +322,7 @@ pub async fn run(scenario: Scenario) -> Outcome {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed() };
+    let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed(), takeover };
     eprintln!("{}", outcome.row());
     if !outcome.passed() {
         eprintln!("details: {}", outcome.report["details"]);
@@ -304,7 +344,12 @@ pub async fn run(scenario: Scenario) -> Outcome {
     outcome
 }
 
-async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) {
+/// Injects one fault; for a frozen leader, returns how long its standby took
+/// to take the lease over.
+async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> Option<Duration> {
+    if let Fault::PauseLeader(role, hold) = fault {
+        return Some(pause_leader(deployment, role, hold).await);
+    }
     match fault {
         Fault::Kill(name) => {
             deployment.kill(name);
@@ -340,6 +385,7 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) {
             service("cassandra", "start").await;
         }
         Fault::Nothing(hold) => tokio::time::sleep(hold).await,
+        Fault::PauseLeader(..) => unreachable!("handled above"),
         Fault::LongTransaction(hold) => {
             let mut held =
                 PgConnection::connect(&deployment.write_url).await.expect("connect to the write DB");
@@ -351,4 +397,59 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) {
             let _ = held.close().await;
         }
     }
+    None
+}
+
+/// What a leased role's process logs when it takes the lease.
+fn active_line(role: &str) -> &'static str {
+    match role {
+        "relay" => "relay active",
+        "saga" => "process manager active",
+        other => panic!("{other} holds no lease"),
+    }
+}
+
+/// The highest lease epoch a process has logged taking, if any.
+fn epoch_taken(deployment: &Deployment, name: &str, role: &str) -> Option<u64> {
+    deployment
+        .log(name)
+        .lines()
+        .filter(|line| line.contains(active_line(role)))
+        .filter_map(|line| line.split("epoch=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .max()
+}
+
+/// Freezes the leader of `role` for `hold`; the standby must take the lease
+/// over before the leader thaws. Returns how long that took.
+async fn pause_leader(deployment: &mut Deployment, role: &'static str, hold: Duration) -> Duration {
+    let pair = match role {
+        "relay" => ["relay", "relay-2"],
+        "saga" => ["saga", "saga-2"],
+        other => panic!("{other} holds no lease"),
+    };
+    let epochs = pair.map(|name| epoch_taken(deployment, name, role));
+    let (leader, standby, held) = match epochs {
+        [Some(a), b] if b.is_none_or(|b| a > b) => (pair[0], pair[1], a),
+        [_, Some(b)] => (pair[1], pair[0], b),
+        _ => panic!("neither {} nor {} holds the {role} lease", pair[0], pair[1]),
+    };
+    deployment.signal(leader, Signal::SIGSTOP);
+    let frozen = Instant::now();
+    let took = loop {
+        if epoch_taken(deployment, standby, role).is_some_and(|epoch| epoch > held) {
+            break frozen.elapsed();
+        }
+        if frozen.elapsed() >= hold {
+            deployment.signal(leader, Signal::SIGCONT);
+            panic!(
+                "{standby} did not take the {role} lease over while {leader} was frozen for {hold:?}:\n{}",
+                deployment.tail(standby, 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("-- {standby} took the {role} lease over {took:?} after {leader} froze");
+    tokio::time::sleep(hold.saturating_sub(frozen.elapsed())).await;
+    deployment.signal(leader, Signal::SIGCONT);
+    took
 }
