@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use shop_events::{CartEvent, OrderLine};
 use uuid::Uuid;
 
-use crate::error::{id_problem, DomainError, Refusal};
+use crate::error::{DomainError, Refusal};
+use crate::values::id_problem;
 
 /// Most units of one SKU a cart may hold.
 pub const MAX_LINE_QUANTITY: u32 = 1000;
@@ -37,7 +38,7 @@ pub struct ProductInfo {
 pub enum CartCommand {
     /// Puts units of a product in the cart (creating the cart).
     AddItem {
-        /// The cart: 1 to 64 characters from `[A-Za-z0-9._-]`.
+        /// The cart: see [`crate::values::ID_PATTERN`].
         cart_id: String,
         /// The product.
         sku: String,
@@ -60,7 +61,7 @@ pub enum CartCommand {
         cart_id: String,
         /// The order it becomes (chosen by the caller).
         order_id: Uuid,
-        /// Who buys: 1 to 64 characters from `[A-Za-z0-9._-]`.
+        /// Who buys: see [`crate::values::ID_PATTERN`].
         customer_id: String,
         /// The catalog's current entry for each SKU of [`Cart::skus`]; a
         /// SKU missing here is a product that no longer exists.

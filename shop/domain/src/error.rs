@@ -1,4 +1,5 @@
-//! How a command is refused, and the input checks the aggregates share.
+//! How a command is refused, and the name check the aggregates share (the
+//! id rule is in [`crate::values`]).
 
 /// The kind of a refusal, for the edge to map onto its own vocabulary
 /// (over HTTP: 400, 404, 409 and 422).
@@ -26,24 +27,8 @@ pub trait DomainError: std::error::Error + Send + Sync + 'static {
     fn kind(&self) -> Refusal;
 }
 
-/// Longest id (SKU, cart id, customer id), in characters.
-pub const MAX_ID_LEN: usize = 64;
 /// Longest product name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
-
-/// What is wrong with an id (SKU, cart id, customer id), if anything: ids are
-/// 1 to 64 characters from `[A-Za-z0-9._-]`.
-pub(crate) fn id_problem(id: &str) -> Option<&'static str> {
-    if id.trim().is_empty() {
-        Some("must not be empty")
-    } else if id.len() > MAX_ID_LEN {
-        Some("must be at most 64 characters")
-    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-        Some("may contain only letters A-Z and a-z, digits, '.', '_' and '-'")
-    } else {
-        None
-    }
-}
 
 /// What is wrong with a product name, if anything: names are not blank, have
 /// at most 200 characters and no control characters.
@@ -62,18 +47,6 @@ pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids() {
-        assert_eq!(id_problem("MUG-1.a_b"), None);
-        assert_eq!(id_problem(&"a".repeat(64)), None);
-        assert_eq!(id_problem(""), Some("must not be empty"));
-        assert_eq!(id_problem("  "), Some("must not be empty"));
-        assert_eq!(id_problem(&"a".repeat(65)), Some("must be at most 64 characters"));
-        assert!(id_problem("a b").is_some());
-        assert!(id_problem("a/b").is_some());
-        assert!(id_problem("é").is_some());
-    }
 
     #[test]
     fn names() {

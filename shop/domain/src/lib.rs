@@ -49,12 +49,16 @@ mod error;
 pub mod order;
 pub mod product;
 pub mod saga;
+pub mod values;
 
 pub use cart::{Cart, CartCommand, CartError, CartLine, ProductInfo, MAX_LINE_QUANTITY};
-pub use error::{DomainError, Refusal, MAX_ID_LEN, MAX_NAME_LEN};
+pub use error::{DomainError, Refusal, MAX_NAME_LEN};
 pub use order::{Order, OrderCommand, OrderError, OrderStatus};
 pub use product::{Product, ProductCommand, ProductError};
 pub use saga::{react, SagaCommand};
+pub use values::{
+    CartId, Cents, CustomerId, OrderId, Quantity, Sku, ValueError, ID_PATTERN, MAX_EXACT_FLOAT, MAX_ID_LEN,
+};
 
 #[doc(no_inline)]
 pub use parallax_core::Aggregate;

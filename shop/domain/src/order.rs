@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use shop_events::{OrderEvent, OrderLine};
 use uuid::Uuid;
 
-use crate::error::{id_problem, DomainError, Refusal};
+use crate::error::{DomainError, Refusal};
+use crate::values::id_problem;
 
 /// What an order can be asked to do. `Place` and the two `Record…`
 /// commands come from the checkout saga; `Pay`, `Ship` and `Cancel` from

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use shop_events::ProductEvent;
 use uuid::Uuid;
 
-use crate::error::{id_problem, name_problem, DomainError, Refusal};
+use crate::error::{name_problem, DomainError, Refusal};
+use crate::values::id_problem;
 
 /// What a product can be asked to do. The product is the stream's, so only
 /// `Register` names its SKU.
@@ -29,7 +30,7 @@ use crate::error::{id_problem, name_problem, DomainError, Refusal};
 pub enum ProductCommand {
     /// Adds the product to the catalog.
     Register {
-        /// Its SKU: 1 to 64 characters from `[A-Za-z0-9._-]`; also the stream id.
+        /// Its SKU: see [`crate::values::ID_PATTERN`]; also the stream id.
         sku: String,
         /// Its name: not blank, at most 200 characters.
         name: String,
@@ -93,7 +94,8 @@ pub enum ProductError {
         /// The stock as given.
         stock: i64,
     },
-    /// A restock would take the units on hand past `u32::MAX`. [`Refusal::Invalid`].
+    /// A restock would take the units on hand past `u32::MAX`: a rule of the
+    /// state, not of the command. [`Refusal::RuleViolated`].
     #[error(
         "restocking {quantity} units onto {on_hand} on hand would exceed the maximum of {max}",
         max = u32::MAX
@@ -143,13 +145,13 @@ impl ProductError {
             Self::InvalidSku { .. }
             | Self::InvalidName { .. }
             | Self::StockTooLarge { .. }
-            | Self::StockOverflow { .. }
             | Self::ZeroReservation => Refusal::Invalid,
             Self::NotFound => Refusal::NotFound,
             Self::AlreadyRegistered { .. } => Refusal::AlreadyExists,
-            Self::NegativeStock { .. } | Self::NegativePrice { .. } | Self::RestockNotPositive { .. } => {
-                Refusal::RuleViolated
-            }
+            Self::NegativeStock { .. }
+            | Self::NegativePrice { .. }
+            | Self::RestockNotPositive { .. }
+            | Self::StockOverflow { .. } => Refusal::RuleViolated,
         }
     }
 }

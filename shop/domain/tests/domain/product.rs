@@ -228,13 +228,13 @@ mod restock {
     fn refuses_an_overflow() {
         given::<Product>([registered(u32::MAX - 2)])
             .when(ProductCommand::Restock { quantity: 3 })
-            .then_error(is(Refusal::Invalid))
+            .then_error(is(Refusal::RuleViolated))
             .then_error_message(
                 "restocking 3 units onto 4294967293 on hand would exceed the maximum of 4294967295",
             );
         given::<Product>([registered(0)])
             .when(ProductCommand::Restock { quantity: i64::from(u32::MAX) + 1 })
-            .then_error(is(Refusal::Invalid));
+            .then_error(is(Refusal::RuleViolated));
     }
 
     #[test]
