@@ -15,41 +15,42 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord, TraceParent};
 use parallax_runtime::{CommandContext, Executed};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shop_domain::{Cart, Order, OrderCommand, Product, ProductCommand};
+use shop_domain::values::integer as int;
+use shop_domain::{
+    Cart, CartId, Cents, CustomerId, Order, OrderCommand, OrderId, Product, ProductCommand, Quantity, Sku,
+};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::{CartAccepted, CheckoutAccepted, OrderAccepted, ProductAccepted, Refusals};
+use super::extract::{
+    self, CartItemPath, CartPath, CommandBody, IdempotencyKey, OrderPath, ProductPath, Segments, Trace,
+};
+use super::openapi::refusals;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::commands::{ShopCommandError, ShopCommands};
 
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
 /// Headers every command accepts.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)] // documentation only: the handlers read the headers by hand
+#[allow(dead_code)] // documentation only: the extractors read the headers
 pub struct CommandHeaders {
     /// Repeating a key with the same request repeats the first answer and
     /// appends nothing; with a different request it is refused with 422.
-    /// 1 to 255 visible ASCII characters.
     #[serde(rename = "Idempotency-Key")]
-    #[param(min_length = 1, max_length = 255)]
+    #[param(schema_with = extract::idempotency_key)]
     idempotency_key: Option<String>,
-    /// W3C trace context: the command runs in this trace.
+    /// W3C trace context: the command runs in this trace (a new one if it is
+    /// missing or invalid).
     #[serde(rename = "traceparent")]
     traceparent: Option<String>,
 }
@@ -58,17 +59,17 @@ pub struct CommandHeaders {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterProduct {
-    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    sku: String,
-    /// Not blank, at most 200 characters, no control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = extract::sku)]
+    sku: Sku,
+    #[schema(schema_with = extract::product_name)]
     name: String,
-    /// Minor units (euro cents), not negative.
-    #[schema(minimum = 0)]
-    price_cents: i64,
-    /// Units in stock, not negative.
-    #[schema(minimum = 0, maximum = 4_294_967_295_i64)]
+    /// Minor units (euro cents); a negative price is refused with 422.
+    #[schema(schema_with = extract::price)]
+    price_cents: Cents,
+    /// Units in stock: a negative stock is refused with 422, one above
+    /// 4294967295 with 400.
+    #[serde(with = "int")]
+    #[schema(schema_with = extract::stock)]
     stock: i64,
 }
 
@@ -76,17 +77,16 @@ pub struct RegisterProduct {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reprice {
-    /// Minor units (euro cents), not negative.
-    #[schema(minimum = 0)]
-    price_cents: i64,
+    #[schema(schema_with = extract::price)]
+    price_cents: Cents,
 }
 
 /// Units arrived.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Restock {
-    /// Positive.
-    #[schema(minimum = 1)]
+    #[serde(with = "int")]
+    #[schema(schema_with = extract::restock)]
     quantity: i64,
 }
 
@@ -94,292 +94,326 @@ pub struct Restock {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
-    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    sku: String,
-    /// Positive; a cart line holds at most 1000 units.
-    #[schema(minimum = 1, maximum = 1000)]
-    quantity: i64,
+    #[schema(schema_with = extract::sku)]
+    sku: Sku,
+    #[schema(schema_with = extract::quantity)]
+    quantity: Quantity,
 }
 
 /// Turns a cart into an order.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckOut {
-    /// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    customer_id: String,
+    #[schema(schema_with = extract::customer_id)]
+    customer_id: CustomerId,
+}
+
+/// A command's answer: what it was about, and the consistency token of its
+/// write. Stored without the token as the idempotency record's answer (so
+/// fields are declared in the order `json!` wrote them, sorted), which a
+/// repeat reads back.
+trait Answer: Serialize + DeserializeOwned {
+    fn token(&mut self) -> &mut String;
+}
+
+/// A command's answer about a product.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProductAccepted {
+    #[schema(schema_with = extract::sku)]
+    sku: Sku,
+    /// Consistency token: give it to a query as `consistent_with` to read this write.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(required = true, schema_with = extract::token)]
+    token: String,
+}
+
+/// A command's answer about a cart.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CartAccepted {
+    #[schema(schema_with = extract::cart_id)]
+    cart_id: CartId,
+    /// Consistency token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(required = true, schema_with = extract::token)]
+    token: String,
+}
+
+/// The answer to a checkout: the order the cart becomes.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CheckoutAccepted {
+    #[schema(schema_with = extract::cart_id)]
+    cart_id: CartId,
+    /// The order, placed asynchronously by the checkout saga.
+    #[schema(schema_with = extract::order_id)]
+    order_id: OrderId,
+    /// Consistency token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(required = true, schema_with = extract::token)]
+    token: String,
+}
+
+/// A command's answer about an order.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct OrderAccepted {
+    #[schema(schema_with = extract::order_id)]
+    order_id: OrderId,
+    /// Consistency token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(required = true, schema_with = extract::token)]
+    token: String,
+}
+
+macro_rules! answer {
+    ($($name:ident),*) => {$(
+        impl Answer for $name {
+            fn token(&mut self) -> &mut String {
+                &mut self.token
+            }
+        }
+    )*};
+}
+answer!(ProductAccepted, CartAccepted, CheckoutAccepted, OrderAccepted);
+
+/// What every command request carries besides its own fields.
+struct Request {
+    command_type: &'static str,
+    /// The route with its segments, part of the idempotency fingerprint.
+    route: String,
+    stream: String,
+    status: StatusCode,
+    key: Option<String>,
+    trace: TraceParent,
+}
+
+impl Request {
+    fn new(command_type: &'static str, route: String, stream: String, status: StatusCode) -> Self {
+        Self { command_type, route, stream, status, key: None, trace: TraceParent::continue_or_start(None) }
+    }
+
+    fn from(mut self, IdempotencyKey(key): IdempotencyKey, Trace(trace): Trace) -> Self {
+        self.key = key;
+        self.trace = trace;
+        self
+    }
 }
 
 #[utoipa::path(post, path = "/api/products", tag = "commands", request_body = RegisterProduct, params(CommandHeaders),
-    responses((status = 201, description = "Registered", body = ProductAccepted), Refusals))]
+    responses((status = 201, description = "Registered", body = ProductAccepted), refusals::Register))]
 pub async fn register_product(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    key: IdempotencyKey,
+    trace: Trace,
+    CommandBody { request, bytes }: CommandBody<RegisterProduct>,
 ) -> Result<Response, ApiError> {
-    let (request, body): (RegisterProduct, _) = parse(body)?;
-    let sku = request.sku.clone();
-    let answer = json!({ "sku": sku });
-    let command = ProductCommand::Register {
-        sku: request.sku,
-        name: request.name,
-        price_cents: request.price_cents,
-        stock: request.stock,
-    };
-    let route = "POST /api/products";
-    let stream = Product::stream_id(&sku);
-    let command_type = "product.register";
-    run(
-        &state,
-        command_type,
-        &headers,
-        route,
-        &stream,
-        &body,
-        StatusCode::CREATED,
-        answer,
-        |c, ctx| async move { c.product(&sku, command, &ctx).await },
-    )
+    let RegisterProduct { sku, name, price_cents, stock } = request;
+    let stream = Product::stream_id(sku.as_str());
+    let call = Request::new("product.register", "POST /api/products".into(), stream, StatusCode::CREATED);
+    let answer = ProductAccepted { sku: sku.clone(), token: String::new() };
+    let command =
+        ProductCommand::Register { sku: sku.to_string(), name, price_cents: price_cents.get(), stock };
+    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+        c.product(sku.as_str(), command, &ctx).await
+    })
     .await
 }
 
 #[utoipa::path(post, path = "/api/products/{sku}/price", tag = "commands", request_body = Reprice,
-    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
-    responses((status = 200, description = "Repriced", body = ProductAccepted), Refusals))]
+    params(ProductPath, CommandHeaders),
+    responses((status = 200, description = "Repriced", body = ProductAccepted), refusals::Product))]
 pub async fn reprice(
-    state: State<Arc<ApiState>>,
-    path: Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    State(state): State<Arc<ApiState>>,
+    Segments(ProductPath { sku }): Segments<ProductPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+    CommandBody { request, bytes }: CommandBody<Reprice>,
 ) -> Result<Response, ApiError> {
-    let (request, body): (Reprice, _) = parse(body)?;
-    let command = ProductCommand::Reprice { price_cents: request.price_cents };
-    product_command(state, path, headers, ("price", "product.reprice"), &body, command).await
+    let command = ProductCommand::Reprice { price_cents: request.price_cents.get() };
+    let call = product_request(&sku, ("price", "product.reprice")).from(key, trace);
+    product_command(&state, sku, call, &bytes, command).await
 }
 
 #[utoipa::path(post, path = "/api/products/{sku}/restock", tag = "commands", request_body = Restock,
-    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
-    responses((status = 200, description = "Restocked", body = ProductAccepted), Refusals))]
+    params(ProductPath, CommandHeaders),
+    responses((status = 200, description = "Restocked", body = ProductAccepted), refusals::Product))]
 pub async fn restock(
-    state: State<Arc<ApiState>>,
-    path: Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    State(state): State<Arc<ApiState>>,
+    Segments(ProductPath { sku }): Segments<ProductPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+    CommandBody { request, bytes }: CommandBody<Restock>,
 ) -> Result<Response, ApiError> {
-    let (request, body): (Restock, _) = parse(body)?;
     let command = ProductCommand::Restock { quantity: request.quantity };
-    product_command(state, path, headers, ("restock", "product.restock"), &body, command).await
+    let call = product_request(&sku, ("restock", "product.restock")).from(key, trace);
+    product_command(&state, sku, call, &bytes, command).await
 }
 
 /// A command to an existing product, at `POST /api/products/{sku}/{verb}`.
+fn product_request(sku: &Sku, (verb, command_type): (&str, &'static str)) -> Request {
+    let route = format!("POST /api/products/{sku}/{verb}");
+    Request::new(command_type, route, Product::stream_id(sku.as_str()), StatusCode::OK)
+}
+
 async fn product_command(
-    State(state): State<Arc<ApiState>>,
-    Path(sku): Path<String>,
-    headers: HeaderMap,
-    (verb, command_type): (&str, &'static str),
+    state: &ApiState,
+    sku: Sku,
+    call: Request,
     body: &[u8],
     command: ProductCommand,
 ) -> Result<Response, ApiError> {
-    identifier("sku", &sku)?;
-    let route = format!("POST /api/products/{sku}/{verb}");
-    let stream = Product::stream_id(&sku);
-    let answer = json!({ "sku": sku });
-    run(&state, command_type, &headers, &route, &stream, body, StatusCode::OK, answer, |c, ctx| async move {
-        c.product(&sku, command, &ctx).await
-    })
-    .await
+    let answer = ProductAccepted { sku: sku.clone(), token: String::new() };
+    run(state, call, body, answer, |c, ctx| async move { c.product(sku.as_str(), command, &ctx).await }).await
 }
 
 #[utoipa::path(post, path = "/api/carts/{cart_id}/items", tag = "commands", request_body = AddItem,
-    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
-    responses((status = 200, description = "Added", body = CartAccepted), Refusals))]
+    params(CartPath, CommandHeaders),
+    responses((status = 200, description = "Added", body = CartAccepted), refusals::AddItem))]
 pub async fn add_item(
     State(state): State<Arc<ApiState>>,
-    Path(cart_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Segments(CartPath { cart_id }): Segments<CartPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+    CommandBody { request, bytes }: CommandBody<AddItem>,
 ) -> Result<Response, ApiError> {
-    let (request, body): (AddItem, _) = parse(body)?;
-    identifier("cart id", &cart_id)?;
-    identifier("sku", &request.sku)?;
     let route = format!("POST /api/carts/{cart_id}/items");
-    let answer = json!({ "cart_id": cart_id });
-    let stream = Cart::stream_id(&cart_id);
-    run(
-        &state,
-        "cart.add_item",
-        &headers,
-        &route,
-        &stream,
-        &body,
-        StatusCode::OK,
-        answer,
-        |c, ctx| async move { c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await },
-    )
+    let call = Request::new("cart.add_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
+    let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
+    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+        let quantity = i64::from(request.quantity.get());
+        c.add_item(cart_id.as_str(), request.sku.as_str(), quantity, &ctx).await
+    })
     .await
 }
 
 #[utoipa::path(delete, path = "/api/carts/{cart_id}/items/{sku}", tag = "commands",
-    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), ("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
-    responses((status = 200, description = "Removed", body = CartAccepted), Refusals))]
+    params(CartItemPath, CommandHeaders),
+    responses((status = 200, description = "Removed", body = CartAccepted), refusals::RemoveItem))]
 pub async fn remove_item(
     State(state): State<Arc<ApiState>>,
-    Path((cart_id, sku)): Path<(String, String)>,
-    headers: HeaderMap,
+    Segments(CartItemPath { cart_id, sku }): Segments<CartItemPath>,
+    key: IdempotencyKey,
+    trace: Trace,
 ) -> Result<Response, ApiError> {
-    identifier("cart id", &cart_id)?;
-    identifier("sku", &sku)?;
     let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
-    let answer = json!({ "cart_id": cart_id });
-    let stream = Cart::stream_id(&cart_id);
-    run(
-        &state,
-        "cart.remove_item",
-        &headers,
-        &route,
-        &stream,
-        b"",
-        StatusCode::OK,
-        answer,
-        |c, ctx| async move { c.remove_item(&cart_id, &sku, &ctx).await },
-    )
-    .await
-}
-
-#[utoipa::path(post, path = "/api/carts/{cart_id}/checkout", tag = "commands", request_body = CheckOut,
-    params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), CommandHeaders),
-    responses((status = 202, description = "Checked out; the saga places the order", body = CheckoutAccepted), Refusals))]
-pub async fn check_out(
-    State(state): State<Arc<ApiState>>,
-    Path(cart_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let (request, body): (CheckOut, _) = parse(body)?;
-    identifier("cart id", &cart_id)?;
-    identifier("customer id", &request.customer_id)?;
-    let order_id = Uuid::now_v7();
-    let route = format!("POST /api/carts/{cart_id}/checkout");
-    let answer = json!({ "order_id": order_id, "cart_id": cart_id });
-    let stream = Cart::stream_id(&cart_id);
-    let command_type = "cart.check_out";
-    run(
-        &state,
-        command_type,
-        &headers,
-        &route,
-        &stream,
-        &body,
-        StatusCode::ACCEPTED,
-        answer,
-        |c, ctx| async move { c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await },
-    )
-    .await
-}
-
-#[utoipa::path(post, path = "/api/orders/{order_id}/pay", tag = "commands",
-    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
-    responses((status = 200, description = "Paid", body = OrderAccepted), Refusals))]
-pub async fn pay(
-    state: State<Arc<ApiState>>,
-    path: Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    order_command(state, path, headers, ("pay", "order.pay"), OrderCommand::Pay).await
-}
-
-#[utoipa::path(post, path = "/api/orders/{order_id}/ship", tag = "commands",
-    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
-    responses((status = 200, description = "Shipped", body = OrderAccepted), Refusals))]
-pub async fn ship(
-    state: State<Arc<ApiState>>,
-    path: Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    order_command(state, path, headers, ("ship", "order.ship"), OrderCommand::Ship).await
-}
-
-#[utoipa::path(post, path = "/api/orders/{order_id}/cancel", tag = "commands",
-    params(("order_id" = uuid::Uuid, Path), CommandHeaders),
-    responses((status = 200, description = "Cancelled", body = OrderAccepted), Refusals))]
-pub async fn cancel(
-    state: State<Arc<ApiState>>,
-    path: Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    order_command(state, path, headers, ("cancel", "order.cancel"), OrderCommand::Cancel).await
-}
-
-async fn order_command(
-    State(state): State<Arc<ApiState>>,
-    Path(order_id): Path<String>,
-    headers: HeaderMap,
-    (verb, command_type): (&str, &'static str),
-    command: OrderCommand,
-) -> Result<Response, ApiError> {
-    let id = order_id
-        .parse::<Uuid>()
-        .map_err(|_| ApiError::bad_request(format!("order id {order_id:?} is not a UUID")))?;
-    let route = format!("POST /api/orders/{id}/{verb}");
-    let stream = Order::stream_id(&id.to_string());
-    let answer = json!({ "order_id": id });
-    run(&state, command_type, &headers, &route, &stream, b"", StatusCode::OK, answer, |c, ctx| async move {
-        c.order(id, command, &ctx).await
+    let call = Request::new("cart.remove_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
+    let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
+    run(&state, call.from(key, trace), b"", answer, |c, ctx| async move {
+        c.remove_item(cart_id.as_str(), sku.as_str(), &ctx).await
     })
     .await
 }
 
-/// Runs a command of type `command_type` on `stream` with the request's
-/// idempotency key, in the request's trace, and answers with `answer` plus
-/// the consistency token; records its latency.
-#[allow(clippy::too_many_arguments)]
-async fn run<F, Fut>(
+#[utoipa::path(post, path = "/api/carts/{cart_id}/checkout", tag = "commands", request_body = CheckOut,
+    params(CartPath, CommandHeaders),
+    responses((status = 202, description = "Checked out; the saga places the order", body = CheckoutAccepted), refusals::Checkout))]
+pub async fn check_out(
+    State(state): State<Arc<ApiState>>,
+    Segments(CartPath { cart_id }): Segments<CartPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+    CommandBody { request, bytes }: CommandBody<CheckOut>,
+) -> Result<Response, ApiError> {
+    let order_id = Uuid::now_v7();
+    let route = format!("POST /api/carts/{cart_id}/checkout");
+    let call = Request::new("cart.check_out", route, Cart::stream_id(cart_id.as_str()), StatusCode::ACCEPTED);
+    let answer =
+        CheckoutAccepted { cart_id: cart_id.clone(), order_id: order_id.into(), token: String::new() };
+    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+        c.check_out(cart_id.as_str(), request.customer_id.as_str(), order_id, &ctx).await
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/orders/{order_id}/pay", tag = "commands",
+    params(OrderPath, CommandHeaders),
+    responses((status = 200, description = "Paid", body = OrderAccepted), refusals::Order))]
+pub async fn pay(
+    state: State<Arc<ApiState>>,
+    path: Segments<OrderPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+) -> Result<Response, ApiError> {
+    order_command(state, path, key, trace, ("pay", "order.pay"), OrderCommand::Pay).await
+}
+
+#[utoipa::path(post, path = "/api/orders/{order_id}/ship", tag = "commands",
+    params(OrderPath, CommandHeaders),
+    responses((status = 200, description = "Shipped", body = OrderAccepted), refusals::Order))]
+pub async fn ship(
+    state: State<Arc<ApiState>>,
+    path: Segments<OrderPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+) -> Result<Response, ApiError> {
+    order_command(state, path, key, trace, ("ship", "order.ship"), OrderCommand::Ship).await
+}
+
+#[utoipa::path(post, path = "/api/orders/{order_id}/cancel", tag = "commands",
+    params(OrderPath, CommandHeaders),
+    responses((status = 200, description = "Cancelled", body = OrderAccepted), refusals::Order))]
+pub async fn cancel(
+    state: State<Arc<ApiState>>,
+    path: Segments<OrderPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+) -> Result<Response, ApiError> {
+    order_command(state, path, key, trace, ("cancel", "order.cancel"), OrderCommand::Cancel).await
+}
+
+async fn order_command(
+    State(state): State<Arc<ApiState>>,
+    Segments(OrderPath { order_id }): Segments<OrderPath>,
+    key: IdempotencyKey,
+    trace: Trace,
+    (verb, command_type): (&str, &'static str),
+    command: OrderCommand,
+) -> Result<Response, ApiError> {
+    let route = format!("POST /api/orders/{order_id}/{verb}");
+    let call = Request::new(command_type, route, Order::stream_id(&order_id.to_string()), StatusCode::OK);
+    let answer = OrderAccepted { order_id, token: String::new() };
+    run(&state, call.from(key, trace), b"", answer, |c, ctx| async move {
+        c.order(order_id.uuid(), command, &ctx).await
+    })
+    .await
+}
+
+/// Runs `call`'s command with its idempotency key, in its trace, and answers
+/// with `answer` and the consistency token (a repeat of the key: with the
+/// first answer); records its latency.
+async fn run<A, F, Fut>(
     state: &ApiState,
-    command_type: &'static str,
-    headers: &HeaderMap,
-    route: &str,
-    stream: &str,
+    call: Request,
     body: &[u8],
-    status: StatusCode,
-    answer: Value,
+    answer: A,
     execute: F,
 ) -> Result<Response, ApiError>
 where
+    A: Answer,
     F: FnOnce(Arc<ShopCommands>, CommandContext) -> Fut,
     Fut: Future<Output = Result<Executed, ShopCommandError>>,
 {
     let started = Instant::now();
-    let traceparent = TraceParent::continue_or_start(
-        headers.get(TraceParent::HEADER).and_then(|value| value.to_str().ok()),
-    );
+    let Request { command_type, route, stream, status, key, trace } = call;
     let result: Result<Response, ApiError> = async {
         let commands = state.commands.clone().ok_or_else(|| ApiError::role_not_served("command"))?;
-        let mut context = CommandContext::new().with_trace(traceparent);
-        if let Some(key) = idempotency_key(headers)? {
+        let mut context = CommandContext::new().with_trace(trace);
+        if let Some(key) = key {
             let mut digest = Sha256::new();
             digest.update(route.as_bytes());
             digest.update(b"\n");
             digest.update(body);
             let fingerprint = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            context = context.with_idempotency(IdempotencyRecord {
-                key,
-                fingerprint,
-                response: answer.to_string(),
-            });
+            let response = serde_json::to_string(&answer).map_err(|e| ApiError::internal(&e))?;
+            context = context.with_idempotency(IdempotencyRecord { key, fingerprint, response });
         }
         let executed = execute(commands, context).await?;
         let mut answer = match &executed {
             Executed::Duplicate { response, .. } => {
-                serde_json::from_str(response).map_err(|e| ApiError::internal(&e))?
+                serde_json::from_str::<A>(response).map_err(|e| ApiError::internal(&e))?
             }
             _ => answer,
         };
-        let partition = partition_for(stream, state.partitions);
-        let token = ConsistencyToken::at(partition, executed.position()).to_string();
-        if let Value::Object(fields) = &mut answer {
-            fields.insert("token".into(), Value::String(token));
-        }
+        let partition = partition_for(&stream, state.partitions);
+        *answer.token() = ConsistencyToken::at(partition, executed.position()).to_string();
         Ok((status, Json(answer)).into_response())
     }
     .await;
@@ -389,45 +423,6 @@ where
         Err(_) => "failed",
     };
     state.telemetry.metrics.command(command_type, outcome, started.elapsed());
-    tracing::debug!(command = command_type, outcome, trace_id = %traceparent.trace_id(), "command handled");
+    tracing::debug!(command = command_type, outcome, trace_id = %trace.trace_id(), "command handled");
     result
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
-    Ok(Some(key.to_owned()))
-}
-
-/// Parses a JSON body, refusing a malformed one with a precise 400 (and a
-/// body over the limit with 413).
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, Bytes), ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::too_large(format!("the body must be at most {} bytes", super::MAX_BODY_BYTES))
-        }
-        _ => ApiError::bad_request(rejection.body_text()),
-    })?;
-    let request = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    Ok((request, body))
-}
-
-/// Identifiers (SKUs, cart and customer ids): 1 to 64 of `A-Z a-z 0-9 . _ -`.
-pub(super) fn identifier(what: &str, value: &str) -> Result<(), ApiError> {
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    match valid {
-        true => Ok(()),
-        false => Err(ApiError::bad_request(format!(
-            "{what} {value:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-        ))),
-    }
 }

@@ -30,8 +30,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::access::Caller;
+use super::extract::Params;
 use super::problem::ApiError;
 use super::ApiState;
 use crate::config::{ApiKeySettings, HttpSettings};
@@ -122,8 +122,12 @@ impl LiveEvents {
 #[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Start after this log position (default: the head). `Last-Event-ID` wins over it.
-    #[param(value_type = Option<u64>)]
+    #[param(schema_with = after)]
     after: Option<String>,
+}
+
+fn after() -> utoipa::openapi::Object {
+    super::extract::integer(0, i64::MAX, "A log position, 0 to 9223372036854775807.")
 }
 
 /// One event as the stream sends it.
@@ -147,16 +151,18 @@ pub async fn stream(
     State(state): State<Arc<ApiState>>,
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
-    params: Result<Query<StreamParams>, QueryRejection>,
+    Params(params): Params<StreamParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let live = state.live.clone().ok_or_else(|| ApiError::role_not_served("query"))?;
     let slot = live.take_slot(caller.as_deref())?;
     // A reconnecting browser's Last-Event-ID wins over the URL it reuses.
     let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("?").to_owned());
     let after = match last_event_id.or(params.after) {
-        Some(raw) => raw.trim().parse::<Position>().map_err(|_| {
-            ApiError::bad_request(format!("after (or Last-Event-ID) must be a log position, got {raw:?}"))
+        Some(raw) => super::extract::position(raw.trim()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "after (or Last-Event-ID) must be a log position, 0 to {}, got {raw:?}",
+                i64::MAX
+            ))
         })?,
         None => live.log.head().await.map_err(|e| ApiError::internal(&e))?,
     };

@@ -12,6 +12,7 @@ mod command_api;
 mod dashboard;
 mod deadline;
 mod event_stream;
+mod extract;
 mod ops_api;
 pub mod openapi;
 mod problem;

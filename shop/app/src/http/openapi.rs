@@ -8,12 +8,16 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{command_api, dashboard, event_stream, ops_api, query_api};
+use super::command_api::{CartAccepted, CheckoutAccepted, OrderAccepted, ProductAccepted};
+use super::{command_api, dashboard, event_stream, extract, ops_api, query_api, ApiState};
 
 /// A refusal or failure: RFC 9457 problem details, `application/problem+json`.
 #[derive(Serialize, ToSchema)]
@@ -29,25 +33,76 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// The problems any command may answer with.
-pub struct Refusals;
+/// The problems each command may answer with: every command can be
+/// malformed (400), too large (413), outrun by concurrent changes (409),
+/// given an idempotency key used for another request (422) or sent to a
+/// process without the command role (503); the rest is the command's own.
+pub mod refusals {
+    use std::collections::BTreeMap;
 
-impl IntoResponses for Refusals {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        [
-            ("400", "Malformed JSON, a missing, unknown or invalid field, or an invalid path segment"),
-            ("404", "No such product, cart or order"),
-            ("409", "It exists already, or concurrent changes kept conflicting"),
-            ("413", "The body is over the limit (64 KiB)"),
-            (
-                "422",
-                "The command breaks a business rule, or its idempotency key was used for another request",
-            ),
-            ("503", "This process does not run the command role"),
-        ]
-        .into_iter()
-        .map(|(status, description)| (status.to_owned(), problem(description)))
-        .collect()
+    use utoipa::openapi::{RefOr, Response};
+    use utoipa::IntoResponses;
+
+    const INVALID: &str = "Malformed JSON, a missing, unknown or invalid field, header or path segment";
+    const TOO_LARGE: &str = "The body is over the limit (64 KiB)";
+    const UNAVAILABLE: &str = "This process does not run the command role, or the command took too long";
+    const CONFLICT: &str = "Concurrent changes kept conflicting; retry";
+    const KEY_REUSED: &str = "The idempotency key was used for another request";
+
+    macro_rules! refusals {
+        ($($(#[$doc:meta])* $name:ident { $(404: $not_found:literal,)? $(409: $conflict:literal,)? 422: $rule:literal })*) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    let conflict = [$($conflict,)? CONFLICT].join("; or: ");
+                    let rule = [$rule, KEY_REUSED].join("; or: ");
+                    let not_found: Vec<(&str, String)> = vec![$(("404", $not_found.into()))?];
+                    let responses: Vec<(&str, String)> = vec![
+                        ("400", INVALID.into()),
+                        ("409", conflict),
+                        ("413", TOO_LARGE.into()),
+                        ("422", rule),
+                        ("503", UNAVAILABLE.into()),
+                    ];
+                    responses.into_iter().chain(not_found).map(|(status, text)| (status.to_owned(), super::problem(&text))).collect()
+                }
+            }
+        )*};
+    }
+
+    refusals! {
+        /// `POST /api/products`.
+        Register {
+            409: "The product is registered already",
+            422: "A negative price or stock"
+        }
+        /// A command to a product (`price`, `restock`).
+        Product {
+            404: "No such product",
+            422: "A negative price, a restock of no units, or one past the most a product holds (4294967295 units)"
+        }
+        /// `POST /api/carts/{cart_id}/items`.
+        AddItem {
+            404: "No such product",
+            422: "The cart is checked out, or the line would hold more than 1000 units"
+        }
+        /// `DELETE /api/carts/{cart_id}/items/{sku}`.
+        RemoveItem {
+            404: "No such cart, or the item is not in it",
+            422: "The cart is checked out"
+        }
+        /// `POST /api/carts/{cart_id}/checkout`.
+        Checkout {
+            404: "No such cart, or one of its products no longer exists",
+            422: "The cart is checked out already or empty, or its total does not fit"
+        }
+        /// A command to an order (`pay`, `ship`, `cancel`).
+        Order {
+            404: "No such order",
+            422: "The order's status does not allow it"
+        }
     }
 }
 
@@ -76,44 +131,6 @@ impl IntoResponses for QueryRefusals {
         .map(|(status, description)| (status.to_owned(), problem(description)))
         .collect()
     }
-}
-
-/// A command's answer about a product.
-#[derive(Serialize, ToSchema)]
-pub struct ProductAccepted {
-    /// The product.
-    pub sku: String,
-    /// Consistency token: give it to a query as `consistent_with` to read this write.
-    pub token: String,
-}
-
-/// A command's answer about a cart.
-#[derive(Serialize, ToSchema)]
-pub struct CartAccepted {
-    /// The cart.
-    pub cart_id: String,
-    /// Consistency token.
-    pub token: String,
-}
-
-/// The answer to a checkout: the order the cart becomes.
-#[derive(Serialize, ToSchema)]
-pub struct CheckoutAccepted {
-    /// The cart.
-    pub cart_id: String,
-    /// The order (placed asynchronously by the checkout saga).
-    pub order_id: uuid::Uuid,
-    /// Consistency token.
-    pub token: String,
-}
-
-/// A command's answer about an order.
-#[derive(Serialize, ToSchema)]
-pub struct OrderAccepted {
-    /// The order.
-    pub order_id: uuid::Uuid,
-    /// Consistency token.
-    pub token: String,
 }
 
 /// The shop's HTTP API.
@@ -150,8 +167,17 @@ pub struct OrderAccepted {
 )]
 pub struct ApiDoc;
 
+/// The document for a log of `partitions` partitions: its consistency
+/// tokens name only those.
+pub fn for_log(partitions: u32) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.schemas.insert("ConsistencyToken".into(), extract::token_for(Some(partitions)).into());
+    document
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI 3 document of this API", content_type = "application/json")))]
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn document(State(state): State<Arc<ApiState>>) -> Json<utoipa::openapi::OpenApi> {
+    Json(for_log(state.partitions))
 }

@@ -8,20 +8,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::{furthest, ConsistencyToken};
+use parallax_core::furthest;
 use parallax_runtime::WaitError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shop_read::queries::{answered_by, Listing, DEFAULT_LIMIT, MAX_LIMIT};
 use shop_read::{QueryError, ShopQueries};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Object;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
-use super::command_api::identifier;
+use super::extract::{self, CartPath, CustomerPath, OrderPath, Params, ProductPath, Segments};
 use super::openapi::QueryRefusals;
 use super::problem::ApiError;
 use super::ApiState;
@@ -31,48 +31,94 @@ const MAX_WAIT_MS: u64 = 10_000;
 /// The longest a query waits for its consistency token.
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS);
 
-/// Query-string parameters; parsed by hand for precise errors.
+/// What every query accepts: wait for a write before answering.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct Params {
+pub struct Consistency {
     /// A consistency token from a command's answer: the query answers once
     /// its view has absorbed that write.
+    #[param(schema_with = extract::token)]
     consistent_with: Option<String>,
-    /// How long to wait for `consistent_with`, 0 to 10000 (default 2000).
-    #[param(value_type = Option<u64>, maximum = 10000)]
-    wait_ms: Option<String>,
-    /// Page size of listings, from 1 to the maximum.
-    #[param(value_type = Option<u64>, minimum = 1)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page of a listing.
-    cursor: Option<String>,
+    /// How long to wait for `consistent_with`, in milliseconds (default 2000).
+    #[param(schema_with = wait_ms)]
+    wait_ms: Option<Integer<0, MAX_WAIT_MS>>,
 }
 
-impl Params {
-    /// The cursor, if given: at most 512 bytes, no control characters (a NUL
-    /// would reach the read store, and PostgreSQL refuses it in text).
-    fn cursor(&self) -> Result<Option<String>, ApiError> {
-        match &self.cursor {
-            Some(raw) if raw.len() > 512 || raw.chars().any(char::is_control) => Err(ApiError::bad_request(
-                "cursor must be the next_cursor of a previous page (at most 512 bytes, no control characters)",
+/// What a listing accepts besides [`Consistency`]: its page.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Page size.
+    #[param(schema_with = limit)]
+    limit: Option<Integer<1, { MAX_LIMIT as u64 }>>,
+    /// The `next_cursor` of the previous page.
+    #[param(schema_with = cursor)]
+    cursor: Option<Cursor>,
+}
+
+fn wait_ms() -> Object {
+    extract::integer(0, MAX_WAIT_MS as i64, "Milliseconds, 0 to 10000 (default 2000).")
+}
+
+fn limit() -> Object {
+    extract::integer(1, MAX_LIMIT as i64, "Items per page (default 50).")
+}
+
+/// Longest cursor, in characters.
+const MAX_CURSOR: usize = 512;
+
+fn cursor() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "The `next_cursor` of the previous page: at most 512 characters, no control characters.",
+        ))
+        .pattern(Some(r"^[^\u0000-\u001F\u007F-\u009F]*$"))
+        .max_length(Some(MAX_CURSOR))
+        .build()
+}
+
+/// A query-string integer from `MIN` to `MAX`, refused with a message
+/// naming the range.
+#[derive(Debug, Clone, Copy)]
+struct Integer<const MIN: u64, const MAX: u64>(u64);
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Integer<MIN, MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        raw.parse::<u64>()
+            .ok()
+            .filter(|n| (MIN..=MAX).contains(n) && !raw.starts_with('+'))
+            .map(Self)
+            .ok_or_else(|| serde::de::Error::custom(format!("{raw:?} is not an integer from {MIN} to {MAX}")))
+    }
+}
+
+/// A page cursor: at most [`MAX_CURSOR`] characters and no control
+/// characters (a NUL would reach the read store, and PostgreSQL refuses it
+/// in text).
+#[derive(Debug, Clone)]
+struct Cursor(String);
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        match raw.chars().count() > MAX_CURSOR || raw.chars().any(char::is_control) {
+            true => Err(serde::de::Error::custom(
+                "cursor must be the next_cursor of a previous page (at most 512 characters, no control characters)",
             )),
-            cursor => Ok(cursor.clone()),
-        }
-    }
-
-    fn limit(&self) -> Result<usize, ApiError> {
-        match &self.limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
-            }),
+            false => Ok(Self(raw)),
         }
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::bad_request(rejection.body_text())
+impl Page {
+    fn limit(&self) -> usize {
+        self.limit.map_or(DEFAULT_LIMIT, |Integer(n)| n as usize)
+    }
+
+    fn cursor(&self) -> Option<String> {
+        self.cursor.as_ref().map(|Cursor(raw)| raw.clone())
     }
 }
 
@@ -83,29 +129,15 @@ fn from_query(error: QueryError) -> ApiError {
 /// Checks the role, then waits for the token if one was given.
 async fn ready<'a>(
     state: &'a ApiState,
-    params: &Params,
+    params: &Consistency,
     projection: &str,
 ) -> Result<&'a ShopQueries, ApiError> {
     let queries = state.queries.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
-    let wait = match &params.wait_ms {
-        None => DEFAULT_WAIT_MS,
-        Some(raw) => raw.parse::<u64>().ok().filter(|ms| *ms <= MAX_WAIT_MS).ok_or_else(|| {
-            ApiError::bad_request(format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}"))
-        })?,
-    };
+    let wait = params.wait_ms.map_or(DEFAULT_WAIT_MS, |Integer(ms)| ms);
     let Some(raw) = &params.consistent_with else {
         return Ok(queries);
     };
-    let token: ConsistencyToken =
-        raw.parse().map_err(|e: parallax_core::TokenError| ApiError::bad_request(e.to_string()))?;
-    if token.partition >= state.partitions {
-        return Err(ApiError::bad_request(format!(
-            "consistency token {raw:?} names log partition {}; the log has {} (0 to {})",
-            token.partition,
-            state.partitions,
-            state.partitions - 1
-        )));
-    }
+    let token = extract::consistency_token(raw, state.partitions)?;
     let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     match freshness.wait(projection, token, Duration::from_millis(wait)).await {
         Ok(()) => Ok(queries),
@@ -140,93 +172,85 @@ impl<T: Serialize> Serialize for Listed<T> {
     }
 }
 
-#[utoipa::path(get, path = "/api/products", tag = "queries", params(Params),
+#[utoipa::path(get, path = "/api/products", tag = "queries", params(Consistency, Page),
     responses((status = 200, description = "The catalog, a page at a time: `{products, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn products(
     State(state): State<Arc<ApiState>>,
-    params: Result<Query<Params>, QueryRejection>,
+    Params(params): Params<Consistency>,
+    Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
-    let page = queries.products(params.limit()?, params.cursor()?).await.map_err(from_query)?;
+    let page = queries.products(page.limit(), page.cursor()).await.map_err(from_query)?;
     Ok(listing("products", page))
 }
 
-#[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(ProductPath, Consistency),
     responses((status = 200, description = "A product", content_type = "application/json"), QueryRefusals))]
 pub async fn product(
     State(state): State<Arc<ApiState>>,
-    Path(sku): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
+    Segments(ProductPath { sku }): Segments<ProductPath>,
+    Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
-    identifier("sku", &sku)?;
     let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
-    match queries.product(&sku).await.map_err(from_query)? {
+    match queries.product(sku.as_str()).await.map_err(from_query)? {
         Some(product) => Ok(Json(product).into_response()),
         None => Err(ApiError::not_found(format!("product {sku} does not exist"))),
     }
 }
 
-#[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(("cart_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+#[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(CartPath, Consistency),
     responses((status = 200, description = "A cart", content_type = "application/json"), QueryRefusals))]
 pub async fn cart(
     State(state): State<Arc<ApiState>>,
-    Path(cart_id): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
+    Segments(CartPath { cart_id }): Segments<CartPath>,
+    Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
-    identifier("cart id", &cart_id)?;
     let queries = ready(&state, &params, answered_by::CARTS).await?;
-    match queries.cart(&cart_id).await.map_err(from_query)? {
+    match queries.cart(cart_id.as_str()).await.map_err(from_query)? {
         Some(cart) => Ok(Json(cart).into_response()),
         None => Err(ApiError::not_found(format!("cart {cart_id} does not exist"))),
     }
 }
 
-#[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$"), Params),
+#[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(CustomerPath, Consistency, Page),
     responses((status = 200, description = "A customer's orders, newest first: `{orders, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn customer_orders(
     State(state): State<Arc<ApiState>>,
-    Path(customer_id): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
+    Segments(CustomerPath { customer_id }): Segments<CustomerPath>,
+    Params(params): Params<Consistency>,
+    Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
-    identifier("customer id", &customer_id)?;
-    let limit = params.limit()?;
     let queries = ready(&state, &params, answered_by::ORDERS).await?;
-    let page = queries.customer_orders(&customer_id, limit, params.cursor()?).await.map_err(from_query)?;
+    let page = queries
+        .customer_orders(customer_id.as_str(), page.limit(), page.cursor())
+        .await
+        .map_err(from_query)?;
     Ok(listing("orders", page))
 }
 
-#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(("order_id" = uuid::Uuid, Path), Params),
+#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(OrderPath, Consistency),
     responses((status = 200, description = "An order", content_type = "application/json"), QueryRefusals))]
 pub async fn order(
     State(state): State<Arc<ApiState>>,
-    Path(order_id): Path<String>,
-    params: Result<Query<Params>, QueryRejection>,
+    Segments(OrderPath { order_id }): Segments<OrderPath>,
+    Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
-    let id = order_id
-        .parse::<Uuid>()
-        .map_err(|_| ApiError::bad_request(format!("order id {order_id:?} is not a UUID")))?;
     let queries = ready(&state, &params, answered_by::ORDERS).await?;
-    match queries.order(id).await.map_err(from_query)? {
+    match queries.order(order_id.uuid()).await.map_err(from_query)? {
         Some(order) => Ok(Json(order).into_response()),
-        None => Err(ApiError::not_found(format!("order {id} does not exist"))),
+        None => Err(ApiError::not_found(format!("order {order_id} does not exist"))),
     }
 }
 
-#[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(Params),
+#[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(Consistency, Page),
     responses((status = 200, description = "Sales per product: `{sales, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn sales(
     State(state): State<Arc<ApiState>>,
-    params: Result<Query<Params>, QueryRejection>,
+    Params(params): Params<Consistency>,
+    Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
-    let limit = params.limit()?;
     let queries = ready(&state, &params, answered_by::SALES).await?;
-    let page = queries.sales(limit, params.cursor()?).await.map_err(from_query)?;
+    let page = queries.sales(page.limit(), page.cursor()).await.map_err(from_query)?;
     Ok(listing("sales", page))
 }
 
