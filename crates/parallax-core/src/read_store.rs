@@ -159,10 +159,12 @@ impl StoredDocument {
     }
 }
 
-/// An event a projection could not apply, kept for a retry after a fix.
+/// An event a projection could not apply (kept in the read store), or a
+/// process manager could not handle (parked in the write DB:
+/// [`crate::EventStore::park`]), kept for a look and a retry after a fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The projection that failed.
+    /// The projection, or process manager, that failed.
     pub projection: String,
     /// The event's position.
     pub position: Position,

@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 
 use crate::event::{EventRecord, NewEvent, Position};
+use crate::read_store::DeadLetter;
 
 /// What the writer believes the stream's version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,4 +199,14 @@ pub trait EventStore: Send + Sync {
 
     /// Stores a named consumer's position.
     async fn save_checkpoint(&self, consumer: &str, position: Position) -> Result<(), StoreError>;
+
+    /// Keeps an event a named consumer (a process manager) could not handle
+    /// for good, under `letter.projection` (the consumer's name) and the
+    /// event's position. Parking the same (consumer, position) again
+    /// changes nothing, so a consumer that handles an event again after a
+    /// crash parks it once.
+    async fn park(&self, letter: DeadLetter) -> Result<(), StoreError>;
+
+    /// The events a named consumer parked, by position.
+    async fn parked(&self, consumer: &str) -> Result<Vec<DeadLetter>, StoreError>;
 }

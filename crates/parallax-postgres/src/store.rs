@@ -32,8 +32,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parallax_core::{
-    AppendError, AppendOutcome, AppendRequest, EventRecord, EventStore, ExpectedVersion, IdempotencyRecord,
-    Metadata, Position, Snapshot, StoreError, StoredIdempotency,
+    AppendError, AppendOutcome, AppendRequest, DeadLetter, EventRecord, EventStore, ExpectedVersion,
+    IdempotencyRecord, Metadata, Position, Snapshot, StoreError, StoredIdempotency,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -236,6 +236,42 @@ impl EventStore for PgEventStore {
         .await
         .map_err(|e| store_error(format!("save the checkpoint of {consumer}"), e))?;
         Ok(())
+    }
+
+    async fn park(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO parked (consumer, position, event_id, event_type, error) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (consumer, position) DO NOTHING",
+        )
+        .bind(&letter.projection)
+        .bind(to_i64(letter.position))
+        .bind(letter.event_id)
+        .bind(&letter.event_type)
+        .bind(&letter.error)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error(format!("park an event of {}", letter.projection), e))?;
+        Ok(())
+    }
+
+    async fn parked(&self, consumer: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows: Vec<(i64, uuid::Uuid, String, String)> = sqlx::query_as(
+            "SELECT position, event_id, event_type, error FROM parked WHERE consumer = $1 ORDER BY position",
+        )
+        .bind(consumer)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(format!("list what {consumer} parked"), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, event_id, event_type, error)| DeadLetter {
+                projection: consumer.to_owned(),
+                position: to_u64(position),
+                event_id,
+                event_type,
+                error,
+            })
+            .collect())
     }
 }
 

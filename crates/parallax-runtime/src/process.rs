@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parallax_core::{EventLog, EventRecord, EventStore, Leases, LogError, Position};
+use parallax_core::{DeadLetter, EventLog, EventRecord, EventStore, Leases, LogError, Position};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{WorkerState, WorkerStatus};
@@ -25,7 +25,7 @@ pub enum ProcessError {
     /// the batch here and tries the event again later.
     #[error("transient: {0}")]
     Transient(String),
-    /// Will fail again (the command was refused): logged, and the runner goes on.
+    /// Will fail again (the command was refused): parked, and the runner goes on.
     #[error("permanent: {0}")]
     Permanent(String),
     /// Reading or checkpointing failed.
@@ -86,7 +86,18 @@ impl ProcessRunner {
             match self.manager.handle(event).await {
                 Ok(()) => {}
                 Err(ProcessError::Permanent(reason)) => {
-                    tracing::error!(manager = name, position = event.position, event_type = %event.event_type, %reason, "event skipped");
+                    tracing::error!(manager = name, position = event.position, event_type = %event.event_type, %reason, "event parked");
+                    let letter = DeadLetter {
+                        projection: name.to_owned(),
+                        position: event.position,
+                        event_id: event.event_id,
+                        event_type: event.event_type.clone(),
+                        error: reason,
+                    };
+                    if let Err(error) = self.checkpoints.park(letter).await {
+                        failure = Some(ProcessError::Transient(format!("park the event: {error}")));
+                        break;
+                    }
                 }
                 Err(error) => {
                     failure = Some(error);

@@ -255,6 +255,12 @@ impl EventStore for RepriceBeforeAppend {
     async fn save_checkpoint(&self, consumer: &str, position: Position) -> Result<(), StoreError> {
         self.inner.save_checkpoint(consumer, position).await
     }
+    async fn park(&self, letter: parallax_core::DeadLetter) -> Result<(), StoreError> {
+        self.inner.park(letter).await
+    }
+    async fn parked(&self, consumer: &str) -> Result<Vec<parallax_core::DeadLetter>, StoreError> {
+        self.inner.parked(consumer).await
+    }
 }
 
 #[tokio::test]

@@ -67,8 +67,8 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use parallax_core::{
-    AppendError, AppendOutcome, AppendRequest, EventRecord, EventStore, ExpectedVersion, IdempotencyRecord,
-    Position, Snapshot, StoreError, StoredIdempotency,
+    AppendError, AppendOutcome, AppendRequest, DeadLetter, EventRecord, EventStore, ExpectedVersion,
+    IdempotencyRecord, Position, Snapshot, StoreError, StoredIdempotency,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{oneshot, watch};
@@ -299,6 +299,16 @@ impl EventStore for SqliteEventStore {
         let consumer = consumer.to_owned();
         self.submit(|reply| Job::SaveCheckpoint(consumer, position, reply)).await
     }
+
+    async fn park(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Park(letter, reply)).await
+    }
+
+    async fn parked(&self, consumer: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.reads.read_now(|conn| {
+            parked(conn, consumer).map_err(|e| StoreError::new(format!("list what {consumer} parked"), e))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -391,6 +401,22 @@ fn load_snapshot(conn: &Connection, stream_id: &str) -> rusqlite::Result<Option<
         .optional()
 }
 
+fn parked(conn: &Connection, consumer: &str) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT position, event_id, event_type, error FROM parked WHERE consumer = ?1 ORDER BY position",
+    )?;
+    let rows = statement.query_map(params![consumer], |row| {
+        Ok(DeadLetter {
+            projection: consumer.to_owned(),
+            position: u64_at(row, 0)?,
+            event_id: uuid_at(row, 1)?,
+            event_type: row.get(2)?,
+            error: row.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
 fn checkpoint(conn: &Connection, consumer: &str) -> rusqlite::Result<Position> {
     let mut statement = conn.prepare_cached("SELECT position FROM checkpoints WHERE consumer = ?1")?;
     Ok(statement.query_row([consumer], |row| u64_at(row, 0)).optional()?.unwrap_or(0))
@@ -410,6 +436,7 @@ enum Job {
     Append(AppendRequest, Reply<AppendOutcome, AppendError>),
     SaveSnapshot(Snapshot, Reply<(), StoreError>),
     SaveCheckpoint(String, Position, Reply<(), StoreError>),
+    Park(DeadLetter, Reply<(), StoreError>),
 }
 
 /// A job that has run inside the open transaction, waiting for the commit.
@@ -424,7 +451,9 @@ impl Job {
         // A requester that stopped waiting does not care about the answer.
         match self {
             Job::Append(_, reply) => drop(reply.send(Err(error.into()))),
-            Job::SaveSnapshot(_, reply) | Job::SaveCheckpoint(_, _, reply) => drop(reply.send(Err(error))),
+            Job::SaveSnapshot(_, reply) | Job::SaveCheckpoint(_, _, reply) | Job::Park(_, reply) => {
+                drop(reply.send(Err(error)))
+            }
         }
     }
 }
@@ -583,6 +612,13 @@ impl Writer {
                 });
                 Done::Unit(reply, result)
             }
+            Job::Park(letter, reply) => {
+                let result = self.in_savepoint(|conn| {
+                    park(conn, &letter)
+                        .map_err(|e| StoreError::new(format!("park an event of {}", letter.projection), e))
+                });
+                Done::Unit(reply, result)
+            }
         }
     }
 
@@ -718,6 +754,21 @@ fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> rusqlite::Result<()>
         clamp_i64(snapshot.stream_version),
         snapshot.schema_version,
         snapshot.state
+    ])
+    .map(drop)
+}
+
+fn park(conn: &Connection, letter: &DeadLetter) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO parked (consumer, position, event_id, event_type, error) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (consumer, position) DO NOTHING",
+    )?
+    .execute(params![
+        letter.projection,
+        clamp_i64(letter.position),
+        letter.event_id.hyphenated().to_string(),
+        letter.event_type,
+        letter.error
     ])
     .map(drop)
 }

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parallax_core::{
-    AppendError, AppendOutcome, AppendRequest, EventLog, EventRecord, EventStore, ExpectedVersion,
-    IdempotencyRecord, Metadata, NewEvent, Position, Snapshot, StreamVersion,
+    AppendError, AppendOutcome, AppendRequest, DeadLetter, EventLog, EventRecord, EventStore,
+    ExpectedVersion, IdempotencyRecord, Metadata, NewEvent, Position, Snapshot, StreamVersion,
 };
 use serde_json::json;
 use tokio::sync::{watch, Barrier};
@@ -84,6 +84,7 @@ where
     .await;
     snapshots_are_saved_and_replaced(fresh("snapshots_are_saved_and_replaced").await.store).await;
     checkpoints_default_to_zero(fresh("checkpoints_default_to_zero").await.store).await;
+    parking_an_event_twice_keeps_it_once(fresh("parking_an_event_twice_keeps_it_once").await.store).await;
     empty_append_is_invalid(fresh("empty_append_is_invalid").await.store).await;
     read_all_honours_after_and_limit(fresh("read_all_honours_after_and_limit").await.store).await;
 }
@@ -645,6 +646,25 @@ pub async fn checkpoints_default_to_zero(store: Arc<dyn EventStore>) {
     store.save_checkpoint("checkout-saga", 12).await.expect("save");
     assert_eq!(store.checkpoint("checkout-saga").await.expect("load"), 12);
     assert_eq!(store.checkpoint("another-consumer").await.expect("load"), 0);
+}
+
+/// Parked events: per consumer, by position, each (consumer, position) once
+/// however often it is parked.
+pub async fn parking_an_event_twice_keeps_it_once(store: Arc<dyn EventStore>) {
+    assert!(store.parked("checkout-saga").await.expect("list").is_empty());
+    let letter = |position: u64, error: &str| DeadLetter {
+        projection: "checkout-saga".to_owned(),
+        position,
+        event_id: Uuid::new_v4(),
+        event_type: "cart.checked_out".to_owned(),
+        error: error.to_owned(),
+    };
+    let (late, early) = (letter(9, "order o-9 refused"), letter(4, "order o-4 refused"));
+    store.park(late.clone()).await.expect("park");
+    store.park(early.clone()).await.expect("park");
+    store.park(letter(9, "refused again after a crash")).await.expect("park again");
+    assert_eq!(store.parked("checkout-saga").await.expect("list"), vec![early, late]);
+    assert!(store.parked("another-consumer").await.expect("list").is_empty());
 }
 
 /// An append without events is `Invalid` (not a conflict) and writes nothing.

@@ -21,6 +21,7 @@ use parallax_runtime::{DeadLetterId, Projector, ProjectorError};
 
 use crate::app::{generation_sources, kafka_config, open_read_store, open_write_side};
 use crate::config::{LogKind, Settings};
+use crate::saga::CheckoutSaga;
 
 /// One projection in one source partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -233,7 +234,8 @@ pub struct DeadLetterRow {
 }
 
 /// `shop dlq list`: every projection's dead letters, those of the generation
-/// that serves, by projection and position.
+/// that serves, by projection and position; then the events the checkout
+/// saga parked (a command refused for good; the error names the order).
 pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterRow>> {
     let projections = shop_read::all_projections();
     // Dead letters are stored under the active generation's name; this
@@ -253,6 +255,16 @@ pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterR
             error: letter.error,
         }));
     }
+    let write = crate::app::open_write_side(settings).await?;
+    let parked = write.store.parked(CheckoutSaga::NAME).await.context("read what the saga parked")?;
+    rows.extend(parked.into_iter().map(|letter| DeadLetterRow {
+        id: DeadLetterId::of(&letter).to_string(),
+        projection: letter.projection,
+        position: letter.position,
+        event_type: letter.event_type,
+        event_id: letter.event_id,
+        error: letter.error,
+    }));
     Ok(rows)
 }
 
@@ -321,6 +333,11 @@ impl std::fmt::Display for Retried {
 pub async fn retry_dead_letter(settings: &Settings, id: &str) -> anyhow::Result<Retried> {
     let id: DeadLetterId = id.parse()?;
     let name = id.projection.as_str();
+    anyhow::ensure!(
+        name != CheckoutSaga::NAME,
+        "{id} is an event the checkout saga parked: a command it sent was refused for good, so \
+         sending it again would be refused again; settle the order its error names by hand"
+    );
     let projections = shop_read::all_projections();
     let projection: Arc<dyn Projection> =
         projections.iter().find(|p| p.name() == name).cloned().with_context(|| {

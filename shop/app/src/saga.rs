@@ -4,16 +4,29 @@
 //! This module runs them: each command goes out with an idempotency key
 //! derived from the causing event's id and the command's index, so when the
 //! runner hands an event over again after a crash, the repeat appends nothing.
+//! A command refused for good parks the event with the order it was for
+//! (`shop dlq list`, `parallax_process_dead_letters`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parallax_core::{CodecError, EventRecord, IdempotencyRecord};
 use parallax_runtime::{CommandContext, ProcessError, ProcessManager};
-use shop_domain::saga;
+use shop_domain::product::ProductCommand;
+use shop_domain::saga::{self, SagaCommand};
 use shop_events::ShopCodec;
 
 use crate::commands::{ShopCommandError, ShopCommands};
+
+/// The event types `saga::react` answers with commands.
+const REACTS_TO: &[&str] = &[
+    "cart.checked_out",
+    "order.stock_requested",
+    "product.stock_reserved",
+    "product.stock_reservation_rejected",
+    "order.rejected",
+    "order.cancelled",
+];
 
 /// Turns checked-out carts into confirmed or rejected orders.
 pub struct CheckoutSaga {
@@ -38,6 +51,11 @@ impl ProcessManager for CheckoutSaga {
     }
 
     async fn handle(&self, event: &EventRecord) -> Result<(), ProcessError> {
+        if !REACTS_TO.contains(&event.event_type.as_str()) {
+            // Not even decoded: an event the saga does not answer can
+            // neither stop it nor be parked by it.
+            return Ok(());
+        }
         let shop_event = match self.codec.decode(event) {
             Ok(Some(shop_event)) => shop_event,
             Ok(None) => return Ok(()),
@@ -53,15 +71,51 @@ impl ProcessManager for CheckoutSaga {
                 key,
                 response: "{}".into(),
             });
+            let order = order_of(&command);
             match self.commands.dispatch(command, &context).await {
                 Ok(_) => {}
-                Err(e @ ShopCommandError::Refused { .. }) => refused.push(e.to_string()),
+                Err(e @ ShopCommandError::Refused { .. }) => refused.push(match order {
+                    Some(order) => format!("order {order}: {e}"),
+                    None => e.to_string(),
+                }),
                 Err(e) => return Err(ProcessError::Transient(e.to_string())),
             }
         }
         match refused.is_empty() {
             true => Ok(()),
             false => Err(ProcessError::Permanent(refused.join("; "))),
+        }
+    }
+}
+
+/// The order a saga command is for: what an operator looks for in a parked
+/// event (`shop dlq list`).
+fn order_of(command: &SagaCommand) -> Option<uuid::Uuid> {
+    match command {
+        SagaCommand::Order { order_id, .. }
+        | SagaCommand::Product {
+            command: ProductCommand::Reserve { order_id, .. } | ProductCommand::Release { order_id },
+            ..
+        } => Some(*order_id),
+        SagaCommand::Product { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shop_events::{CartEvent, OrderEvent, ProductEvent};
+
+    use super::REACTS_TO;
+
+    #[test]
+    fn the_saga_answers_event_types_that_exist() {
+        let known: Vec<&str> = [ProductEvent::TYPES, CartEvent::TYPES, OrderEvent::TYPES]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for event_type in REACTS_TO {
+            assert!(known.contains(event_type), "{event_type} is no shop event type");
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `parallax_relay_lag` | gauge | `relay` | head − last position published (0 on standby) |
 //! | `parallax_projector_lag` | gauge | `projection`, `partition` | events (embedded) or Kafka messages a projector of this process has yet to absorb in a partition it owns |
 //! | `parallax_projection_dead_letters` | gauge | `projection` | dead letters in the read store (processes with projector or query role) |
+//! | `parallax_process_dead_letters` | gauge | `manager` | events a process manager parked in the write DB: a command refused for good (processes with the saga role) |
 //!
 //! Gauges are set when `/metrics` is read (from the workers' status boards
 //! and a few cheap queries); one that was not set within a second before
@@ -65,6 +66,8 @@ pub mod names {
     pub const PROJECTOR_LAG: &str = "parallax_projector_lag";
     /// Dead letters of a projection.
     pub const DEAD_LETTERS: &str = "parallax_projection_dead_letters";
+    /// Events a process manager parked.
+    pub const PROCESS_DEAD_LETTERS: &str = "parallax_process_dead_letters";
 }
 
 /// This process's metrics: a Prometheus recorder and its handle.
@@ -149,6 +152,10 @@ fn describe() {
         "Records of a source partition a projector of this process has yet to absorb"
     );
     metrics::describe_gauge!(names::DEAD_LETTERS, "Events a projection could not apply");
+    metrics::describe_gauge!(
+        names::PROCESS_DEAD_LETTERS,
+        "Events a process manager parked: a command it sent was refused for good"
+    );
 }
 
 /// What `/metrics` and `/ready` look at, besides the stores.

@@ -149,3 +149,84 @@ async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refu
     assert!(refused.contains("carts still fails"), "{refused}");
     assert_eq!(listed(data).len(), 1);
 }
+
+/// The value of `parallax_process_dead_letters{manager="checkout_saga"}`.
+async fn parked_gauge(client: &Client, base: &str) -> Option<f64> {
+    let text =
+        client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let series = "parallax_process_dead_letters{manager=\"checkout_saga\"} ";
+    text.lines().find_map(|line| line.strip_prefix(series)).map(|value| value.parse().expect("a number"))
+}
+
+/// Before parking, the saga logged such an event and skipped it: the order
+/// it was for stayed pending with no trace but a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_command_refused_for_good_is_parked_listed_with_its_order_and_counted() {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let data = dir.path();
+    let client = Client::new();
+    let running = start(data, &client).await;
+    let base = &running.base;
+    post(
+        &client,
+        format!("{base}/api/products"),
+        json!({"sku": "P", "name": "Pen", "price_cents": 100, "stock": 50}),
+    )
+    .await;
+    assert_eq!(parked_gauge(&client, base).await, Some(0.0));
+
+    // A reservation for an order that does not exist: the saga records it
+    // on the order, and the order refuses, for good.
+    let order = Uuid::new_v4();
+    let reserved = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "product.stock_reserved".into(),
+        schema_version: 1,
+        payload: json!({"sku": "P", "order_id": order, "quantity": 1, "stock": 49}).to_string(),
+        metadata: Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    let events = SqliteEventStore::open(&data.join("events.db")).expect("open the shop's event store");
+    let appended = events
+        .append(AppendRequest::new("product-P", ExpectedVersion::Any, vec![reserved.clone()]))
+        .await
+        .expect("append the reservation");
+    drop(events);
+    let AppendOutcome::Appended { last_position: position, .. } = appended else { panic!("{appended:?}") };
+
+    let id = format!("checkout_saga@{position}");
+    let started = std::time::Instant::now();
+    let letters = loop {
+        let letters = listed(data);
+        if !letters.is_empty() || started.elapsed() > std::time::Duration::from_secs(30) {
+            break letters;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["id"], id.as_str());
+    assert_eq!(letter["projection"], "checkout_saga");
+    assert_eq!(letter["event_type"], "product.stock_reserved");
+    assert_eq!(letter["event_id"], reserved.event_id.to_string());
+    let error = letter["error"].as_str().expect("an error");
+    assert!(error.starts_with(&format!("order {order}: ")), "{error}");
+    assert_eq!(parked_gauge(&client, base).await, Some(1.0));
+    let refused = refused_retry(&id, data);
+    assert!(refused.contains("an event the checkout saga parked"), "{refused}");
+
+    // The saga went on: a real checkout still confirms.
+    post(&client, format!("{base}/api/carts/c9/items"), json!({"sku": "P", "quantity": 1})).await;
+    let order = post(&client, format!("{base}/api/carts/c9/checkout"), json!({"customer_id": "u9"})).await;
+    let order_id = order["order_id"].as_str().expect("an order id").to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let answer = client.get(format!("{base}/api/orders/{order_id}")).send().await.expect("order");
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        if body["status"] == "confirmed" {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the order stayed {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

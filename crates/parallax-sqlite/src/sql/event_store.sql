@@ -37,3 +37,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     consumer       TEXT    NOT NULL PRIMARY KEY,
     position       INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+
+-- Events a process manager could not handle for good, parked for a look.
+CREATE TABLE IF NOT EXISTS parked (
+    consumer       TEXT    NOT NULL,
+    position       INTEGER NOT NULL,
+    event_id       TEXT    NOT NULL,    -- hyphenated UUID
+    event_type     TEXT    NOT NULL,
+    error          TEXT    NOT NULL,
+    PRIMARY KEY (consumer, position)
+) STRICT, WITHOUT ROWID;

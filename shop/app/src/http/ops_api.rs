@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::access::Caller;
 use super::ApiState;
 use crate::config::Role;
+use crate::saga::CheckoutSaga;
 use crate::telemetry::{names, Metrics};
 
 /// How long a probe waits for a store.
@@ -274,6 +275,15 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
                     tracing::warn!(projection = projection.name(), %error, "metrics: dead letters unknown");
                 }
             }
+        }
+    }
+    if let (true, Some(events)) = (telemetry.roles.contains(&Role::Saga), &state.event_store) {
+        match probe(events.parked(CheckoutSaga::NAME)).await {
+            Ok(parked) => {
+                let labels = [("manager", CheckoutSaga::NAME.to_owned())];
+                metrics.gauge(names::PROCESS_DEAD_LETTERS, &labels, parked.len() as f64);
+            }
+            Err(error) => tracing::warn!(%error, "metrics: the saga's parked events unknown"),
         }
     }
     let mut response = metrics.render().into_response();
