@@ -18,9 +18,12 @@
 //! 4. the net writes go in with one upsert and one delete, each write with a
 //!    fresh revision, and the dead letters with them.
 //!
-//! Any refusal rolls everything back. The transaction commits with
-//! `synchronous_commit = off`: a server crash may lose the last commits, but
-//! views and checkpoints together, so the projector applies those events again.
+//! Any refusal rolls everything back. The transaction commits durably (the
+//! server's `synchronous_commit`): a checkpoint a query process has read, and
+//! told a client with a consistency token it had reached, survives a crash
+//! of the read DB. With `synchronous_commit = off` a crash lost views and
+//! checkpoints together, which the projector re-applies, but a token already
+//! answered could then be read against a view that had gone back.
 
 use std::collections::BTreeMap;
 
@@ -215,7 +218,6 @@ impl ViewCommitter for PgReadStore {
         let projection = batch.projection.clone();
         let failed = |e| read_error(format!("commit a batch of {projection}"), e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await.map_err(failed)?;
         move_checkpoints(&mut tx, &batch).await?;
         resolve_dead_letters(&mut tx, &batch).await?;
         check_reads(&mut tx, &batch).await?;

@@ -129,7 +129,6 @@ pub(super) async fn pg_upsert_limit(
                 let clusterings: Vec<&str> = (0..n).map(|k| at(k).clustering.as_str()).collect();
                 let bodies: Vec<&str> = (0..n).map(|k| at(k).body.as_str()).collect();
                 let mut tx = pool.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
                 sqlx::query(
                     "INSERT INTO documents (view, partition, clustering, body, revision) \
                      SELECT v, p, c, b::jsonb, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \

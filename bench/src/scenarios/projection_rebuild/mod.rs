@@ -30,8 +30,7 @@
 //!   `synchronous=NORMAL`), by one thread (SQLite has one writer at a time);
 //! - PostgreSQL: a fresh database with the read store's migration, one
 //!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` per batch, in a
-//!   transaction with `synchronous_commit = off` (as the read store
-//!   commits), over as many connections as projectors commit concurrently,
+//!   durable transaction (as the read store commits), over as many connections as projectors commit concurrently,
 //!   each on its own share of the documents (as each projector writes its
 //!   own views);
 //! - Cassandra: a fresh keyspace with the read store's tables, the read

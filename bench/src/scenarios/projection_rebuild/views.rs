@@ -74,7 +74,7 @@ impl Views {
         match self {
             Views::Sqlite { .. } => "SQLite WAL, synchronous=NORMAL".to_owned(),
             Views::Postgres { url, pool_size, .. } => format!(
-                "PgReadStore on {} (a fresh database), synchronous_commit=off per batch, a pool of {pool_size} \
+                "PgReadStore on {} (a fresh database), durable commit per batch, a pool of {pool_size} \
                  connections",
                 parallax_postgres::redact(url)
             ),
@@ -136,7 +136,7 @@ impl Views {
             ),
             Views::Postgres { .. } => format!(
                 "with the read store's INSERT … SELECT FROM unnest … ON CONFLICT DO UPDATE statement, {batch} per \
-                 transaction (the documents per commit the projectors achieved) with synchronous_commit=off, over \
+                 transaction (the documents per commit the projectors achieved), committed durably, over \
                  {connections} connections (one per projector committing at a time), each cycling through its own \
                  share of the documents, into a fresh database with the read store's migration"
             ),
