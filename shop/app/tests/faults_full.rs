@@ -1,6 +1,6 @@
-//! The whole fault suite (`scripts/faults`; not part of `cargo test`: it
-//! takes about half an hour). Every scenario of `common/faults.rs` in turn;
-//! each must pass the check, and the negative control must fail it.
+//! The whole fault suite: every scenario of `common/faults.rs` in turn; each
+//! must pass the check, and the negative control must fail it. `cargo test`
+//! (so `scripts/test` and CI) runs it; `scripts/faults` runs it alone.
 //!
 //! `PARALLAX_FAULTS_ONLY=<text>` runs only the scenarios whose name contains
 //! it; `PARALLAX_FAULTS_DOCS=<file>` writes the table between the file's
