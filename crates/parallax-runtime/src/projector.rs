@@ -47,8 +47,8 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use parallax_core::{
     read_store::DeadLetter, Checkpoint, CheckpointMove, EventLog, EventRecord, EventSource, LogError,
-    LogSource, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, Stamp, ViewBatch,
-    ViewTx,
+    LogSource, Partition, Position, Projection, ProjectionError, ReadStore, ReadStoreError, SourceBatch,
+    SourcedEvent, Stamp, ViewBatch, ViewTx,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,50 @@ struct SourceState {
     /// The partition whose turn it is, for a store whose commits are not
     /// atomic (one partition per batch there; see `one_partition`).
     turn: Partition,
+}
+
+/// What applying a batch's events leaves to commit.
+#[derive(Default)]
+struct Applied {
+    /// Each partition's checkpoint: where the batch began, and past its
+    /// last event of ours.
+    moves: BTreeMap<Partition, CheckpointMove>,
+    /// The events dead-lettered after their last attempt.
+    dead_letters: Vec<DeadLetter>,
+    /// Events applied (or dead-lettered).
+    applied: usize,
+    /// The events' spans, when tracing records them.
+    traced: Vec<tracing::Span>,
+}
+
+/// Moves the checkpoint of `sourced`'s partition in `moves` past it;
+/// whether it is to be applied: false for an event not (or no longer) ours,
+/// from before the resume point, or absorbed already.
+fn advance(
+    state: &SourceState,
+    moves: &mut BTreeMap<Partition, CheckpointMove>,
+    sourced: &SourcedEvent,
+) -> bool {
+    let Some(&from) = state.checkpoints.get(&sourced.partition) else {
+        // Not (or no longer) ours: the partition's owner will apply it.
+        return false;
+    };
+    let movement = moves.entry(sourced.partition).or_insert(CheckpointMove {
+        partition: sourced.partition,
+        from,
+        to: from,
+    });
+    if sourced.offset < movement.to.offset {
+        // From before the resume point (a fetch that raced a seek).
+        return false;
+    }
+    movement.to.offset = movement.to.offset.max(sourced.offset + 1);
+    if sourced.event.position <= movement.to.position {
+        // Already absorbed: a republished or redelivered duplicate.
+        return false;
+    }
+    movement.to.position = sourced.event.position;
+    true
 }
 
 impl Projector {
@@ -339,7 +383,39 @@ impl Projector {
         state: &mut SourceState,
         wait: Duration,
     ) -> Result<BatchOutcome, ProjectorError> {
-        let name = self.projection.name();
+        let mut batch = self.next_batch(state, wait).await?;
+        if !self.store.commits_atomically() && state.source.partitioned() {
+            self.one_partition(state, &mut batch.events).await?;
+        }
+        let delivered = batch.events.len();
+        let mut tx = ViewTx::new(self.store.as_ref());
+        let wanted = batch
+            .events
+            .iter()
+            .filter(|sourced| self.projection.handles(&sourced.event.event_type))
+            .flat_map(|sourced| self.projection.prefetch(&sourced.event))
+            .collect();
+        tx.prefetch(wanted).await?;
+        let Applied { mut moves, dead_letters, applied, traced } =
+            self.apply_batch(state, &mut tx, &batch.events).await?;
+        moves.retain(|_, movement| movement.to != movement.from);
+        if moves.is_empty() {
+            return Ok(BatchOutcome { delivered, applied: 0 });
+        }
+        self.commit(state, tx, moves, dead_letters).await?;
+        for span in traced {
+            tracing::debug!(parent: &span, "event projected");
+        }
+        Ok(BatchOutcome { delivered, applied })
+    }
+
+    /// The next poll that brings events or leaves the assignment as it
+    /// was, the partitions revoked and assigned meanwhile absorbed.
+    async fn next_batch(
+        &self,
+        state: &mut SourceState,
+        wait: Duration,
+    ) -> Result<SourceBatch, ProjectorError> {
         self.resume_unresumed(state).await?;
         let mut batch = state.source.next_batch(self.batch_size, wait).await?;
         loop {
@@ -354,48 +430,29 @@ impl Projector {
             // A poll that only changed the assignment: poll again from the
             // checkpoints just loaded.
             if !batch.events.is_empty() || batch.assigned.is_empty() {
-                break;
+                return Ok(batch);
             }
             batch = state.source.next_batch(self.batch_size, wait).await?;
         }
-        if !self.store.commits_atomically() && state.source.partitioned() {
-            self.one_partition(state, &mut batch.events).await?;
-        }
-        let delivered = batch.events.len();
-        let mut moves: BTreeMap<Partition, CheckpointMove> = BTreeMap::new();
-        let mut tx = ViewTx::new(self.store.as_ref());
-        let wanted = batch
-            .events
-            .iter()
-            .filter(|sourced| self.projection.handles(&sourced.event.event_type))
-            .flat_map(|sourced| self.projection.prefetch(&sourced.event))
-            .collect();
-        tx.prefetch(wanted).await?;
-        let mut dead_letters = Vec::new();
-        let mut applied = 0;
-        let mut traced = Vec::new();
-        for sourced in &batch.events {
-            let Some(&from) = state.checkpoints.get(&sourced.partition) else {
-                // Not (or no longer) ours: the partition's owner will apply it.
-                continue;
-            };
-            let movement = moves.entry(sourced.partition).or_insert(CheckpointMove {
-                partition: sourced.partition,
-                from,
-                to: from,
-            });
-            if sourced.offset < movement.to.offset {
-                // From before the resume point (a fetch that raced a seek).
+    }
+
+    /// Applies the events of ours that are not absorbed yet, in order; an
+    /// event that fails is retried with its batch, or dead-lettered after
+    /// its last attempt.
+    async fn apply_batch(
+        &self,
+        state: &mut SourceState,
+        tx: &mut ViewTx<'_>,
+        events: &[SourcedEvent],
+    ) -> Result<Applied, ProjectorError> {
+        let name = self.projection.name();
+        let mut applied = Applied::default();
+        for sourced in events {
+            if !advance(state, &mut applied.moves, sourced) {
                 continue;
             }
-            movement.to.offset = movement.to.offset.max(sourced.offset + 1);
             let event = &sourced.event;
-            if event.position <= movement.to.position {
-                // Already absorbed: a republished or redelivered duplicate.
-                continue;
-            }
-            movement.to.position = event.position;
-            applied += 1;
+            applied.applied += 1;
             let span = tracing::debug_span!(
                 "project",
                 projection = name,
@@ -404,66 +461,87 @@ impl Projector {
                 trace_id = event.metadata.traceparent.map(|t| tracing::field::display(t.trace_id())),
             );
             tx.begin_event(Stamp { partition: sourced.partition, position: event.position });
-            let outcome =
-                apply_caught(self.projection.as_ref(), &mut tx, event).instrument(span.clone()).await;
+            let outcome = apply_caught(self.projection.as_ref(), tx, event).instrument(span.clone()).await;
             if !span.is_disabled() {
-                traced.push(span);
+                applied.traced.push(span);
             }
-            let attempts = (sourced.partition, event.position);
             let error = match outcome {
                 Ok(()) => {
-                    state.failures.remove(&attempts);
+                    state.failures.remove(&(sourced.partition, event.position));
                     continue;
                 }
                 // The store is down, not the event: not an attempt.
                 Err(ApplyFailure::Store(error)) => return Err(error.into()),
                 Err(ApplyFailure::Failed(error)) => error,
             };
-            let attempt = state.failures.entry(attempts).or_insert(0);
-            *attempt += 1;
-            let attempt = *attempt;
-            if attempt < self.max_attempts {
-                tracing::warn!(
-                    projection = name,
-                    partition = sourced.partition,
-                    position = event.position,
-                    event_type = %event.event_type,
-                    attempt,
-                    max_attempts = self.max_attempts,
-                    %error,
-                    "event failed; its batch will be retried"
-                );
-                return Err(ProjectorError::Apply {
-                    projection: name.to_owned(),
-                    partition: sourced.partition,
-                    position: event.position,
-                    attempt,
-                    max_attempts: self.max_attempts,
-                    error,
-                });
-            }
-            tracing::error!(
+            let dead_letter = self.failed_attempt(state, sourced, error)?;
+            tx.rollback_event();
+            applied.dead_letters.push(dead_letter);
+        }
+        Ok(applied)
+    }
+
+    /// Counts a failed attempt at `sourced`: an error that retries its batch
+    /// while attempts are left, else the event's dead letter.
+    fn failed_attempt(
+        &self,
+        state: &mut SourceState,
+        sourced: &SourcedEvent,
+        error: String,
+    ) -> Result<DeadLetter, ProjectorError> {
+        let name = self.projection.name();
+        let event = &sourced.event;
+        let attempt = state.failures.entry((sourced.partition, event.position)).or_insert(0);
+        *attempt += 1;
+        let attempt = *attempt;
+        if attempt < self.max_attempts {
+            tracing::warn!(
                 projection = name,
                 partition = sourced.partition,
                 position = event.position,
                 event_type = %event.event_type,
-                attempts = attempt,
+                attempt,
+                max_attempts = self.max_attempts,
                 %error,
-                "poison event dead-lettered"
+                "event failed; its batch will be retried"
             );
-            tx.rollback_event();
-            dead_letters.push(DeadLetter {
+            return Err(ProjectorError::Apply {
                 projection: name.to_owned(),
+                partition: sourced.partition,
                 position: event.position,
-                event_id: event.event_id,
-                event_type: event.event_type.clone(),
+                attempt,
+                max_attempts: self.max_attempts,
                 error,
             });
         }
-        moves.retain(|_, movement| movement.to != movement.from);
-        if moves.is_empty() {
-            return Ok(BatchOutcome { delivered, applied: 0 });
-        }
+        tracing::error!(
+            projection = name,
+            partition = sourced.partition,
+            position = event.position,
+            event_type = %event.event_type,
+            attempts = attempt,
+            %error,
+            "poison event dead-lettered"
+        );
+        Ok(DeadLetter {
+            projection: name.to_owned(),
+            position: event.position,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            error,
+        })
+    }
+
+    /// Commits the batch's writes, dead letters and checkpoint `moves`, then
+    /// moves ours and publishes them on the progress board.
+    async fn commit(
+        &self,
+        state: &mut SourceState,
+        tx: ViewTx<'_>,
+        moves: BTreeMap<Partition, CheckpointMove>,
+        dead_letters: Vec<DeadLetter>,
+    ) -> Result<(), ProjectorError> {
+        let name = self.projection.name();
         let (writes, mut reads) = tx.into_writes();
         if !state.source.partitioned() && !state.guard_reads {
             // Every concurrent batch moves the one checkpoint: its
@@ -492,10 +570,7 @@ impl Projector {
         failures.retain(|(partition, position), _| {
             checkpoints.get(partition).is_none_or(|at| *position > at.position)
         });
-        for span in traced {
-            tracing::debug!(parent: &span, "event projected");
-        }
-        Ok(BatchOutcome { delivered, applied })
+        Ok(())
     }
 
     /// Projects until `cancel`, waiting on the source when caught up and
