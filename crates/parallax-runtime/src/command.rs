@@ -376,17 +376,7 @@ impl<A: Aggregate> CommandHandler<A> {
         let stream_id = A::stream_id(id);
         // Fresh: read from the store during this command, so no older than
         // the command (the state, and separately every lookup).
-        let (mut current, mut fresh) = match self.cache.get(&stream_id) {
-            Some(hot) if self.contended.get(&stream_id).is_some() => {
-                let caught_up = self.refresh(&stream_id, Some(hot.clone())).await?;
-                if Arc::ptr_eq(&caught_up, &hot) {
-                    self.contended.remove(&stream_id);
-                }
-                (caught_up, true)
-            }
-            Some(hot) => (hot, false),
-            None => (self.refresh(&stream_id, None).await?, true),
-        };
+        let (mut current, mut fresh) = self.current(&stream_id).await?;
         let mut fresh_lookups = false;
         let mut attempt = 1;
         loop {
@@ -427,40 +417,13 @@ impl<A: Aggregate> CommandHandler<A> {
                 reads: lookups.reads(),
             };
             match self.store.append(request).await {
-                Ok(AppendOutcome::Appended { last_position, stream_version, .. }) => {
-                    let mut next = Hydrated {
-                        state: current.state.clone(),
-                        version: stream_version,
-                        position: last_position,
-                    };
-                    for event in &events {
-                        next.state.apply(event);
-                    }
-                    self.remember(&stream_id, current.version, Arc::new(next));
-                    return Ok(Executed::Appended { last_position, stream_version, events: events.len() });
-                }
-                Ok(AppendOutcome::Duplicate(stored)) => {
-                    let record = context.idempotency.as_ref().expect("a duplicate needs an idempotency key");
-                    return duplicate(
-                        record,
-                        stored.record.fingerprint,
-                        stored.record.response,
-                        stored.last_position,
-                    );
-                }
+                Ok(outcome) => return self.answer(&stream_id, &current, &events, outcome, context),
                 Err(AppendError::Conflict { stream, expected, actual }) => {
                     if attempt >= self.retry.max_attempts {
                         return Err(CommandError::Conflict { stream, expected, actual });
                     }
                     tracing::debug!(%stream, expected, actual, attempt, "conflict; catching up and retrying");
-                    if stream == stream_id {
-                        self.contended.insert(stream_id.clone(), ());
-                    }
-                    // The first conflict is most often a stale cache: catch
-                    // up and retry at once; back off from the second on.
-                    if attempt > 1 {
-                        tokio::time::sleep(self.retry.delay(attempt - 1)).await;
-                    }
+                    self.before_retry(&stream_id, &stream, attempt).await;
                     attempt += 1;
                     // The stream itself or one it looked up moved: catch the
                     // state up, and look everything up afresh.
@@ -470,6 +433,68 @@ impl<A: Aggregate> CommandHandler<A> {
                 Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
                 Err(e) => return Err(CommandError::Store(StoreError::new("append refused", e))),
             }
+        }
+    }
+
+    /// The state a command starts from, and whether it was read from the
+    /// store during this command: the cached one, caught up first if its
+    /// stream is contended; else read.
+    async fn current(&self, stream_id: &str) -> Result<(Arc<Hydrated<A>>, bool), LoadError> {
+        Ok(match self.cache.get(stream_id) {
+            Some(hot) if self.contended.get(stream_id).is_some() => {
+                let caught_up = self.refresh(stream_id, Some(hot.clone())).await?;
+                if Arc::ptr_eq(&caught_up, &hot) {
+                    self.contended.remove(stream_id);
+                }
+                (caught_up, true)
+            }
+            Some(hot) => (hot, false),
+            None => (self.refresh(stream_id, None).await?, true),
+        })
+    }
+
+    /// The answer to an append of `events` decided on `current`: the
+    /// state they lead to is cached; a duplicate answers as the key's first
+    /// request did.
+    fn answer(
+        &self,
+        stream_id: &str,
+        current: &Hydrated<A>,
+        events: &[A::Event],
+        outcome: AppendOutcome,
+        context: &CommandContext,
+    ) -> Result<Executed, CommandError<A::Error>> {
+        match outcome {
+            AppendOutcome::Appended { last_position, stream_version, .. } => {
+                let mut next = Hydrated {
+                    state: current.state.clone(),
+                    version: stream_version,
+                    position: last_position,
+                };
+                for event in events {
+                    next.state.apply(event);
+                }
+                self.remember(stream_id, current.version, Arc::new(next));
+                Ok(Executed::Appended { last_position, stream_version, events: events.len() })
+            }
+            AppendOutcome::Duplicate(stored) => {
+                let record = context.idempotency.as_ref().expect("a duplicate needs an idempotency key");
+                duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position)
+            }
+        }
+    }
+
+    /// After the `attempt`-th append of `stream_id` conflicted on `stream`:
+    /// marks the stream contended if it was the one that moved, and backs
+    /// off from the second conflict on.
+    async fn before_retry(&self, stream_id: &str, stream: &str, attempt: u32) {
+        if stream == stream_id {
+            self.contended.insert(stream_id.to_owned(), ());
+        }
+        // The first conflict is most often a stale cache: catch
+        // up and retry at once; back off from the second on.
+        if attempt > 1 {
+            tokio::time::sleep(self.retry.delay(attempt - 1)).await;
         }
     }
 
