@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use parallax_cassandra::{CassandraConfig, CassandraReadStore};
-use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore, ViewSpec};
+use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, Projection, ReadStore, ViewSpec};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
 use parallax_runtime::generations::SourceFactory;
 use parallax_runtime::{
     ActiveGenerations, CancellationToken, Freshness, Generation, ProcessRunner, Progress, Relay, Supervisor,
+    WorkerStatus,
 };
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use shop_read::ShopQueries;
@@ -195,83 +196,25 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     settings.validate()?;
     settings.validate_exposure()?;
-    let embedded_files = settings.write_db.kind == DbKind::Sqlite || settings.read_db.kind == DbKind::Sqlite;
-    if embedded_files {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
-    }
-    let kafka = settings.log.kind == LogKind::Kafka;
-    // A query process opens the write side only to report the head beside
-    // the projections' positions (`/api/admin/projections`) and to tail the
-    // log for the live event stream (`/api/events/stream`); it never writes.
-    let needs_write = settings.plays(Role::Command)
-        || settings.plays(Role::Query)
-        || settings.plays(Role::Saga)
-        || (settings.plays(Role::Relay) && kafka)
-        || (settings.plays(Role::Projector) && !kafka);
-    let needs_read = settings.plays(Role::Projector) || settings.plays(Role::Query);
     let metrics = Arc::new(Metrics::new());
-    let write = match needs_write {
-        true => Some(open_write_side_recorded(&settings, &metrics).await?),
-        false => None,
-    };
-    let read_store = match needs_read {
-        true => Some(open_read_store(&settings).await?),
-        false => None,
-    };
+    let (write, read_store) = open_sides(&settings, &metrics).await?;
 
-    let cancel = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     let progress = Arc::new(Progress::default());
     let projections = shop_read::all_projections();
-    // The relay's and the saga's loops, for `/ready` (projectors show theirs on `progress`).
-    let mut workers = Vec::new();
-
+    let mut workers =
+        Workers { cancel: CancellationToken::new(), tasks: JoinSet::new(), statuses: Vec::new() };
     if let (true, Some(read_store)) = (settings.plays(Role::Projector), &read_store) {
-        for projection in &projections {
-            let sources = generation_sources(
-                &settings,
-                write.as_ref().map(|write| write.log.clone()),
-                projection.name(),
-            );
-            let supervisor =
-                Supervisor::new(projection.clone(), read_store.clone(), sources, progress.clone());
-            let cancel = cancel.clone();
-            tasks.spawn(async move { supervisor.run(cancel).await });
-        }
+        workers.spawn_projectors(&settings, write.as_ref(), read_store, &projections, &progress);
     }
+    let kafka = settings.log.kind == LogKind::Kafka;
     if let (true, true, Some(write)) = (settings.plays(Role::Relay), kafka, &write) {
-        let sink = KafkaSink::new(kafka_config(&settings))?;
-        let topic_partitions = sink.partition_count().await?;
-        anyhow::ensure!(
-            topic_partitions == Some(settings.log.partitions),
-            "topic {} has {topic_partitions:?} partitions, the configuration says {}; run `shop migrate`",
-            settings.log.topic,
-            settings.log.partitions
-        );
-        let leases = write.leases.clone().context("the relay needs leases (write_db = postgres)")?;
-        let relay = Relay::new(write.log.clone(), Arc::new(sink), leases);
-        workers.push((Role::Relay, relay.status()));
-        let cancel = cancel.clone();
-        tasks.spawn(async move { relay.run(cancel).await });
+        workers.spawn_relay(&settings, write).await?;
     }
     let commands = write.as_ref().map(|write| Arc::new(ShopCommands::new(write.store.clone())));
     if let (true, Some(write), Some(commands)) = (settings.plays(Role::Saga), &write, &commands) {
-        let saga = ProcessRunner::new(
-            Arc::new(CheckoutSaga::new(commands.clone())),
-            write.log.clone(),
-            write.store.clone(),
-        );
-        workers.push((Role::Saga, saga.status()));
-        let cancel = cancel.clone();
-        let leases = write.leases.clone();
-        tasks.spawn(async move {
-            match leases {
-                Some(leases) => saga.run_leased(leases, cancel).await,
-                None => saga.run(cancel).await,
-            }
-        });
+        workers.spawn_saga(write, commands);
     }
+    let Workers { cancel, mut tasks, statuses: workers } = workers;
 
     let serves_queries = settings.plays(Role::Query);
     // Queries read each projection's active generation (blue/green rebuilds).
@@ -326,6 +269,104 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         read_db = ?settings.read_db.kind, api_keys = ?settings.api_keys.iter().map(|key| &key.name).collect::<Vec<_>>(),
         "shop listening");
     Ok(RunningApp { addr, cancel, tasks })
+}
+
+/// Opens the write side and the read store, each if one of the process's
+/// roles needs it (and the data folder, if a database is a SQLite file).
+async fn open_sides(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> anyhow::Result<(Option<WriteSide>, Option<Arc<dyn ReadStore>>)> {
+    let embedded_files = settings.write_db.kind == DbKind::Sqlite || settings.read_db.kind == DbKind::Sqlite;
+    if embedded_files {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
+    }
+    let kafka = settings.log.kind == LogKind::Kafka;
+    // A query process opens the write side only to report the head beside
+    // the projections' positions (`/api/admin/projections`) and to tail the
+    // log for the live event stream (`/api/events/stream`); it never writes.
+    let needs_write = settings.plays(Role::Command)
+        || settings.plays(Role::Query)
+        || settings.plays(Role::Saga)
+        || (settings.plays(Role::Relay) && kafka)
+        || (settings.plays(Role::Projector) && !kafka);
+    let needs_read = settings.plays(Role::Projector) || settings.plays(Role::Query);
+    let write = match needs_write {
+        true => Some(open_write_side_recorded(settings, metrics).await?),
+        false => None,
+    };
+    let read_store = match needs_read {
+        true => Some(open_read_store(settings).await?),
+        false => None,
+    };
+    Ok((write, read_store))
+}
+
+/// The role workers of the process, as they are started.
+struct Workers {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    /// The relay's and the saga's loops, for `/ready` (projectors show theirs on `progress`).
+    statuses: Vec<(Role, Arc<WorkerStatus>)>,
+}
+
+impl Workers {
+    /// A supervisor per projection, each building and running its generations.
+    fn spawn_projectors(
+        &mut self,
+        settings: &Settings,
+        write: Option<&WriteSide>,
+        read_store: &Arc<dyn ReadStore>,
+        projections: &[Arc<dyn Projection>],
+        progress: &Arc<Progress>,
+    ) {
+        for projection in projections {
+            let sources =
+                generation_sources(settings, write.map(|write| write.log.clone()), projection.name());
+            let supervisor =
+                Supervisor::new(projection.clone(), read_store.clone(), sources, progress.clone());
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move { supervisor.run(cancel).await });
+        }
+    }
+
+    /// The relay, from the event store to the topic, once the topic has the
+    /// configured partitions.
+    async fn spawn_relay(&mut self, settings: &Settings, write: &WriteSide) -> anyhow::Result<()> {
+        let sink = KafkaSink::new(kafka_config(settings))?;
+        let topic_partitions = sink.partition_count().await?;
+        anyhow::ensure!(
+            topic_partitions == Some(settings.log.partitions),
+            "topic {} has {topic_partitions:?} partitions, the configuration says {}; run `shop migrate`",
+            settings.log.topic,
+            settings.log.partitions
+        );
+        let leases = write.leases.clone().context("the relay needs leases (write_db = postgres)")?;
+        let relay = Relay::new(write.log.clone(), Arc::new(sink), leases);
+        self.statuses.push((Role::Relay, relay.status()));
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move { relay.run(cancel).await });
+        Ok(())
+    }
+
+    /// The checkout saga, leased where the write side has leases.
+    fn spawn_saga(&mut self, write: &WriteSide, commands: &Arc<ShopCommands>) {
+        let saga = ProcessRunner::new(
+            Arc::new(CheckoutSaga::new(commands.clone())),
+            write.log.clone(),
+            write.store.clone(),
+        );
+        self.statuses.push((Role::Saga, saga.status()));
+        let cancel = self.cancel.clone();
+        let leases = write.leases.clone();
+        self.tasks.spawn(async move {
+            match leases {
+                Some(leases) => saga.run_leased(leases, cancel).await,
+                None => saga.run(cancel).await,
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {
