@@ -4,6 +4,8 @@
 //! and refused precisely by a retry while the code still cannot apply it;
 //! the other carts go on.
 
+#![allow(clippy::too_many_lines, reason = "each test reads as one scenario, start to end")]
+
 mod common;
 
 use std::path::Path;

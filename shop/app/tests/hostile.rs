@@ -7,6 +7,8 @@
 //! exactly the routes the router serves, and its command schemas refuse what
 //! the handlers refuse.
 
+#![allow(clippy::too_many_lines, reason = "each test reads as one scenario, start to end")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -4,6 +4,8 @@
 //! process), and the trace crossing Kafka to a projector process (the
 //! distributed shape).
 
+#![allow(clippy::too_many_lines, reason = "each test reads as one scenario, start to end")]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

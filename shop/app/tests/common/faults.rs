@@ -14,6 +14,8 @@
 //! pids, the servers through `scripts/services/NAME kill|pause|resume`,
 //! which signal the pid their own `start` recorded.
 
+#![allow(clippy::too_many_lines, reason = "a scenario's driver reads as one run, deployment to report")]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
