@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::commands::ShopCommands;
 use crate::config::{DbKind, LogKind, Role, Settings};
 use crate::http::{router, Access, ApiState, LiveEvents};
+use crate::lag::LogEnds;
 use crate::saga::CheckoutSaga;
 use crate::telemetry::{Metrics, Telemetry};
 
@@ -161,7 +162,8 @@ pub(crate) fn generation_sources(
     })
 }
 
-pub(crate) fn kafka_config(settings: &Settings) -> KafkaConfig {
+/// The Kafka topic of `settings`' log, as every role connects to it.
+pub fn kafka_config(settings: &Settings) -> KafkaConfig {
     let log = &settings.log;
     KafkaConfig::new(&log.brokers, &log.topic, log.partitions, EVENT_SOURCE)
 }
@@ -229,6 +231,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
             .map(|store| Freshness::new(store, progress.clone())),
         read_store,
         event_store: write.as_ref().map(|write| write.store.clone()),
+        log_ends: match settings.log.kind {
+            LogKind::Kafka => Some(LogEnds::Kafka(kafka_config(&settings))),
+            LogKind::Embedded => write.as_ref().map(|write| LogEnds::Head(write.store.clone())),
+        },
         projections,
         partitions: settings.partitions(),
         live: write.as_ref().filter(|_| serves_queries).map(|write| {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod telemetry;
 pub mod app;
 pub mod ops;
+pub mod lag;
 pub mod check;
 
 pub use app::{migrate, start, RunningApp, EVENT_SOURCE};

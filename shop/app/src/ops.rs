@@ -4,12 +4,11 @@
 //! a new generation) and `shop dlq list|retry` (the events projections could
 //! not apply, and applying one again after a fix).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parallax_core::{EventRecord, Partition, Position};
+use parallax_core::{EventRecord, Position};
 use serde::Serialize;
 
 use std::sync::Arc;
@@ -21,22 +20,10 @@ use parallax_runtime::{DeadLetterId, Projector, ProjectorError};
 
 use crate::app::{generation_sources, kafka_config, open_read_store, open_write_side};
 use crate::config::{LogKind, Settings};
+use crate::lag::{self, LogEnds};
 use crate::saga::CheckoutSaga;
 
-/// One projection in one source partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PartitionStatus {
-    /// The source partition (0 in the embedded shape).
-    pub partition: Partition,
-    /// The highest position absorbed.
-    pub position: Position,
-    /// The log offset to resume from (Kafka), or the position (embedded).
-    pub offset: u64,
-    /// The end of the partition: the head (embedded) or the topic's end offset (Kafka).
-    pub end: Option<u64>,
-    /// Events (embedded) or messages (Kafka) still to absorb.
-    pub lag: Option<u64>,
-}
+pub use crate::lag::PartitionStatus;
 
 /// One projection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,60 +47,33 @@ pub async fn status(settings: &Settings) -> anyhow::Result<Vec<ProjectionStatus>
         open_read_store(settings).await?,
         &shop_read::all_projections(),
     ));
-    // Where each partition ends: the head, or the topic's end offsets.
-    let ends: Result<BTreeMap<Partition, u64>, String> = match settings.log.kind {
+    let log_ends = match settings.log.kind {
         LogKind::Embedded => match open_write_side(settings).await {
-            Ok(write) => {
-                write.log.head().await.map(|head| BTreeMap::from([(0, head)])).map_err(|e| e.to_string())
+            Ok(write) => Some(LogEnds::Head(write.store)),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "cannot open the event store; lag unknown");
+                None
             }
-            Err(error) => Err(format!("{error:#}")),
         },
-        LogKind::Kafka => parallax_kafka::end_offsets(&kafka_config(settings))
-            .await
-            .map(|ends| ends.into_iter().collect())
-            .map_err(|e| e.to_string()),
+        LogKind::Kafka => Some(LogEnds::Kafka(kafka_config(settings))),
     };
-    if let Err(error) = &ends {
-        tracing::warn!(%error, "cannot read where the log ends; lag unknown");
-    }
+    let ends = match &log_ends {
+        Some(log_ends) => log_ends.read().await.map_err(|error| {
+            tracing::warn!(%error, "cannot read where the log ends; lag unknown");
+        }),
+        None => Err(()),
+    };
     let mut statuses = Vec::new();
     for projection in shop_read::all_projections() {
         let name = projection.name();
-        let checkpoints: BTreeMap<Partition, _> = read
-            .checkpoints(name)
-            .await
-            .with_context(|| format!("read the checkpoints of {name}"))?
-            .into_iter()
-            .collect();
+        let checkpoints =
+            read.checkpoints(name).await.with_context(|| format!("read the checkpoints of {name}"))?;
         let dead_letters =
             read.dead_letters(name).await.with_context(|| format!("read the dead letters of {name}"))?.len();
-        let mut partitions: Vec<Partition> = checkpoints.keys().copied().collect();
-        if let Ok(ends) = &ends {
-            partitions.extend(ends.keys().copied());
-        }
-        partitions.sort_unstable();
-        partitions.dedup();
-        let rows: Vec<PartitionStatus> = partitions
-            .into_iter()
-            .map(|partition| {
-                let checkpoint = checkpoints.get(&partition).copied().unwrap_or_default();
-                let end = ends.as_ref().ok().and_then(|ends| ends.get(&partition).copied());
-                // Embedded: positions; Kafka: offsets.
-                let (offset, at) = match settings.log.kind {
-                    LogKind::Embedded => (checkpoint.position, checkpoint.position),
-                    LogKind::Kafka => (checkpoint.offset, checkpoint.offset),
-                };
-                PartitionStatus {
-                    partition,
-                    position: checkpoint.position,
-                    offset,
-                    end,
-                    lag: end.map(|end| end.saturating_sub(at)),
-                }
-            })
-            .collect();
+        let by_offset = settings.log.kind == LogKind::Kafka;
+        let rows = lag::partitions(by_offset, &checkpoints, ends.as_ref().ok());
         let lag = rows.iter().map(|row| row.lag).sum::<Option<u64>>();
-        let state = match lag {
+        let state = match lag::worst(&rows) {
             None => "unknown",
             Some(0) => "caught up",
             Some(_) => "behind",

@@ -281,3 +281,84 @@ async fn status_and_rebuild_work_across_processes() {
     deployment.assert_views_equal_the_fold().await;
     deployment.stop().await;
 }
+
+/// Readiness and the admin view judge a projection by its worst partition:
+/// every projection at the end of every partition but one partition of the
+/// catalog, which a stuck consumer left at its start. Measured from the
+/// furthest partition, as it was, the query side called itself ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_partition_keeps_the_query_side_unready() {
+    use parallax_core::{Checkpoint, CheckpointMove, ViewBatch, ViewCommitter};
+
+    // Commands and a relay, no projector: the checkpoints are ours to set.
+    let mut deployment = Deployment::start(&[("front", &["command", "relay", "query"])]).await;
+    seed_catalog(&deployment.app).await;
+    let head = deployment.event_store().await.head().await.expect("the head");
+    let config = shop::app::kafka_config(&deployment.settings());
+    let ends = loop {
+        let ends = parallax_kafka::end_offsets(&config).await.expect("end offsets");
+        if ends.iter().map(|(_, end)| end).sum::<u64>() >= head {
+            break ends;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (stuck, stuck_end) = *ends.iter().find(|(_, end)| *end > 0).expect("a partition with messages");
+    let views = deployment.raw_read_store().await;
+    for projection in shop_read::all_projections() {
+        let name = projection.name();
+        let checkpoints = ends
+            .iter()
+            .filter(|(partition, _)| name != "catalog" || *partition != stuck)
+            .map(|&(partition, end)| CheckpointMove {
+                partition,
+                from: Checkpoint::default(),
+                to: Checkpoint { position: head, offset: end },
+            })
+            .collect();
+        views.commit(ViewBatch { checkpoints, ..ViewBatch::empty(name) }).await.expect("set the checkpoints");
+    }
+
+    deployment.extra_env.push(("SHOP__READINESS__MAX_LAG".into(), "0".into()));
+    deployment.add("query-2", &["query"]).await;
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{}/ready", deployment.url("query-2"))).send().await.expect("/ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.expect("JSON");
+    let query = &body["roles"]["query"];
+    let reason = query["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("catalog is {stuck_end} behind in partition {stuck}")), "{body}");
+    let catalog = query["projections"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "catalog"))
+        .expect("the catalog")
+        .clone();
+    assert_eq!(catalog["lag"], json!(stuck_end), "{body}");
+    let others_ready = query["projections"]
+        .as_array()
+        .expect("projections")
+        .iter()
+        .all(|p| p["name"] == "catalog" || p["ready"] == true);
+    assert!(others_ready, "{body}");
+
+    let admin: serde_json::Value = client
+        .get(format!("{}/api/admin/projections", deployment.url("query-2")))
+        .send()
+        .await
+        .expect("admin view")
+        .json()
+        .await
+        .expect("JSON");
+    let catalog = admin["projections"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "catalog"))
+        .expect("the catalog")
+        .clone();
+    assert_eq!(catalog["lag"], json!(stuck_end), "{admin}");
+    let row = catalog["partitions"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["partition"] == stuck))
+        .expect("the stuck partition")
+        .clone();
+    assert_eq!((row["position"].clone(), row["lag"].clone()), (json!(0), json!(stuck_end)), "{admin}");
+    deployment.stop().await;
+}

@@ -54,6 +54,8 @@ pub struct ApiState {
     pub read_store: Option<Arc<dyn ReadStore>>,
     /// For lag: the head of the event store.
     pub event_store: Option<Arc<dyn EventStore>>,
+    /// For each partition's lag: where the log's partitions end.
+    pub log_ends: Option<crate::lag::LogEnds>,
     /// Projections whose progress the admin view lists.
     pub projections: Vec<Arc<dyn Projection>>,
     /// Partitions of the log: consistency tokens name the partition of the

@@ -12,13 +12,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::furthest;
 use parallax_runtime::{WorkerReport, WorkerState};
 use serde_json::{json, Value};
 
 use super::access::Caller;
 use super::ApiState;
 use crate::config::Role;
+use crate::lag;
 use crate::saga::CheckoutSaga;
 use crate::telemetry::{names, Metrics};
 
@@ -133,14 +133,14 @@ async fn command_ready(state: &ApiState) -> Value {
 }
 
 /// Query: the read store answers and every projection is within the lag
-/// bound of the head (lag: the head's position minus the furthest position
-/// the projection absorbed in any partition).
+/// bound in every partition (a stuck partition must not hide behind a
+/// healthy one: [`crate::lag`]).
 async fn query_ready(state: &ApiState) -> Value {
     let Some(views) = &state.read_store else { return not_ready("the read store is not open".into()) };
-    let Some(events) = &state.event_store else { return not_ready("the event store is not open".into()) };
-    let head = match probe(events.head()).await {
-        Ok(head) => head,
-        Err(error) => return not_ready(format!("the event store does not answer (for the head): {error}")),
+    let Some(log_ends) = &state.log_ends else { return not_ready("the log is not open".into()) };
+    let ends = match probe(log_ends.read()).await {
+        Ok(ends) => ends,
+        Err(error) => return not_ready(error),
     };
     let max_lag = state.telemetry.max_lag;
     let mut projections = Vec::new();
@@ -151,23 +151,26 @@ async fn query_ready(state: &ApiState) -> Value {
             Ok(checkpoints) => checkpoints,
             Err(error) => return not_ready(format!("the read store does not answer: {error}")),
         };
-        let position = furthest(&checkpoints);
-        let lag = head.saturating_sub(position);
-        let ready = lag <= max_lag;
-        if !ready {
-            behind.push(format!("{name} is {lag} positions behind"));
+        let partitions = lag::partitions(log_ends.by_offset(), &checkpoints, Some(&ends));
+        let worst = lag::worst(&partitions).unwrap_or(u64::MAX);
+        let ready = worst <= max_lag;
+        for row in partitions.iter().filter(|row| row.lag.is_none_or(|lag| lag > max_lag)) {
+            let lag = row.lag.map_or_else(|| "?".to_owned(), |lag| lag.to_string());
+            behind.push(format!("{name} is {lag} behind in partition {}", row.partition));
         }
-        projections.push(json!({ "name": name, "position": position, "lag": lag, "ready": ready }));
+        let partitions: Vec<Value> = partitions
+            .iter()
+            .map(|row| json!({ "partition": row.partition, "position": row.position, "lag": row.lag }))
+            .collect();
+        projections.push(json!({ "name": name, "lag": worst, "ready": ready, "partitions": partitions }));
     }
     let mut report = json!({
         "ready": behind.is_empty(),
-        "head": head,
         "max_lag": max_lag,
         "projections": projections,
     });
     if !behind.is_empty() {
-        report["reason"] =
-            Value::String(format!("{} (the bound is {max_lag}, the head {head})", behind.join(", ")));
+        report["reason"] = Value::String(format!("{} (the bound is {max_lag})", behind.join(", ")));
     }
     report
 }

@@ -14,7 +14,7 @@ use axum::Json;
 use parallax_core::furthest;
 use parallax_runtime::WaitError;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use shop_read::queries::{answered_by, Listing, DEFAULT_LIMIT, MAX_LIMIT};
 use shop_read::{QueryError, ShopQueries};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -25,6 +25,7 @@ use super::extract::{self, CartPath, CustomerPath, OrderPath, Params, ProductPat
 use super::openapi::QueryRefusals;
 use super::problem::ApiError;
 use super::ApiState;
+use crate::lag::{self, LogEnds};
 
 const DEFAULT_WAIT_MS: u64 = 2_000;
 const MAX_WAIT_MS: u64 = 10_000;
@@ -254,8 +255,9 @@ pub async fn sales(
     Ok(listing("sales", page))
 }
 
-/// Each projection with its position, its lag behind the event store, and
-/// its dead letters.
+/// Each projection with its position, its lag (its worst partition's:
+/// events behind the head embedded, messages behind the end offset with
+/// Kafka) and each partition's, and its dead letters.
 #[utoipa::path(get, path = "/api/admin/projections", tag = "ops",
     responses((status = 200, description = "Each projection with its position, lag and dead letters; the event store's head", content_type = "application/json"), QueryRefusals))]
 pub async fn projections(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
@@ -264,21 +266,22 @@ pub async fn projections(State(state): State<Arc<ApiState>>) -> Result<Response,
         Some(events) => Some(events.head().await.map_err(|e| ApiError::internal(&e))?),
         None => None,
     };
+    let ends = match &state.log_ends {
+        Some(log_ends) => log_ends.read().await.ok(),
+        None => None,
+    };
+    let by_offset = state.log_ends.as_ref().is_some_and(LogEnds::by_offset);
     let mut rows = Vec::new();
     for projection in &state.projections {
         let name = projection.name();
         let checkpoints = store.checkpoints(name).await.map_err(|e| ApiError::internal(&e))?;
-        let position = furthest(&checkpoints);
         let dead_letters = store.dead_letters(name).await.map_err(|e| ApiError::internal(&e))?.len();
-        let partitions: Vec<Value> = checkpoints
-            .iter()
-            .map(|(partition, at)| json!({ "partition": partition, "position": at.position, "offset": at.offset }))
-            .collect();
+        let partitions = lag::partitions(by_offset, &checkpoints, ends.as_ref());
         rows.push(json!({
             "name": name,
             "views": projection.views().into_iter().map(|view| view.name).collect::<Vec<_>>(),
-            "position": position,
-            "lag": head.map(|head| head.saturating_sub(position)),
+            "position": furthest(&checkpoints),
+            "lag": lag::worst(&partitions),
             "partitions": partitions,
             "dead_letters": dead_letters,
         }));
