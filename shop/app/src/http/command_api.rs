@@ -10,6 +10,11 @@
 //! trace (a new one without the header, or with an invalid one) and its
 //! events record it in their metadata. Each command's latency is recorded in
 //! `shop_command_duration_seconds{command, outcome}`.
+//!
+//! Requests are parsed at the edge ([`super::extract`]): a handler receives
+//! the domain's values, and a request that breaks a rule (of a path segment,
+//! a field, the `Idempotency-Key`) is refused with 400 before it reaches the
+//! command handler or the latency histogram.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -190,7 +195,7 @@ impl Request {
         Self { command_type, route, stream, status, key: None, trace: TraceParent::continue_or_start(None) }
     }
 
-    fn from(mut self, IdempotencyKey(key): IdempotencyKey, Trace(trace): Trace) -> Self {
+    fn with_headers(mut self, IdempotencyKey(key): IdempotencyKey, Trace(trace): Trace) -> Self {
         self.key = key;
         self.trace = trace;
         self
@@ -211,7 +216,7 @@ pub async fn register_product(
     let answer = ProductAccepted { sku: sku.clone(), token: String::new() };
     let command =
         ProductCommand::Register { sku: sku.to_string(), name, price_cents: price_cents.get(), stock };
-    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
         c.product(sku.as_str(), command, &ctx).await
     })
     .await
@@ -228,7 +233,7 @@ pub async fn reprice(
     CommandBody { request, bytes }: CommandBody<Reprice>,
 ) -> Result<Response, ApiError> {
     let command = ProductCommand::Reprice { price_cents: request.price_cents.get() };
-    let call = product_request(&sku, ("price", "product.reprice")).from(key, trace);
+    let call = product_request(&sku, ("price", "product.reprice")).with_headers(key, trace);
     product_command(&state, sku, call, &bytes, command).await
 }
 
@@ -243,7 +248,7 @@ pub async fn restock(
     CommandBody { request, bytes }: CommandBody<Restock>,
 ) -> Result<Response, ApiError> {
     let command = ProductCommand::Restock { quantity: request.quantity };
-    let call = product_request(&sku, ("restock", "product.restock")).from(key, trace);
+    let call = product_request(&sku, ("restock", "product.restock")).with_headers(key, trace);
     product_command(&state, sku, call, &bytes, command).await
 }
 
@@ -277,7 +282,7 @@ pub async fn add_item(
     let route = format!("POST /api/carts/{cart_id}/items");
     let call = Request::new("cart.add_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
-    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
         let quantity = i64::from(request.quantity.get());
         c.add_item(cart_id.as_str(), request.sku.as_str(), quantity, &ctx).await
     })
@@ -296,7 +301,7 @@ pub async fn remove_item(
     let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
     let call = Request::new("cart.remove_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
-    run(&state, call.from(key, trace), b"", answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace), b"", answer, |c, ctx| async move {
         c.remove_item(cart_id.as_str(), sku.as_str(), &ctx).await
     })
     .await
@@ -317,7 +322,7 @@ pub async fn check_out(
     let call = Request::new("cart.check_out", route, Cart::stream_id(cart_id.as_str()), StatusCode::ACCEPTED);
     let answer =
         CheckoutAccepted { cart_id: cart_id.clone(), order_id: order_id.into(), token: String::new() };
-    run(&state, call.from(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
         c.check_out(cart_id.as_str(), request.customer_id.as_str(), order_id, &ctx).await
     })
     .await
@@ -370,7 +375,7 @@ async fn order_command(
     let route = format!("POST /api/orders/{order_id}/{verb}");
     let call = Request::new(command_type, route, Order::stream_id(&order_id.to_string()), StatusCode::OK);
     let answer = OrderAccepted { order_id, token: String::new() };
-    run(&state, call.from(key, trace), b"", answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace), b"", answer, |c, ctx| async move {
         c.order(order_id.uuid(), command, &ctx).await
     })
     .await
