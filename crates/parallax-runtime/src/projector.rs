@@ -212,12 +212,26 @@ fn advance(
         return false;
     }
     movement.to.offset = movement.to.offset.max(sourced.offset + 1);
-    if sourced.event.position <= movement.to.position {
+    if sourced.event.position <= movement.to.position && !mutation_no_skip() {
         // Already absorbed: a republished or redelivered duplicate.
         return false;
     }
-    movement.to.position = sourced.event.position;
+    movement.to.position = movement.to.position.max(sourced.event.position);
     true
+}
+
+/// A test-only mutation control: in a debug build with
+/// `PARALLAX_TEST_MUTATION_NO_SKIP` set (read once), the skip above is off
+/// and duplicates are applied again, breaking invariant 8 on purpose so the
+/// fault suite can show that `shop check` sees it. Release builds ignore it.
+fn mutation_no_skip() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static NO_SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *NO_SKIP.get_or_init(|| std::env::var_os("PARALLAX_TEST_MUTATION_NO_SKIP").is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    false
 }
 
 impl Projector {
