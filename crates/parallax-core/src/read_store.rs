@@ -59,9 +59,9 @@ impl DocKey {
 /// stored as (`Document<String>`, from [`ViewReader::scan_json`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document<B = serde_json::Value> {
-    /// Its key.
+    /// Where it lives in its view.
     pub key: DocKey,
-    /// Its body.
+    /// The JSON document (a `Value`, or the stored text for `Document<String>`).
     pub body: B,
 }
 
@@ -85,9 +85,9 @@ pub struct Stamp {
 pub enum ViewWrite {
     /// Insert or replace a document.
     Put {
-        /// The view.
+        /// The view's stored name (a generation's, see [`crate::ViewId`]).
         view: String,
-        /// The key.
+        /// Where the document goes.
         key: DocKey,
         /// The new body.
         body: serde_json::Value,
@@ -96,9 +96,9 @@ pub enum ViewWrite {
     },
     /// Remove a document (absent is fine).
     Delete {
-        /// The view.
+        /// The view's stored name.
         view: String,
-        /// The key.
+        /// The document to remove.
         key: DocKey,
         /// The last event that changed it (`None` outside any projector).
         stamp: Option<Stamp>,
@@ -143,9 +143,9 @@ impl ViewWrite {
 /// always empty in stores whose commits are atomic).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDocument {
-    /// The body.
+    /// The JSON document.
     pub body: serde_json::Value,
-    /// The revision.
+    /// Its revision when read: what a [`ReadGuard`] compares at commit.
     pub revision: Revision,
     /// Per source partition, the position of the last event whose effect the
     /// document holds.
@@ -190,9 +190,9 @@ pub struct CheckpointMove {
 /// A document a batch read, at the revision it read (0: it was absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadGuard {
-    /// The view.
+    /// The view's stored name.
     pub view: String,
-    /// The key.
+    /// The document read (read absent, it must still be absent).
     pub key: DocKey,
     /// The revision read.
     pub revision: Revision,
@@ -298,7 +298,7 @@ pub enum ReadStoreError {
     /// the batch was not applied.
     #[error("checkpoint of {projection} in partition {partition} is at position {actual}, not {expected}")]
     CheckpointMoved {
-        /// The projection.
+        /// The projection whose checkpoint moved (its name as the batch gave it).
         projection: String,
         /// The source partition.
         partition: Partition,
@@ -311,7 +311,7 @@ pub enum ReadStoreError {
     /// same projection wrote it): the batch was not applied.
     #[error("document {view}/{partition}/{clustering} changed while the batch was computed")]
     Conflict {
-        /// The view.
+        /// The view's stored name.
         view: String,
         /// The document's partition key.
         partition: String,
@@ -322,7 +322,7 @@ pub enum ReadStoreError {
     /// resolved it first): the batch was not applied.
     #[error("{projection} has no dead letter at position {position} any more: the batch was not applied")]
     DeadLetterMissing {
-        /// The projection.
+        /// The projection whose dead letter is gone.
         projection: String,
         /// The dead letter's position.
         position: Position,

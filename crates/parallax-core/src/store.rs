@@ -151,7 +151,7 @@ impl StoreError {
 /// The state of an aggregate at a stream version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The stream.
+    /// The aggregate's stream (`"{category}-{id}"`).
     pub stream_id: String,
     /// The version the state includes.
     pub stream_version: u64,
