@@ -288,7 +288,8 @@ async fn status_and_rebuild_work_across_processes() {
 /// furthest partition, as it was, the query side called itself ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_partition_keeps_the_query_side_unready() {
-    use parallax_core::{Checkpoint, CheckpointMove, ViewBatch, ViewCommitter};
+    use parallax_core::{Checkpoint, CheckpointMove, ViewBatch};
+    use shop_read::projections::CatalogProjection;
 
     // Commands and a relay, no projector: the checkpoints are ours to set.
     let mut deployment = Deployment::start(&[("front", &["command", "relay", "query"])]).await;
@@ -308,7 +309,7 @@ async fn a_stuck_partition_keeps_the_query_side_unready() {
         let name = projection.name();
         let checkpoints = ends
             .iter()
-            .filter(|(partition, _)| name != "catalog" || *partition != stuck)
+            .filter(|(partition, _)| name != CatalogProjection::NAME || *partition != stuck)
             .map(|&(partition, end)| CheckpointMove {
                 partition,
                 from: Checkpoint::default(),

@@ -28,6 +28,7 @@ use serde_json::{json, value::RawValue, Value};
 use shop::commands::{ShopCommandError, ShopCommands};
 use shop::saga::CheckoutSaga;
 use shop_domain::Refusal;
+use shop_read::views;
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -178,7 +179,7 @@ async fn version_1_history_rebuilds_every_view_with_version_2_values() {
     }
 
     assert_eq!(
-        partition(views, "catalog", "all").await,
+        partition(views, views::CATALOG.name(), "all").await,
         [
             json!({ "sku": "KB-1", "name": "Keyboard", "price_cents": 4499, "stock": 9, "version": 7 }),
             json!({ "sku": "MS-1", "name": "Mouse", "price_cents": 1500, "stock": 7, "version": 3 }),
@@ -240,12 +241,12 @@ async fn version_1_history_rebuilds_every_view_with_version_2_values() {
         [("alice", ALICE_ORDER, alice), ("bob", BOB_ORDER, bob), ("carol", CAROL_ORDER, carol)]
     {
         assert_eq!(document(views, "order", order_id).await, order);
-        assert_eq!(partition(views, "customer_orders", customer).await, [order]);
+        assert_eq!(partition(views, views::CUSTOMER_ORDERS.name(), customer).await, [order]);
     }
 
     // Carol's confirmed sale was taken back when she cancelled; bob's never happened.
     assert_eq!(
-        partition(views, "sales", "all").await,
+        partition(views, views::SALES.name(), "all").await,
         [
             json!({ "sku": "KB-1", "name": "Keyboard", "units": 1, "revenue_cents": 4999 }),
             json!({ "sku": "MS-1", "name": "Mouse", "units": 3, "revenue_cents": 4500 }),
@@ -327,17 +328,23 @@ async fn command_handlers_hydrate_aggregates_from_version_1_events() {
             })
         );
         assert_eq!(document(views, "order", &order_id.to_string()).await, order);
-        assert_eq!(partition(views, "customer_orders", "dave").await, std::slice::from_ref(&order));
         assert_eq!(
-            partition(views, "sales", "all").await,
+            partition(views, views::CUSTOMER_ORDERS.name(), "dave").await,
+            std::slice::from_ref(&order)
+        );
+        assert_eq!(
+            partition(views, views::SALES.name(), "all").await,
             [
                 json!({ "sku": "KB-1", "name": "Keyboard", "units": 2, "revenue_cents": 9498 }),
                 json!({ "sku": "MS-1", "name": "Mouse", "units": 5, "revenue_cents": 7500 }),
                 json!({ "sku": "PAD-1", "name": "Desk pad", "units": 1, "revenue_cents": 900 }),
             ]
         );
-        let stock: Vec<Value> =
-            partition(views, "catalog", "all").await.into_iter().map(|p| p["stock"].clone()).collect();
+        let stock: Vec<Value> = partition(views, views::CATALOG.name(), "all")
+            .await
+            .into_iter()
+            .map(|p| p["stock"].clone())
+            .collect();
         assert_eq!(stock, [json!(8), json!(5), json!(0)]);
     }
     assert_eq!(order["status"], "confirmed");
