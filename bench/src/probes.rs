@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parallax_core::{
-    partition_for, DocKey, EventLog, EventRecord, EventSink, LogError, Position, ReadStore, ReadStoreError,
-    ReadStoreLayer, Revision, StoredDocument, ViewBatch,
+    partition_for, DocKey, EventLog, EventRecord, EventSink, LogError, Outgoing, Partition, Position,
+    ReadStore, ReadStoreError, ReadStoreLayer, Revision, StoredDocument, ViewBatch,
 };
 use serde::Serialize;
 
@@ -215,10 +215,14 @@ impl Published {
 
 #[async_trait]
 impl EventSink for Published {
-    async fn publish(&self, events: &[EventRecord]) -> Result<(), LogError> {
+    fn partition_of(&self, stream_id: &str) -> Partition {
+        self.inner.partition_of(stream_id)
+    }
+
+    async fn publish(&self, events: &[Outgoing<'_>]) -> Result<(), LogError> {
         self.inner.publish(events).await?;
         let partitions = u32::try_from(self.last.len()).unwrap_or(u32::MAX);
-        for event in events {
+        for &Outgoing { event, .. } in events {
             let partition = partition_for(&event.stream_id, partitions) as usize;
             self.last[partition].fetch_max(event.position, Ordering::Relaxed);
         }

@@ -189,7 +189,12 @@ impl EventSource for TwoPartitions {
             let partition = Self::of(event);
             let index = partition as usize;
             if offsets[index] >= self.next[index] {
-                pending[index].push(SourcedEvent { partition, offset: offsets[index], event: event.clone() });
+                pending[index].push(SourcedEvent {
+                    partition,
+                    offset: offsets[index],
+                    event: event.clone(),
+                    previous: None,
+                });
             }
             offsets[index] += 1;
         }

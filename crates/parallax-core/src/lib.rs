@@ -164,8 +164,8 @@ pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
 pub use event::{EventRecord, Metadata, NewEvent, Position, StreamId};
 pub use lease::{Lease, LeaseError, Leases};
 pub use log::{
-    partition_for, Checkpoint, EventLog, EventSink, EventSource, LogError, LogSource, Partition, SourceBatch,
-    SourcedEvent,
+    partition_for, Checkpoint, EventLog, EventSink, EventSource, LogError, LogSource, Outgoing, Partition,
+    SourceBatch, SourcedEvent,
 };
 pub use projection::{Projection, ProjectionError, ViewTx};
 pub use read_store::{

@@ -97,6 +97,13 @@ pub struct SourcedEvent {
     pub offset: u64,
     /// The event.
     pub event: EventRecord,
+    /// The position of the event before it in the same partition, as the
+    /// relay knew it when it published (0: none before it); `None` when the
+    /// message does not say (the embedded log, whose one partition holds
+    /// every position the log reads, or a message the relay could not link).
+    /// A consumer whose checkpoint in the partition is below it has missed
+    /// the events in between (Architecture invariant 21).
+    pub previous: Option<Position>,
 }
 
 /// What a source delivered in one poll.
@@ -147,13 +154,31 @@ pub trait EventSource: Send {
     }
 }
 
+/// An event on its way to the broker, linked to the event before it in its
+/// partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outgoing<'a> {
+    /// The event.
+    pub event: &'a EventRecord,
+    /// The position of the previous event of the same partition in the event
+    /// store (0: there is none), or `None` where the relay does not know it;
+    /// carried in the message for consumers to find a hole by
+    /// ([`SourcedEvent::previous`]).
+    pub previous: Option<Position>,
+}
+
 /// The broker side of the relay: where events are published.
 #[async_trait]
 pub trait EventSink: Send + Sync {
+    /// The partition the events of `stream_id` go to (0 for a sink of one
+    /// partition): the relay links each event to the previous one of that
+    /// partition.
+    fn partition_of(&self, stream_id: &str) -> Partition;
+
     /// Publishes `events` (in position order) and returns once every one is
     /// durably acknowledged. On error, any prefix may have been published;
     /// the relay publishes again from its checkpoint.
-    async fn publish(&self, events: &[EventRecord]) -> Result<(), LogError>;
+    async fn publish(&self, events: &[Outgoing<'_>]) -> Result<(), LogError>;
 }
 
 /// The embedded log as a source: one partition, offsets are positions.
@@ -185,7 +210,7 @@ impl EventSource for LogSource {
         }
         let events = events
             .into_iter()
-            .map(|event| SourcedEvent { partition: 0, offset: event.position, event })
+            .map(|event| SourcedEvent { partition: 0, offset: event.position, event, previous: None })
             .collect();
         Ok(SourceBatch { events, ..SourceBatch::default() })
     }

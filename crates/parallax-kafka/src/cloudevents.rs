@@ -5,7 +5,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use parallax_core::{EventRecord, Metadata, TraceParent};
+use parallax_core::{EventRecord, Metadata, Position, TraceParent};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use uuid::Uuid;
 
@@ -25,6 +25,10 @@ pub const SUBJECT: &str = "ce_subject";
 pub const CONTENT_TYPE: &str = "content-type";
 /// Extension: the global position.
 pub const POSITION: &str = "ce_position";
+/// Extension: the position of the previous event of the same partition
+/// (0: none before it), where the relay knew it. A consumer whose checkpoint
+/// in the partition is below it has missed events (retention deleted them).
+pub const PREVIOUS_POSITION: &str = "ce_previousposition";
 /// Extension: the stream version.
 pub const STREAM_VERSION: &str = "ce_streamversion";
 /// Extension: the payload's schema version.
@@ -49,9 +53,11 @@ pub const SPEC_VERSION: &str = "1.0";
 /// The body's media type.
 pub const JSON: &str = "application/json";
 
-/// The headers of `event`'s message.
-pub(crate) fn encode(event: &EventRecord, source: &str) -> OwnedHeaders {
+/// The headers of `event`'s message, linked to the `previous` event of its
+/// partition where known.
+pub(crate) fn encode(event: &EventRecord, previous: Option<Position>, source: &str) -> OwnedHeaders {
     let position = event.position.to_string();
+    let previous = previous.map(|previous| previous.to_string());
     let stream_version = event.stream_version.to_string();
     let schema_version = event.schema_version.to_string();
     let id = event.event_id.to_string();
@@ -75,13 +81,16 @@ pub(crate) fn encode(event: &EventRecord, source: &str) -> OwnedHeaders {
         (CAUSATION_ID, &causation),
         (COMMAND_ID, &command),
     ];
+    if let Some(previous) = &previous {
+        fields.push((PREVIOUS_POSITION, previous));
+    }
     if let Some(actor) = &event.metadata.actor {
         fields.push((ACTOR, actor));
     }
     if let Some(traceparent) = &traceparent {
         fields.push((TRACEPARENT, traceparent));
     }
-    fields.into_iter().fold(OwnedHeaders::new_with_capacity(15), |headers, (key, value)| {
+    fields.into_iter().fold(OwnedHeaders::new_with_capacity(16), |headers, (key, value)| {
         headers.insert(Header { key, value: Some(value) })
     })
 }
@@ -111,42 +120,54 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The event a message carries, from its headers and body.
+/// The event a message carries, from its headers and body, and the position
+/// of the previous event of its partition where the message says.
 pub(crate) fn decode<H: Headers>(
     headers: Option<&H>,
     body: Option<&[u8]>,
-) -> Result<EventRecord, DecodeError> {
+) -> Result<(EventRecord, Option<Position>), DecodeError> {
     let fields = Fields::read(headers)?;
-    let spec = fields.required(SPECVERSION)?;
-    if spec != SPEC_VERSION {
-        return Err(invalid(SPECVERSION, spec, "\"1.0\""));
+    let event = fields.event(body)?;
+    let previous =
+        fields.optional(PREVIOUS_POSITION)?.map(|_| fields.number(PREVIOUS_POSITION)).transpose()?;
+    Ok((event, previous))
+}
+
+impl Fields<'_> {
+    /// The event of a message whose body is `body`.
+    fn event(&self, body: Option<&[u8]>) -> Result<EventRecord, DecodeError> {
+        let fields = self;
+        let spec = fields.required(SPECVERSION)?;
+        if spec != SPEC_VERSION {
+            return Err(invalid(SPECVERSION, spec, "\"1.0\""));
+        }
+        let payload = match body {
+            None => return Err(DecodeError::Body("is empty (a null message value)")),
+            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| DecodeError::Body("is not UTF-8"))?,
+        };
+        let time = fields.required(TIME)?;
+        let recorded_at = DateTime::parse_from_rfc3339(time)
+            .map_err(|_| invalid(TIME, time, "an RFC 3339 timestamp"))?
+            .with_timezone(&Utc);
+        Ok(EventRecord {
+            position: fields.number(POSITION)?,
+            stream_id: fields.required(SUBJECT)?.to_owned(),
+            stream_version: fields.number(STREAM_VERSION)?,
+            event_id: fields.uuid(ID)?,
+            event_type: fields.required(TYPE)?.to_owned(),
+            schema_version: fields.number(SCHEMA_VERSION)?,
+            payload: payload.to_owned(),
+            metadata: Metadata {
+                correlation_id: fields.uuid(CORRELATION_ID)?,
+                causation_id: fields.uuid(CAUSATION_ID)?,
+                command_id: fields.uuid(COMMAND_ID)?,
+                actor: fields.optional(ACTOR)?.map(str::to_owned),
+                // Tracing is best effort: a malformed header loses the trace, not the event.
+                traceparent: fields.optional(TRACEPARENT).ok().flatten().and_then(|value| value.parse().ok()),
+            },
+            recorded_at,
+        })
     }
-    let payload = match body {
-        None => return Err(DecodeError::Body("is empty (a null message value)")),
-        Some(bytes) => std::str::from_utf8(bytes).map_err(|_| DecodeError::Body("is not UTF-8"))?,
-    };
-    let time = fields.required(TIME)?;
-    let recorded_at = DateTime::parse_from_rfc3339(time)
-        .map_err(|_| invalid(TIME, time, "an RFC 3339 timestamp"))?
-        .with_timezone(&Utc);
-    Ok(EventRecord {
-        position: fields.number(POSITION)?,
-        stream_id: fields.required(SUBJECT)?.to_owned(),
-        stream_version: fields.number(STREAM_VERSION)?,
-        event_id: fields.uuid(ID)?,
-        event_type: fields.required(TYPE)?.to_owned(),
-        schema_version: fields.number(SCHEMA_VERSION)?,
-        payload: payload.to_owned(),
-        metadata: Metadata {
-            correlation_id: fields.uuid(CORRELATION_ID)?,
-            causation_id: fields.uuid(CAUSATION_ID)?,
-            command_id: fields.uuid(COMMAND_ID)?,
-            actor: fields.optional(ACTOR)?.map(str::to_owned),
-            // Tracing is best effort: a malformed header loses the trace, not the event.
-            traceparent: fields.optional(TRACEPARENT).ok().flatten().and_then(|value| value.parse().ok()),
-        },
-        recorded_at,
-    })
 }
 
 fn invalid(header: &'static str, value: &str, expected: &'static str) -> DecodeError {
@@ -223,7 +244,7 @@ mod tests {
     #[test]
     fn headers_follow_the_binary_mode_binding() {
         let event = record(Some("alice"));
-        let headers = encode(&event, "/shop");
+        let headers = encode(&event, Some(17), "/shop");
         assert_eq!(value(&headers, "ce_specversion"), Some("1.0"));
         assert_eq!(value(&headers, "ce_id"), Some(event.event_id.to_string().as_str()));
         assert_eq!(value(&headers, "ce_source"), Some("/shop"));
@@ -236,17 +257,18 @@ mod tests {
         assert_eq!(value(&headers, "ce_schemaversion"), Some("2"));
         assert_eq!(value(&headers, "ce_actor"), Some("alice"));
         assert_eq!(value(&headers, "traceparent"), Some(TRACE));
-        let bare = encode(&record(None), "/shop");
-        assert!(bare.iter().all(|h| h.key != "ce_actor" && h.key != "traceparent"));
+        assert_eq!(value(&headers, "ce_previousposition"), Some("17"));
+        let bare = encode(&record(None), None, "/shop");
+        assert!(bare.iter().all(|h| !["ce_actor", "traceparent", "ce_previousposition"].contains(&h.key)));
     }
 
     #[test]
     fn an_event_survives_the_round_trip() {
-        for actor in [Some("alice"), None] {
+        for (actor, previous) in [(Some("alice"), Some(0)), (None, None), (None, Some(41))] {
             let event = record(actor);
-            let headers = encode(&event, "/shop");
+            let headers = encode(&event, previous, "/shop");
             let decoded = decode(Some(&headers), Some(event.payload.as_bytes())).expect("decodes");
-            assert_eq!(decoded, event);
+            assert_eq!(decoded, (event, previous));
         }
     }
 
@@ -260,15 +282,21 @@ mod tests {
         let error = decode(Some(&wrong_spec), body).unwrap_err().to_string();
         assert_eq!(error, r#"header ce_specversion is "0.3", expected "1.0""#);
 
-        let bad_position = encode(&event, "/shop").insert(Header { key: POSITION, value: Some("-1") });
+        let bad_position = encode(&event, None, "/shop").insert(Header { key: POSITION, value: Some("-1") });
         let error = decode(Some(&bad_position), body).unwrap_err().to_string();
         assert_eq!(error, r#"header ce_position is "-1", expected a non-negative decimal integer"#);
 
-        let bad_trace = encode(&event, "/shop").insert(Header { key: TRACEPARENT, value: Some("00-zz") });
-        let decoded = decode(Some(&bad_trace), body).expect("a bad traceparent loses the trace only");
+        let bad_trace =
+            encode(&event, None, "/shop").insert(Header { key: TRACEPARENT, value: Some("00-zz") });
+        let (decoded, _) = decode(Some(&bad_trace), body).expect("a bad traceparent loses the trace only");
         assert_eq!(decoded.metadata.traceparent, None);
 
-        let headers = encode(&event, "/shop");
+        let bad_previous =
+            encode(&event, Some(3), "/shop").insert(Header { key: PREVIOUS_POSITION, value: Some("x") });
+        let error = decode(Some(&bad_previous), body).unwrap_err().to_string();
+        assert_eq!(error, r#"header ce_previousposition is "x", expected a non-negative decimal integer"#);
+
+        let headers = encode(&event, None, "/shop");
         assert_eq!(decode(Some(&headers), None), Err(DecodeError::Body("is empty (a null message value)")));
         assert_eq!(decode(Some(&headers), Some(&[0xff, 0xfe][..])), Err(DecodeError::Body("is not UTF-8")));
     }

@@ -33,6 +33,14 @@
 //!   every partition it is assigned to the offset after its checkpoint. A
 //!   rebalance or a restart can only repeat what the checkpoint has not
 //!   absorbed, never skip it.
+//! * **Retention** may delete a partition's oldest messages, and a consumer
+//!   that seeks below the partition's earliest offset starts at the earliest
+//!   one (`auto.offset.reset=earliest`): the offsets jump. Each message
+//!   carries the position of the previous event of its partition
+//!   (`ce_previousposition`, from the relay), which the source hands on as
+//!   [`SourcedEvent::previous`](parallax_core::SourcedEvent::previous); a
+//!   projector whose checkpoint is below it stops the partition instead of
+//!   skipping the deleted events (Architecture invariant 21).
 //!
 //! ## Message format
 //!
@@ -54,6 +62,7 @@
 //! | `ce_subject` | stream id | `stream_id` |
 //! | `content-type` | `application/json` | |
 //! | `ce_position` | decimal | `position` |
+//! | `ce_previousposition` | decimal, only when the relay knew it | the previous event of the partition (0: none) |
 //! | `ce_streamversion` | decimal | `stream_version` |
 //! | `ce_schemaversion` | decimal | `schema_version` |
 //! | `ce_correlationid` | UUID | `metadata.correlation_id` |
@@ -71,15 +80,18 @@
 //! ## Example
 //!
 //! ```no_run
-//! use parallax_core::{EventSink, EventSource};
+//! use parallax_core::{EventSink, EventSource, Outgoing};
 //! use parallax_kafka::{ensure_topic, KafkaConfig, KafkaSink, KafkaSource};
 //!
 //! # async fn example(events: Vec<parallax_core::EventRecord>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = KafkaConfig::new("127.0.0.1:9092", "shop.events", 8, "/shop");
 //! ensure_topic(&config).await?;
 //!
+//! // The relay links each event to the previous one of its partition;
+//! // events sent without a link are not checked for holes.
 //! let sink = KafkaSink::new(config.clone())?;
-//! sink.publish(&events).await?;
+//! let outgoing: Vec<Outgoing> = events.iter().map(|event| Outgoing { event, previous: None }).collect();
+//! sink.publish(&outgoing).await?;
 //!
 //! let mut source = KafkaSource::new(&config, "shop.catalog")?;
 //! let batch = source.next_batch(500, std::time::Duration::from_millis(500)).await?;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parallax_core::{partition_for, EventRecord, EventSink, LogError, Partition};
+use parallax_core::{partition_for, EventRecord, EventSink, LogError, Outgoing, Partition};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
@@ -122,7 +122,11 @@ struct Failure<'a> {
 
 #[async_trait]
 impl EventSink for KafkaSink {
-    async fn publish(&self, events: &[EventRecord]) -> Result<(), LogError> {
+    fn partition_of(&self, stream_id: &str) -> Partition {
+        partition_for(stream_id, self.config.partitions)
+    }
+
+    async fn publish(&self, events: &[Outgoing<'_>]) -> Result<(), LogError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -131,13 +135,13 @@ impl EventSink for KafkaSink {
         // Enqueue everything first (librdkafka batches and pipelines), then await.
         let mut deliveries = Vec::with_capacity(events.len());
         let mut failure = None;
-        for event in events {
-            let partition = partition_for(&event.stream_id, self.config.partitions);
+        for &Outgoing { event, previous } in events {
+            let partition = self.partition_of(&event.stream_id);
             let mut record = FutureRecord::to(topic)
                 .key(event.stream_id.as_str())
                 .payload(event.payload.as_str())
                 .partition(i32::try_from(partition).expect("validated: partitions fit an i32"))
-                .headers(cloudevents::encode(event, &self.config.source));
+                .headers(cloudevents::encode(event, previous, &self.config.source));
             let enqueued = loop {
                 match producer.send_result(record) {
                     Ok(delivery) => break Ok(delivery),

@@ -20,6 +20,13 @@
 //! look that up at the broker, and an answer arriving after the seek undoes
 //! it); librdkafka discards what it fetched before a seek; and the source
 //! itself drops any message below the partition's next expected offset.
+//!
+//! A seek below the partition's earliest offset (retention deleted the
+//! messages there) is no error: the consumer starts at the earliest offset
+//! held (`auto.offset.reset=earliest`). Offsets are not dense anyway, so the
+//! source does not judge the jump; it hands on each message's link to the
+//! previous event of its partition ([`SourcedEvent::previous`], from the
+//! `ce_previousposition` header), by which the projector finds the hole.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -449,7 +456,7 @@ fn accept(
         Some(Owned::Reading { next }) => *next = offset + 1,
     }
     match cloudevents::decode(message.headers(), message.payload()) {
-        Ok(event) => Some(SourcedEvent { partition, offset, event }),
+        Ok((event, previous)) => Some(SourcedEvent { partition, offset, event, previous }),
         Err(error) => {
             tracing::error!(topic, partition, offset, %error, "skipping a Kafka message that is not a Parallax event");
             None

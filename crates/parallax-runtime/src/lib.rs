@@ -34,7 +34,7 @@ pub use consistency::{Freshness, Progress, WaitError};
 pub use dead_letters::{retry_dead_letter, DeadLetterId, DeadLetterIdError, RetryError, RetryOutcome};
 pub use generations::{ActiveGenerations, Generation, GenerationStore, Generations, Supervisor};
 pub use process::{ProcessError, ProcessManager, ProcessRunner};
-pub use projector::{error_chain, BatchOutcome, Projector, ProjectorError};
+pub use projector::{error_chain, BatchOutcome, PartitionGap, Projector, ProjectorError};
 pub use relay::{Relay, RelayError};
 pub use retry::RetryPolicy;
 pub use status::{WorkerReport, WorkerState, WorkerStatus};

@@ -32,6 +32,21 @@
 //! concurrent retry of a dead letter writing the same document cannot
 //! overwrite each other.
 //!
+//! A partition whose next event is not the next one the projection expects
+//! stops: each message of a broker says which position came before it in
+//! its partition ([`SourcedEvent::previous`], put there by the relay), and
+//! an event whose previous position is beyond the partition's checkpoint
+//! follows events the projection never saw (the broker's retention deleted
+//! them, or a new generation started reading after they were gone). The
+//! projector applies nothing more of that partition, moves neither its
+//! position nor its offset, and reports a [`PartitionGap`] naming the
+//! projection, the partition, the checkpoint and the missing positions:
+//! every step returns it (after committing what the other partitions
+//! brought) and the loop shows it as the worker's failing state, until the
+//! partition is taken away or the projection is rebuilt from the event
+//! store (Architecture invariant 21). An event that does not say (the
+//! embedded log, a message the relay could not link) is not checked.
+//!
 //! Each event is applied inside a `project` span (debug level) carrying the
 //! projection, partition, position and the event's trace id (its
 //! [`TraceParent`](parallax_core::TraceParent)); once its batch commits it
@@ -64,12 +79,43 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// Attempts at an event before it is dead-lettered, unless configured.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
-/// Why a batch was not committed. The loop retries every one: the source
-/// and the store for as long as they fail, an event at most its
-/// `max_attempts` times before it is dead-lettered.
+/// A hole in a source partition: the next message of the partition follows
+/// an event the projection never absorbed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{projection} stopped partition {partition} at its checkpoint, position {checkpoint}: the next message \
+     there (offset {offset}, position {position}) follows position {previous}, so the partition's events \
+     after position {checkpoint} up to position {previous} are missing from the source (deleted by the \
+     broker's retention, say); nothing more of the partition is applied until the projection is rebuilt \
+     from the event store"
+)]
+pub struct PartitionGap {
+    /// The projection.
+    pub projection: String,
+    /// The source partition.
+    pub partition: Partition,
+    /// The partition's checkpoint: the highest position absorbed (0: none).
+    pub checkpoint: Position,
+    /// The position the next message says came before it in the partition:
+    /// the last one missing.
+    pub previous: Position,
+    /// The next message's position.
+    pub position: Position,
+    /// The next message's offset.
+    pub offset: u64,
+}
+
+/// Why a batch was not committed, or a partition stopped. The loop retries
+/// every one: the source and the store for as long as they fail, an event
+/// at most its `max_attempts` times before it is dead-lettered; a stopped
+/// partition stays stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectorError {
+    /// A partition is stopped at a hole in the source. What the other
+    /// partitions brought was committed.
+    #[error(transparent)]
+    Gap(#[from] PartitionGap),
     /// The source could not be read.
     #[error("reading the source")]
     Log(#[from] LogError),
@@ -174,6 +220,9 @@ struct SourceState {
     /// The partition whose turn it is, for a store whose commits are not
     /// atomic (one partition per batch there; see `one_partition`).
     turn: Partition,
+    /// Partitions stopped at a hole, until they are taken away: their
+    /// events are skipped and their checkpoints stay where they are.
+    stopped: BTreeMap<Partition, PartitionGap>,
 }
 
 /// What applying a batch's events leaves to commit.
@@ -190,17 +239,32 @@ struct Applied {
     traced: Vec<tracing::Span>,
 }
 
-/// Moves the checkpoint of `sourced`'s partition in `moves` past it;
-/// whether it is to be applied: false for an event not (or no longer) ours,
-/// from before the resume point, or absorbed already.
+/// What the duplicate filter makes of an event.
+enum Admission {
+    /// The next event of its partition: apply it.
+    Apply,
+    /// Not (or no longer) ours, from before the resume point, or absorbed
+    /// already.
+    Skip,
+    /// It follows events of its partition that were never absorbed.
+    Gap {
+        /// The partition's checkpoint.
+        checkpoint: Position,
+        /// The position before the event, beyond the checkpoint.
+        previous: Position,
+    },
+}
+
+/// Moves the checkpoint of `sourced`'s partition in `moves` past it, unless
+/// it follows a hole; what to do with it.
 fn advance(
     state: &SourceState,
     moves: &mut BTreeMap<Partition, CheckpointMove>,
     sourced: &SourcedEvent,
-) -> bool {
+) -> Admission {
     let Some(&from) = state.checkpoints.get(&sourced.partition) else {
         // Not (or no longer) ours: the partition's owner will apply it.
-        return false;
+        return Admission::Skip;
     };
     let movement = moves.entry(sourced.partition).or_insert(CheckpointMove {
         partition: sourced.partition,
@@ -209,29 +273,21 @@ fn advance(
     });
     if sourced.offset < movement.to.offset {
         // From before the resume point (a fetch that raced a seek).
-        return false;
+        return Admission::Skip;
+    }
+    let checkpoint = movement.to.position;
+    if let Some(previous) = sourced.previous.filter(|&previous| previous > checkpoint) {
+        if sourced.event.position > checkpoint {
+            return Admission::Gap { checkpoint, previous };
+        }
     }
     movement.to.offset = movement.to.offset.max(sourced.offset + 1);
-    if sourced.event.position <= movement.to.position && !mutation_no_skip() {
+    if sourced.event.position <= checkpoint {
         // Already absorbed: a republished or redelivered duplicate.
-        return false;
+        return Admission::Skip;
     }
-    movement.to.position = movement.to.position.max(sourced.event.position);
-    true
-}
-
-/// A test-only mutation control: in a debug build with
-/// `PARALLAX_TEST_MUTATION_NO_SKIP` set (read once), the skip above is off
-/// and duplicates are applied again, breaking invariant 8 on purpose so the
-/// fault suite can show that `shop check` sees it. Release builds ignore it.
-fn mutation_no_skip() -> bool {
-    #[cfg(debug_assertions)]
-    {
-        static NO_SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *NO_SKIP.get_or_init(|| std::env::var_os("PARALLAX_TEST_MUTATION_NO_SKIP").is_some())
-    }
-    #[cfg(not(debug_assertions))]
-    false
+    movement.to.position = sourced.event.position;
+    Admission::Apply
 }
 
 impl Projector {
@@ -258,6 +314,7 @@ impl Projector {
                 failures: BTreeMap::new(),
                 guard_reads: false,
                 turn: 0,
+                stopped: BTreeMap::new(),
             }),
             batch_size: 500,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -321,13 +378,15 @@ impl Projector {
     pub async fn step(&self, wait: Duration) -> Result<BatchOutcome, ProjectorError> {
         let mut state = self.state.lock().await;
         let result = self.step_locked(&mut state, wait).await;
-        if result.is_ok() {
+        // A stopped partition fails the step after the others committed.
+        let committed = matches!(result, Ok(_) | Err(ProjectorError::Gap(_)));
+        if committed {
             let checkpoints: Vec<(Partition, Checkpoint)> =
                 state.checkpoints.iter().map(|(partition, at)| (*partition, *at)).collect();
             let lag = state.source.lag(&checkpoints).await;
             self.progress.set_lag(self.name(), lag);
         }
-        if result.is_err() {
+        if !committed {
             // Whatever the source handed over was not committed: forget the
             // checkpoints (another projector may have moved them) and read
             // them again before the next batch.
@@ -358,7 +417,9 @@ impl Projector {
         let present: BTreeSet<Partition> = events
             .iter()
             .map(|sourced| sourced.partition)
-            .filter(|partition| state.checkpoints.contains_key(partition))
+            .filter(|partition| {
+                state.checkpoints.contains_key(partition) && !state.stopped.contains_key(partition)
+            })
             .collect();
         let Some(&chosen) = present.range(state.turn..).next().or_else(|| present.first()) else {
             return Ok(());
@@ -413,14 +474,19 @@ impl Projector {
         let Applied { mut moves, dead_letters, applied, traced } =
             self.apply_batch(state, &mut tx, &batch.events).await?;
         moves.retain(|_, movement| movement.to != movement.from);
-        if moves.is_empty() {
-            return Ok(BatchOutcome { delivered, applied: 0 });
+        let applied = if moves.is_empty() {
+            0
+        } else {
+            self.commit(state, tx, moves, dead_letters).await?;
+            for span in traced {
+                tracing::debug!(parent: &span, "event projected");
+            }
+            applied
+        };
+        match state.stopped.values().next() {
+            Some(gap) => Err(gap.clone().into()),
+            None => Ok(BatchOutcome { delivered, applied }),
         }
-        self.commit(state, tx, moves, dead_letters).await?;
-        for span in traced {
-            tracing::debug!(parent: &span, "event projected");
-        }
-        Ok(BatchOutcome { delivered, applied })
     }
 
     /// The next poll that brings events or leaves the assignment as it
@@ -436,6 +502,7 @@ impl Projector {
             for partition in &batch.revoked {
                 state.checkpoints.remove(partition);
                 state.unresumed.remove(partition);
+                state.stopped.remove(partition);
                 // Its new owner counts the attempts at its events.
                 state.failures.retain(|&(of, _), _| of != *partition);
             }
@@ -462,8 +529,16 @@ impl Projector {
         let name = self.projection.name();
         let mut applied = Applied::default();
         for sourced in events {
-            if !advance(state, &mut applied.moves, sourced) {
+            if state.stopped.contains_key(&sourced.partition) {
                 continue;
+            }
+            match advance(state, &mut applied.moves, sourced) {
+                Admission::Apply => {}
+                Admission::Skip => continue,
+                Admission::Gap { checkpoint, previous } => {
+                    self.stop(state, sourced, checkpoint, previous);
+                    continue;
+                }
             }
             let event = &sourced.event;
             applied.applied += 1;
@@ -493,6 +568,34 @@ impl Projector {
             applied.dead_letters.push(dead_letter);
         }
         Ok(applied)
+    }
+
+    /// Stops `sourced`'s partition at the hole before it.
+    fn stop(
+        &self,
+        state: &mut SourceState,
+        sourced: &SourcedEvent,
+        checkpoint: Position,
+        previous: Position,
+    ) {
+        let gap = PartitionGap {
+            projection: self.projection.name().to_owned(),
+            partition: sourced.partition,
+            checkpoint,
+            previous,
+            position: sourced.event.position,
+            offset: sourced.offset,
+        };
+        tracing::error!(
+            projection = gap.projection,
+            partition = gap.partition,
+            checkpoint,
+            missing_through = previous,
+            position = gap.position,
+            offset = gap.offset,
+            "events missing from the source; partition stopped"
+        );
+        state.stopped.insert(sourced.partition, gap);
     }
 
     /// Counts a failed attempt at `sourced`: an error that retries its batch
@@ -602,6 +705,11 @@ impl Projector {
                 Ok(_) => {
                     backoff.succeeded();
                     self.status.set(WorkerState::Running);
+                }
+                Err(ProjectorError::Gap(gap)) => {
+                    // Logged when found; the other partitions go on at full speed.
+                    backoff.succeeded();
+                    self.status.failed(&gap);
                 }
                 Err(ProjectorError::ReadStore(
                     error @ (ReadStoreError::CheckpointMoved { .. } | ReadStoreError::Conflict { .. }),

@@ -1,10 +1,11 @@
 //! Shared test setup: the broker, fresh topics, hand-made events, bounded waits.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use parallax_core::{EventRecord, Metadata};
+use parallax_core::{partition_for, EventRecord, Metadata, Outgoing, Partition, Position};
 use parallax_kafka::{ensure_topic, KafkaConfig, TopicStatus};
 use uuid::Uuid;
 
@@ -104,4 +105,22 @@ pub fn events(streams: usize, count: usize) -> Vec<EventRecord> {
             record(i as u64 + 1, &format!("cart-{prefix}-{stream}"), versions[stream])
         })
         .collect()
+}
+
+/// `events` linked as the relay links them: each to the previous event of
+/// its partition among `partitions` (0 for the first).
+pub fn linked(events: &[EventRecord], partitions: u32) -> Vec<Outgoing<'_>> {
+    let mut last: BTreeMap<Partition, Position> = BTreeMap::new();
+    events
+        .iter()
+        .map(|event| {
+            let partition = partition_for(&event.stream_id, partitions);
+            Outgoing { event, previous: Some(last.insert(partition, event.position).unwrap_or(0)) }
+        })
+        .collect()
+}
+
+/// `events` without links, as a relay sends what it cannot link.
+pub fn unlinked(events: &[EventRecord]) -> Vec<Outgoing<'_>> {
+    events.iter().map(|event| Outgoing { event, previous: None }).collect()
 }

@@ -13,7 +13,9 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use crate::common::{brokers, error_chain, events, fresh_name, fresh_topic, record, within};
+use crate::common::{
+    brokers, error_chain, events, fresh_name, fresh_topic, linked, record, unlinked, within,
+};
 
 /// Reads `count` messages from every partition of `topic`, from the beginning.
 async fn read_all(topic: &str, partitions: u32, count: usize) -> Vec<OwnedMessage> {
@@ -73,6 +75,8 @@ fn assert_cloudevent(message: &OwnedMessage, event: &EventRecord) {
     assert_eq!(Uuid::parse_str(get("ce_causationid")).unwrap(), event.metadata.causation_id);
     assert_eq!(Uuid::parse_str(get("ce_commandid")).unwrap(), event.metadata.command_id);
     assert_eq!(header(message, "ce_actor"), event.metadata.actor.as_deref());
+    assert!(header(message, "ce_previousposition")
+        .is_none_or(|p| p.parse::<u64>().is_ok_and(|p| p < event.position)));
     let key = std::str::from_utf8(message.key().expect("a key")).expect("UTF-8 key");
     assert_eq!(key, event.stream_id);
     let body = std::str::from_utf8(message.payload().expect("a body")).expect("UTF-8 body");
@@ -86,8 +90,11 @@ async fn published_events_are_cloudevents_placed_by_stream() {
     let config = fresh_topic("sink", PARTITIONS).await;
     let sink = KafkaSink::new(config.clone()).expect("sink");
     let published = events(50, 1_000);
+    let outgoing = linked(&published, PARTITIONS);
+    let previous_of: HashMap<u64, u64> =
+        outgoing.iter().map(|o| (o.event.position, o.previous.expect("linked"))).collect();
     // In relay-sized batches.
-    for chunk in published.chunks(250) {
+    for chunk in outgoing.chunks(250) {
         within("publishing", Duration::from_secs(60), sink.publish(chunk)).await.expect("published");
     }
 
@@ -102,6 +109,8 @@ async fn published_events_are_cloudevents_placed_by_stream() {
         let event = by_position[&position];
         assert!(seen.insert(position), "position {position} delivered twice");
         assert_cloudevent(message, event);
+        let previous = previous_of[&position].to_string();
+        assert_eq!(header(message, "ce_previousposition"), Some(previous.as_str()), "link of {position}");
         assert_eq!(
             message.partition() as u32,
             partition_for(&event.stream_id, PARTITIONS),
@@ -133,9 +142,10 @@ async fn an_event_for_a_missing_partition_fails_the_publish() {
     let config = parallax_kafka::KafkaConfig { partitions: 8, ..actual.clone() };
     let sink = KafkaSink::new(config).expect("sink");
     let stream = (0..).map(|i| format!("order-{i}")).find(|s| partition_for(s, 8) >= 2).expect("a stream");
-    let error = within("publishing", Duration::from_secs(60), sink.publish(&[record(1, &stream, 1)]))
-        .await
-        .expect_err("an event for partition >= 2 is refused");
+    let error =
+        within("publishing", Duration::from_secs(60), sink.publish(&unlinked(&[record(1, &stream, 1)])))
+            .await
+            .expect_err("an event for partition >= 2 is refused");
     let text = error_chain(&error);
     assert!(text.contains("1 of 1 events not acknowledged"), "{text}");
     assert!(
@@ -145,7 +155,7 @@ async fn an_event_for_a_missing_partition_fails_the_publish() {
 
     // The sink goes on working for partitions that exist.
     let fine = (0..).map(|i| format!("order-{i}")).find(|s| partition_for(s, 8) < 2).expect("a stream");
-    within("publishing", Duration::from_secs(60), sink.publish(&[record(2, &fine, 1)]))
+    within("publishing", Duration::from_secs(60), sink.publish(&unlinked(&[record(2, &fine, 1)])))
         .await
         .expect("an event for partition < 2 is published");
 }
@@ -174,13 +184,14 @@ async fn after_a_fatal_error_the_next_publish_starts_a_new_session() {
     // Random text, so that compression cannot bring it under the limit.
     let noise: String = (0..200).map(|_| Uuid::new_v4().simple().to_string()).collect();
     big.payload = format!(r#"{{"noise":"{noise}"}}"#);
-    let error =
-        within("publishing", Duration::from_secs(60), sink.publish(&[big])).await.expect_err("too large");
+    let error = within("publishing", Duration::from_secs(60), sink.publish(&unlinked(&[big])))
+        .await
+        .expect_err("too large");
     let text = error_chain(&error);
     assert!(text.contains("fatal error") && text.contains("replaced"), "{text}");
 
     let small = record(2, "cart-small", 1);
-    within("publishing", Duration::from_secs(60), sink.publish(std::slice::from_ref(&small)))
+    within("publishing", Duration::from_secs(60), sink.publish(&unlinked(std::slice::from_ref(&small))))
         .await
         .expect("a fresh producer publishes");
     let messages = read_all(&config.topic, 1, 1).await;

@@ -10,7 +10,7 @@ use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-use crate::common::{brokers, error_chain, events, fresh_name, fresh_topic, within};
+use crate::common::{brokers, error_chain, events, fresh_name, fresh_topic, linked, within};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -34,7 +34,8 @@ async fn drive(
 
 async fn publish(config: &KafkaConfig, events: &[EventRecord]) {
     let sink = KafkaSink::new(config.clone()).expect("sink");
-    within("publishing", Duration::from_secs(60), sink.publish(events)).await.expect("published");
+    let outgoing = linked(events, config.partitions);
+    within("publishing", Duration::from_secs(60), sink.publish(&outgoing)).await.expect("published");
 }
 
 fn by_partition(events: &[SourcedEvent]) -> BTreeMap<Partition, Vec<&SourcedEvent>> {
@@ -72,8 +73,11 @@ async fn events_come_back_as_published_and_seeks_skip_what_is_below() {
     let mut got: Vec<EventRecord> = delivered.iter().map(|s| s.event.clone()).collect();
     got.sort_by_key(|e| e.position);
     assert_eq!(got, published, "every field survives the round trip");
+    let links = linked(&published, PARTITIONS);
     for sourced in &delivered {
         assert_eq!(sourced.partition, partition_for(&sourced.event.stream_id, PARTITIONS));
+        let sent = links.iter().find(|o| o.event.position == sourced.event.position).expect("published");
+        assert_eq!(sourced.previous, sent.previous, "the link of position {}", sourced.event.position);
     }
     let partitions = by_partition(&delivered);
     for (partition, events) in &partitions {
