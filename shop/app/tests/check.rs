@@ -29,7 +29,35 @@ struct Recorded {
     invoked_at: u64,
     /// Acknowledged: the position of the answer's token.
     position: Option<u64>,
+    /// Acknowledged: the answer's token.
+    token: Option<String>,
     completed_at: u64,
+}
+
+/// One `read_cart` as the history records it: what the query answered.
+#[derive(Debug, Clone)]
+struct Read {
+    id: u64,
+    cart: String,
+    token: Option<String>,
+    invoked_at: u64,
+    completed_at: u64,
+    /// `found`, `version`, `units` per SKU.
+    shown: Value,
+}
+
+impl Read {
+    fn lines(&self) -> Vec<Value> {
+        let mut invoke = json!({
+            "id": self.id, "worker": 0, "type": "invoke", "f": "read_cart",
+            "stream": format!("cart-{}", self.cart), "at_us": self.invoked_at,
+        });
+        if let Some(token) = &self.token {
+            invoke["token"] = json!(token);
+        }
+        let ok = json!({ "id": self.id, "worker": 0, "type": "ok", "at_us": self.completed_at, "read": self.shown });
+        vec![invoke, ok]
+    }
 }
 
 impl Recorded {
@@ -91,14 +119,14 @@ impl Driver {
             )
             .await;
         let completed_at = self.now();
-        let position = match answer.status {
+        let (position, token) = match answer.status {
             StatusCode::OK => {
                 let token: ConsistencyToken = answer.token().parse().expect("a consistency token");
-                Some(token.position)
+                (Some(token.position), Some(answer.token()))
             }
             status => {
                 assert!(status.is_client_error(), "add {sku} to {cart}: {status} {}", answer.body);
-                None
+                (None, None)
             }
         };
         let op = Recorded {
@@ -109,10 +137,32 @@ impl Driver {
             quantity,
             invoked_at,
             position,
+            token,
             completed_at,
         };
         self.ops.push(op.clone());
         op
+    }
+
+    /// Reads `cart` (with `token`, if given) as the fault suite's driver
+    /// does; returns what it recorded.
+    async fn read(&mut self, app: &TestApp, cart: &str, token: Option<&str>) -> Read {
+        let id = self.next;
+        self.next += 1;
+        let invoked_at = self.now();
+        let path = format!("/api/carts/{cart}");
+        let answer = match token {
+            Some(token) => app.get_after(&path, token).await,
+            None => app.get(&path).await,
+        };
+        let completed_at = self.now();
+        assert_eq!(answer.status, StatusCode::OK, "read {cart}: {}", answer.body);
+        let mut units = serde_json::Map::new();
+        for item in answer.body["items"].as_array().expect("items") {
+            units.insert(item["sku"].as_str().expect("a SKU").to_owned(), item["quantity"].clone());
+        }
+        let shown = json!({ "found": true, "version": answer.body["version"], "units": units });
+        Read { id, cart: cart.to_owned(), token: token.map(str::to_owned), invoked_at, completed_at, shown }
     }
 
     /// The history as it happened.
@@ -165,6 +215,10 @@ fn assert_clean(report: &CheckReport) {
         ("topic_duplicates", report.topic_duplicates),
         ("topic_order_violations", report.topic_order_violations),
         ("view_differences", report.view_differences),
+        ("model_differences", report.model_differences),
+        ("read_your_writes_violations", report.read_your_writes_violations),
+        ("monotonic_read_violations", report.monotonic_read_violations),
+        ("reads_unlike_model", report.reads_unlike_model),
         ("views_behind", report.views_behind),
         ("dead_letters", report.dead_letters),
     ];
@@ -353,8 +407,16 @@ async fn altered_deleted_and_doubled_view_rows_are_named() {
     altered["status"] = json!("tampered");
     put(&carts[0], altered.to_string()).await.expect("alter the row");
     let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
-    assert_eq!(report.view_differences, 1, "{report:#?}");
+    assert_eq!((report.view_differences, report.model_differences), (1, 1), "{report:#?}");
     assert!(mentions(&report, &format!("differs cart/{}", carts[0])), "{:#?}", report.details);
+    assert!(
+        mentions(
+            &report,
+            &format!("model: differs cart/{}: status is \"tampered\", the events give \"open\"", carts[0])
+        ),
+        "{:#?}",
+        report.details
+    );
     assert_eq!((report.lost, report.duplicated), (0, 0), "the quantities are right: {report:#?}");
     assert!(!report.ok);
     put(&carts[0], original).await.expect("restore the row");
@@ -368,7 +430,7 @@ async fn altered_deleted_and_doubled_view_rows_are_named() {
         .await
         .expect("delete the row");
     let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
-    assert_eq!(report.view_differences, 1, "{report:#?}");
+    assert_eq!((report.view_differences, report.model_differences), (1, 1), "{report:#?}");
     assert!(mentions(&report, &format!("missing cart/{}", carts[1])), "{:#?}", report.details);
     assert_eq!(report.lost_in_views, 2, "both SKUs of the cart: {report:#?}");
     assert_eq!((report.lost_acknowledged, report.duplicated), (0, 0), "{report:#?}");
@@ -388,7 +450,7 @@ async fn altered_deleted_and_doubled_view_rows_are_named() {
         "{:#?}",
         report.details
     );
-    assert_eq!(report.view_differences, 1, "{report:#?}");
+    assert_eq!((report.view_differences, report.model_differences), (1, 1), "{report:#?}");
     assert_eq!(report.lost, 0, "{report:#?}");
     put(&carts[2], original).await.expect("restore the row");
 
@@ -397,8 +459,9 @@ async fn altered_deleted_and_doubled_view_rows_are_named() {
         .await
         .expect("plant a stray row");
     let report = check_with(&settings, None, Duration::from_secs(60)).await;
-    assert_eq!(report.view_differences, 1, "{report:#?}");
+    assert_eq!((report.view_differences, report.model_differences), (1, 1), "{report:#?}");
     assert!(mentions(&report, "extra cart/chk-views-stray"), "{:#?}", report.details);
+    assert!(mentions(&report, "model: extra cart/chk-views-stray"), "{:#?}", report.details);
     read.close().await;
     deployment.stop().await;
 }
@@ -475,6 +538,7 @@ async fn the_embedded_shape_is_checked_too() {
 
     let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
     assert_eq!((report.applied_twice, report.view_differences, report.lost), (1, 1, 0), "{report:#?}");
+    assert_eq!(report.model_differences, 1, "{report:#?}");
     assert!(!report.ok);
     let output = common::binary::shop_command(["check", "--json", "--history"])
         .arg(&history)
@@ -485,5 +549,165 @@ async fn the_embedded_shape_is_checked_too() {
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     let json: Value = serde_json::from_slice(&output.stdout).expect("the report as JSON");
     assert_eq!((json["ok"].clone(), json["applied_twice"].clone()), (json!(false), json!(1)), "{json}");
+    running.shutdown().await;
+}
+
+/// An embedded shop (SQLite, no topic) with the products seeded.
+struct Embedded {
+    /// Holds the data and the histories.
+    dir: tempfile::TempDir,
+    settings: shop::Settings,
+    running: shop::RunningApp,
+    app: TestApp,
+}
+
+impl Embedded {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp folder");
+        let settings =
+            shop::Settings::embedded("127.0.0.1:0".parse().expect("an address"), dir.path().join("data"));
+        let running = shop::start(settings.clone()).await.expect("start the shop");
+        let app = TestApp::remote(running.url());
+        seed(&app).await;
+        Self { dir, settings, running, app }
+    }
+}
+
+/// Writes `lines` as the history `name` and checks it.
+async fn check_lines(settings: &shop::Settings, dir: &Path, name: &str, lines: &[Value]) -> CheckReport {
+    check_with(settings, Some(write_history(dir, name, lines)), Duration::from_secs(60)).await
+}
+
+/// The history's reads, on the embedded shape: reads with the token of the
+/// client's own add and without it are clean when told the truth. Then
+/// histories each holding one lie the events contradict: a token read that
+/// shows the cart before the client's acknowledged add (read-your-writes),
+/// a read showing less than the same client's read before it (monotonic
+/// reads), a read showing units the cart never had at its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_miss_the_clients_own_write_or_go_back_are_named() {
+    let Embedded { dir, settings, running, app } = Embedded::start().await;
+    let mut driver = Driver::new();
+    let carts = small_history(&app, &mut driver, "chk-reads").await;
+    // The first cart's last add: version 3, 4 × A and 2 × B.
+    let last =
+        driver.ops.iter().rev().find(|op| op.cart == carts[0] && op.position.is_some()).expect("an add");
+    let token = last.token.clone().expect("acknowledged");
+    let with_token = driver.read(&app, &carts[0], Some(&token)).await;
+    assert_eq!(with_token.shown, json!({ "found": true, "version": 3, "units": { "CHK-A": 4, "CHK-B": 2 } }));
+    let without = driver.read(&app, &carts[0], None).await;
+    let history = |reads: &[&Read]| -> Vec<Value> {
+        driver.lines().into_iter().chain(reads.iter().flat_map(|read| read.lines())).collect()
+    };
+    let report =
+        check_lines(&settings, dir.path(), "truthful.jsonl", &history(&[&with_token, &without])).await;
+    assert_clean(&report);
+    assert_eq!((report.reads.ok, report.reads.fail, report.reads.info), (2, 0, 0), "{report:#?}");
+    assert_eq!((report.operations.ok, report.operations.fail), (9, 1), "reads are not commands");
+
+    // The token read shown the cart at version 2 (as it truly was then).
+    let stale = Read {
+        shown: json!({ "found": true, "version": 2, "units": { "CHK-A": 1, "CHK-B": 2 } }),
+        ..with_token.clone()
+    };
+    let report = check_lines(&settings, dir.path(), "stale.jsonl", &history(&[&stale])).await;
+    assert_eq!(report.read_your_writes_violations, 1, "{report:#?}");
+    assert!(
+        mentions(&report, &format!("operation {} (read_cart of cart-{}", stale.id, carts[0])),
+        "{:#?}",
+        report.details
+    );
+    assert_eq!((report.monotonic_read_violations, report.reads_unlike_model), (0, 0), "{report:#?}");
+    assert!(!report.ok);
+    // Not found at all, with the token.
+    let missing = Read { shown: json!({ "found": false }), ..with_token.clone() };
+    let report = check_lines(&settings, dir.path(), "missing.jsonl", &history(&[&missing])).await;
+    assert_eq!(report.read_your_writes_violations, 1, "{report:#?}");
+    // The same stale answer without a token promises nothing of the kind.
+    let untokened = Read { token: None, ..stale.clone() };
+    let report = check_lines(&settings, dir.path(), "untokened.jsonl", &history(&[&untokened])).await;
+    assert_clean(&report);
+
+    // The read without a token shows version 2 after the token read showed 3.
+    let back = Read { shown: stale.shown.clone(), ..without.clone() };
+    let report = check_lines(&settings, dir.path(), "back.jsonl", &history(&[&with_token, &back])).await;
+    assert_eq!(report.monotonic_read_violations, 1, "{report:#?}");
+    assert!(
+        mentions(&report, &format!("after operation {} of the same client showed version 3", with_token.id)),
+        "{:#?}",
+        report.details
+    );
+    assert_eq!((report.read_your_writes_violations, report.reads_unlike_model), (0, 0), "{report:#?}");
+
+    // Version 3 with a unit of A more than the events gave it.
+    let wrong = Read {
+        shown: json!({ "found": true, "version": 3, "units": { "CHK-A": 5, "CHK-B": 2 } }),
+        ..without.clone()
+    };
+    let report = check_lines(&settings, dir.path(), "wrong.jsonl", &history(&[&wrong])).await;
+    assert_eq!(report.reads_unlike_model, 1, "{report:#?}");
+    assert_eq!((report.read_your_writes_violations, report.monotonic_read_violations), (0, 0), "{report:#?}");
+    running.shutdown().await;
+}
+
+/// Retries, on the embedded shape: an add of unknown outcome sent again with
+/// its key is one command (clean, though both sends are in the history and
+/// the key is present). Then the same history over a store where the add
+/// took effect twice (a second event for it, under a key the history does
+/// not know): the cart holds more events and units than the present keys
+/// added, which the old count (each send of a present key once) took for
+/// right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_add_must_take_effect_exactly_once() {
+    let Embedded { dir, settings, running, app } = Embedded::start().await;
+    let mut driver = Driver::new();
+    let cart = "chk-retry";
+    let first = driver.add(&app, cart, "CHK-A", 2).await;
+    let repeat = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/carts/{cart}/items"),
+            Some(json!({ "sku": "CHK-A", "quantity": 2 })),
+            Some(&first.key),
+        )
+        .await;
+    assert_eq!(repeat.status, StatusCode::OK, "{}", repeat.body);
+    assert_eq!(
+        repeat.token(),
+        first.token.clone().expect("acknowledged"),
+        "a repeat answers the first answer"
+    );
+    // The first send recorded as unknown, the retry as acknowledged.
+    let lines = |first: &Recorded| -> Vec<Value> {
+        let retry_id = first.id + 100;
+        vec![
+            first.invoke(first.invoked_at),
+            json!({ "id": first.id, "worker": 0, "type": "info", "at_us": first.completed_at, "error": "timeout" }),
+            json!({
+                "id": retry_id, "worker": 0, "type": "invoke", "f": "add_item", "stream": format!("cart-{cart}"),
+                "key": first.key, "retry_of": first.id, "sku": first.sku, "quantity": first.quantity,
+                "at_us": first.completed_at + 1,
+            }),
+            json!({ "id": retry_id, "worker": 0, "type": "ok", "at_us": first.completed_at + 2, "position": first.position }),
+        ]
+    };
+    let history = write_history(dir.path(), "retried.jsonl", &lines(&first));
+    let report = check_with(&settings, Some(history.clone()), Duration::from_secs(60)).await;
+    assert_clean(&report);
+    assert_eq!((report.retried_keys, report.operations.ok, report.operations.info), (1, 1, 1), "{report:#?}");
+
+    // The add applied a second time: an event the history has no key for.
+    let twice = driver.add(&app, cart, "CHK-A", 2).await;
+    assert!(twice.position.is_some());
+    let report = check_with(&settings, Some(history), Duration::from_secs(60)).await;
+    assert_eq!(report.applied_twice_in_store, 1, "{report:#?}");
+    assert!(
+        mentions(&report, &format!("cart-{cart} holds 2 cart.item_added events for 1 present keys")),
+        "{:#?}",
+        report.details
+    );
+    assert_eq!(report.applied_twice, 1, "4 units shown, 2 added: {report:#?}");
+    assert_eq!((report.duplicated, report.lost), (2, 0), "{report:#?}");
+    assert!(!report.ok);
     running.shutdown().await;
 }

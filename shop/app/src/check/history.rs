@@ -7,9 +7,13 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
 use parallax_core::{DocKey, EventRecord, EventStore, Position, ReadStore};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::cart_id;
+use super::model::Model;
 use super::report::{CheckReport, Details};
+
+mod reads;
 
 /// Idempotency keys looked up at once.
 const KEY_LOOKUPS: usize = 8;
@@ -33,6 +37,31 @@ pub struct Operation {
     pub invoked_at: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The client that sent it.
+    pub worker: Option<u64>,
+    /// The consistency token a read carried.
+    pub token: Option<String>,
+    /// What a read was shown (`read_*`, when `ok`).
+    pub read: Option<Value>,
+    /// The order an acknowledged checkout named.
+    pub order_id: Option<String>,
+    /// The operation this one repeats with the same key (a retry).
+    pub retry_of: Option<u64>,
+}
+
+impl Operation {
+    /// A query (`read_cart`, `read_order`), not a command.
+    pub fn is_read(&self) -> bool {
+        self.f.starts_with("read_")
+    }
+
+    /// When it was acknowledged, if it was.
+    pub fn acknowledged_at(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Ok { at, .. } => Some(at),
+            _ => None,
+        }
+    }
 }
 
 /// How an operation ended.
@@ -74,6 +103,11 @@ struct Line {
     position: Option<Position>,
     status: Option<u16>,
     error: Option<String>,
+    worker: Option<u64>,
+    token: Option<String>,
+    read: Option<Value>,
+    order_id: Option<String>,
+    retry_of: Option<u64>,
 }
 
 /// Parses a history: JSON lines, one object each, blank lines ignored.
@@ -83,11 +117,22 @@ struct Line {
 /// {"id":17,"type":"ok","at_us":125000,"position":4711}
 /// {"id":18,"type":"fail","at_us":125100,"status":409,"error":"..."}
 /// {"id":19,"type":"info","at_us":130000,"error":"timeout"}
+/// {"id":20,"worker":3,"type":"invoke","f":"add_item","stream":"cart-f1-2","key":"f1-19","retry_of":19,"sku":"F-1","quantity":1,"at_us":130100}
+/// {"id":20,"type":"ok","at_us":131000,"position":4790}
+/// {"id":21,"worker":3,"type":"invoke","f":"read_cart","stream":"cart-f1-2","token":"3:4790","at_us":131100}
+/// {"id":21,"type":"ok","at_us":131500,"read":{"found":true,"version":9,"units":{"F-1":9}}}
+/// {"id":22,"worker":4,"type":"ok","f":"checkout","stream":"cart-b1","key":"f1-22","order_id":"0190…","at_us":140000,"position":4801}
+/// {"id":23,"worker":4,"type":"invoke","f":"read_order","stream":"order-0190…","at_us":140100}
+/// {"id":23,"type":"ok","at_us":140300,"read":{"found":true,"version":0,"status":"pending"}}
 /// ```
 ///
 /// Each `id` has one `invoke` and at most one completion (`ok`, `fail` or
 /// `info`); fields missing from one are taken from the other. An invoke
-/// without completion is `info`.
+/// without completion is `info`. A retry (`retry_of`) sends its original's
+/// key again. A read (`f` starting with `read_`) has no key; `token` is the
+/// consistency token it carried, if any, and its `ok` says what it was
+/// shown: `found`, the document's `version`, and a cart's `units` per SKU or
+/// an order's `status`.
 ///
 /// # Errors
 /// A line that is not such an object, an unknown `type`, a second invoke or
@@ -141,48 +186,69 @@ pub fn parse_history(text: &str) -> anyhow::Result<Vec<Operation>> {
                     .unwrap_or(0),
                 invoked_at: invoke.as_ref().and_then(|l| l.at_us),
                 outcome,
+                worker: invoke.as_ref().and_then(|l| l.worker).or_else(|| completion.as_ref()?.worker),
+                token: field(|l| l.token.clone()),
+                read: completion.as_ref().and_then(|l| l.read.clone()),
+                order_id: field(|l| l.order_id.clone()),
+                retry_of: invoke.as_ref().and_then(|l| l.retry_of).or_else(|| completion.as_ref()?.retry_of),
             })
         })
         .collect()
 }
 
-/// A present operation: its key is in the store, at `position`.
+/// A present command: its key is in the store, at `position`. A key sent
+/// more than once (retries) counts as one command, invoked when first sent
+/// and acknowledged when first acknowledged.
 struct Present<'a> {
     op: &'a Operation,
     position: Position,
+    invoked_at: Option<u64>,
+    acknowledged_at: Option<u64>,
 }
 
-/// Checks `history` against the store's `events` (and idempotency keys) and
-/// the carts the read store `views` shows.
+/// Checks `history` against the store's `events` (and idempotency keys),
+/// the carts the read store `views` shows, and its reads against `model`.
 pub(super) async fn check_history(
     history: &[Operation],
     store: &dyn EventStore,
     events: &[EventRecord],
     views: &dyn ReadStore,
+    model: &Model,
     report: &mut CheckReport,
     details: &mut Details,
 ) -> anyhow::Result<()> {
     let keys = StoredKeys::look_up(history, store).await?;
     let by_position: HashMap<Position, &EventRecord> =
         events.iter().map(|event| (event.position, event)).collect();
-    let mut present: BTreeMap<&str, Vec<Present<'_>>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in history {
+        let counts = if op.is_read() { &mut report.reads } else { &mut report.operations };
         match &op.outcome {
-            Outcome::Ok { .. } => report.operations.ok += 1,
-            Outcome::Fail { .. } => report.operations.fail += 1,
-            Outcome::Info { .. } => report.operations.info += 1,
+            Outcome::Ok { .. } => counts.ok += 1,
+            Outcome::Fail { .. } => counts.fail += 1,
+            Outcome::Info { .. } => counts.info += 1,
         }
         let Some(key) = op.key.as_deref() else { continue };
-        let stored = keys.position(op);
-        check_completion(op, key, stored, &by_position, report, details);
+        check_acknowledged(op, key, keys.position(op), &by_position, report, details);
+        by_key.entry(key).or_default().push(op);
+    }
+    let mut present: BTreeMap<&str, Vec<Present<'_>>> = BTreeMap::new();
+    for (key, ops) in &by_key {
+        report.retried_keys += u64::from(ops.len() > 1);
+        let stored = keys.position(ops[0]);
+        check_refused(key, ops, stored, report, details);
         if let Some(position) = stored {
-            present.entry(op.stream.as_str()).or_default().push(Present { op, position });
+            let invoked_at = ops.iter().filter_map(|op| op.invoked_at).min();
+            let acknowledged_at = ops.iter().filter_map(|op| op.acknowledged_at()).min();
+            let entry = Present { op: ops[0], position, invoked_at, acknowledged_at };
+            present.entry(ops[0].stream.as_str()).or_default().push(entry);
         }
     }
     for (stream, ops) in &present {
         check_linearizability(stream, ops, report, details);
     }
-    check_carts(history, &keys, views, report, details).await
+    reads::check_reads(history, &by_position, model, report, details);
+    check_carts(history, &keys, events, views, report, details).await
 }
 
 /// Each idempotency key's last position in the store, if it is there.
@@ -215,8 +281,8 @@ fn describe(op: &Operation) -> String {
 }
 
 /// An acknowledged operation must be stored at the position acknowledged,
-/// among its stream's events; a refused one must not be stored at all.
-fn check_completion(
+/// among its stream's events.
+fn check_acknowledged(
     op: &Operation,
     key: &str,
     stored: Option<Position>,
@@ -224,71 +290,85 @@ fn check_completion(
     report: &mut CheckReport,
     details: &mut Details,
 ) {
-    match (&op.outcome, stored) {
-        (Outcome::Ok { position, .. }, None) => {
-            report.lost_acknowledged += 1;
-            let at = position.map_or_else(|| "?".to_owned(), |p| p.to_string());
-            details.violation(
-                "lost",
-                format!(
-                    "{} was acknowledged at position {at}, but its key is not in the event store",
-                    describe(op)
-                ),
-            );
-        }
-        (Outcome::Ok { position, .. }, Some(stored)) => {
-            let acknowledged = position.unwrap_or(stored);
-            let holds = by_position.get(&acknowledged).is_some_and(|event| event.stream_id == op.stream);
-            if !holds {
-                report.lost_acknowledged += 1;
-                details.violation(
-                    "lost",
-                    format!(
-                        "{} was acknowledged at position {acknowledged}, which holds no event of {}",
-                        describe(op),
-                        op.stream
-                    ),
-                );
-            } else if acknowledged != stored {
-                report.lost_acknowledged += 1;
-                details.violation(
-                    "lost",
-                    format!(
-                        "{} was acknowledged at position {acknowledged}, its key {key} records {stored}",
-                        describe(op)
-                    ),
-                );
-            }
-        }
-        (Outcome::Fail { status, error }, Some(stored)) => {
-            report.refused_present += 1;
-            details.violation(
-                "refused but present",
-                format!(
-                    "{} was refused ({}: {}), yet its key is in the store at position {stored}",
-                    describe(op),
-                    status.map_or_else(|| "?".to_owned(), |s| s.to_string()),
-                    error.as_deref().unwrap_or("-")
-                ),
-            );
-        }
-        _ => {}
+    let Outcome::Ok { position, .. } = &op.outcome else { return };
+    let Some(stored) = stored else {
+        report.lost_acknowledged += 1;
+        let at = position.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        details.violation(
+            "lost",
+            format!(
+                "{} was acknowledged at position {at}, but its key is not in the event store",
+                describe(op)
+            ),
+        );
+        return;
+    };
+    let acknowledged = position.unwrap_or(stored);
+    let holds = by_position.get(&acknowledged).is_some_and(|event| event.stream_id == op.stream);
+    if !holds {
+        report.lost_acknowledged += 1;
+        details.violation(
+            "lost",
+            format!(
+                "{} was acknowledged at position {acknowledged}, which holds no event of {}",
+                describe(op),
+                op.stream
+            ),
+        );
+    } else if acknowledged != stored {
+        report.lost_acknowledged += 1;
+        details.violation(
+            "lost",
+            format!(
+                "{} was acknowledged at position {acknowledged}, its key {key} records {stored}",
+                describe(op)
+            ),
+        );
+    }
+}
+
+/// A key in the store must not have been refused for certain: every one of
+/// its sends refused, or one refused after another was acknowledged (a
+/// repeat answers what the first send was answered). A refusal beside a
+/// send of unknown outcome is no contradiction: that send may have
+/// committed after the refusal.
+fn check_refused(
+    key: &str,
+    ops: &[&Operation],
+    stored: Option<Position>,
+    report: &mut CheckReport,
+    details: &mut Details,
+) {
+    let Some(stored) = stored else { return };
+    let first_ok = ops.iter().filter_map(|op| op.acknowledged_at()).min();
+    let all_refused = ops.iter().all(|op| matches!(op.outcome, Outcome::Fail { .. }));
+    let refused = ops.iter().find(|op| {
+        matches!(op.outcome, Outcome::Fail { .. })
+            && (all_refused || first_ok.zip(op.invoked_at).is_some_and(|(ok, invoked)| ok < invoked))
+    });
+    if let Some(op) = refused {
+        let Outcome::Fail { status, error } = &op.outcome else { return };
+        report.refused_present += 1;
+        details.violation(
+            "refused but present",
+            format!(
+                "{} was refused ({}: {}), yet its key {key} is in the store at position {stored}",
+                describe(op),
+                status.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                error.as_deref().unwrap_or("-")
+            ),
+        );
     }
 }
 
 /// Linearizability: an acknowledged append is ordered before every append
 /// of its stream that began after it was acknowledged.
 fn check_linearizability(stream: &str, ops: &[Present<'_>], report: &mut CheckReport, details: &mut Details) {
-    let mut acknowledged: Vec<(u64, &Present<'_>)> = ops
-        .iter()
-        .filter_map(|present| match present.op.outcome {
-            Outcome::Ok { at, .. } => Some((at, present)),
-            _ => None,
-        })
-        .collect();
+    let mut acknowledged: Vec<(u64, &Present<'_>)> =
+        ops.iter().filter_map(|present| Some((present.acknowledged_at?, present))).collect();
     acknowledged.sort_by_key(|(at, _)| *at);
     let mut started: Vec<(u64, &Present<'_>)> =
-        ops.iter().filter_map(|present| Some((present.op.invoked_at?, present))).collect();
+        ops.iter().filter_map(|present| Some((present.invoked_at?, present))).collect();
     started.sort_by_key(|(at, _)| *at);
     let mut next = 0;
     let mut highest: Option<(u64, &Present<'_>)> = None;
@@ -316,17 +396,24 @@ fn check_linearizability(stream: &str, ops: &[Present<'_>], report: &mut CheckRe
     }
 }
 
-/// Carts only added to: the view holds what the present operations added.
+/// Carts only added to: the view holds what the present commands added
+/// (each key once, however often it was sent), and the store holds one
+/// `cart.item_added` per present key.
 async fn check_carts(
     history: &[Operation],
     keys: &StoredKeys<'_>,
+    events: &[EventRecord],
     views: &dyn ReadStore,
     report: &mut CheckReport,
     details: &mut Details,
 ) -> anyhow::Result<()> {
     let mut by_stream: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
-    for op in history {
+    for op in history.iter().filter(|op| !op.is_read()) {
         by_stream.entry(op.stream.as_str()).or_default().push(op);
+    }
+    let mut added: HashMap<&str, u64> = HashMap::new();
+    for event in events.iter().filter(|event| event.event_type == "cart.item_added") {
+        *added.entry(event.stream_id.as_str()).or_default() += 1;
     }
     for (stream, ops) in by_stream {
         let Some(cart) = cart_id(stream) else { continue };
@@ -334,12 +421,22 @@ async fn check_carts(
             continue;
         }
         let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        let mut counted: BTreeSet<&str> = BTreeSet::new();
         for op in ops {
-            if keys.position(op).is_some() {
+            let Some(key) = op.key.as_deref() else { continue };
+            if keys.position(op).is_some() && counted.insert(key) {
                 if let Some(sku) = &op.sku {
                     *expected.entry(sku.clone()).or_default() += op.quantity;
                 }
             }
+        }
+        let stored = added.get(stream).copied().unwrap_or(0);
+        if stored > counted.len() as u64 {
+            report.applied_twice_in_store += stored - counted.len() as u64;
+            details.violation(
+                "applied twice in the store",
+                format!("{stream} holds {stored} cart.item_added events for {} present keys", counted.len()),
+            );
         }
         let actual = cart_units(views, cart).await?;
         compare_cart(cart, &expected, &actual, report, details);

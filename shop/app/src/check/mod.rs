@@ -22,6 +22,11 @@
 //!    (`ReadStore::partitions`), so a stray document in a partition no event
 //!    touches is seen too. Each projection's checkpoints must equal the last position of
 //!    the store's events in their partition; dead letters are reported.
+//!    Then every document of the read DB's views is compared with the
+//!    checker's own model of the events ([`Model`], `model.rs`): code that
+//!    folds the event contract independently of `shop-read`, so a
+//!    deterministic bug in a projection or in `ViewTx`, which the rebuild
+//!    repeats, still shows.
 //! 4. **The topic** (when `log.kind = "kafka"`): every partition read from
 //!    offset 0 to its end offset by a consumer group of its own
 //!    (`<group>.check-<uuid>`, committing nothing) and compared with the
@@ -41,7 +46,11 @@
 //!    is in the event store (the store writes the key with the last position
 //!    of the command's events, in the append's transaction); its position is
 //!    the one its key records. The history is assumed to hold every command
-//!    sent to its streams, each with a key of its own.
+//!    sent to its streams, each with a key of its own; a retry sends its
+//!    original's key again, and a key counts as one command however often it
+//!    was sent. The history's reads (`read_cart`, `read_order`) are checked
+//!    per client for read-your-writes (with a token), monotonic reads, and
+//!    against the model (module `history/reads.rs`).
 //!
 //! # The report
 //!
@@ -56,21 +65,28 @@
 //! | `topic_checked` | whether the configuration has a Kafka topic (it was read) |
 //! | `topic_messages` | messages read from the topic, unreadable ones included (0 without a topic) |
 //! | `history_checked` | whether a history was given |
-//! | `operations` | `{"ok","fail","info"}`: operations of the history by completion; an invoke without completion is `info` |
+//! | `operations` | `{"ok","fail","info"}`: commands of the history by completion (retries included); an invoke without completion is `info` |
+//! | `reads` | `{"ok","fail","info"}`: reads of the history by completion (informative) |
+//! | `retried_keys` | idempotency keys the history sent more than once (informative) |
 //! | `lost` | `lost_acknowledged + lost_in_views` |
 //! | `lost_acknowledged` | `ok` operations whose key is absent, or whose acknowledged position holds no event of their stream, or whose key records another position than the one acknowledged |
 //! | `lost_in_views` | (cart, SKU) pairs of all-`add_item` carts of the history whose cart view holds fewer units than the present operations added |
-//! | `refused_present` | `fail` operations (definite refusals) whose key is in the store |
-//! | `duplicated` | `duplicate_event_ids + applied_twice + topic_unknown` |
+//! | `refused_present` | keys in the store that were refused for certain: every send of the key a `fail`, or a `fail` sent after another send of the key was acknowledged |
+//! | `duplicated` | `duplicate_event_ids + applied_twice + applied_twice_in_store + topic_unknown` |
 //! | `duplicate_event_ids` | events whose event id an earlier event of the store already has |
-//! | `applied_twice` | (cart, SKU) pairs of all-`add_item` carts of the history whose cart view holds more units than the present operations added |
+//! | `applied_twice` | (cart, SKU) pairs of all-`add_item` carts of the history whose cart view holds more units than the present operations added (each key once) |
+//! | `applied_twice_in_store` | `cart.item_added` events of all-`add_item` carts of the history beyond one per present key (a command, a retried one most likely, appended twice) |
 //! | `topic_unknown` | messages of the topic that carry no event of the store: unreadable (not a Parallax event), at a position the store does not have, differing from the stored event (stream, version, id, type, schema version, payload), or in another partition than their stream's |
 //! | `order_violations` | events of the store whose stream version is not one more than the highest version of their stream at a lower position |
-//! | `linearizability_violations` | present operations `b` for which an `ok` operation `a` of the same stream, acknowledged before `b` was invoked, has a higher position than `b` |
+//! | `linearizability_violations` | present keys `b` for which an `ok` key `a` of the same stream, acknowledged before `b` was first sent, has a higher position than `b` |
+//! | `read_your_writes_violations` | `ok` reads with a token that do not show a write of their client on the stream they read acknowledged before they were sent (a cart below that add's version, an order the client's checkout named not found) |
+//! | `monotonic_read_violations` | `ok` reads that show a stream's document not found, or at a lower version, after an earlier read of the same client showed it |
+//! | `reads_unlike_model` | `ok` reads showing a state the events never gave their stream at the version shown (a cart's units per SKU, an order's status), or recording no readable answer |
 //! | `topic_missing` | events of the store (up to `head`) that are on no partition of the topic |
 //! | `topic_duplicates` | messages repeating an event already carried (allowed: at-least-once; informative) |
 //! | `topic_order_violations` | first occurrences of events that come after a higher position in their partition |
 //! | `view_differences` | documents missing from the read DB, extra in it, or with another body than the fold's, plus checkpoints beyond the last position of their partition's events |
+//! | `model_differences` | documents of the `catalog`, `cart`, `order`, `customer_orders` and `sales` views missing from the read DB, extra in it, or with a field the model covers of another value than the model's; plus events the model cannot fold |
 //! | `views_behind` | (projection, partition) checkpoints still behind the store's events when the wait ended |
 //! | `dead_letters` | dead letters of the projections' active generations |
 //! | `documents` | documents the fold holds (what was compared) |
@@ -86,6 +102,7 @@
 //! stores, projections and carts, the Kafka read, the history and the report.
 
 mod history;
+mod model;
 mod report;
 mod topic;
 mod views;
@@ -101,6 +118,7 @@ use parallax_runtime::check::{check_events, EventFindings, EventViolation};
 use parallax_runtime::ActiveGenerations;
 
 pub use history::{parse_history, Operation, Outcome};
+pub use model::Model;
 pub use parallax_runtime::check::{
     compare_topic, differences, documents, Documents, Fold, TopicFindings, TopicMessage,
 };
@@ -224,6 +242,7 @@ pub async fn check(settings: &Settings, options: CheckOptions) -> anyhow::Result
 
     // 3. The views.
     views::compare(&compared, read.as_ref(), &projections, &mut report, &mut details).await?;
+    let model = model::compare(&compared.events, &compared.actual, &mut report, &mut details);
 
     // 4. The topic.
     if settings.log.kind == LogKind::Kafka {
@@ -235,7 +254,8 @@ pub async fn check(settings: &Settings, options: CheckOptions) -> anyhow::Result
     if let Some(history) = &history {
         report.history_checked = true;
         let (store, events) = (write.store.as_ref(), &compared.events);
-        history::check_history(history, store, events, read.as_ref(), &mut report, &mut details).await?;
+        let views = read.as_ref();
+        history::check_history(history, store, events, views, &model, &mut report, &mut details).await?;
     }
 
     report.conclude(details);

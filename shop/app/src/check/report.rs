@@ -39,8 +39,20 @@ pub struct CheckReport {
     pub topic_messages: u64,
     /// Whether a history was checked.
     pub history_checked: bool,
-    /// Operations of the history.
+    /// Write operations of the history.
     pub operations: Operations,
+    /// Read operations of the history.
+    pub reads: Operations,
+    /// Idempotency keys the history sent more than once (retries).
+    pub retried_keys: u64,
+    /// Events of all-`add_item` carts beyond one per present key.
+    pub applied_twice_in_store: u64,
+    /// Reads with a token that miss the client's own acknowledged write.
+    pub read_your_writes_violations: u64,
+    /// Reads that show less than an earlier read of the same client.
+    pub monotonic_read_violations: u64,
+    /// Reads that show a state the events never gave their stream.
+    pub reads_unlike_model: u64,
     /// `lost_acknowledged + lost_in_views`.
     pub lost: u64,
     /// Acknowledged operations not in the event store.
@@ -69,6 +81,8 @@ pub struct CheckReport {
     pub topic_order_violations: u64,
     /// Documents and checkpoints that differ from the fold.
     pub view_differences: u64,
+    /// Documents that differ from the checker's own model of the events.
+    pub model_differences: u64,
     /// Checkpoints behind the store's events when the wait ended.
     pub views_behind: u64,
     /// Dead letters of the active generations.
@@ -85,7 +99,8 @@ impl CheckReport {
     /// Sums the totals and decides `ok`.
     pub(super) fn conclude(&mut self, details: Details) {
         self.lost = self.lost_acknowledged + self.lost_in_views;
-        self.duplicated = self.duplicate_event_ids + self.applied_twice + self.topic_unknown;
+        self.duplicated =
+            self.duplicate_event_ids + self.applied_twice + self.applied_twice_in_store + self.topic_unknown;
         self.ok = [
             self.lost,
             self.refused_present,
@@ -95,6 +110,10 @@ impl CheckReport {
             self.topic_missing,
             self.topic_order_violations,
             self.view_differences,
+            self.model_differences,
+            self.read_your_writes_violations,
+            self.monotonic_read_violations,
+            self.reads_unlike_model,
             self.views_behind,
             self.dead_letters,
         ]
@@ -129,15 +148,17 @@ impl CheckReport {
         }
         let _ = writeln!(
             out,
-            "views        {} documents compared; differences {}; checkpoints behind {}; dead letters {}",
-            self.documents, self.view_differences, self.views_behind, self.dead_letters
+            "views        {} documents compared; differences {}; unlike the model {}; checkpoints behind {}; \
+             dead letters {}",
+            self.documents, self.view_differences, self.model_differences, self.views_behind, self.dead_letters
         );
         if self.history_checked {
             let ops = &self.operations;
             let _ = writeln!(
                 out,
                 "history      {} ok, {} fail, {} info; lost {}; refused but present {}; \
-                 linearizability violations {}; in the carts: applied twice {}, lost {}",
+                 linearizability violations {}; in the carts: applied twice {}, lost {}; \
+                 retried keys {}, applied twice in the store {}",
                 ops.ok,
                 ops.fail,
                 ops.info,
@@ -145,7 +166,21 @@ impl CheckReport {
                 self.refused_present,
                 self.linearizability_violations,
                 self.applied_twice,
-                self.lost_in_views
+                self.lost_in_views,
+                self.retried_keys,
+                self.applied_twice_in_store
+            );
+            let reads = &self.reads;
+            let _ = writeln!(
+                out,
+                "reads        {} ok, {} fail, {} info; read-your-writes violations {}; monotonic read \
+                 violations {}; unlike the events {}",
+                reads.ok,
+                reads.fail,
+                reads.info,
+                self.read_your_writes_violations,
+                self.monotonic_read_violations,
+                self.reads_unlike_model
             );
         } else {
             let _ = writeln!(out, "history      none given");
