@@ -14,6 +14,7 @@
 //! The tests load those rows into a fresh event store as they are, past
 //! the codec, and read them back through the code of today: the projections
 //! into a fresh read store, the command handlers into aggregates.
+#![allow(clippy::too_many_lines, reason = "each test reads as one scenario, start to end")]
 
 use std::sync::Arc;
 
