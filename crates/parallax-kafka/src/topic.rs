@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::error::{ConfigError, TopicError};
@@ -84,6 +85,42 @@ pub async fn delete_topic(config: &KafkaConfig) -> Result<(), TopicError> {
         }
     }
     Ok(())
+}
+
+/// Deletes the messages of each given partition of the configured topic
+/// below the given offset, as the broker's retention would; returns each
+/// partition's earliest offset after it. For tests and tools: it loses
+/// events for good.
+pub async fn delete_records(
+    config: &KafkaConfig,
+    below: &[(u32, u64)],
+) -> Result<Vec<(u32, u64)>, TopicError> {
+    let admin = admin_client(config)?;
+    let deleting =
+        |source| TopicError::Kafka { action: "deleting records of", topic: config.topic.clone(), source };
+    let mut offsets = TopicPartitionList::new();
+    for &(partition, offset) in below {
+        let (partition, offset) = (
+            i32::try_from(partition).map_err(|_| ConfigError::Invalid(format!("partition {partition}")))?,
+            i64::try_from(offset).map_err(|_| ConfigError::Invalid(format!("offset {offset}")))?,
+        );
+        offsets.add_partition_offset(&config.topic, partition, Offset::Offset(offset)).map_err(deleting)?;
+    }
+    let options =
+        AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+    let deleted = admin.delete_records(&offsets, &options).await.map_err(deleting)?;
+    deleted
+        .elements()
+        .iter()
+        .map(|element| {
+            element.error().map_err(deleting)?;
+            let earliest = match element.offset() {
+                Offset::Offset(offset) => u64::try_from(offset).unwrap_or(0),
+                _ => 0,
+            };
+            Ok((u32::try_from(element.partition()).unwrap_or(0), earliest))
+        })
+        .collect()
 }
 
 /// The partition count of the configured topic, or `None` if it does not exist.

@@ -53,6 +53,11 @@ enum Command {
     Rebuild {
         /// The projection (catalog, carts, orders, sales).
         projection: String,
+        /// Build from the event store (the write DB) instead of the topic,
+        /// then let the topic take over from where the event store left
+        /// off: for a topic whose retention deleted the start of the history.
+        #[arg(long)]
+        from_store: bool,
     },
     /// Check the stores against each other and a history of client
     /// operations (lost, duplicated or misordered events, views against a
@@ -133,8 +138,10 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Some(Command::Rebuild { projection }) => {
-            let rebuilt = shop::ops::rebuild(&settings, &projection).await?;
+        Some(Command::Rebuild { projection, from_store }) => {
+            let from =
+                if from_store { shop::ops::RebuildFrom::EventStore } else { shop::ops::RebuildFrom::Log };
+            let rebuilt = shop::ops::rebuild(&settings, &projection, from).await?;
             println!(
                 "{projection}: generation {} serves; generation {} {}",
                 rebuilt.to.generation,

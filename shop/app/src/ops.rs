@@ -351,12 +351,28 @@ pub struct Rebuilt {
     pub switched_here: bool,
 }
 
+/// Where `shop rebuild` reads the history it builds a generation from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildFrom {
+    /// The log the projectors read: the event store in the embedded shape,
+    /// the topic (a consumer group of the new generation) with Kafka.
+    Log,
+    /// The event store itself (the write DB's log), then the topic from
+    /// where the event store left off: for a topic that no longer holds the
+    /// whole history (retention deleted its start).
+    EventStore,
+}
+
 /// `shop rebuild <projection>`: builds a new generation of the projection's
 /// views from position 0 while the active one keeps serving, switches the
 /// queries over when it has caught up, and drops the old one; shows a
 /// progress bar (events or messages, rate, ETA) on stderr when it is a
 /// terminal.
-pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<Rebuilt> {
+///
+/// With Kafka and [`RebuildFrom::EventStore`] the generation is first built
+/// from the event store (`build_from_store`), then handed to the
+/// topic, where it catches up like any other.
+pub async fn rebuild(settings: &Settings, name: &str, from: RebuildFrom) -> anyhow::Result<Rebuilt> {
     let projections = shop_read::all_projections();
     let projection: Arc<dyn Projection> =
         projections.iter().find(|p| p.name() == name).cloned().with_context(|| {
@@ -364,28 +380,76 @@ pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<Rebuilt>
             format!("no projection {name:?}; the shop's projections are {}", names.join(", "))
         })?;
     let store = open_read_store(settings).await?;
-    let log = match settings.log.kind {
-        LogKind::Embedded => Some(open_write_side(settings).await?.log),
-        LogKind::Kafka => None,
+    let log = match (settings.log.kind, from) {
+        (LogKind::Kafka, RebuildFrom::Log) => None,
+        _ => Some(open_write_side(settings).await?.log),
     };
     let (pointer, _) = generations::load(store.as_ref(), name).await?;
-    let building = generations::start_rebuild(store.as_ref(), projection.as_ref()).await?;
+    let building = match (settings.log.kind, &log) {
+        (LogKind::Kafka, Some(events)) => build_from_store(settings, &store, &projection, events).await?,
+        _ => generations::start_rebuild(store.as_ref(), projection.as_ref()).await?,
+    };
     tracing::info!(
         projection = name,
         serving = pointer.active.generation,
         building = building.generation,
         "rebuilding"
     );
-    let source = generation_sources(settings, log.clone(), name)(building).map_err(anyhow::Error::msg)?;
-    let generation_store: Arc<dyn ReadStore> = Arc::new(GenerationStore::new(Arc::clone(&store), building));
-    let projector = Projector::from_source(Arc::clone(&projection), source, Arc::clone(&generation_store));
+    // The topic takes over a generation built from the event store.
+    let log = log.filter(|_| settings.log.kind == LogKind::Embedded);
+    let caught_up = catch_up(settings, &store, &projection, log, building)
+        .await
+        .map_err(|error| suggest_the_store(error, name))?;
+    if !caught_up {
+        // Another process (a projector's supervisor) switched first.
+        return Ok(Rebuilt { from: pointer.active, to: building, switched_here: false });
+    }
+    match generations::flip(store.as_ref(), projection.as_ref(), building).await? {
+        Some(old) => {
+            generations::drop_after_grace(store.as_ref(), projection.as_ref(), old).await?;
+            Ok(Rebuilt { from: old, to: building, switched_here: true })
+        }
+        None => Ok(Rebuilt { from: pointer.active, to: building, switched_here: false }),
+    }
+}
 
+/// `error`, and where it is a hole in the topic, what to do about it.
+fn suggest_the_store(error: anyhow::Error, name: &str) -> anyhow::Error {
+    match error.downcast_ref::<ProjectorError>() {
+        Some(ProjectorError::Gap(_)) => error.context(format!(
+            "the topic no longer holds the whole history of {name}: rebuild it from the event store \
+             (`shop rebuild --from-store {name}`)"
+        )),
+        _ => error,
+    }
+}
+
+/// A progress bar on stderr for building `generation` of `name`.
+fn progress_bar(name: &str, generation: Generation) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(format!("{name} generation {}", building.generation));
+    bar.set_message(format!("{name} generation {}", generation.generation));
+    bar
+}
+
+/// Projects `building` from its log (the event store embedded, the topic
+/// with Kafka) until it has caught up with the active generation: true, or
+/// false when another process switched first.
+async fn catch_up(
+    settings: &Settings,
+    store: &Arc<dyn ReadStore>,
+    projection: &Arc<dyn Projection>,
+    log: Option<Arc<dyn parallax_core::EventLog>>,
+    building: Generation,
+) -> anyhow::Result<bool> {
+    let name = projection.name();
+    let source = generation_sources(settings, log.clone(), name)(building).map_err(anyhow::Error::msg)?;
+    let generation_store: Arc<dyn ReadStore> = Arc::new(GenerationStore::new(Arc::clone(store), building));
+    let projector = Projector::from_source(Arc::clone(projection), source, Arc::clone(&generation_store));
+    let bar = progress_bar(name, building);
     let mut last_report = Instant::now();
     loop {
         match projector.step(Duration::from_millis(200)).await {
@@ -403,22 +467,129 @@ pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<Rebuilt>
         }
         let (now, _) = generations::load(store.as_ref(), name).await?;
         if now.building != Some(building) {
-            // Another process (a projector's supervisor) switched first.
             bar.finish_and_clear();
-            return Ok(Rebuilt { from: pointer.active, to: building, switched_here: false });
+            return Ok(false);
         }
         if generations::caught_up(store.as_ref(), name, now.active, building).await? {
-            break;
+            bar.finish_and_clear();
+            return Ok(true);
         }
+    }
+}
+
+/// Builds a new generation of `projection` from the event store `events`
+/// for the topic to take over, and makes it the one being built; returns it.
+///
+/// The topic's end offsets are read first, then the event store is folded
+/// to its end, position `c`. Everything the relay had published before the
+/// offsets were read, it had read from the event store, so it is at or
+/// below `c`; everything published after is at or beyond those offsets.
+/// Each partition's checkpoint is then left at position `c` with the offset
+/// read: the generation's Kafka projectors resume there, skip by position
+/// what the event store gave already, and miss nothing after it (a link
+/// beyond `c` names an event published after the offsets were read, so
+/// one they read before it). Should retention delete past those offsets
+/// meanwhile, the consumer starts at the earliest offset held and the
+/// links tell the hole.
+///
+/// The generation is built out of the supervisors' sight (they would read
+/// it from the topic beside this build) and only then named in the
+/// pointer, by compare-and-set; it takes the number after the next one, so
+/// that a supervisor starting a generation for new code meanwhile takes
+/// another. A generation being built from the topic before (stuck at a
+/// hole, say) is replaced and its views dropped.
+async fn build_from_store(
+    settings: &Settings,
+    store: &Arc<dyn ReadStore>,
+    projection: &Arc<dyn Projection>,
+    events: &Arc<dyn parallax_core::EventLog>,
+) -> anyhow::Result<Generation> {
+    let name = projection.name();
+    let ends = parallax_kafka::end_offsets(&kafka_config(settings))
+        .await
+        .with_context(|| format!("read the end offsets of topic {}", settings.log.topic))?;
+    anyhow::ensure!(
+        ends.len() == settings.log.partitions as usize,
+        "topic {} has {} partitions, the configuration says {}; run `shop migrate`",
+        settings.log.topic,
+        ends.len(),
+        settings.log.partitions
+    );
+    let (pointer, revision) = generations::load(store.as_ref(), name).await?;
+    let building = Generation { generation: pointer.highest() + 2, version: projection.version() };
+    generations::declare(store.as_ref(), projection.as_ref(), building).await?;
+    let generation_store: Arc<dyn ReadStore> = Arc::new(GenerationStore::new(Arc::clone(store), building));
+    let position = fold_store(settings, projection, events, &generation_store, building).await?;
+    hand_to_topic(generation_store.as_ref(), name, position, &ends).await?;
+    let named = generations::Generations { building: Some(building), ..pointer };
+    if let Err(error) = generations::save(store.as_ref(), name, &named, revision).await {
+        let (now, _) = generations::load(store.as_ref(), name).await?;
+        if now.active != building && now.building != Some(building) {
+            let views: Vec<String> =
+                projection.views().iter().map(|view| building.physical(&view.name)).collect();
+            store.drop_projection(&building.physical(name), &views).await?;
+        }
+        return Err(anyhow::Error::new(error).context(format!(
+            "the generations of {name} changed while generation {} was built from the event store (another \
+             rebuild, or code of a new version); run the command again",
+            building.generation
+        )));
+    }
+    if let Some(replaced) = pointer.building {
+        generations::drop_after_grace(store.as_ref(), projection.as_ref(), replaced).await?;
+    }
+    Ok(building)
+}
+
+/// Projects `events` (the event store's log) into `generation_store` to its
+/// end; returns the position reached.
+async fn fold_store(
+    settings: &Settings,
+    projection: &Arc<dyn Projection>,
+    events: &Arc<dyn parallax_core::EventLog>,
+    generation_store: &Arc<dyn ReadStore>,
+    building: Generation,
+) -> anyhow::Result<Position> {
+    let name = projection.name();
+    let projector = Projector::new(Arc::clone(projection), Arc::clone(events), Arc::clone(generation_store));
+    let bar = progress_bar(name, building);
+    loop {
+        match projector.step(Duration::ZERO).await {
+            Ok(outcome) if outcome.delivered == 0 => break,
+            Ok(_) | Err(ProjectorError::Apply { .. }) => {}
+            Err(error) => return Err(error).context("build from the event store"),
+        }
+        let (done, total) =
+            rebuild_progress(settings, Some(events.as_ref()), generation_store.as_ref(), name).await;
+        bar.set_length(total.max(done));
+        bar.set_position(done);
     }
     bar.finish_and_clear();
-    match generations::flip(store.as_ref(), projection.as_ref(), building).await? {
-        Some(old) => {
-            generations::drop_after_grace(store.as_ref(), projection.as_ref(), old).await?;
-            Ok(Rebuilt { from: old, to: building, switched_here: true })
-        }
-        None => Ok(Rebuilt { from: pointer.active, to: building, switched_here: false }),
-    }
+    Ok(generation_store.checkpoint(name, 0).await?.position)
+}
+
+/// Leaves every partition's checkpoint at `position` with the partition's
+/// offset in `ends` (the event store's log kept its one checkpoint in
+/// partition 0, with the position for an offset).
+async fn hand_to_topic(
+    generation_store: &dyn ReadStore,
+    name: &str,
+    position: Position,
+    ends: &[(u32, u64)],
+) -> anyhow::Result<()> {
+    let held: std::collections::BTreeMap<parallax_core::Partition, parallax_core::Checkpoint> =
+        generation_store.checkpoints(name).await?.into_iter().collect();
+    let checkpoints = ends
+        .iter()
+        .map(|&(partition, offset)| parallax_core::CheckpointMove {
+            partition,
+            from: held.get(&partition).copied().unwrap_or_default(),
+            to: parallax_core::Checkpoint { position, offset },
+        })
+        .collect();
+    let batch = parallax_core::ViewBatch { checkpoints, ..parallax_core::ViewBatch::empty(name) };
+    generation_store.commit(batch).await.context("hand the generation's checkpoints to the topic")?;
+    Ok(())
 }
 
 /// How far a generation has got and how far it has to go: positions

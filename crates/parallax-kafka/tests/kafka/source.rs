@@ -196,3 +196,40 @@ async fn a_group_splits_the_partitions_and_takes_them_back() {
     .await;
     first.close().await;
 }
+
+/// Retention deleted the start of a partition: a consumer that seeks below
+/// the earliest offset left starts there, and the first message says which
+/// position came before it, so a projector can tell the hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_below_deleted_records_starts_at_the_earliest_with_its_link() {
+    const PARTITIONS: u32 = 2;
+    let config = fresh_topic("retention", PARTITIONS).await;
+    let published = events(10, 100);
+    publish(&config, &published).await;
+    let links = linked(&published, PARTITIONS);
+    let in_0: Vec<&parallax_core::Outgoing<'_>> =
+        links.iter().filter(|o| partition_for(&o.event.stream_id, PARTITIONS) == 0).collect();
+    assert!(in_0.len() > 10, "partition 0 holds {} events", in_0.len());
+
+    let earliest = within(
+        "deleting records",
+        Duration::from_secs(30),
+        parallax_kafka::delete_records(&config, &[(0, 10)]),
+    )
+    .await
+    .expect("records deleted");
+    assert_eq!(earliest, vec![(0, 10)]);
+
+    let mut source = KafkaSource::new(&config, &fresh_name("group")).expect("source");
+    let expected = published.len() - 10;
+    let delivered = within("reading what is left", Duration::from_secs(60), async {
+        drive(&mut source, |_| Checkpoint::default(), |d| d.len() >= expected).await
+    })
+    .await;
+    assert_eq!(delivered.len(), expected);
+    let first = by_partition(&delivered)[&0][0].clone();
+    assert_eq!(first.offset, 10, "partition 0 starts at the earliest offset left");
+    assert_eq!(first.event.position, in_0[10].event.position);
+    assert_eq!(first.previous, Some(in_0[9].event.position), "the link names the last deleted event");
+    source.close().await;
+}
