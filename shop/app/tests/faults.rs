@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::faults::{run, NEGATIVE_CONTROL, QUICK};
+use common::faults::{run, MUTATION_CONTROL, NEGATIVE_CONTROL, QUICK};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_faults_nothing_acknowledged_is_lost_and_nothing_is_applied_twice() {
@@ -27,6 +27,20 @@ async fn the_checker_sees_the_loss_of_a_write_db_that_acknowledges_before_it_is_
     assert!(
         outcome.count("lost_acknowledged") > 0 && !outcome.passed(),
         "with synchronous_commit = off and an immediate restart, the check found no loss: {}",
+        outcome.report
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checker_sees_duplicates_applied_by_projectors_that_do_not_skip_them() {
+    let outcome = run(MUTATION_CONTROL).await;
+    assert!(outcome.count("topic_duplicates") > 0, "the relay republished nothing: {}", outcome.report);
+    let twice = outcome.count("applied_twice")
+        + outcome.count("view_differences")
+        + outcome.count("model_differences");
+    assert!(
+        twice > 0 && !outcome.passed(),
+        "projectors applied duplicates again, and the check found nothing: {}",
         outcome.report
     );
 }

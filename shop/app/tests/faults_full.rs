@@ -29,7 +29,7 @@ async fn every_fault_scenario() {
     }
     let wrong: Vec<String> = outcomes
         .iter()
-        .filter(|o| o.passed() == o.scenario.unsafe_commits)
+        .filter(|o| o.passed() == o.scenario.must_fail())
         .map(|o| format!("{}\n  {}", o.row(), o.report["details"]))
         .collect();
     assert!(wrong.is_empty(), "scenarios with the wrong verdict:\n{}", wrong.join("\n"));

@@ -8,7 +8,10 @@
 //! history linearizable, the topic carrying the store, every view equal to a
 //! rebuild. The negative control runs the write DB with
 //! `synchronous_commit = off` and must fail the check: it shows the checker
-//! sees a loss when there is one.
+//! sees a loss when there is one. The mutation control runs the projectors
+//! with the test-only switch that turns off their skip of positions at or
+//! below the checkpoint, and sets the relay's checkpoint back (duplicates on
+//! the topic): it must fail the check too, with events applied twice.
 //!
 //! Faults end only what the suite started: the shop's processes by their
 //! pids, the servers through `scripts/services/NAME kill|pause|resume`,
@@ -78,6 +81,10 @@ pub enum Fault {
     /// Nothing but the load for a while (with impatient clients: timeouts
     /// are the fault).
     Nothing(Duration),
+    /// SIGKILL to the relay, its checkpoint set back by this many positions
+    /// (a checkpoint save lost), then start it: it publishes again what the
+    /// topic already carries, duplicates the projectors must skip.
+    RelayRewound(u64),
 }
 
 /// A scenario of the suite.
@@ -94,6 +101,9 @@ pub struct Scenario {
     pub client_timeout: Option<Duration>,
     /// [`LAYOUT_WITH_STANDBYS`] rather than [`LAYOUT`].
     pub standbys: bool,
+    /// The mutation control: the projectors run with
+    /// `PARALLAX_TEST_MUTATION_NO_SKIP` (they apply duplicates again).
+    pub mutation_no_skip: bool,
 }
 
 impl Scenario {
@@ -106,7 +116,13 @@ impl Scenario {
             unsafe_commits: false,
             client_timeout: None,
             standbys: matches!(fault, Fault::PauseLeader(..)),
+            mutation_no_skip: false,
         }
+    }
+
+    /// A control that must fail the check: the negative or the mutation one.
+    pub const fn must_fail(&self) -> bool {
+        self.unsafe_commits || self.mutation_no_skip
     }
 
     /// Clients that give up after `timeout`: many outcomes unknown.
@@ -166,7 +182,11 @@ pub const FULL: &[Scenario] = &[
     // still be linearizable.
     Scenario::new("client timeouts of 40 ms on hot carts", Fault::Nothing(Duration::from_secs(10)), 1)
         .impatient(Duration::from_millis(40)),
+    // The relay publishes 200 positions again: the projectors must skip
+    // them (the mutation control below, which does not, must fail).
+    Scenario::new("SIGKILL relay, checkpoint set back 200 positions", Fault::RelayRewound(200), 2),
     NEGATIVE_CONTROL,
+    MUTATION_CONTROL,
 ];
 
 /// PostgreSQL with `synchronous_commit = off`, restarted at once: commits
@@ -177,6 +197,19 @@ pub const NEGATIVE_CONTROL: Scenario = Scenario::new(
     2,
 )
 .negative_control();
+
+/// The mutation control: projectors that do not skip positions at or below
+/// their checkpoint (a test-only switch of `parallax-runtime`'s projector),
+/// and a relay that publishes again what the topic carries: the duplicates
+/// are applied twice, and the check must say so.
+pub const MUTATION_CONTROL: Scenario = Scenario {
+    mutation_no_skip: true,
+    ..Scenario::new(
+        "mutation control: projectors without the skip of absorbed positions, relay checkpoint set back",
+        Fault::RelayRewound(200),
+        2,
+    )
+};
 
 /// What a scenario did and what the checker found.
 #[derive(Debug, Clone)]
@@ -223,6 +256,25 @@ impl Outcome {
             self.count("view_differences"),
             if self.passed() { "pass" } else { "**fail**" },
             self.elapsed.as_secs_f64(),
+        )
+    }
+
+    /// The reads, retries and the model, as the checker counted them.
+    pub fn reads(&self) -> String {
+        format!(
+            "-- {}: reads {} (answered with a token {}; checked {}); read-your-writes violations {}, monotonic \
+             read violations {}, reads unlike the events {}; retried keys {}, applied twice in the store {}; \
+             documents unlike the model {}",
+            self.scenario.name,
+            self.tally.reads,
+            self.tally.token_reads,
+            self.report["reads"],
+            self.count("read_your_writes_violations"),
+            self.count("monotonic_read_violations"),
+            self.count("reads_unlike_model"),
+            self.count("retried_keys"),
+            self.count("applied_twice_in_store"),
+            self.count("model_differences"),
         )
     }
 
@@ -278,8 +330,16 @@ pub async fn run(scenario: Scenario) -> Outcome {
             deployment.restart(name).await;
         }
     }
+    if scenario.mutation_no_skip {
+        deployment.extra_env.push(("PARALLAX_TEST_MUTATION_NO_SKIP".into(), "1".into()));
+        for name in ["projector-1", "projector-2"] {
+            deployment.kill(name);
+            deployment.restart(name).await;
+        }
+    }
 
     let target = Target::new(deployment.url("command"));
+    target.set_queries(deployment.url("query"));
     let history = deployment.folder().join("history.jsonl");
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut shape = Shape::default();
@@ -326,10 +386,15 @@ pub async fn run(scenario: Scenario) -> Outcome {
     });
     let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed(), takeover };
     eprintln!("{}", outcome.row());
+    eprintln!("{}", outcome.reads());
+    if scenario.client_timeout.is_none() {
+        // Patient clients: read-your-writes was put to the test.
+        assert!(outcome.tally.token_reads > 0, "{}: no read with a token was answered", scenario.name);
+    }
     if !outcome.passed() {
         eprintln!("details: {}", outcome.report["details"]);
     }
-    if outcome.passed() == scenario.unsafe_commits {
+    if outcome.passed() == scenario.must_fail() {
         // Keep the deployment's logs and the history for a look.
         let kept = std::env::temp_dir().join(format!("parallax-faults-{run_id}"));
         let copied = std::process::Command::new("cp")
@@ -360,6 +425,9 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> O
             if name == "command" {
                 target.set(deployment.url("command"));
             }
+            if name == "query" {
+                target.set_queries(deployment.url("query"));
+            }
         }
         Fault::Pause(name, hold) => {
             deployment.signal(name, Signal::SIGSTOP);
@@ -387,6 +455,20 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> O
             service("cassandra", "start").await;
         }
         Fault::Nothing(hold) => tokio::time::sleep(hold).await,
+        Fault::RelayRewound(back) => {
+            deployment.kill("relay");
+            let mut write =
+                PgConnection::connect(&deployment.write_url).await.expect("connect to the write DB");
+            let rewound =
+                sqlx::query("UPDATE leases SET position = GREATEST(position - $1, 0) WHERE name = 'relay'")
+                    .bind(i64::try_from(back).expect("a small number"))
+                    .execute(&mut write)
+                    .await
+                    .expect("set the relay's checkpoint back");
+            assert_eq!(rewound.rows_affected(), 1, "the relay's lease");
+            let _ = write.close().await;
+            deployment.restart("relay").await;
+        }
         Fault::PauseLeader(..) => unreachable!("handled above"),
         Fault::LongTransaction(hold) => {
             let mut held =

@@ -14,8 +14,25 @@
 //! Some clients also check out carts of their own (`checkout`), so the saga
 //! and the order views work under the faults too.
 //!
-//! The command process may be restarted on a new port while the driver runs:
-//! [`Target::set`] points the clients at it.
+//! A command whose outcome is unknown (`info`) is sent again with the same
+//! idempotency key, up to [`RETRIES`] times while it stays unknown (or the
+//! command process cannot be reached), each send an operation of its own
+//! with `retry_of` naming the first: the checker verifies the key took
+//! effect exactly once.
+//!
+//! The clients also read, from the query process: every fourth round a
+//! hot-cart client reads the cart it just added to with the token of that
+//! add (`read_cart` with `token`), two rounds later without a token; a
+//! checkout client reads the order its acknowledged checkout named, with the
+//! checkout's token and then without. A read's `ok` records what it was
+//! shown (`found`, `version`, a cart's `units` per SKU, an order's
+//! `status`); a 503 (the token not reached in time) or another status is a
+//! `fail`, a timeout an `info`. The checker verifies read-your-writes and
+//! monotonic reads per client.
+//!
+//! The command and query processes may be restarted on new ports while the
+//! driver runs: [`Target::set`] and [`Target::set_queries`] point the
+//! clients at them.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -32,22 +49,42 @@ use tokio::task::JoinHandle;
 /// The SKU every hot cart is filled with.
 pub const HOT_SKU: &str = "A";
 
-/// Where the clients send their commands; changes when the command process
-/// is restarted.
+/// How often a command of unknown outcome is sent again with its key.
+pub const RETRIES: usize = 3;
+
+/// How long a read waits for its token (`wait_ms`): below the client's
+/// timeout, so a token not reached answers 503 rather than nothing.
+const READ_WAIT_MS: u64 = 1_500;
+
+/// Where the clients send their commands and their reads; changes when the
+/// command or the query process is restarted.
 #[derive(Clone)]
-pub struct Target(Arc<RwLock<String>>);
+pub struct Target {
+    commands: Arc<RwLock<String>>,
+    queries: Arc<RwLock<Option<String>>>,
+}
 
 impl Target {
+    /// Commands to `base`; no reads until [`Target::set_queries`].
     pub fn new(base: String) -> Self {
-        Self(Arc::new(RwLock::new(base)))
+        Self { commands: Arc::new(RwLock::new(base)), queries: Arc::new(RwLock::new(None)) }
     }
 
     pub fn set(&self, base: String) {
-        *self.0.write().expect("the target lock") = base;
+        *self.commands.write().expect("the target lock") = base;
+    }
+
+    /// Reads to `base` (the query process).
+    pub fn set_queries(&self, base: String) {
+        *self.queries.write().expect("the target lock") = Some(base);
     }
 
     fn get(&self) -> String {
-        self.0.read().expect("the target lock").clone()
+        self.commands.read().expect("the target lock").clone()
+    }
+
+    fn queries(&self) -> Option<String> {
+        self.queries.read().expect("the target lock").clone()
     }
 }
 
@@ -84,6 +121,10 @@ pub struct Tally {
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
+    /// Reads sent (not among the operations).
+    pub reads: u64,
+    /// Token reads answered.
+    pub token_reads: u64,
 }
 
 impl Tally {
@@ -100,9 +141,21 @@ struct Recorder {
     ok: AtomicU64,
     fail: AtomicU64,
     info: AtomicU64,
+    reads: AtomicU64,
+    token_reads: AtomicU64,
 }
 
 impl Recorder {
+    fn tally(&self) -> Tally {
+        Tally {
+            ok: self.ok.load(Ordering::Relaxed),
+            fail: self.fail.load(Ordering::Relaxed),
+            info: self.info.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+            token_reads: self.token_reads.load(Ordering::Relaxed),
+        }
+    }
+
     fn at_us(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
@@ -121,24 +174,24 @@ struct Op<'a> {
 }
 
 impl<'a> Op<'a> {
-    /// Records the invocation of `f` on cart `cart` (with the SKU and
-    /// quantity of an `add_item`).
+    /// Records the invocation of `f` on `stream`, with `fields` (a
+    /// command's SKU and quantity, a retry's key; a read's token); with
+    /// `new_key` (the run), a key of its own: `<run>-<id>`.
     fn invoke(
         recorder: &'a Recorder,
-        run: &str,
         worker: usize,
         f: &str,
-        cart: &str,
-        item: Option<(&str, u32)>,
+        stream: &str,
+        fields: Value,
+        new_key: Option<&str>,
     ) -> Self {
         let id = recorder.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut base = json!({
-            "id": id, "worker": worker, "f": f, "stream": format!("cart-{cart}"), "cart": cart,
-            "key": format!("{run}-{id}"),
-        });
-        if let Some((sku, quantity)) = item {
-            base["sku"] = json!(sku);
-            base["quantity"] = json!(quantity);
+        let mut base = json!({ "id": id, "worker": worker, "f": f, "stream": stream });
+        if let (Some(base), Value::Object(fields)) = (base.as_object_mut(), fields) {
+            base.extend(fields);
+        }
+        if let Some(run) = new_key {
+            base["key"] = json!(format!("{run}-{id}"));
         }
         let mut line = base.clone();
         line["type"] = json!("invoke");
@@ -147,17 +200,24 @@ impl<'a> Op<'a> {
         Self { recorder, base }
     }
 
+    fn id(&self) -> u64 {
+        self.base["id"].as_u64().expect("an id")
+    }
+
     fn key(&self) -> String {
         self.base["key"].as_str().expect("a key").to_owned()
     }
 
-    fn complete(self, outcome: Outcome) {
+    fn complete(self, outcome: &Outcome) {
         let mut line = self.base;
         line["at_us"] = json!(self.recorder.at_us());
         match outcome {
-            Outcome::Ok(position) => {
+            Outcome::Ok(answer) => {
                 line["type"] = json!("ok");
-                line["position"] = json!(position);
+                line["position"] = json!(answer.position);
+                if let Some(order) = &answer.order_id {
+                    line["order_id"] = json!(order);
+                }
                 self.recorder.ok.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Fail(status, error) => {
@@ -174,10 +234,39 @@ impl<'a> Op<'a> {
         }
         self.recorder.write(&line);
     }
+
+    /// Completes a read: `Ok(shown)` answered (`found` or not), `Err` with
+    /// the completion's type and error otherwise.
+    fn complete_read(self, answer: Result<Value, (&str, String)>) {
+        let mut line = self.base;
+        line["at_us"] = json!(self.recorder.at_us());
+        match answer {
+            Ok(shown) => {
+                line["type"] = json!("ok");
+                line["read"] = shown;
+                if line.get("token").is_some() {
+                    self.recorder.token_reads.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err((kind, error)) => {
+                line["type"] = json!(kind);
+                line["error"] = json!(error);
+            }
+        }
+        self.recorder.reads.fetch_add(1, Ordering::Relaxed);
+        self.recorder.write(&line);
+    }
+}
+
+/// An acknowledged command.
+struct Answer {
+    position: u64,
+    token: String,
+    order_id: Option<String>,
 }
 
 enum Outcome {
-    Ok(u64),
+    Ok(Answer),
     Fail(u16, String),
     Info(String),
 }
@@ -191,11 +280,24 @@ impl Outcome {
             _ => think,
         }
     }
+
+    /// Whether the command may have been applied without the client
+    /// knowing: unknown, or unreachable since (worth sending again).
+    fn unknown(&self) -> bool {
+        matches!(self, Outcome::Info(_) | Outcome::Fail(0, _))
+    }
+
+    fn answer(&self) -> Option<&Answer> {
+        match self {
+            Outcome::Ok(answer) => Some(answer),
+            _ => None,
+        }
+    }
 }
 
 /// Sends one command and classifies what came back.
-async fn send(client: &Client, url: String, key: &str, body: Value) -> Outcome {
-    let response = client.post(url).header("idempotency-key", key).json(&body).send().await;
+async fn send(client: &Client, url: String, key: &str, body: &Value) -> Outcome {
+    let response = client.post(url).header("idempotency-key", key).json(body).send().await;
     let response = match response {
         Ok(response) => response,
         // The connection was never opened: the request never left.
@@ -210,19 +312,181 @@ async fn send(client: &Client, url: String, key: &str, body: Value) -> Outcome {
         Err(error) => return Outcome::Info(format!("reading the answer: {error}")),
     };
     if status.is_success() {
-        let position = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|body| body["token"].as_str().map(str::to_owned))
-            .and_then(|token| token.parse::<ConsistencyToken>().ok())
-            .map(|token| token.position);
-        match position {
-            Some(position) => Outcome::Ok(position),
-            None => Outcome::Info(format!("{status} without a token: {text}")),
+        let body = serde_json::from_str::<Value>(&text).unwrap_or_default();
+        let token = body["token"].as_str().map(str::to_owned);
+        let position = token.as_deref().and_then(|token| token.parse::<ConsistencyToken>().ok());
+        match (token, position) {
+            (Some(token), Some(parsed)) => Outcome::Ok(Answer {
+                position: parsed.position,
+                token,
+                order_id: body["order_id"].as_str().map(str::to_owned),
+            }),
+            _ => Outcome::Info(format!("{status} without a token: {text}")),
         }
     } else if status.is_client_error() {
         Outcome::Fail(status.as_u16(), text)
     } else {
         Outcome::Info(format!("{status}: {text}"))
+    }
+}
+
+/// What one client needs to send and record.
+#[derive(Clone)]
+struct Session {
+    recorder: Arc<Recorder>,
+    client: Client,
+    target: Target,
+    run: String,
+    worker: usize,
+    think: Duration,
+}
+
+impl Session {
+    /// Sends command `f` on cart `cart` (`path` under it) with a key of its
+    /// own, again with the same key while its outcome stays unknown; every
+    /// send recorded. The last send's outcome.
+    async fn command(
+        &self,
+        f: &str,
+        cart: &str,
+        path: &str,
+        item: Option<(&str, u32)>,
+        body: Value,
+    ) -> Outcome {
+        let stream = format!("cart-{cart}");
+        let mut fields = json!({ "cart": cart });
+        if let Some((sku, quantity)) = item {
+            fields["sku"] = json!(sku);
+            fields["quantity"] = json!(quantity);
+        }
+        let mut first: Option<(u64, String)> = None;
+        for attempt in 0..=RETRIES {
+            let mut fields = fields.clone();
+            let op = match &first {
+                None => {
+                    let op = Op::invoke(&self.recorder, self.worker, f, &stream, fields, Some(&self.run));
+                    first = Some((op.id(), op.key()));
+                    op
+                }
+                Some((original, key)) => {
+                    fields["key"] = json!(key);
+                    fields["retry_of"] = json!(original);
+                    Op::invoke(&self.recorder, self.worker, f, &stream, fields, None)
+                }
+            };
+            let key = op.key();
+            let url = format!("{}/api/carts/{cart}{path}", self.target.get());
+            let outcome = send(&self.client, url, &key, &body).await;
+            let (unknown, pause) = (outcome.unknown(), outcome.pause(self.think));
+            op.complete(&outcome);
+            if !unknown || attempt == RETRIES {
+                return outcome;
+            }
+            tokio::time::sleep(pause.max(Duration::from_millis(50))).await;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Reads `path` (a cart or an order) from the query process, with
+    /// `token` if given, and records what it was shown; `shown` turns the
+    /// document into the history's `read`.
+    async fn read(&self, f: &str, stream: &str, path: &str, token: Option<&str>, shown: fn(&Value) -> Value) {
+        let Some(queries) = self.target.queries() else { return };
+        let fields = token.map_or_else(|| json!({}), |token| json!({ "token": token }));
+        let op = Op::invoke(&self.recorder, self.worker, f, stream, fields, None);
+        let mut request = self.client.get(format!("{queries}{path}"));
+        if let Some(token) = token {
+            request = request
+                .query(&[("consistent_with", token.to_owned()), ("wait_ms", READ_WAIT_MS.to_string())]);
+        }
+        let answer = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                match response.text().await {
+                    Ok(_) if status == reqwest::StatusCode::NOT_FOUND => Ok(json!({ "found": false })),
+                    Ok(text) if status.is_success() => match serde_json::from_str::<Value>(&text) {
+                        Ok(document) => Ok(shown(&document)),
+                        Err(error) => Err(("info", format!("{status} unreadable: {error}"))),
+                    },
+                    Ok(text) => Err(("fail", format!("{status}: {text}"))),
+                    Err(error) => Err(("info", format!("reading the answer: {error}"))),
+                }
+            }
+            Err(error) if error.is_connect() => Err(("fail", format!("connect: {error}"))),
+            Err(error) => Err(("info", format!("{error}"))),
+        };
+        op.complete_read(answer);
+    }
+
+    /// A hot-cart client: adds to the shared carts in turn, reading back
+    /// every fourth round with the add's token, two rounds later without.
+    async fn fill_hot_carts(&self, carts: usize, stop: &AtomicBool) {
+        let mut round = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            // A fresh set of hot carts every 200 rounds, so no line
+            // reaches the cart's limit of 1,000 units.
+            let cart = format!("hot-{}-{}-{}", self.run, round / 200, (self.worker + round) % carts);
+            let body = json!({ "sku": HOT_SKU, "quantity": 1 });
+            let outcome = self.command("add_item", &cart, "/items", Some((HOT_SKU, 1)), body).await;
+            match (round % 4, outcome.answer()) {
+                (0, Some(answer)) => self.read_cart(&cart, Some(&answer.token)).await,
+                (2, Some(_)) => self.read_cart(&cart, None).await,
+                _ => {}
+            }
+            round += 1;
+            tokio::time::sleep(outcome.pause(self.think)).await;
+        }
+    }
+
+    /// A checkout client: fills a cart of its own, checks it out, reads the
+    /// order with the checkout's token, then without.
+    async fn check_out_carts(&self, stop: &AtomicBool) {
+        let mut round = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let cart = format!("buy-{}-{}-{round}", self.run, self.worker);
+            round += 1;
+            let mut filled = false;
+            for sku in ["B", "D"] {
+                let body = json!({ "sku": sku, "quantity": 1 });
+                filled |=
+                    self.command("add_item", &cart, "/items", Some((sku, 1)), body).await.answer().is_some();
+            }
+            if filled {
+                let body = json!({ "customer_id": format!("c-{}-{}", self.run, self.worker) });
+                let outcome = self.command("checkout", &cart, "/checkout", None, body).await;
+                if let Some(Answer { order_id: Some(order), token, .. }) = outcome.answer() {
+                    self.read_order(order, Some(token)).await;
+                    self.read_order(order, None).await;
+                }
+            }
+            tokio::time::sleep(self.think).await;
+        }
+    }
+
+    async fn read_cart(&self, cart: &str, token: Option<&str>) {
+        let (stream, path) = (format!("cart-{cart}"), format!("/api/carts/{cart}"));
+        self.read("read_cart", &stream, &path, token, |cart| {
+            let mut units = serde_json::Map::new();
+            for item in cart["items"].as_array().into_iter().flatten() {
+                let (sku, quantity) = (item["sku"].as_str().unwrap_or_default(), item["quantity"].as_u64());
+                let before = units.get(sku).and_then(Value::as_u64).unwrap_or(0);
+                units.insert(sku.to_owned(), json!(before + quantity.unwrap_or(0)));
+            }
+            json!({ "found": true, "version": cart["version"], "units": units })
+        })
+        .await;
+    }
+
+    async fn read_order(&self, order: &str, token: Option<&str>) {
+        let (stream, path) = (format!("order-{order}"), format!("/api/orders/{order}"));
+        self.read(
+            "read_order",
+            &stream,
+            &path,
+            token,
+            |order| json!({ "found": true, "version": order["version"], "status": order["status"] }),
+        )
+        .await;
     }
 }
 
@@ -246,6 +510,8 @@ impl Driver {
             ok: AtomicU64::new(0),
             fail: AtomicU64::new(0),
             info: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            token_reads: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let client = Client::builder()
@@ -253,74 +519,29 @@ impl Driver {
             .connect_timeout(shape.timeout)
             .build()
             .expect("an HTTP client");
+        let session = |worker| Session {
+            recorder: recorder.clone(),
+            client: client.clone(),
+            target: target.clone(),
+            run: run.to_owned(),
+            worker,
+            think: shape.think,
+        };
         let mut tasks = Vec::new();
         for worker in 0..shape.writers {
-            let (recorder, stop, client, target, run) =
-                (recorder.clone(), stop.clone(), client.clone(), target.clone(), run.to_owned());
-            let carts = shape.hot_carts.max(1);
-            let think = shape.think;
-            tasks.push(tokio::spawn(async move {
-                let mut round = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    // A fresh set of hot carts every 200 rounds, so no line
-                    // reaches the cart's limit of 1,000 units.
-                    let cart = format!("hot-{run}-{}-{}", round / 200, (worker + round) % carts);
-                    round += 1;
-                    let op = Op::invoke(&recorder, &run, worker, "add_item", &cart, Some((HOT_SKU, 1)));
-                    let url = format!("{}/api/carts/{cart}/items", target.get());
-                    let outcome =
-                        send(&client, url, &op.key(), json!({ "sku": HOT_SKU, "quantity": 1 })).await;
-                    let pause = outcome.pause(think);
-                    op.complete(outcome);
-                    tokio::time::sleep(pause).await;
-                }
-            }));
+            let (session, stop, carts) = (session(worker), stop.clone(), shape.hot_carts.max(1));
+            tasks.push(tokio::spawn(async move { session.fill_hot_carts(carts, &stop).await }));
         }
         for index in 0..shape.checkouts {
-            let worker = shape.writers + index;
-            let (recorder, stop, client, target, run) =
-                (recorder.clone(), stop.clone(), client.clone(), target.clone(), run.to_owned());
-            let think = shape.think;
-            tasks.push(tokio::spawn(async move {
-                let mut round = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let cart = format!("buy-{run}-{worker}-{round}");
-                    round += 1;
-                    let mut filled = false;
-                    for sku in ["B", "D"] {
-                        let op = Op::invoke(&recorder, &run, worker, "add_item", &cart, Some((sku, 1)));
-                        let url = format!("{}/api/carts/{cart}/items", target.get());
-                        let outcome =
-                            send(&client, url, &op.key(), json!({ "sku": sku, "quantity": 1 })).await;
-                        filled |= matches!(outcome, Outcome::Ok(_));
-                        op.complete(outcome);
-                    }
-                    if filled {
-                        let op = Op::invoke(&recorder, &run, worker, "checkout", &cart, None);
-                        let url = format!("{}/api/carts/{cart}/checkout", target.get());
-                        let outcome = send(
-                            &client,
-                            url,
-                            &op.key(),
-                            json!({ "customer_id": format!("c-{run}-{worker}") }),
-                        )
-                        .await;
-                        op.complete(outcome);
-                    }
-                    tokio::time::sleep(think).await;
-                }
-            }));
+            let (session, stop) = (session(shape.writers + index), stop.clone());
+            tasks.push(tokio::spawn(async move { session.check_out_carts(&stop).await }));
         }
         Self { recorder, stop, tasks, path: path.to_owned() }
     }
 
     /// What the clients were told so far.
     pub fn tally(&self) -> Tally {
-        Tally {
-            ok: self.recorder.ok.load(Ordering::Relaxed),
-            fail: self.recorder.fail.load(Ordering::Relaxed),
-            info: self.recorder.info.load(Ordering::Relaxed),
-        }
+        self.recorder.tally()
     }
 
     /// Waits until at least `more` further operations were acknowledged, for
@@ -345,11 +566,7 @@ impl Driver {
             task.await.expect("a client task");
         }
         self.recorder.out.lock().expect("the history lock").flush().expect("flush the history");
-        let tally = Tally {
-            ok: self.recorder.ok.load(Ordering::Relaxed),
-            fail: self.recorder.fail.load(Ordering::Relaxed),
-            info: self.recorder.info.load(Ordering::Relaxed),
-        };
+        let tally = self.recorder.tally();
         (self.path, tally)
     }
 }
