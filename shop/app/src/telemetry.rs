@@ -68,6 +68,8 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "parallax_projection_dead_letters";
     /// Events a process manager parked.
     pub const PROCESS_DEAD_LETTERS: &str = "parallax_process_dead_letters";
+    /// Whether a worker loop's last step failed.
+    pub const WORKER_FAILING: &str = "parallax_worker_failing";
 }
 
 /// This process's metrics: a Prometheus recorder and its handle.
@@ -152,6 +154,11 @@ fn describe() {
         "Records of a source partition a projector of this process has yet to absorb"
     );
     metrics::describe_gauge!(names::DEAD_LETTERS, "Events a projection could not apply");
+    metrics::describe_gauge!(
+        names::WORKER_FAILING,
+        "1 while a worker loop (relay, saga, projector) is failing, as /ready says why: a projector with a \
+         partition stopped at a hole in the log stays failing until it is rebuilt"
+    );
     metrics::describe_gauge!(
         names::PROCESS_DEAD_LETTERS,
         "Events a process manager parked: a command it sent was refused for good"

@@ -1,5 +1,6 @@
 //! The broker's retention deleted events a projector had not read yet: the
-//! projector stops those partitions and says so on `/ready`, a rebuild from
+//! projector stops those partitions and says so on `/ready` and `/metrics`
+//! (`parallax_worker_failing`), a rebuild from
 //! the topic refuses to build from what is left, and `shop rebuild
 //! --from-store` builds every projection from the event store, after which
 //! the topic takes over and the views equal the fold (Architecture
@@ -103,6 +104,19 @@ async fn deleted_history_stops_the_projectors_and_a_rebuild_from_the_store_resto
         error.starts_with("carts stopped partition ") && error.contains("are missing from the source"),
         "{body}"
     );
+
+    let metrics = reqwest::get(format!("{}/metrics", deployment.url("projector")))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    let failing = metrics.lines().find(|line| {
+        line.starts_with("parallax_worker_failing{")
+            && line.contains(r#"kind="projector""#)
+            && line.contains(r#"name="carts""#)
+    });
+    assert!(failing.is_some_and(|line| line.ends_with(" 1")), "{metrics}");
 
     // A rebuild from the topic cannot build from what is left.
     let refused = deployment.shop_output(&["rebuild", "carts"]).await;

@@ -260,6 +260,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         };
         metrics.gauge(names::RELAY_LAG, &labels, lag as f64);
     }
+    worker_gauges(telemetry);
     for (projection, partitions) in telemetry.progress.lag() {
         for (partition, lag) in partitions {
             let labels = [("projection", projection.clone()), ("partition", partition.to_string())];
@@ -292,6 +293,19 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let mut response = metrics.render().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
     response
+}
+
+/// Whether each worker loop of this process (relay, saga, the serving
+/// projectors) is failing: a projector with a partition stopped at a hole
+/// in the log stays failing until it is rebuilt.
+fn worker_gauges(telemetry: &crate::telemetry::Telemetry) {
+    let projectors = telemetry.progress.workers().into_values();
+    for status in telemetry.workers.iter().map(|(_, status)| Arc::clone(status)).chain(projectors) {
+        let report = status.report();
+        let failing = matches!(report.state, WorkerState::Failing(_));
+        let labels = [("kind", report.kind.to_owned()), ("name", report.name)];
+        telemetry.metrics.gauge(names::WORKER_FAILING, &labels, if failing { 1.0 } else { 0.0 });
+    }
 }
 
 /// Middleware: records every request's latency by method, matched route
