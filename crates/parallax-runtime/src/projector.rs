@@ -282,12 +282,26 @@ fn advance(
         }
     }
     movement.to.offset = movement.to.offset.max(sourced.offset + 1);
-    if sourced.event.position <= checkpoint {
+    if sourced.event.position <= checkpoint && !mutation_no_skip() {
         // Already absorbed: a republished or redelivered duplicate.
         return Admission::Skip;
     }
-    movement.to.position = sourced.event.position;
+    movement.to.position = checkpoint.max(sourced.event.position);
     Admission::Apply
+}
+
+/// A test-only mutation control: in a debug build with
+/// `PARALLAX_TEST_MUTATION_NO_SKIP` set (read once), the skip above is off
+/// and duplicates are applied again, breaking invariant 8 on purpose so the
+/// fault suite can show that `shop check` sees it. Release builds ignore it.
+fn mutation_no_skip() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static NO_SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *NO_SKIP.get_or_init(|| std::env::var_os("PARALLAX_TEST_MUTATION_NO_SKIP").is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    false
 }
 
 impl Projector {
