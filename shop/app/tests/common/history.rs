@@ -15,10 +15,10 @@
 //! and the order views work under the faults too.
 //!
 //! A command whose outcome is unknown (`info`) is sent again with the same
-//! idempotency key, up to [`RETRIES`] times while it stays unknown (or the
-//! command process cannot be reached), each send an operation of its own
-//! with `retry_of` naming the first: the checker verifies the key took
-//! effect exactly once.
+//! idempotency key after [`RETRY_AFTER`], up to [`RETRIES`] times while it
+//! stays unknown (or the command process cannot be reached), each send an
+//! operation of its own with `retry_of` naming the first: the checker
+//! verifies the key took effect exactly once.
 //!
 //! The clients also read, from the query process: every fourth round a
 //! hot-cart client reads the cart it just added to with the token of that
@@ -51,6 +51,10 @@ pub const HOT_SKU: &str = "A";
 
 /// How often a command of unknown outcome is sent again with its key.
 pub const RETRIES: usize = 3;
+
+/// How long a client waits before it sends a command again: the server may
+/// still be working on the send it gave up on.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// How long a read waits for its token (`wait_ms`): below the client's
 /// timeout, so a token not reached answers 503 rather than nothing.
@@ -382,7 +386,7 @@ impl Session {
             if !unknown || attempt == RETRIES {
                 return outcome;
             }
-            tokio::time::sleep(pause.max(Duration::from_millis(50))).await;
+            tokio::time::sleep(pause.max(RETRY_AFTER)).await;
         }
         unreachable!("the last attempt returns")
     }
