@@ -114,7 +114,9 @@ pub use config::KafkaConfig;
 pub use error::{ConfigError, TopicError};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
-pub use topic::{delete_records, delete_topic, end_offsets, ensure_topic, partition_count, TopicStatus};
+pub use topic::{
+    delete_records, delete_topic, end_offsets, ensure_topic, partition_count, start_offsets, TopicStatus,
+};
 
 /// Runs a blocking librdkafka call (a metadata request, a seek, a client's
 /// teardown) off the async runtime's worker threads.

@@ -133,24 +133,37 @@ pub async fn partition_count(config: &KafkaConfig) -> Result<Option<u32>, TopicE
 /// each partition of the configured topic, by partition: how far a consumer
 /// whose checkpoint holds an offset is behind, in messages.
 pub async fn end_offsets(config: &KafkaConfig) -> Result<Vec<(u32, u64)>, TopicError> {
+    Ok(watermarks(config).await?.into_iter().map(|(partition, _, end)| (partition, end)).collect())
+}
+
+/// The earliest offset (low watermark) each partition of the configured
+/// topic still holds, by partition: a consumer whose checkpoint's offset is
+/// below it will never read the messages in between (retention deleted
+/// them).
+pub async fn start_offsets(config: &KafkaConfig) -> Result<Vec<(u32, u64)>, TopicError> {
+    Ok(watermarks(config).await?.into_iter().map(|(partition, start, _)| (partition, start)).collect())
+}
+
+/// Each partition's earliest and end offsets.
+async fn watermarks(config: &KafkaConfig) -> Result<Vec<(u32, u64, u64)>, TopicError> {
     let admin = admin_client(config)?;
     let partitions = read_partition_count(&admin, &config.topic).await?.unwrap_or(0);
-    let mut ends = Vec::with_capacity(partitions as usize);
+    let mut marks = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
         let reading = |source| TopicError::Kafka {
-            action: "reading the end offsets of",
+            action: "reading the watermarks of",
             topic: config.topic.clone(),
             source,
         };
         let (admin, topic) = (Arc::clone(&admin), config.topic.clone());
-        let (_, high) = crate::blocking(move || {
+        let (low, high) = crate::blocking(move || {
             admin.inner().fetch_watermarks(&topic, partition as i32, REQUEST_TIMEOUT)
         })
         .await
         .map_err(reading)?;
-        ends.push((partition, u64::try_from(high).unwrap_or(0)));
+        marks.push((partition, u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0)));
     }
-    Ok(ends)
+    Ok(marks)
 }
 
 fn check(config: &KafkaConfig, actual: u32) -> Result<(), TopicError> {

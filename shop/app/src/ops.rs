@@ -30,7 +30,8 @@ pub use crate::lag::PartitionStatus;
 pub struct ProjectionStatus {
     /// Its name.
     pub name: String,
-    /// `caught up`, `behind` or `unknown` (the log's end could not be read).
+    /// `caught up`, `behind`, `unknown` (the log's end could not be read),
+    /// or `missing events` (see `deleted`).
     pub state: &'static str,
     /// Total lag over its partitions.
     pub lag: Option<u64>,
@@ -38,6 +39,21 @@ pub struct ProjectionStatus {
     pub dead_letters: usize,
     /// Per partition.
     pub partitions: Vec<PartitionStatus>,
+    /// Messages the topic deleted (retention) before the projection read
+    /// them: its projectors stop there (Architecture invariant 21).
+    pub deleted: Vec<DeletedUnread>,
+}
+
+/// Messages of a partition deleted before a projection read them: its
+/// checkpoint's offset is below the earliest offset the partition holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedUnread {
+    /// The topic's partition.
+    pub partition: parallax_core::Partition,
+    /// The offset the projection resumes from.
+    pub from_offset: u64,
+    /// The earliest offset the partition still holds.
+    pub earliest: u64,
 }
 
 /// The status of every projection of the shop, as its read store and log
@@ -63,27 +79,62 @@ pub async fn status(settings: &Settings) -> anyhow::Result<Vec<ProjectionStatus>
         }),
         None => Err(()),
     };
+    let starts = match settings.log.kind {
+        LogKind::Kafka => parallax_kafka::start_offsets(&kafka_config(settings))
+            .await
+            .map_err(|error| tracing::warn!(%error, "cannot read where the topic starts; deleted messages unknown"))
+            .ok(),
+        LogKind::Embedded => None,
+    };
     let mut statuses = Vec::new();
     for projection in shop_read::all_projections() {
         let name = projection.name();
         let checkpoints =
             read.checkpoints(name).await.with_context(|| format!("read the checkpoints of {name}"))?;
+        let deleted =
+            starts.as_deref().map(|starts| deleted_unread(&checkpoints, starts)).unwrap_or_default();
         let dead_letters =
             read.dead_letters(name).await.with_context(|| format!("read the dead letters of {name}"))?.len();
         let by_offset = settings.log.kind == LogKind::Kafka;
         let rows = lag::partitions(by_offset, &checkpoints, ends.as_ref().ok());
         let lag = rows.iter().map(|row| row.lag).sum::<Option<u64>>();
         let state = match lag::worst(&rows) {
+            _ if !deleted.is_empty() => "missing events",
             None => "unknown",
             Some(0) => "caught up",
             Some(_) => "behind",
         };
-        statuses.push(ProjectionStatus { name: name.to_owned(), state, lag, dead_letters, partitions: rows });
+        statuses.push(ProjectionStatus {
+            name: name.to_owned(),
+            state,
+            lag,
+            dead_letters,
+            partitions: rows,
+            deleted,
+        });
     }
     Ok(statuses)
 }
 
-/// The status as a table, one line per projection and partition.
+/// The partitions whose messages from a checkpoint's offset on were
+/// deleted before they were read: `starts` holds each partition's earliest
+/// offset (a partition without a checkpoint resumes at offset 0).
+fn deleted_unread(
+    checkpoints: &[(parallax_core::Partition, parallax_core::Checkpoint)],
+    starts: &[(u32, u64)],
+) -> Vec<DeletedUnread> {
+    starts
+        .iter()
+        .filter_map(|&(partition, earliest)| {
+            let from_offset =
+                checkpoints.iter().find(|(p, _)| *p == partition).map_or(0, |(_, at)| at.offset);
+            (from_offset < earliest).then_some(DeletedUnread { partition, from_offset, earliest })
+        })
+        .collect()
+}
+
+/// The status as a table, one line per projection and partition, then the
+/// messages deleted before a projection read them.
 pub fn render_status(statuses: &[ProjectionStatus]) -> String {
     let show = |value: Option<u64>| value.map_or_else(|| "?".to_owned(), |v| v.to_string());
     let mut out = format!(
@@ -113,6 +164,19 @@ pub fn render_status(statuses: &[ProjectionStatus]) -> String {
                 show(row.lag),
                 state_of(row.lag),
                 status.dead_letters
+            ));
+        }
+    }
+    for status in statuses {
+        for gone in &status.deleted {
+            out.push_str(&format!(
+                "{}: partition {} lost messages at offsets {} to {} to retention before it read them; its \
+                 projector stops there: rebuild it with `shop rebuild --from-store {}`\n",
+                status.name,
+                gone.partition,
+                gone.from_offset,
+                gone.earliest - 1,
+                status.name
             ));
         }
     }

@@ -1,6 +1,6 @@
 //! The broker's retention deleted events a projector had not read yet: the
 //! projector stops those partitions and says so on `/ready` and `/metrics`
-//! (`parallax_worker_failing`), a rebuild from
+//! (`parallax_worker_failing`), `shop status` sees it, a rebuild from
 //! the topic refuses to build from what is left, and `shop rebuild
 //! --from-store` builds every projection from the event store, after which
 //! the topic takes over and the views equal the fold (Architecture
@@ -118,6 +118,14 @@ async fn deleted_history_stops_the_projectors_and_a_rebuild_from_the_store_resto
     });
     assert!(failing.is_some_and(|line| line.ends_with(" 1")), "{metrics}");
 
+    // `shop status` tells from the read DB and the topic alone.
+    let status: Value = serde_json::from_str(&deployment.shop(&["status", "--json"]).await).expect("JSON");
+    let carts = status.as_array().and_then(|all| all.iter().find(|p| p["name"] == "carts")).expect("carts");
+    assert_eq!(carts["state"], "missing events", "{status}");
+    assert!(!carts["deleted"].as_array().expect("deleted").is_empty(), "{status}");
+    let table = deployment.shop(&["status"]).await;
+    assert!(table.contains("lost messages at offsets") && table.contains("--from-store carts"), "{table}");
+
     // A rebuild from the topic cannot build from what is left.
     let refused = deployment.shop_output(&["rebuild", "carts"]).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -142,5 +150,9 @@ async fn deleted_history_stops_the_projectors_and_a_rebuild_from_the_store_resto
     let order_id = order.body["order_id"].as_str().expect("an order id").to_owned();
     wait_orders_settled(&deployment.app, &[order_id]).await;
     deployment.assert_views_equal_the_fold().await;
+    let status: Value = serde_json::from_str(&deployment.shop(&["status", "--json"]).await).expect("JSON");
+    for projection in status.as_array().expect("projections") {
+        assert_eq!(projection["state"], "caught up", "{status}");
+    }
     deployment.stop().await;
 }

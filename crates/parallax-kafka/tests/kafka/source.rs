@@ -219,6 +219,8 @@ async fn a_seek_below_deleted_records_starts_at_the_earliest_with_its_link() {
     .await
     .expect("records deleted");
     assert_eq!(earliest, vec![(0, 10)]);
+    let starts = parallax_kafka::start_offsets(&config).await.expect("start offsets");
+    assert_eq!(starts, vec![(0, 10), (1, 0)]);
 
     let mut source = KafkaSource::new(&config, &fresh_name("group")).expect("source");
     let expected = published.len() - 10;
