@@ -66,11 +66,11 @@ pub enum ProductEvent {
     /// A product was added to the catalog.
     #[serde(rename = "product.registered")]
     Registered {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
-        /// Its name.
+        /// Display name, free text.
         name: String,
-        /// Its price.
+        /// Price of one unit, in cents of [`CURRENCY`].
         price_cents: i64,
         /// Units in stock.
         stock: u32,
@@ -78,7 +78,7 @@ pub enum ProductEvent {
     /// The product was renamed.
     #[serde(rename = "product.renamed")]
     Renamed {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
         /// The new name.
         name: String,
@@ -86,7 +86,7 @@ pub enum ProductEvent {
     /// The product's price changed.
     #[serde(rename = "product.repriced")]
     Repriced {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
         /// The new price.
         price_cents: i64,
@@ -94,7 +94,7 @@ pub enum ProductEvent {
     /// Units arrived.
     #[serde(rename = "product.restocked")]
     Restocked {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
         /// Units added.
         quantity: u32,
@@ -104,9 +104,9 @@ pub enum ProductEvent {
     /// Units were set aside for an order.
     #[serde(rename = "product.stock_reserved")]
     StockReserved {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
-        /// The order.
+        /// The order the units are set aside for.
         order_id: Uuid,
         /// Units reserved.
         quantity: u32,
@@ -116,9 +116,9 @@ pub enum ProductEvent {
     /// An order asked for more units than were available.
     #[serde(rename = "product.stock_reservation_rejected")]
     StockReservationRejected {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
-        /// The order.
+        /// The order that asked.
         order_id: Uuid,
         /// Units asked for.
         requested: u32,
@@ -128,9 +128,9 @@ pub enum ProductEvent {
     /// Units set aside for an order came back.
     #[serde(rename = "product.stock_released")]
     StockReleased {
-        /// Its SKU.
+        /// The product, as in its stream id (`product-{sku}`).
         sku: String,
-        /// The order.
+        /// The order whose units came back.
         order_id: Uuid,
         /// Units released.
         quantity: u32,
@@ -174,7 +174,7 @@ pub enum CartEvent {
     /// price `unit_price_cents` and had no currency ([`upcasters`]).
     #[serde(rename = "cart.item_added")]
     ItemAdded {
-        /// The cart.
+        /// The cart, as in its stream id (`cart-{cart_id}`).
         cart_id: String,
         /// The product.
         sku: String,
@@ -191,7 +191,7 @@ pub enum CartEvent {
     /// A product was taken out of the cart, all units of it.
     #[serde(rename = "cart.item_removed")]
     ItemRemoved {
-        /// The cart.
+        /// The cart, as in its stream id (`cart-{cart_id}`).
         cart_id: String,
         /// The product.
         sku: String,
@@ -199,7 +199,7 @@ pub enum CartEvent {
     /// The cart became an order.
     #[serde(rename = "cart.checked_out")]
     CheckedOut {
-        /// The cart.
+        /// The cart, as in its stream id (`cart-{cart_id}`).
         cart_id: String,
         /// The order it becomes.
         order_id: Uuid,
@@ -245,7 +245,7 @@ pub enum OrderEvent {
     /// The order exists; its stock is not reserved yet.
     #[serde(rename = "order.placed")]
     Placed {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// Who buys.
         customer_id: String,
@@ -259,7 +259,7 @@ pub enum OrderEvent {
     /// The order needs this line's stock reserved next.
     #[serde(rename = "order.stock_requested")]
     StockRequested {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// The product.
         sku: String,
@@ -269,7 +269,7 @@ pub enum OrderEvent {
     /// A line's stock is reserved.
     #[serde(rename = "order.line_reserved")]
     LineReserved {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// The product.
         sku: String,
@@ -279,7 +279,7 @@ pub enum OrderEvent {
     /// Every line is reserved: the order can be paid.
     #[serde(rename = "order.confirmed")]
     Confirmed {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// Who buys.
         customer_id: String,
@@ -291,7 +291,7 @@ pub enum OrderEvent {
     /// A line could not be reserved: the order is void, reserved lines go back.
     #[serde(rename = "order.rejected")]
     Rejected {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// Why.
         reason: String,
@@ -301,7 +301,7 @@ pub enum OrderEvent {
     /// The order was paid.
     #[serde(rename = "order.paid")]
     Paid {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// Amount paid.
         amount_cents: i64,
@@ -309,13 +309,13 @@ pub enum OrderEvent {
     /// The order left the warehouse.
     #[serde(rename = "order.shipped")]
     Shipped {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
     },
     /// The order was cancelled before shipping: reserved lines go back.
     #[serde(rename = "order.cancelled")]
     Cancelled {
-        /// The order.
+        /// The order, as in its stream id (`order-{order_id}`).
         order_id: Uuid,
         /// Lines whose reservation must be released.
         release: Vec<OrderLine>,
