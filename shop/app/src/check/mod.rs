@@ -114,6 +114,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use parallax_core::ReadStore;
+use parallax_core::StreamId;
 use parallax_runtime::check::{check_events, EventFindings, EventViolation};
 use parallax_runtime::ActiveGenerations;
 
@@ -278,7 +279,7 @@ fn history_carts<'a>(history: impl Iterator<Item = &'a Operation>) -> BTreeSet<(
 
 /// The cart id of a cart stream (`cart-<id>`).
 fn cart_id(stream: &str) -> Option<&str> {
-    stream.strip_prefix(shop_events::CART)?.strip_prefix('-')
+    StreamId::parse(stream)?.id_in(shop_events::CART)
 }
 
 fn record_events(findings: EventFindings, report: &mut CheckReport, details: &mut Details) {

@@ -41,9 +41,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use parallax_core::ConsistencyToken;
+use parallax_core::{Aggregate, ConsistencyToken};
 use reqwest::Client;
 use serde_json::{json, Value};
+use shop_domain::{Cart, Order};
 use tokio::task::JoinHandle;
 
 /// The SKU every hot cart is filled with.
@@ -357,7 +358,7 @@ impl Session {
         item: Option<(&str, u32)>,
         body: Value,
     ) -> Outcome {
-        let stream = format!("cart-{cart}");
+        let stream = Cart::stream_id(cart);
         let mut fields = json!({ "cart": cart });
         if let Some((sku, quantity)) = item {
             fields["sku"] = json!(sku);
@@ -468,7 +469,7 @@ impl Session {
     }
 
     async fn read_cart(&self, cart: &str, token: Option<&str>) {
-        let (stream, path) = (format!("cart-{cart}"), format!("/api/carts/{cart}"));
+        let (stream, path) = (Cart::stream_id(cart), format!("/api/carts/{cart}"));
         self.read("read_cart", &stream, &path, token, |cart| {
             let mut units = serde_json::Map::new();
             for item in cart["items"].as_array().into_iter().flatten() {
@@ -482,7 +483,7 @@ impl Session {
     }
 
     async fn read_order(&self, order: &str, token: Option<&str>) {
-        let (stream, path) = (format!("order-{order}"), format!("/api/orders/{order}"));
+        let (stream, path) = (Order::stream_id(order), format!("/api/orders/{order}"));
         self.read(
             "read_order",
             &stream,

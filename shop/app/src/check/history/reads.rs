@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use parallax_core::{EventRecord, Position};
+use parallax_core::{EventRecord, Position, StreamId};
 use serde::Deserialize;
 
 use super::super::model::Model;
@@ -141,7 +141,8 @@ fn check_shown(
     }
     let unlike = match op.f.as_str() {
         "read_cart" => {
-            let cart = op.stream.strip_prefix("cart-").unwrap_or_default();
+            let cart =
+                StreamId::parse(&op.stream).and_then(|s| s.id_in(shop_events::CART)).unwrap_or_default();
             let units = shown.units.clone().unwrap_or_default();
             let had = model.cart_units_at(cart, shown.version);
             (had.as_ref() != Some(&units)).then(|| match had {
@@ -150,7 +151,8 @@ fn check_shown(
             })
         }
         "read_order" => {
-            let order = op.stream.strip_prefix("order-").unwrap_or_default();
+            let order =
+                StreamId::parse(&op.stream).and_then(|s| s.id_in(shop_events::ORDER)).unwrap_or_default();
             let status = shown.status.as_deref().unwrap_or_default();
             (!model.order_had(order, shown.version, status))
                 .then(|| "the events never gave it that status at that version".to_owned())
