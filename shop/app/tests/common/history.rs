@@ -15,7 +15,7 @@
 //! and the order views work under the faults too.
 //!
 //! A command whose outcome is unknown (`info`) is sent again with the same
-//! idempotency key after [`RETRY_AFTER`], up to [`RETRIES`] times while it
+//! idempotency key after [`RETRY_AFTER`], up to [`Shape::retries`] times while it
 //! stays unknown (or the command process cannot be reached), each send an
 //! operation of its own with `retry_of` naming the first: the checker
 //! verifies the key took effect exactly once.
@@ -106,6 +106,8 @@ pub struct Shape {
     pub timeout: Duration,
     /// Pause between two requests of one client.
     pub think: Duration,
+    /// How often a command of unknown outcome is sent again ([`RETRIES`]).
+    pub retries: usize,
 }
 
 impl Default for Shape {
@@ -116,6 +118,7 @@ impl Default for Shape {
             checkouts: 2,
             timeout: Duration::from_secs(2),
             think: Duration::from_millis(2),
+            retries: RETRIES,
         }
     }
 }
@@ -278,10 +281,16 @@ enum Outcome {
 
 impl Outcome {
     /// How long the client waits before its next request: longer while the
-    /// command process cannot be reached (it is being restarted).
+    /// command process cannot be reached (it is being restarted), and after
+    /// a request it gave up on, as a client with a timeout backs off: a
+    /// server that is slower than the clients' patience then drains what
+    /// they left it, instead of every client piling a new request on a queue
+    /// that only grows (with 40 ms clients that never backed off, a run
+    /// acknowledged nothing for 90 s).
     fn pause(&self, think: Duration) -> Duration {
         match self {
             Outcome::Fail(0, _) => think.max(Duration::from_millis(50)),
+            Outcome::Info(_) => think.max(Duration::from_millis(100)),
             _ => think,
         }
     }
@@ -344,6 +353,7 @@ struct Session {
     run: String,
     worker: usize,
     think: Duration,
+    retries: usize,
 }
 
 impl Session {
@@ -365,7 +375,7 @@ impl Session {
             fields["quantity"] = json!(quantity);
         }
         let mut first: Option<(u64, String)> = None;
-        for attempt in 0..=RETRIES {
+        for attempt in 0..=self.retries {
             let mut fields = fields.clone();
             let op = match &first {
                 None => {
@@ -384,7 +394,7 @@ impl Session {
             let outcome = send(&self.client, url, &key, &body).await;
             let (unknown, pause) = (outcome.unknown(), outcome.pause(self.think));
             op.complete(&outcome);
-            if !unknown || attempt == RETRIES {
+            if !unknown || attempt == self.retries {
                 return outcome;
             }
             tokio::time::sleep(pause.max(RETRY_AFTER)).await;
@@ -531,6 +541,7 @@ impl Driver {
             run: run.to_owned(),
             worker,
             think: shape.think,
+            retries: shape.retries,
         };
         let mut tasks = Vec::new();
         for worker in 0..shape.writers {
