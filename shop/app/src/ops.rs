@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parallax_core::{EventRecord, Position};
+use parallax_core::{DeadLetter, EventRecord, Position};
 use serde::Serialize;
 
 use std::sync::Arc;
@@ -257,6 +257,19 @@ pub struct DeadLetterRow {
     pub error: String,
 }
 
+impl From<DeadLetter> for DeadLetterRow {
+    fn from(letter: DeadLetter) -> Self {
+        Self {
+            id: DeadLetterId::of(&letter).to_string(),
+            projection: letter.projection,
+            position: letter.position,
+            event_type: letter.event_type,
+            event_id: letter.event_id,
+            error: letter.error,
+        }
+    }
+}
+
 /// `shop dlq list`: every projection's dead letters, those of the generation
 /// that serves, by projection and position; then the events the checkout
 /// saga parked (a command refused for good; the error names the order).
@@ -270,25 +283,11 @@ pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterR
         let name = projection.name();
         let letters =
             read.dead_letters(name).await.with_context(|| format!("read the dead letters of {name}"))?;
-        rows.extend(letters.into_iter().map(|letter| DeadLetterRow {
-            id: DeadLetterId::of(&letter).to_string(),
-            projection: letter.projection,
-            position: letter.position,
-            event_type: letter.event_type,
-            event_id: letter.event_id,
-            error: letter.error,
-        }));
+        rows.extend(letters.into_iter().map(DeadLetterRow::from));
     }
     let write = crate::app::open_write_side(settings).await?;
     let parked = write.store.parked(CheckoutSaga::NAME).await.context("read what the saga parked")?;
-    rows.extend(parked.into_iter().map(|letter| DeadLetterRow {
-        id: DeadLetterId::of(&letter).to_string(),
-        projection: letter.projection,
-        position: letter.position,
-        event_type: letter.event_type,
-        event_id: letter.event_id,
-        error: letter.error,
-    }));
+    rows.extend(parked.into_iter().map(DeadLetterRow::from));
     Ok(rows)
 }
 

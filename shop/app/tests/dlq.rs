@@ -43,12 +43,17 @@ fn refused_retry(id: &str, data_dir: &Path) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The value of the sample `name{projection="<projection>"}` in `/metrics`.
-async fn dead_letter_gauge(client: &Client, base: &str, projection: &str) -> Option<f64> {
+/// The value of the sample `series` (name and labels) in `/metrics`.
+async fn sample(client: &Client, base: &str, series: &str) -> Option<f64> {
     let text =
         client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
-    let series = format!("parallax_projection_dead_letters{{projection=\"{projection}\"}} ");
-    text.lines().find_map(|line| line.strip_prefix(&series)).map(|value| value.parse().expect("a number"))
+    let prefix = format!("{series} ");
+    text.lines().find_map(|line| line.strip_prefix(&prefix)).map(|value| value.parse().expect("a number"))
+}
+
+/// The value of `parallax_projection_dead_letters{projection="<projection>"}`.
+async fn dead_letter_gauge(client: &Client, base: &str, projection: &str) -> Option<f64> {
+    sample(client, base, &format!("parallax_projection_dead_letters{{projection=\"{projection}\"}}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,10 +159,7 @@ async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refu
 
 /// The value of `parallax_process_dead_letters{manager="checkout_saga"}`.
 async fn parked_gauge(client: &Client, base: &str) -> Option<f64> {
-    let text =
-        client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
-    let series = "parallax_process_dead_letters{manager=\"checkout_saga\"} ";
-    text.lines().find_map(|line| line.strip_prefix(series)).map(|value| value.parse().expect("a number"))
+    sample(client, base, "parallax_process_dead_letters{manager=\"checkout_saga\"}").await
 }
 
 /// Before parking, the saga logged such an event and skipped it: the order
