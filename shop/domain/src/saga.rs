@@ -60,6 +60,17 @@ impl SagaCommand {
     }
 }
 
+/// The event types [`react`] answers with commands: a runner need not even
+/// decode the others.
+pub const REACTS_TO: &[&str] = &[
+    "cart.checked_out",
+    "order.stock_requested",
+    "product.stock_reserved",
+    "product.stock_reservation_rejected",
+    "order.rejected",
+    "order.cancelled",
+];
+
 /// The commands `event` calls for, in the order they should be sent (the
 /// order is part of each command's idempotency key; see the module docs).
 pub fn react(event: &ShopEvent) -> Vec<SagaCommand> {
@@ -116,4 +127,23 @@ fn release_all(order_id: Uuid, lines: &[OrderLine]) -> Vec<SagaCommand> {
             command: ProductCommand::Release { order_id },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use shop_events::{CartEvent, OrderEvent, ProductEvent};
+
+    use super::REACTS_TO;
+
+    #[test]
+    fn the_saga_answers_event_types_that_exist() {
+        let known: Vec<&str> = [ProductEvent::TYPES, CartEvent::TYPES, OrderEvent::TYPES]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for event_type in REACTS_TO {
+            assert!(known.contains(event_type), "{event_type} is no shop event type");
+        }
+    }
 }
