@@ -18,7 +18,7 @@ mod binary;
 
 use std::time::Duration;
 
-use binary::{free_port, shop_command, Shop};
+use binary::{shop_command, Shop};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -63,18 +63,12 @@ fn api_keys() -> String {
 /// settings (`SHOP__HTTP__<NAME>`), once it answers `/health`.
 async fn start(http: &[(&str, &str)]) -> (Shop, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("create a temp folder");
-    let port = free_port();
-    let mut command = shop_command(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]);
+    let mut command = shop_command(["serve", "--data-dir"]);
     command.arg(dir.path()).env("SHOP__API_KEYS", api_keys());
     for (name, value) in http {
         command.env(format!("SHOP__HTTP__{}", name.to_uppercase()), value);
     }
-    let child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start the shop binary");
-    let shop = Shop { child, base: format!("http://127.0.0.1:{port}") };
+    let shop = Shop::spawn(command);
     // A client of its own: its kept-alive connection goes with it.
     let client = Client::new();
     for _ in 0..500 {

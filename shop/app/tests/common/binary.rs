@@ -1,8 +1,9 @@
 //! The `shop` binary as a child process, embedded on a data folder.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
@@ -23,9 +24,36 @@ impl Drop for Shop {
     }
 }
 
-/// A port nothing listens on.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
+impl Shop {
+    /// Spawns `command` (a `shop serve` without `--listen`) on a port the
+    /// kernel picks, and reads the address from its `listening on` line. A
+    /// port chosen beforehand may be taken by another test's shop meanwhile,
+    /// and the requests meant for this shop would then reach that one.
+    pub fn spawn(mut command: Command) -> Shop {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the shop binary");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (sender, first_line) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = sender.send(lines.next());
+            // Drained to the end, so a later line never meets a closed pipe.
+            for _ in lines {}
+        });
+        let line = match first_line.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                panic!("the shop printed no `listening on` line: {other:?}, {:?}", child.wait())
+            }
+        };
+        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        Shop { base: base.to_owned(), child }
+    }
 }
 
 /// The shop binary with `args` (and `RUST_LOG=warn`), stdin closed.
@@ -46,14 +74,9 @@ where
 
 /// Starts `shop serve` embedded on `data_dir` and waits until it answers.
 pub async fn start(data_dir: &Path, client: &Client) -> Shop {
-    let port = free_port();
-    let child = shop_command(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the shop binary");
-    let shop = Shop { child, base: format!("http://127.0.0.1:{port}") };
+    let mut command = shop_command(["serve", "--data-dir"]);
+    command.arg(data_dir);
+    let shop = Shop::spawn(command);
     for _ in 0..500 {
         if let Ok(r) = client.get(format!("{}/health", shop.base)).send().await {
             if r.status() == StatusCode::OK {
