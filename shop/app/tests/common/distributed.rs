@@ -264,8 +264,18 @@ impl Deployment {
         read_db: ReadDb,
         log_filter: Option<&str>,
     ) -> Self {
+        Self::start_on(layout, read_db, log_filter, services().await).await
+    }
+
+    /// [`Deployment::start_logging`] on `services` rather than the
+    /// single-node servers of the environment (a cluster's, say).
+    pub async fn start_on(
+        layout: &[(&str, &[&str])],
+        read_db: ReadDb,
+        log_filter: Option<&str>,
+        services: Services,
+    ) -> Self {
         let slot = SLOT.acquire().await.expect("the deployment semaphore is never closed");
-        let services = services().await;
         let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let name = format!("pxt_{id}");
         let databases = vec![format!("{name}_write"), format!("{name}_read")];

@@ -27,7 +27,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use super::distributed::{seed_catalog, Deployment, ReadDb};
+use super::distributed::{seed_catalog, services, Deployment, ReadDb, Services};
 use super::history::{Driver, Shape, Tally, Target};
 
 /// The processes of a fault scenario: every role in a process of its own,
@@ -104,6 +104,25 @@ pub struct Scenario {
     /// The mutation control: the projectors run with
     /// `PARALLAX_TEST_MUTATION_NO_SKIP` (they apply duplicates again).
     pub mutation_no_skip: bool,
+    /// The servers the deployment runs on.
+    pub engines: Engines,
+}
+
+/// The servers a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    /// The single nodes of `scripts/services/NAME start` (the environment's
+    /// `PARALLAX_TEST_*`).
+    Single,
+}
+
+impl Engines {
+    /// The services of a deployment on these engines.
+    pub async fn services(self) -> Services {
+        match self {
+            Engines::Single => services().await,
+        }
+    }
 }
 
 impl Scenario {
@@ -117,7 +136,14 @@ impl Scenario {
             client_timeout: None,
             standbys: matches!(fault, Fault::PauseLeader(..)),
             mutation_no_skip: false,
+            engines: Engines::Single,
         }
+    }
+
+    /// The scenario on other servers than the single nodes.
+    pub const fn on(mut self, engines: Engines) -> Self {
+        self.engines = engines;
+        self
     }
 
     /// A control that must fail the check: the negative or the mutation one.
@@ -183,6 +209,11 @@ pub const FULL: &[Scenario] = &[
     NEGATIVE_CONTROL,
     MUTATION_CONTROL,
 ];
+
+/// The faults only clusters have: each scenario runs on a cluster of one
+/// engine ([`Engines`]), started by its `scripts/services/NAME` cluster mode
+/// (`scripts/faults cluster`).
+pub const CLUSTER: &[Scenario] = &[];
 
 /// Scenarios kept out of `cargo test` (run them with `scripts/faults only
 /// TEXT`). Impatient clients (40 ms) on the hot carts: in the suite's
@@ -312,7 +343,8 @@ pub async fn run(scenario: Scenario) -> Outcome {
     let started = Instant::now();
     eprintln!("\n== fault scenario: {}", scenario.name);
     let layout = if scenario.standbys { LAYOUT_WITH_STANDBYS } else { LAYOUT };
-    let mut deployment = Deployment::start_with(layout, scenario.read_db).await;
+    let services = scenario.engines.services().await;
+    let mut deployment = Deployment::start_on(layout, scenario.read_db, None, services).await;
     seed_catalog(&deployment.app).await;
     if scenario.unsafe_commits {
         // Both databases: a synchronous commit to the read DB would flush
