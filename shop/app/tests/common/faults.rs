@@ -247,6 +247,14 @@ pub const MUTATION_CONTROL: Scenario = Scenario {
     )
 };
 
+/// A time a fault's injection measured, shown in the scenario's row as
+/// "(what in 1.2 s)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Measured {
+    pub took: Duration,
+    pub what: &'static str,
+}
+
 /// What a scenario did and what the checker found.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -256,8 +264,8 @@ pub struct Outcome {
     /// `shop check --json`.
     pub report: Value,
     pub elapsed: Duration,
-    /// The longest a standby took to take a frozen leader's lease over.
-    pub takeover: Option<Duration>,
+    /// A time the fault's injection measured (the longest over its rounds).
+    pub measured: Option<Measured>,
 }
 
 impl Outcome {
@@ -279,8 +287,8 @@ impl Outcome {
         format!(
             "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
             self.scenario.name,
-            self.takeover
-                .map(|t| format!(" (standby took over in {:.1} s)", t.as_secs_f64()))
+            self.measured
+                .map(|m| format!(" ({} in {:.1} s)", m.what, m.took.as_secs_f64()))
                 .unwrap_or_default(),
             self.faults,
             self.tally.operations(),
@@ -397,11 +405,11 @@ pub async fn run(scenario: Scenario) -> Outcome {
     );
 
     let mut faults = 0;
-    let mut takeover: Option<Duration> = None;
+    let mut measured: Option<Measured> = None;
     for round in 0..scenario.rounds {
         eprintln!("-- {} round {} ({:?})", scenario.name, round + 1, driver.tally());
-        if let Some(took) = inject(&mut deployment, &target, scenario.fault).await {
-            takeover = takeover.max(Some(took));
+        if let Some(this) = inject(&mut deployment, &target, scenario.fault).await {
+            measured = measured.max(Some(this));
         }
         faults += 1;
         // The system must work again before the next fault.
@@ -426,7 +434,7 @@ pub async fn run(scenario: Scenario) -> Outcome {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed(), takeover };
+    let outcome = Outcome { scenario, faults, tally, report, elapsed: started.elapsed(), measured };
     eprintln!("{}", outcome.row());
     eprintln!("{}", outcome.reads());
     if scenario.client_timeout.is_none() {
@@ -453,11 +461,12 @@ pub async fn run(scenario: Scenario) -> Outcome {
     outcome
 }
 
-/// Injects one fault; for a frozen leader, returns how long its standby took
-/// to take the lease over.
-async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> Option<Duration> {
+/// Injects one fault; returns what it measured, if anything (for a frozen
+/// leader, how long its standby took to take the lease over).
+async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> Option<Measured> {
     if let Fault::PauseLeader(role, hold) = fault {
-        return Some(pause_leader(deployment, role, hold).await);
+        let took = pause_leader(deployment, role, hold).await;
+        return Some(Measured { took, what: "standby took over" });
     }
     match fault {
         Fault::Kill(name) => {
