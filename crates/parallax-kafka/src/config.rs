@@ -26,8 +26,17 @@ pub struct KafkaConfig {
     /// The CloudEvents `source` of every event published, e.g. `"/shop"`.
     pub source: String,
     /// Replication factor used when [`ensure_topic`](crate::ensure_topic)
-    /// creates the topic (1 on a single broker).
-    pub replication: u16,
+    /// creates the topic; `None`: 3 when the cluster has at least 3
+    /// brokers, else 1 (decided from the cluster's metadata then).
+    pub replication: Option<u16>,
+    /// The topic's `min.insync.replicas`: how many replicas must hold a
+    /// message before an `acks=all` publish is acknowledged. `None`: 2, or
+    /// the replication when that is lower. Never above the replication.
+    pub min_insync_replicas: Option<u16>,
+    /// The topic's `retention.ms`; `None`: -1, kept forever (the topic is
+    /// a copy of the event store, and projectors stop at a hole that
+    /// retention made: Architecture invariant 21).
+    pub retention_ms: Option<i64>,
     /// librdkafka settings passed through to every client (security, timeouts,
     /// tuning), applied over this crate's defaults. The settings the delivery
     /// guarantees rest on are fixed and cannot be overridden here.
@@ -36,7 +45,8 @@ pub struct KafkaConfig {
 
 impl KafkaConfig {
     /// A config for `topic` with `partitions` partitions on `brokers`,
-    /// publishing with CloudEvents source `source`; replication 1.
+    /// publishing with CloudEvents source `source`; replication,
+    /// `min.insync.replicas` and retention as their fields say for `None`.
     pub fn new(
         brokers: impl Into<String>,
         topic: impl Into<String>,
@@ -48,14 +58,28 @@ impl KafkaConfig {
             topic: topic.into(),
             partitions,
             source: source.into(),
-            replication: 1,
+            replication: None,
+            min_insync_replicas: None,
+            retention_ms: None,
             client_options: BTreeMap::new(),
         }
     }
 
     /// Sets the replication factor used when the topic is created.
     pub fn with_replication(mut self, replication: u16) -> Self {
-        self.replication = replication;
+        self.replication = Some(replication);
+        self
+    }
+
+    /// Sets the topic's `min.insync.replicas`.
+    pub fn with_min_insync_replicas(mut self, replicas: u16) -> Self {
+        self.min_insync_replicas = Some(replicas);
+        self
+    }
+
+    /// Sets the topic's `retention.ms` (-1: forever).
+    pub fn with_retention_ms(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = Some(retention_ms);
         self
     }
 
@@ -80,8 +104,24 @@ impl KafkaConfig {
         if self.source.is_empty() {
             return invalid("source (the CloudEvents source, e.g. \"/shop\") is empty".to_owned());
         }
-        if self.replication == 0 {
+        if self.replication == Some(0) {
             return invalid("replication is 0; expected at least 1".to_owned());
+        }
+        match (self.min_insync_replicas, self.replication) {
+            (Some(0), _) => return invalid("min_insync_replicas is 0; expected at least 1".to_owned()),
+            (Some(min), Some(replication)) if min > replication => {
+                return invalid(format!(
+                    "min_insync_replicas is {min}, above the replication ({replication}): no publish could \
+                     ever be acknowledged"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(retention) = self.retention_ms.filter(|&ms| ms == 0 || ms < -1) {
+            return invalid(format!(
+                "retention_ms is {retention}; expected -1 (keep every message) or a positive number of \
+                 milliseconds"
+            ));
         }
         Ok(())
     }
@@ -143,6 +183,8 @@ impl fmt::Debug for KafkaConfig {
             .field("partitions", &self.partitions)
             .field("source", &self.source)
             .field("replication", &self.replication)
+            .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("retention_ms", &self.retention_ms)
             .field("client_options", &self.client_options.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -170,6 +212,10 @@ mod tests {
             (KafkaConfig { brokers: " ".into(), ..valid() }, "brokers is empty"),
             (KafkaConfig { source: String::new(), ..valid() }, "source"),
             (valid().with_replication(0), "replication is 0"),
+            (valid().with_min_insync_replicas(0), "min_insync_replicas is 0"),
+            (valid().with_replication(2).with_min_insync_replicas(3), "min_insync_replicas is 3, above"),
+            (valid().with_retention_ms(0), "retention_ms is 0"),
+            (valid().with_retention_ms(-2), "retention_ms is -2"),
         ];
         for (config, expected) in cases {
             let error = config.validate().expect_err("invalid config accepted").to_string();

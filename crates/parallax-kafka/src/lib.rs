@@ -18,6 +18,17 @@
 //!   Within one producer session each partition carries its events in
 //!   publish order, with no duplicates from retries and no gaps — a failure
 //!   that would leave a gap is a *fatal* error instead.
+//! * **Replication**: [`ensure_topic`] creates the topic with 3 replicas
+//!   on a cluster of at least 3 brokers (1 on fewer, or as configured),
+//!   `min.insync.replicas` 2 (never above the replication) and
+//!   `retention.ms=-1` ([`TopicSettings`]), and names in a warning each
+//!   setting an existing topic has otherwise ([`topic_differences`]). With 3
+//!   replicas and 2 in sync, an acknowledged event is on two brokers: the
+//!   death of any one loses nothing, and a partition whose in-sync replicas
+//!   fall below 2 refuses publishes (the relay retries from its checkpoint)
+//!   rather than acknowledging an event one broker holds. Unclean leader
+//!   election stays off (Kafka's default), so an out-of-sync replica never
+//!   becomes leader.
 //! * **After an error** the relay publishes again from its checkpoint; after
 //!   a fatal error the sink first replaces its producer, so the next publish
 //!   starts a new idempotent session. A partition may then carry an event
@@ -115,7 +126,8 @@ pub use error::{ConfigError, TopicError};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 pub use topic::{
-    delete_records, delete_topic, end_offsets, ensure_topic, partition_count, start_offsets, TopicStatus,
+    alter_topic_settings, delete_records, delete_topic, end_offsets, ensure_topic, partition_count,
+    start_offsets, topic_differences, TopicDifference, TopicSettings, TopicStatus,
 };
 
 /// Runs a blocking librdkafka call (a metadata request, a seek, a client's

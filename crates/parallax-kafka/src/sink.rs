@@ -36,6 +36,26 @@ const PRODUCER_FIXED: &[(&str, &str)] = &[
     ("max.in.flight.requests.per.connection", "5"),
 ];
 
+/// The negative control's producer (`PARALLAX_TEST_KAFKA_LEADER_ACKS`):
+/// acknowledged by the partition's leader alone, without idempotence, so a
+/// leader that dies before its followers copied a message takes it along.
+const PRODUCER_LEADER_ACKS: &[(&str, &str)] = &[
+    ("enable.idempotence", "false"),
+    ("acks", "1"),
+    ("enable.gapless.guarantee", "false"),
+    ("max.in.flight.requests.per.connection", "5"),
+];
+
+/// Whether this process publishes with [`PRODUCER_LEADER_ACKS`]: only a
+/// debug build with `PARALLAX_TEST_KAFKA_LEADER_ACKS` set (read once), for
+/// the fault suite's negative control, which must lose acknowledged events
+/// when a leader dies; a release build never does.
+fn leader_acks_only() -> bool {
+    static LEADER_ACKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    cfg!(debug_assertions)
+        && *LEADER_ACKS.get_or_init(|| std::env::var_os("PARALLAX_TEST_KAFKA_LEADER_ACKS").is_some())
+}
+
 /// How long to wait before enqueueing again when librdkafka's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
@@ -56,7 +76,17 @@ impl KafkaSink {
     /// # Errors
     /// If `config` is invalid or librdkafka refuses the producer settings.
     pub fn new(config: KafkaConfig) -> Result<Self, ConfigError> {
-        let client_config = config.client_config(PRODUCER_DEFAULTS, PRODUCER_FIXED)?;
+        let fixed = if leader_acks_only() {
+            tracing::warn!(
+                topic = config.topic,
+                "PARALLAX_TEST_KAFKA_LEADER_ACKS: publishing with acks=1 and no idempotence (a negative control \
+                 that loses events)"
+            );
+            PRODUCER_LEADER_ACKS
+        } else {
+            PRODUCER_FIXED
+        };
+        let client_config = config.client_config(PRODUCER_DEFAULTS, fixed)?;
         let producer = create_producer(&client_config)?;
         Ok(Self { config, client_config, producer: Mutex::new(Arc::new(producer)) })
     }
@@ -195,5 +225,26 @@ impl EventSink for KafkaSink {
             ));
         }
         Err(LogError::new(message, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_is_idempotent_and_waits_for_every_in_sync_replica() {
+        let config =
+            KafkaConfig::new("127.0.0.1:9092", "shop.events", 8, "/shop").with_option("linger.ms", "1");
+        let sink = KafkaSink::new(config).expect("a valid config");
+        for (key, value) in
+            [("enable.idempotence", "true"), ("acks", "all"), ("enable.gapless.guarantee", "true")]
+        {
+            assert_eq!(sink.client_config.get(key), Some(value), "{key}");
+        }
+        assert_eq!(sink.client_config.get("linger.ms"), Some("1"));
+        let unsafe_acks =
+            KafkaConfig::new("127.0.0.1:9092", "shop.events", 8, "/shop").with_option("acks", "1");
+        assert!(KafkaSink::new(unsafe_acks).is_err(), "acks=1 through the pass-through options");
     }
 }

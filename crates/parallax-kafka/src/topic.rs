@@ -1,10 +1,12 @@
 //! ④ The topic: created once (by `shop migrate`, say) with the configured
-//! partition count, and checked against it.
+//! partition count, replication, `min.insync.replicas` and retention, and
+//! checked against them.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
@@ -27,22 +29,90 @@ pub enum TopicStatus {
     Existed,
 }
 
+/// The settings a topic is created with, decided for one cluster from a
+/// [`KafkaConfig`] and the number of brokers the cluster has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Replicas of each partition.
+    pub replication: u16,
+    /// `min.insync.replicas`: replicas that must hold a message before an
+    /// `acks=all` publish is acknowledged.
+    pub min_insync_replicas: u16,
+    /// `retention.ms` (-1: forever).
+    pub retention_ms: i64,
+}
+
+impl TopicSettings {
+    /// What `config` asks for on a cluster of `brokers` brokers: the
+    /// configured values, else replication 3 with at least 3 brokers (1
+    /// otherwise), `min.insync.replicas` 2 (the replication when lower),
+    /// retention forever.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `min.insync.replicas` would be above
+    /// the replication: no publish could be acknowledged.
+    pub fn decide(config: &KafkaConfig, brokers: usize) -> Result<Self, ConfigError> {
+        let replication = config.replication.unwrap_or(if brokers >= 3 { 3 } else { 1 });
+        let min_insync_replicas = config.min_insync_replicas.unwrap_or(2.min(replication));
+        if min_insync_replicas > replication {
+            return Err(ConfigError::Invalid(format!(
+                "min_insync_replicas is {min_insync_replicas}, above the replication ({replication}{}): no \
+                 publish could ever be acknowledged",
+                if config.replication.is_none() {
+                    format!(", for a cluster of {brokers} brokers")
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        Ok(Self { replication, min_insync_replicas, retention_ms: config.retention_ms.unwrap_or(-1) })
+    }
+}
+
+/// A setting an existing topic has other than the configuration asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDifference {
+    /// Kafka's name of the setting: `replication`, `min.insync.replicas`, `retention.ms`.
+    pub setting: &'static str,
+    /// What the topic has.
+    pub topic_has: String,
+    /// What the configuration asks for.
+    pub configured: String,
+}
+
+impl fmt::Display for TopicDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is {} on the topic, {} configured", self.setting, self.topic_has, self.configured)
+    }
+}
+
 /// Creates the configured topic with `partitions` partitions and the
-/// configured replication if it is missing; checks the partition count of
-/// one that exists. Idempotent, and safe to race with another caller.
+/// [`TopicSettings`] decided for the cluster if it is missing; checks the
+/// partition count of one that exists, and logs a warning naming each of
+/// its settings that differs from the configuration (the topic is left as
+/// it is: changing its replication is an operator's reassignment).
+/// Idempotent, and safe to race with another caller.
 ///
 /// # Errors
 /// [`TopicError::PartitionMismatch`] if the topic has another partition
 /// count; [`TopicError::Kafka`] if the cluster refuses or does not answer.
 pub async fn ensure_topic(config: &KafkaConfig) -> Result<TopicStatus, TopicError> {
     let admin = admin_client(config)?;
-    if let Some(actual) = read_partition_count(&admin, &config.topic).await? {
-        return check(config, actual).map(|()| TopicStatus::Existed);
+    let (found, brokers) = read_topic(&admin, &config.topic).await?;
+    if let Some(shape) = found {
+        check(config, shape.partitions)?;
+        warn_differences(config, &admin).await?;
+        return Ok(TopicStatus::Existed);
     }
-    let replication = TopicReplication::Fixed(i32::from(config.replication));
+    let settings = TopicSettings::decide(config, brokers)?;
+    let replication = TopicReplication::Fixed(i32::from(settings.replication));
     let partitions = i32::try_from(config.partitions)
         .map_err(|_| ConfigError::Invalid(format!("partitions is {}; too many", config.partitions)))?;
-    let new_topic = NewTopic::new(&config.topic, partitions, replication);
+    let (min_insync, retention) =
+        (settings.min_insync_replicas.to_string(), settings.retention_ms.to_string());
+    let new_topic = NewTopic::new(&config.topic, partitions, replication)
+        .set("min.insync.replicas", &min_insync)
+        .set("retention.ms", &retention);
     let options =
         AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
     let creating = |source| TopicError::Kafka { action: "creating", topic: config.topic.clone(), source };
@@ -58,9 +128,18 @@ pub async fn ensure_topic(config: &KafkaConfig) -> Result<TopicStatus, TopicErro
     }
     let waited = tokio::time::Instant::now();
     loop {
-        if let Some(actual) = read_partition_count(&admin, &config.topic).await? {
-            check(config, actual)?;
-            tracing::info!(topic = config.topic, partitions = actual, ?status, "Kafka topic ready");
+        if let (Some(shape), _) = read_topic(&admin, &config.topic).await? {
+            check(config, shape.partitions)?;
+            if status == TopicStatus::Existed {
+                warn_differences(config, &admin).await?;
+            }
+            tracing::info!(
+                topic = config.topic,
+                partitions = shape.partitions,
+                replication = shape.replication,
+                ?status,
+                "Kafka topic ready"
+            );
             return Ok(status);
         }
         if waited.elapsed() >= VISIBLE_TIMEOUT {
@@ -68,6 +147,85 @@ pub async fn ensure_topic(config: &KafkaConfig) -> Result<TopicStatus, TopicErro
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Each setting of the existing configured topic that differs from the
+/// [`TopicSettings`] the configuration asks for on this cluster (none when
+/// the topic does not exist).
+///
+/// # Errors
+/// [`TopicError::Kafka`] if the cluster refuses or does not answer.
+pub async fn topic_differences(config: &KafkaConfig) -> Result<Vec<TopicDifference>, TopicError> {
+    let admin = admin_client(config)?;
+    differences(config, &admin).await
+}
+
+async fn warn_differences(config: &KafkaConfig, admin: &Admin) -> Result<(), TopicError> {
+    for difference in differences(config, admin).await? {
+        tracing::warn!(
+            topic = config.topic,
+            setting = difference.setting,
+            topic_has = difference.topic_has,
+            configured = difference.configured,
+            "Kafka topic {} differs from the configuration: {difference}; it is left as it is",
+            config.topic
+        );
+    }
+    Ok(())
+}
+
+async fn differences(config: &KafkaConfig, admin: &Admin) -> Result<Vec<TopicDifference>, TopicError> {
+    let (Some(shape), brokers) = read_topic(admin, &config.topic).await? else { return Ok(Vec::new()) };
+    let wanted = TopicSettings::decide(config, brokers)?;
+    let describing = |source| TopicError::Kafka {
+        action: "describing the settings of",
+        topic: config.topic.clone(),
+        source,
+    };
+    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options)
+        .await
+        .map_err(describing)?;
+    let resource = described
+        .into_iter()
+        .next()
+        .ok_or(describing(KafkaError::AdminOpCreation("no answer for the topic".to_owned())))?
+        .map_err(|code| describing(KafkaError::AdminOp(code)))?;
+    let value = |name: &str| resource.get(name).and_then(|entry| entry.value.clone()).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut compare = |setting: &'static str, topic_has: String, configured: String| {
+        if topic_has != configured {
+            found.push(TopicDifference { setting, topic_has, configured });
+        }
+    };
+    compare("replication", shape.replication.to_string(), wanted.replication.to_string());
+    compare("min.insync.replicas", value("min.insync.replicas"), wanted.min_insync_replicas.to_string());
+    compare("retention.ms", value("retention.ms"), wanted.retention_ms.to_string());
+    Ok(found)
+}
+
+/// Replaces the configured topic's settings with `settings` (Kafka's
+/// AlterConfigs: a setting not given returns to the broker's default). For
+/// tests and tools, such as the fault suite's negative control.
+pub async fn alter_topic_settings(config: &KafkaConfig, settings: &[(&str, &str)]) -> Result<(), TopicError> {
+    let admin = admin_client(config)?;
+    let altering = |source| TopicError::Kafka {
+        action: "altering the settings of",
+        topic: config.topic.clone(),
+        source,
+    };
+    let alter = settings
+        .iter()
+        .fold(AlterConfig::new(ResourceSpecifier::Topic(&config.topic)), |alter, (key, value)| {
+            alter.set(key, value)
+        });
+    let options =
+        AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+    for result in admin.alter_configs([&alter], &options).await.map_err(altering)? {
+        result.map_err(|(_, code)| altering(KafkaError::AdminOp(code)))?;
+    }
+    Ok(())
 }
 
 /// Deletes the configured topic and everything on it; a missing topic is
@@ -189,8 +347,21 @@ fn admin_client(config: &KafkaConfig) -> Result<Admin, ConfigError> {
         .map_err(|source| ConfigError::Client { client: "admin client", source })
 }
 
-/// Reads the topic's metadata (a blocking librdkafka call, so off the runtime).
+/// A topic as the cluster's metadata shows it.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    partitions: u32,
+    /// Replicas of its first partition.
+    replication: usize,
+}
+
 async fn read_partition_count(admin: &Admin, topic: &str) -> Result<Option<u32>, TopicError> {
+    Ok(read_topic(admin, topic).await?.0.map(|shape| shape.partitions))
+}
+
+/// Reads the topic's metadata (a blocking librdkafka call, so off the
+/// runtime): its shape if it exists, and how many brokers the cluster has.
+async fn read_topic(admin: &Admin, topic: &str) -> Result<(Option<Shape>, usize), TopicError> {
     let reading =
         |source| TopicError::Kafka { action: "reading the metadata of", topic: topic.to_owned(), source };
     let metadata = {
@@ -198,16 +369,22 @@ async fn read_partition_count(admin: &Admin, topic: &str) -> Result<Option<u32>,
         crate::blocking(move || admin.inner().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)).await
     }
     .map_err(reading)?;
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+    let brokers = metadata.brokers().len();
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok((None, brokers));
+    };
     match found.error() {
         None => {}
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok((None, brokers)),
         // Just created: leaders are being elected.
         Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) if found.partitions().is_empty() => {
-            return Ok(None)
+            return Ok((None, brokers))
         }
         Some(code) => return Err(reading(KafkaError::MetadataFetch(code.into()))),
     }
     let count = found.partitions().len();
-    Ok(if count == 0 { None } else { Some(u32::try_from(count).unwrap_or(u32::MAX)) })
+    let replication = found.partitions().first().map_or(0, |partition| partition.replicas().len());
+    let shape =
+        (count > 0).then(|| Shape { partitions: u32::try_from(count).unwrap_or(u32::MAX), replication });
+    Ok((shape, brokers))
 }

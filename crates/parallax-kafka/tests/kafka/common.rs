@@ -15,6 +15,26 @@ pub fn brokers() -> String {
     std::env::var("PARALLAX_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
+/// The three-broker cluster: `PARALLAX_TEST_KAFKA_CLUSTER_BROKERS`, else the
+/// one `scripts/services/kafka start --brokers 3` runs.
+pub fn cluster_brokers() -> String {
+    std::env::var("PARALLAX_TEST_KAFKA_CLUSTER_BROKERS")
+        .ok()
+        .filter(|brokers| !brokers.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194".to_owned())
+}
+
+/// The failure message of a test that could not use the cluster.
+pub fn cluster_trouble(config: &KafkaConfig, error: &dyn std::error::Error) -> String {
+    format!(
+        "cannot use topic {} on the Kafka cluster at {} ({}): start it with `scripts/services/kafka start \
+         --brokers 3`, or point PARALLAX_TEST_KAFKA_CLUSTER_BROKERS at one",
+        config.topic,
+        config.brokers,
+        error_chain(error)
+    )
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn fresh_name(prefix: &str) -> String {
     format!("parallax-test-{prefix}-{}", Uuid::new_v4().simple())
