@@ -8,15 +8,13 @@
 
 mod common;
 
-use common::faults::{run, Outcome, BY_HAND, FULL};
+use common::faults::{run, Outcome, FULL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_scenario() {
     let only = std::env::var("PARALLAX_FAULTS_ONLY").unwrap_or_default();
     let mut outcomes: Vec<Outcome> = Vec::new();
-    // The by-hand scenarios run only when asked for by name.
-    let by_hand: &[_] = if only.is_empty() { &[] } else { BY_HAND };
-    for scenario in FULL.iter().chain(by_hand).filter(|s| s.name.contains(&only)) {
+    for scenario in FULL.iter().filter(|s| s.name.contains(&only)) {
         outcomes.push(run(*scenario).await);
     }
     assert!(!outcomes.is_empty(), "no scenario matches PARALLAX_FAULTS_ONLY={only:?}");

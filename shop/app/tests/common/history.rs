@@ -108,6 +108,11 @@ pub struct Shape {
     pub think: Duration,
     /// How often a command of unknown outcome is sent again ([`RETRIES`]).
     pub retries: usize,
+    /// Hot-cart writers that give up after this long and never send a
+    /// command again, beside checkout clients of the usual patience: the
+    /// patient ones show whether the server keeps serving while the
+    /// impatient ones leave work behind.
+    pub impatient_writers: Option<Duration>,
 }
 
 impl Default for Shape {
@@ -119,6 +124,7 @@ impl Default for Shape {
             timeout: Duration::from_secs(2),
             think: Duration::from_millis(2),
             retries: RETRIES,
+            impatient_writers: None,
         }
     }
 }
@@ -529,27 +535,31 @@ impl Driver {
             token_reads: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let client = Client::builder()
-            .timeout(shape.timeout)
-            .connect_timeout(shape.timeout)
-            .build()
-            .expect("an HTTP client");
-        let session = |worker| Session {
+        let client = |timeout| {
+            Client::builder().timeout(timeout).connect_timeout(timeout).build().expect("an HTTP client")
+        };
+        let patient = client(shape.timeout);
+        let session = |worker, client: &Client, retries| Session {
             recorder: recorder.clone(),
             client: client.clone(),
             target: target.clone(),
             run: run.to_owned(),
             worker,
             think: shape.think,
-            retries: shape.retries,
+            retries,
+        };
+        let writers = match shape.impatient_writers {
+            Some(timeout) => session(0, &client(timeout), 0),
+            None => session(0, &patient, shape.retries),
         };
         let mut tasks = Vec::new();
         for worker in 0..shape.writers {
-            let (session, stop, carts) = (session(worker), stop.clone(), shape.hot_carts.max(1));
+            let session = Session { worker, ..writers.clone() };
+            let (stop, carts) = (stop.clone(), shape.hot_carts.max(1));
             tasks.push(tokio::spawn(async move { session.fill_hot_carts(carts, &stop).await }));
         }
         for index in 0..shape.checkouts {
-            let (session, stop) = (session(shape.writers + index), stop.clone());
+            let (session, stop) = (session(shape.writers + index, &patient, shape.retries), stop.clone());
             tasks.push(tokio::spawn(async move { session.check_out_carts(&stop).await }));
         }
         Self { recorder, stop, tasks, path: path.to_owned() }
