@@ -46,7 +46,11 @@ async fn a_commit_is_flushed_to_the_wal_when_it_returns() {
                 },
                 to: Checkpoint { position: round, offset: round + 1 },
             }],
-            writes: vec![ViewWrite::put("items", DocKey::new("p", format!("c{round}")), json!({ "n": round }))],
+            writes: vec![ViewWrite::put(
+                "items",
+                DocKey::new("p", format!("c{round}")),
+                json!({ "n": round }),
+            )],
             ..ViewBatch::empty("durable")
         };
         store.commit(batch).await.expect("commit a batch");
