@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use parallax_cassandra::{CassandraConfig, CassandraReadStore};
+use parallax_cassandra::CassandraReadStore;
 use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, Projection, ReadStore, ViewSpec};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
@@ -118,8 +118,7 @@ pub(crate) async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<d
 
 /// The Cassandra read store with a table per shop view (created if missing).
 async fn open_cassandra(settings: &Settings) -> anyhow::Result<CassandraReadStore> {
-    let config =
-        CassandraConfig::new(settings.read_db.cassandra_nodes(), settings.read_db.cassandra_keyspace());
+    let config = settings.read_db.cassandra_config()?;
     CassandraReadStore::connect(&config, shop_view_specs())
         .await
         .with_context(|| format!("open the Cassandra read store {config:?}"))
@@ -165,7 +164,12 @@ pub(crate) fn generation_sources(
 /// The Kafka topic of `settings`' log, as every role connects to it.
 pub fn kafka_config(settings: &Settings) -> KafkaConfig {
     let log = &settings.log;
-    KafkaConfig::new(&log.brokers, &log.topic, log.partitions, EVENT_SOURCE)
+    KafkaConfig {
+        replication: log.replication,
+        min_insync_replicas: log.min_insync_replicas,
+        retention_ms: log.retention_ms,
+        ..KafkaConfig::new(&log.brokers, &log.topic, log.partitions, EVENT_SOURCE)
+    }
 }
 
 /// Creates what the configured databases and log need (schemas, the topic),

@@ -20,6 +20,9 @@
 //! topic = "shop.events"
 //! partitions = 8
 //! group = "shop"       # each projection consumes as group "shop.<projection>"
+//! # replication = 3           # set by `shop migrate` on a new topic; default: 3 on >= 3 brokers, else 1
+//! # min_insync_replicas = 2   # default 2 (the replication, when lower)
+//! # retention_ms = -1         # default -1: keep every message
 //!
 //! [read_db]            # the views
 //! kind = "postgres"    # or "sqlite", or "cassandra":
@@ -27,6 +30,8 @@
 //! # kind = "cassandra"
 //! # nodes = "127.0.0.1:9042"   # contact points, comma-separated
 //! # keyspace = "shop"
+//! # replication_factor = 3     # of a new keyspace; default: 3 on a ring of >= 3 nodes, else 1
+//! # consistency = "LOCAL_QUORUM"   # every read and write (lightweight transactions: LOCAL_SERIAL)
 //!
 //! [readiness]          # what `/ready` asks of each role
 //! max_lag = 1000       # query: every projection within this many positions of the head
@@ -107,6 +112,14 @@ pub struct DbSettings {
     /// Keyspace of the views (Cassandra).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyspace: Option<String>,
+    /// Replicas of a keyspace `shop migrate` creates (Cassandra); unset: 3
+    /// on a ring of at least 3 nodes, else 1. An existing keyspace keeps its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
+    /// The consistency level of every read and write of the views
+    /// (Cassandra), by its CQL name; unset: `LOCAL_QUORUM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 fn default_connections() -> u32 {
@@ -122,6 +135,8 @@ impl std::fmt::Debug for DbSettings {
             .field("max_connections", &self.max_connections)
             .field("nodes", &self.nodes)
             .field("keyspace", &self.keyspace)
+            .field("replication_factor", &self.replication_factor)
+            .field("consistency", &self.consistency)
             .finish()
     }
 }
@@ -151,6 +166,8 @@ impl DbSettings {
             max_connections: default_connections(),
             nodes: None,
             keyspace: None,
+            replication_factor: None,
+            consistency: None,
         }
     }
 
@@ -169,6 +186,19 @@ impl DbSettings {
     /// Cassandra's keyspace (default `shop`).
     pub fn cassandra_keyspace(&self) -> String {
         self.keyspace.clone().unwrap_or_else(|| "shop".to_owned())
+    }
+
+    /// The Cassandra read store's configuration, or why `consistency` names
+    /// no level it can use.
+    pub fn cassandra_config(&self) -> Result<parallax_cassandra::CassandraConfig, ConfigError> {
+        let mut config =
+            parallax_cassandra::CassandraConfig::new(self.cassandra_nodes(), self.cassandra_keyspace());
+        config.replication_factor = self.replication_factor;
+        if let Some(name) = &self.consistency {
+            config.consistency = parallax_cassandra::parse_consistency(name)
+                .map_err(|e| ConfigError(format!("read_db.consistency = {name:?}: {e}")))?;
+        }
+        Ok(config)
     }
 }
 
@@ -196,6 +226,19 @@ pub struct LogSettings {
     pub partitions: u32,
     /// Consumer group prefix: each projection is group `<group>.<projection>`.
     pub group: String,
+    /// Replicas of each of the topic's partitions, set when `shop migrate`
+    /// creates it; unset: 3 when the cluster has at least 3 brokers, else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<u16>,
+    /// The topic's `min.insync.replicas` (replicas holding a message before
+    /// the relay's `acks=all` publish is acknowledged); unset: 2, or the
+    /// replication when that is lower. Never above the replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<u16>,
+    /// The topic's `retention.ms`; unset: -1, every message kept (the topic
+    /// is a copy of the event store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<i64>,
 }
 
 impl Default for LogSettings {
@@ -206,6 +249,9 @@ impl Default for LogSettings {
             topic: "shop.events".into(),
             partitions: 8,
             group: "shop".into(),
+            replication: None,
+            min_insync_replicas: None,
+            retention_ms: None,
         }
     }
 }
@@ -460,6 +506,10 @@ impl Settings {
                     "read_db.keyspace = {keyspace:?}: start with a letter, then lowercase letters, digits or '_' (48 at most)"
                 )));
             }
+            if self.read_db.replication_factor == Some(0) {
+                return Err(ConfigError("read_db.replication_factor = 0: a keyspace needs a replica".into()));
+            }
+            self.read_db.cassandra_config()?;
         }
         if self.log.kind == LogKind::Kafka {
             if self.write_db.kind != DbKind::Postgres {
@@ -473,6 +523,8 @@ impl Settings {
                     "log.kind = \"kafka\" needs brokers, a topic and partitions >= 1".into(),
                 ));
             }
+            // The topic's settings, as the Kafka adapter checks them.
+            crate::app::kafka_config(self).validate().map_err(|e| ConfigError(format!("log: {e}")))?;
         }
         if self.roles.is_empty() {
             return Err(ConfigError("a process needs at least one role".into()));
@@ -603,6 +655,84 @@ mod tests {
             assert!(error.to_string().contains("carrier-pigeon"), "{error}");
             let missing = Settings::load(Some(Path::new("nowhere.toml"))).expect_err("a missing file");
             assert!(missing.to_string().contains("nowhere.toml"), "{missing}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_topic_settings_come_from_the_file_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                "[write_db]\nkind = \"postgres\"\nurl = \"postgres://u:p@127.0.0.1/e\"\n\
+                 [log]\nkind = \"kafka\"\nreplication = 3\nmin_insync_replicas = 2\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            let kafka = crate::app::kafka_config(&settings);
+            assert_eq!(
+                (kafka.replication, kafka.min_insync_replicas, kafka.retention_ms),
+                (Some(3), Some(2), None)
+            );
+            let unset = Settings::default();
+            assert_eq!(
+                (unset.log.replication, unset.log.min_insync_replicas, unset.log.retention_ms),
+                (None, None, None)
+            );
+            let cases = [
+                (
+                    "SHOP__LOG__MIN_INSYNC_REPLICAS",
+                    "4",
+                    "min_insync_replicas is 4, above the replication (3)",
+                ),
+                ("SHOP__LOG__REPLICATION", "0", "replication is 0"),
+                ("SHOP__LOG__RETENTION_MS", "0", "retention_ms is 0"),
+            ];
+            for (key, value, expected) in cases {
+                jail.set_env(key, value);
+                let error = Settings::load(Some(Path::new("shop.toml"))).expect_err(key);
+                assert!(
+                    error.to_string().contains("log: invalid Kafka configuration")
+                        && error.to_string().contains(expected),
+                    "{error}"
+                );
+                jail.clear_env();
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cassandra_levels_and_replicas_come_from_the_settings_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                "[read_db]\nkind = \"cassandra\"\nnodes = \"127.0.0.2:9042,127.0.0.3:9042\"\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            let config = settings.read_db.cassandra_config().map_err(|e| e.to_string())?;
+            assert_eq!(config.nodes, ["127.0.0.2:9042", "127.0.0.3:9042"]);
+            assert_eq!(config.replication_factor, None, "decided from the ring");
+            assert_eq!(config.consistency, parallax_cassandra::Consistency::LocalQuorum);
+            jail.set_env("SHOP__READ_DB__CONSISTENCY", "quorum");
+            jail.set_env("SHOP__READ_DB__REPLICATION_FACTOR", "5");
+            let settings = Settings::load(Some(Path::new("shop.toml"))).map_err(|e| e.to_string())?;
+            let config = settings.read_db.cassandra_config().map_err(|e| e.to_string())?;
+            assert_eq!(config.consistency, parallax_cassandra::Consistency::Quorum);
+            assert_eq!(config.replication_factor, Some(5));
+            jail.set_env("SHOP__READ_DB__CONSISTENCY", "LOCAL_QUOROM");
+            let error = Settings::load(Some(Path::new("shop.toml"))).expect_err("a typo");
+            assert_eq!(
+                error.to_string(),
+                "invalid configuration: read_db.consistency = \"LOCAL_QUOROM\": \"LOCAL_QUOROM\" is not a Cassandra consistency \
+                 level; use one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, LOCAL_ONE"
+            );
+            jail.set_env("SHOP__READ_DB__CONSISTENCY", "SERIAL");
+            let error = Settings::load(Some(Path::new("shop.toml"))).expect_err("a serial level");
+            assert!(error.to_string().contains("SERIAL is a serial level"), "{error}");
+            jail.set_env("SHOP__READ_DB__CONSISTENCY", "ONE");
+            jail.set_env("SHOP__READ_DB__REPLICATION_FACTOR", "0");
+            let error = Settings::load(Some(Path::new("shop.toml"))).expect_err("no replica");
+            assert!(error.to_string().contains("read_db.replication_factor = 0"), "{error}");
             Ok(())
         });
     }

@@ -100,6 +100,17 @@ pub struct Services {
     pub brokers: String,
     /// Cassandra contact points.
     pub cassandra: String,
+    /// The event store's server when it is not `postgres`: a primary and
+    /// its standby as a host list (`scripts/services/postgres start
+    /// --standby`); the views stay on `postgres`.
+    pub write_postgres: Option<String>,
+}
+
+impl Services {
+    /// An admin URL of the event store's server.
+    pub fn write_server(&self) -> &str {
+        self.write_postgres.as_deref().unwrap_or(&self.postgres)
+    }
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -145,7 +156,7 @@ pub async fn services() -> Services {
         ),
     }
     let cassandra = env_or("PARALLAX_TEST_CASSANDRA_NODES", DEFAULT_CASSANDRA);
-    Services { postgres, brokers, cassandra }
+    Services { postgres, brokers, cassandra, write_postgres: None }
 }
 
 /// `url` with its database replaced by `database`.
@@ -279,19 +290,20 @@ impl Deployment {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let name = format!("pxt_{id}");
         let databases = vec![format!("{name}_write"), format!("{name}_read")];
-        let mut admin = PgConnection::connect(&services.postgres).await.expect("connect to PostgreSQL");
-        for database in &databases {
+        for (database, server) in databases.iter().zip([services.write_server(), &services.postgres]) {
+            // A pool: the write server may be a host list.
+            let admin = parallax_postgres::pool(server, 1).await.expect("connect to PostgreSQL");
             // The names are ours: hex digits and underscores.
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-                .execute(&mut admin)
+                .execute(&admin)
                 .await
                 .unwrap_or_else(|e| panic!("CREATE DATABASE {database}: {e}"));
+            admin.close().await;
         }
-        let _ = admin.close().await;
         let dir = tempfile::Builder::new().prefix("parallax-distributed-").tempdir().expect("a temp folder");
         let mut deployment = Self {
             app: TestApp::remote(String::new()),
-            write_url: with_database(&services.postgres, &databases[0]),
+            write_url: with_database(services.write_server(), &databases[0]),
             read_url: with_database(&services.postgres, &databases[1]),
             read_db,
             keyspace: name.clone(),
@@ -416,6 +428,8 @@ impl Deployment {
             max_connections: 4,
             nodes: None,
             keyspace: None,
+            replication_factor: None,
+            consistency: None,
         };
         let mut settings =
             shop::Settings::embedded("127.0.0.1:0".parse().expect("an address"), self.dir().join("settings"));
@@ -428,6 +442,8 @@ impl Deployment {
                 max_connections: 4,
                 nodes: Some(self.services.cassandra.clone()),
                 keyspace: Some(self.keyspace.clone()),
+                replication_factor: None,
+                consistency: None,
             },
         };
         settings.log = LogSettings {
@@ -436,6 +452,7 @@ impl Deployment {
             topic: self.topic.clone(),
             partitions: PARTITIONS,
             group: self.group.clone(),
+            ..LogSettings::default()
         };
         settings
     }
@@ -648,6 +665,9 @@ impl Deployment {
         self.assert_running();
         self.kill_all();
         drop_databases(&self.services.postgres, &self.databases).await;
+        if let Some(write) = &self.services.write_postgres {
+            drop_databases(write, &self.databases[..1]).await;
+        }
         delete_topic(&self.services.brokers, &self.topic).await;
         if self.read_db == ReadDb::Cassandra {
             drop_keyspace(&self.cassandra_config()).await;
@@ -961,6 +981,7 @@ impl Drop for Deployment {
         }
         if !self.cleaned {
             let admin = self.services.postgres.clone();
+            let write_admin = self.services.write_postgres.clone();
             let databases = self.databases.clone();
             let (brokers, topic) = (self.services.brokers.clone(), self.topic.clone());
             let cassandra = (self.read_db == ReadDb::Cassandra).then(|| self.cassandra_config());
@@ -969,6 +990,9 @@ impl Drop for Deployment {
                 if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     runtime.block_on(async {
                         drop_databases(&admin, &databases).await;
+                        if let Some(write) = &write_admin {
+                            drop_databases(write, &databases[..1]).await;
+                        }
                         delete_topic(&brokers, &topic).await;
                         if let Some(config) = cassandra {
                             drop_keyspace(&config).await;
@@ -997,12 +1021,13 @@ async fn drop_keyspace(config: &CassandraConfig) {
 }
 
 async fn drop_databases(admin: &str, databases: &[String]) {
-    let Ok(mut conn) = PgConnection::connect(admin).await else { return };
+    // A pool: `admin` may be a host list (Services::write_postgres).
+    let Ok(pool) = parallax_postgres::pool(admin, 1).await else { return };
     for database in databases {
         let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
     }
-    let _ = conn.close().await;
+    pool.close().await;
 }
 
 fn tail(path: &Path, lines: usize) -> String {

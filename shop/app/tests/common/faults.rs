@@ -30,6 +30,9 @@ use sqlx::{Connection, PgConnection};
 use super::distributed::{seed_catalog, services, Deployment, ReadDb, Services};
 use super::history::{Driver, Shape, Tally, Target};
 
+mod kafka_cluster;
+mod postgres_standby;
+
 /// The processes of a fault scenario: every role in a process of its own,
 /// two projectors (so a paused one loses its partitions to the other).
 pub const LAYOUT: &[(&str, &[&str])] = &[
@@ -76,6 +79,14 @@ pub enum Fault {
     KafkaPause(Duration),
     /// SIGKILL to the Cassandra node, then start.
     CassandraKill,
+    /// SIGKILL to the Kafka broker leading most of the topic's partitions
+    /// (its followers frozen for a while before, if given), then start it
+    /// again once the lag is back under 1 s: [`kafka_cluster`].
+    KafkaLeaderKill { freeze_followers: Option<Duration> },
+    /// SIGKILL to the PostgreSQL primary and all its processes, its
+    /// standby promoted, then the old primary built again as the new one's
+    /// standby: [`postgres_standby`].
+    PostgresPrimaryKill,
     /// A transaction held open on the write DB while the load commits.
     LongTransaction(Duration),
     /// Nothing but the load for a while (with impatient clients: timeouts
@@ -116,6 +127,17 @@ pub enum Engines {
     /// The single nodes of `scripts/services/NAME start` (the environment's
     /// `PARALLAX_TEST_*`).
     Single,
+    /// Kafka as three brokers (`scripts/services/kafka start --brokers 3`),
+    /// the topic replicated three times with two in sync.
+    KafkaCluster,
+    /// [`Engines::KafkaCluster`] as the negative control runs it: the relay
+    /// publishes with `acks=1`, the topic takes `min.insync.replicas=1` and
+    /// unclean leader elections ([`kafka_cluster::make_unsafe`]).
+    KafkaClusterLeaderAcks,
+    /// The event store on a PostgreSQL primary with a synchronous standby
+    /// (`scripts/services/postgres start --standby`), reached through a
+    /// host list; the views on the single node.
+    PostgresStandby,
 }
 
 impl Engines {
@@ -123,6 +145,8 @@ impl Engines {
     pub async fn services(self) -> Services {
         match self {
             Engines::Single => services().await,
+            Engines::KafkaCluster | Engines::KafkaClusterLeaderAcks => kafka_cluster::services().await,
+            Engines::PostgresStandby => postgres_standby::services().await,
         }
     }
 }
@@ -150,7 +174,9 @@ impl Scenario {
 
     /// A control that must fail the check: the negative or the mutation one.
     pub const fn must_fail(&self) -> bool {
-        self.unsafe_commits || self.mutation_no_skip
+        self.unsafe_commits
+            || self.mutation_no_skip
+            || matches!(self.engines, Engines::KafkaClusterLeaderAcks)
     }
 
     /// Hot-cart writers that give up after `timeout`: many outcomes unknown.
@@ -221,7 +247,52 @@ pub const FULL: &[Scenario] = &[
 /// The faults only clusters have: each scenario runs on a cluster of one
 /// engine ([`Engines`]), started by its `scripts/services/NAME` cluster mode
 /// (`scripts/faults cluster`).
-pub const CLUSTER: &[Scenario] = &[];
+pub const CLUSTER: &[Scenario] =
+    &[KAFKA_LEADER_KILL, KAFKA_LEADER_ACKS_CONTROL, KAFKA_FROZEN_FOLLOWERS, POSTGRES_PRIMARY_KILL];
+
+/// The cluster scenarios `cargo test` (and so `scripts/test` and CI) runs:
+/// `faults_cluster.rs`. The others run by hand (`scripts/faults cluster`).
+pub const CLUSTER_CI: &[Scenario] = &[KAFKA_LEADER_KILL];
+
+/// The Kafka broker leading most partitions killed under load: commands
+/// keep being acknowledged, the relay and projectors follow the new
+/// leaders, nothing lost or applied twice; reports how long the lag took to
+/// be under 1 s again.
+pub const KAFKA_LEADER_KILL: Scenario = Scenario::new(
+    "SIGKILL Kafka partition leader, 3 brokers",
+    Fault::KafkaLeaderKill { freeze_followers: None },
+    2,
+)
+.on(Engines::KafkaCluster);
+
+/// The leader's followers frozen for 5 s, then the leader killed: with
+/// `acks=all` and two replicas in sync, the leader cannot acknowledge what
+/// its followers do not hold, so nothing acknowledged dies with it.
+pub const KAFKA_FROZEN_FOLLOWERS: Scenario = Scenario::new(
+    "SIGSTOP Kafka followers 5 s, SIGKILL their leader, 3 brokers",
+    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(5)) },
+    1,
+)
+.on(Engines::KafkaCluster);
+
+/// The PostgreSQL primary killed under load and its synchronous standby
+/// promoted: no acknowledged command lost, the relay goes on from its
+/// checkpoint on the new primary; reports how long until commands are
+/// accepted again.
+pub const POSTGRES_PRIMARY_KILL: Scenario =
+    Scenario::new("SIGKILL PostgreSQL primary, standby promoted", Fault::PostgresPrimaryKill, 2)
+        .on(Engines::PostgresStandby);
+
+/// The negative control of the cluster: the same kill as
+/// [`KAFKA_FROZEN_FOLLOWERS`] with `acks=1`, `min.insync.replicas=1` and
+/// unclean leader elections: the leader acknowledges events only it holds,
+/// dies with them, and the check must say so.
+pub const KAFKA_LEADER_ACKS_CONTROL: Scenario = Scenario::new(
+    "negative control: acks=1, min.insync.replicas=1, unclean election; SIGSTOP Kafka followers 5 s, SIGKILL their leader",
+    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(5)) },
+    1,
+)
+.on(Engines::KafkaClusterLeaderAcks);
 
 /// PostgreSQL with `synchronous_commit = off`, restarted at once: commits
 /// acknowledged but not yet on disk are gone, and the check must say so.
@@ -329,19 +400,26 @@ fn script(name: &str) -> PathBuf {
 
 /// `scripts/services/<service> <verb>`; fails the scenario if the script does.
 async fn service(name: &str, verb: &str) {
+    service_with(name, &[verb]).await;
+}
+
+/// `scripts/services/<service> <args…>` (a cluster's verbs take options);
+/// fails the scenario if the script does. Returns what it printed.
+async fn service_with(name: &str, args: &[&str]) -> String {
     let output = tokio::process::Command::new(script(name))
-        .arg(verb)
+        .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap_or_else(|e| panic!("run scripts/services/{name} {verb}: {e}"));
+        .unwrap_or_else(|e| panic!("run scripts/services/{name} {args:?}: {e}"));
     assert!(
         output.status.success(),
-        "scripts/services/{name} {verb} failed ({}):\n{}",
+        "scripts/services/{name} {args:?} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs one scenario from a fresh deployment to the checker's report.
@@ -372,6 +450,9 @@ pub async fn run(scenario: Scenario) -> Outcome {
             deployment.kill(name);
             deployment.restart(name).await;
         }
+    }
+    if scenario.engines == Engines::KafkaClusterLeaderAcks {
+        kafka_cluster::make_unsafe(&mut deployment).await;
     }
     if scenario.mutation_no_skip {
         deployment.extra_env.push(("PARALLAX_TEST_MUTATION_NO_SKIP".into(), "1".into()));
@@ -495,6 +576,10 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> O
             tokio::time::sleep(Duration::from_secs(1)).await;
             service("cassandra", "start").await;
         }
+        Fault::KafkaLeaderKill { freeze_followers } => {
+            return kafka_cluster::kill_leader(deployment, freeze_followers).await;
+        }
+        Fault::PostgresPrimaryKill => return Some(postgres_standby::kill_primary(deployment).await),
         Fault::Nothing(hold) => tokio::time::sleep(hold).await,
         Fault::RelayRewound(back) => {
             deployment.kill("relay");

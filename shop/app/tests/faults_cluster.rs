@@ -1,0 +1,46 @@
+//! The faults only clusters have (`CLUSTER` in `common/faults.rs`), each on
+//! a cluster of one engine started by its `scripts/services/NAME` cluster
+//! mode. `cargo test` (so `scripts/test` and CI) runs the subset
+//! `CLUSTER_CI`, the Kafka partition leader's kill on three brokers;
+//! `scripts/faults cluster` runs every one (`PARALLAX_FAULTS_CLUSTER=all`).
+//!
+//! `PARALLAX_FAULTS_ONLY=<text>` keeps only the scenarios whose name
+//! contains it; `PARALLAX_FAULTS_DOCS=<file>` writes their table between the
+//! file's `<!-- faults-cluster:begin -->` and `<!-- faults-cluster:end -->`
+//! lines.
+
+mod common;
+
+use common::faults::{run, Outcome, CLUSTER, CLUSTER_CI};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_cluster_fault_scenario() {
+    let all = std::env::var("PARALLAX_FAULTS_CLUSTER").is_ok_and(|which| which == "all");
+    let only = std::env::var("PARALLAX_FAULTS_ONLY").unwrap_or_default();
+    let scenarios = if all { CLUSTER } else { CLUSTER_CI };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for scenario in scenarios.iter().filter(|s| s.name.contains(&only)) {
+        outcomes.push(run(*scenario).await);
+    }
+    assert!(!outcomes.is_empty(), "no cluster scenario matches PARALLAX_FAULTS_ONLY={only:?}");
+    let rows: Vec<String> = outcomes.iter().map(Outcome::row).collect();
+    let table = format!("{}\n{}\n", Outcome::HEADER, rows.join("\n"));
+    println!("\n{table}");
+    if let Ok(path) = std::env::var("PARALLAX_FAULTS_DOCS") {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let (begin, end) = ("<!-- faults-cluster:begin -->", "<!-- faults-cluster:end -->");
+        let (Some(from), Some(to)) = (text.find(begin), text.find(end)) else {
+            panic!("{path} has no {begin} … {end} markers");
+        };
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let measured = format!("Measured {} on {cores} cores.\n\n", chrono::Utc::now().format("%Y-%m-%d"));
+        let updated = format!("{}{begin}\n{measured}{table}{}", &text[..from], &text[to..]);
+        std::fs::write(&path, updated).unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.passed() == o.scenario.must_fail())
+        .map(|o| format!("{}\n  {}", o.row(), o.report["details"]))
+        .collect();
+    assert!(wrong.is_empty(), "scenarios with the wrong verdict:\n{}", wrong.join("\n"));
+}
