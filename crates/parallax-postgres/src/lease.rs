@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parallax_core::{Lease, LeaseError, Leases, Position};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::ConnectOptions;
 use tokio::sync::Mutex;
 
@@ -35,7 +35,6 @@ use crate::store::{to_i64, to_u64};
 #[derive(Clone)]
 pub struct PgLeases {
     pool: PgPool,
-    connect: PgConnectOptions,
     retry: Duration,
     expire_after: Duration,
 }
@@ -43,10 +42,10 @@ pub struct PgLeases {
 impl PgLeases {
     /// Leases in the database of `pool` (the write schema, see
     /// [`crate::migrate_write`]); each held lease opens a connection of its
-    /// own with the pool's options.
+    /// own with the pool's options as they are when it is taken (a pool on
+    /// several hosts points them at the primary: [`crate::hosts`]).
     pub fn new(pool: PgPool) -> Self {
-        let connect = pool.connect_options().as_ref().clone();
-        Self { pool, connect, retry: Duration::from_millis(250), expire_after: Duration::from_secs(5) }
+        Self { pool, retry: Duration::from_millis(250), expire_after: Duration::from_secs(5) }
     }
 
     /// How often a waiting worker tries to take the lease, and a holder
@@ -73,7 +72,8 @@ fn lock_key(name: &str) -> String {
 impl Leases for PgLeases {
     async fn acquire(&self, name: &str) -> Result<Box<dyn Lease>, LeaseError> {
         let mut conn = self
-            .connect
+            .pool
+            .connect_options()
             .connect()
             .await
             .map_err(|e| store_error(format!("connect to take lease {name}"), e))?;

@@ -11,6 +11,8 @@
 //!   tail reads below the oldest running transaction).
 //! - [`PgLeases`]: one active relay (or process manager) across processes,
 //!   a session advisory lock with a fencing epoch.
+//! - [`pool`]: a pool on one host, or on a list of hosts that keeps to
+//!   whichever is the primary ([`hosts`]).
 //! - [`PgReadStore`]: views as JSON documents, with per-partition
 //!   checkpoints and read guards committed with the view writes.
 //!
@@ -24,6 +26,7 @@ mod store;
 mod log;
 mod lease;
 mod read_store;
+pub mod hosts;
 
 use std::time::Duration;
 
@@ -35,11 +38,20 @@ pub use log::PgLog;
 pub use read_store::PgReadStore;
 pub use store::{PgEventStore, PgStoreOptions};
 
-/// A pool of at most `max_connections` to `url`.
+/// How long a pool waits for a connection (and [`pool`] for a primary).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool of at most `max_connections` to `url`. A URL with several hosts
+/// (`postgres://u:p@host1:5433,host2:5434/db`) gives a pool that keeps to
+/// whichever of them is the primary ([`hosts`] says how); it waits up to
+/// the acquire timeout (10 s) for one.
 pub async fn pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    if let Some(list) = hosts::split_hosts(url)? {
+        return hosts::pool(url, list, max_connections, ACQUIRE_TIMEOUT).await;
+    }
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
         .map_err(|e| StoreError::new(format!("connect to {}", redact(url)), e))

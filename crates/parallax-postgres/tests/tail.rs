@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use parallax_core::{
     AppendOutcome, AppendRequest, EventLog, EventStore, ExpectedVersion, LeaseError, Leases, Metadata,
-    NewEvent, Position,
+    Position,
 };
 use parallax_postgres::{PgEventStore, PgLeases, PgStoreOptions};
 use serde_json::json;
@@ -20,22 +20,11 @@ use uuid::Uuid;
 
 const LATER_APPENDS: usize = 1_000;
 
-fn event(n: usize) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "test.happened".into(),
-        schema_version: 1,
-        payload: json!({ "n": n }).to_string(),
-        metadata: Metadata::default(),
-        recorded_at: Utc::now(),
-    }
-}
-
 async fn append(store: &PgEventStore, stream: &str) -> Position {
     let request = AppendRequest {
         stream_id: stream.into(),
         expected_version: ExpectedVersion::Any,
-        events: vec![event(0)],
+        events: vec![common::event(0)],
         idempotency: None,
         reads: Vec::new(),
     };

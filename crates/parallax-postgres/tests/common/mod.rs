@@ -2,8 +2,12 @@
 //! by `scripts/services/postgres start`).
 #![allow(dead_code)]
 
+use chrono::Utc;
+use parallax_core::{Metadata, NewEvent};
 use parallax_postgres::{migrate_read, migrate_write, pool};
+use serde_json::json;
 use sqlx::postgres::PgPool;
+use uuid::Uuid;
 
 /// The server's URL (a superuser, to create databases).
 pub fn server_url() -> String {
@@ -29,4 +33,16 @@ pub async fn fresh_database() -> (String, PgPool) {
     migrate_write(&pool).await.expect("create the write schema");
     migrate_read(&pool).await.expect("create the read schema");
     (url, pool)
+}
+
+/// An event of type `test.happened` whose payload is `{"n": n}`.
+pub fn event(n: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "test.happened".into(),
+        schema_version: 1,
+        payload: json!({ "n": n }).to_string(),
+        metadata: Metadata::default(),
+        recorded_at: Utc::now(),
+    }
 }
