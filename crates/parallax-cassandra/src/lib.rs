@@ -74,4 +74,4 @@
 
 mod store;
 
-pub use store::{CassandraConfig, CassandraReadStore};
+pub use store::{parse_consistency, CassandraConfig, CassandraReadStore, Consistency, ConsistencyError};

@@ -16,13 +16,20 @@ use parallax_core::read_store::{
     StoredDocument, ViewAdmin, ViewBatch, ViewCommitter, ViewReader, ViewWrite,
 };
 use parallax_core::{Checkpoint, Partition, Position, ViewSpec};
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::unprepared::Statement;
+pub use scylla::statement::Consistency;
+use scylla::statement::SerialConsistency;
 use scylla::value::CqlValue;
 
+mod levels;
 mod schema;
 mod write;
 
+pub use levels::{parse_consistency, ConsistencyError};
+use levels::{serial_for, Levels};
 use schema::{migrate, prepare_common, prepare_view, table_name, valid_keyspace, Statements, ViewTable};
 use write::{conflict, net_writes};
 
@@ -41,8 +48,22 @@ pub struct CassandraConfig {
     pub nodes: Vec<String>,
     /// The keyspace holding the views, checkpoints and dead letters.
     pub keyspace: String,
-    /// Replication factor used when the keyspace is created.
-    pub replication_factor: u32,
+    /// Replication factor used when the keyspace is created; `None`: 3
+    /// on a ring of 3 nodes or more, else 1, decided from the ring the
+    /// driver finds when the store connects. A keyspace that exists with
+    /// another factor is left as it is, with a warning.
+    pub replication_factor: Option<u32>,
+    /// The level of every read and write the store makes (default
+    /// `LOCAL_QUORUM`); lightweight transactions and serial reads run at
+    /// the matching serial level ([`CassandraConfig::serial_consistency`]).
+    /// Exactly-once needs reads that overlap writes: see the crate docs.
+    pub consistency: Consistency,
+    /// How long the driver waits for a request's answer before it fails
+    /// it: longer than the server's own timeouts (10 s at most by
+    /// default), so a slow ring answers with its timeout first. The
+    /// outcome of a write given up on is unknown; the crate docs say why
+    /// that is safe.
+    pub request_timeout: Duration,
     /// Fault injection for tests: a pause between a commit's rows and its
     /// checkpoints, which widens the window a crash can fall into. Read from
     /// `PARALLAX_CASSANDRA_PAUSE_BEFORE_CHECKPOINT_MS` by [`CassandraConfig::new`];
@@ -51,12 +72,15 @@ pub struct CassandraConfig {
 }
 
 impl CassandraConfig {
-    /// One contact point, replication factor 1.
+    /// The defaults: replication factor from the ring's size, `LOCAL_QUORUM`,
+    /// requests given up after 12 s.
     pub fn new(nodes: impl IntoIterator<Item = impl Into<String>>, keyspace: impl Into<String>) -> Self {
         Self {
             nodes: nodes.into_iter().map(Into::into).collect(),
             keyspace: keyspace.into(),
-            replication_factor: 1,
+            replication_factor: None,
+            consistency: Consistency::LocalQuorum,
+            request_timeout: Duration::from_secs(12),
             pause_before_checkpoint: std::env::var(PAUSE_VARIABLE)
                 .ok()
                 .and_then(|ms| ms.parse().ok())
@@ -74,8 +98,83 @@ impl fmt::Debug for CassandraConfig {
             .field("nodes", &self.nodes)
             .field("keyspace", &self.keyspace)
             .field("replication_factor", &self.replication_factor)
+            .field("consistency", &self.consistency)
+            .field("request_timeout", &self.request_timeout)
             .field("pause_before_checkpoint", &self.pause_before_checkpoint)
             .finish()
+    }
+}
+
+impl CassandraConfig {
+    /// The serial level of lightweight transactions and serial reads:
+    /// `SERIAL` when [`CassandraConfig::consistency`] spans datacenters
+    /// (`QUORUM`, `ALL`), else `LOCAL_SERIAL`.
+    pub fn serial_consistency(&self) -> SerialConsistency {
+        serial_for(self.consistency)
+    }
+}
+
+/// A session whose default execution profile carries the store's levels
+/// and request timeout: every statement the store does not set them on
+/// itself (DDL, `TRUNCATE`, unprepared reads) runs at them too.
+async fn open_session(config: &CassandraConfig, levels: Levels) -> Result<Session, ReadStoreError> {
+    if config.nodes.is_empty() {
+        return Err(ReadStoreError::msg("no Cassandra contact point configured"));
+    }
+    let profile = ExecutionProfile::builder()
+        .consistency(levels.consistency)
+        .serial_consistency(Some(levels.serial))
+        .request_timeout(Some(config.request_timeout))
+        .build();
+    SessionBuilder::new()
+        .known_nodes(&config.nodes)
+        .connection_timeout(Duration::from_secs(10))
+        .default_execution_profile_handle(profile.into_handle())
+        .build()
+        .await
+        .map_err(|e| ReadStoreError::store(format!("connect to Cassandra at {}", config.nodes.join(",")), e))
+}
+
+/// The nodes of the ring the driver found (the contact points and their peers).
+pub(crate) fn ring_size(session: &Session) -> usize {
+    session.get_cluster_state().get_nodes_info().len()
+}
+
+/// The keyspace's replication factor: the configured one, else 3 on a
+/// ring of 3 nodes or more and 1 on a smaller one. A keyspace that exists
+/// keeps its own: it is what the store works with, and when it differs
+/// from the one wanted a warning says so (changing it is an operator's
+/// `ALTER KEYSPACE` and a full repair). A level that waits for more
+/// replicas than the keyspace keeps is refused; one whose reads need not
+/// meet the last write is warned about.
+async fn replication_factor(session: &Session, config: &CassandraConfig) -> Result<u32, ReadStoreError> {
+    let nodes = ring_size(session);
+    let wanted = config.replication_factor.unwrap_or(if nodes >= 3 { 3 } else { 1 });
+    let existing = schema::keyspace_replication(session, &config.keyspace).await?;
+    if let Some(existing) = existing.filter(|&existing| existing != wanted) {
+        tracing::warn!(
+            keyspace = %config.keyspace,
+            existing,
+            wanted,
+            nodes,
+            "the keyspace exists with another replication factor; it keeps its own (ALTER KEYSPACE and a \
+             full repair change it)"
+        );
+    }
+    let factor = existing.unwrap_or(wanted);
+    if factor as usize > nodes {
+        tracing::warn!(keyspace = %config.keyspace, factor, nodes, "more replicas than nodes in the ring");
+    }
+    let levels = Levels::new(config.consistency);
+    match levels.unfit_for(factor) {
+        Some(why) if levels.replicas(factor) > factor => {
+            Err(ReadStoreError::msg(format!("keyspace {}: {why}", config.keyspace)))
+        }
+        Some(why) => {
+            tracing::warn!(keyspace = %config.keyspace, "{why}");
+            Ok(factor)
+        }
+        None => Ok(factor),
     }
 }
 
@@ -91,6 +190,7 @@ pub struct CassandraReadStore {
     keyspace: String,
     views: RwLock<HashMap<String, Arc<ViewTable>>>,
     replication_factor: u32,
+    levels: Levels,
     pause_before_checkpoint: Option<Duration>,
     statements: Statements,
     /// Timestamps of writes outside any projector: wall-clock microseconds,
@@ -109,50 +209,37 @@ impl fmt::Debug for CassandraReadStore {
 
 impl CassandraReadStore {
     /// Connects, creates the keyspace and the tables of `views` if missing,
-    /// and prepares every statement.
+    /// and prepares every statement, each at the configured levels.
     pub async fn connect(
         config: &CassandraConfig,
         views: impl IntoIterator<Item = ViewSpec>,
     ) -> Result<Self, ReadStoreError> {
         valid_keyspace(&config.keyspace)?;
-        if config.nodes.is_empty() {
-            return Err(ReadStoreError::msg("no Cassandra contact point configured"));
-        }
-        let session = SessionBuilder::new()
-            .known_nodes(&config.nodes)
-            .connection_timeout(Duration::from_secs(10))
-            .build()
-            .await
-            .map_err(|e| {
-                ReadStoreError::store(format!("connect to Cassandra at {}", config.nodes.join(",")), e)
-            })?;
-        let session = Arc::new(session);
+        let levels = Levels::new(config.consistency);
+        let session = Arc::new(open_session(config, levels).await?);
         let keyspace = config.keyspace.clone();
+        let replication_factor = replication_factor(&session, config).await?;
         let views: Vec<ViewSpec> = views.into_iter().collect();
         let mut tables = Vec::with_capacity(views.len());
         for view in &views {
             tables.push((view.clone(), table_name(&view.name)?));
         }
-        migrate(
-            &session,
-            &keyspace,
-            config.replication_factor,
-            tables.iter().map(|(_, table)| table.as_str()),
-        )
-        .await?;
+        migrate(&session, &keyspace, replication_factor, tables.iter().map(|(_, table)| table.as_str()))
+            .await?;
         let mut prepared = HashMap::with_capacity(tables.len());
         for (spec, table) in &tables {
             prepared.insert(
                 spec.name.clone(),
-                Arc::new(prepare_view(&session, &keyspace, table, spec.shared).await?),
+                Arc::new(prepare_view(&session, levels, &keyspace, table, spec.shared).await?),
             );
         }
-        let statements = prepare_common(&session, &keyspace).await?;
+        let statements = prepare_common(&session, levels, &keyspace).await?;
         Ok(Self {
             session,
             keyspace,
             views: RwLock::new(prepared),
-            replication_factor: config.replication_factor,
+            replication_factor,
+            levels,
             pause_before_checkpoint: config.pause_before_checkpoint,
             statements,
             clock: AtomicI64::new(0),
@@ -179,7 +266,7 @@ impl CassandraReadStore {
         tables.extend(["checkpoints".to_owned(), "dead_letters".to_owned()]);
         for table in tables {
             self.session
-                .query_unpaged(format!("TRUNCATE {}.{table}", self.keyspace), ())
+                .query_unpaged(self.unprepared(format!("TRUNCATE {}.{table}", self.keyspace)), ())
                 .await
                 .map_err(cql(format!("truncate {table}")))?;
         }
@@ -189,11 +276,7 @@ impl CassandraReadStore {
     /// Drops a keyspace and everything in it (tests, tools).
     pub async fn drop_keyspace(config: &CassandraConfig) -> Result<(), ReadStoreError> {
         valid_keyspace(&config.keyspace)?;
-        let session = SessionBuilder::new()
-            .known_nodes(&config.nodes)
-            .build()
-            .await
-            .map_err(|e| ReadStoreError::store("connect to Cassandra", e))?;
+        let session = open_session(config, Levels::new(config.consistency)).await?;
         session
             .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", config.keyspace), ())
             .await
@@ -215,6 +298,15 @@ impl CassandraReadStore {
         let mut names: Vec<&str> = views.keys().map(String::as_str).collect();
         names.sort_unstable();
         names.join(", ")
+    }
+
+    /// A statement that is not prepared (DDL, `TRUNCATE`, a scan of
+    /// partitions), at the store's levels like every prepared one.
+    fn unprepared(&self, text: String) -> Statement {
+        let mut statement = Statement::new(text);
+        statement.set_consistency(self.levels.consistency);
+        statement.set_serial_consistency(Some(self.levels.serial));
+        statement
     }
 
     /// The next timestamp for a write outside any projector.
@@ -240,7 +332,10 @@ impl CassandraReadStore {
         let found = self
             .session
             .query_unpaged(
-                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+                self.unprepared(
+                    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
+                        .to_owned(),
+                ),
                 (&self.keyspace, &table),
             )
             .await
@@ -252,7 +347,8 @@ impl CassandraReadStore {
             return self.view(view);
         }
         // Reads do not depend on `shared`; a writer declares it.
-        let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, false).await?);
+        let prepared =
+            Arc::new(prepare_view(&self.session, self.levels, &self.keyspace, &table, false).await?);
         Ok(Arc::clone(
             self.views
                 .write()
@@ -588,7 +684,8 @@ impl ViewAdmin for CassandraReadStore {
         )
         .await?;
         for (name, table, shared) in tables {
-            let prepared = Arc::new(prepare_view(&self.session, &self.keyspace, &table, shared).await?);
+            let prepared =
+                Arc::new(prepare_view(&self.session, self.levels, &self.keyspace, &table, shared).await?);
             self.views.write().unwrap_or_else(PoisonError::into_inner).insert(name, prepared);
         }
         Ok(())
@@ -598,7 +695,7 @@ impl ViewAdmin for CassandraReadStore {
         for view in views {
             let table = table_name(view)?;
             self.session
-                .query_unpaged(format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace), ())
+                .query_unpaged(self.unprepared(format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace)), ())
                 .await
                 .map_err(cql(format!("drop the table of {view}")))?;
             self.views.write().unwrap_or_else(PoisonError::into_inner).remove(view);
@@ -606,7 +703,7 @@ impl ViewAdmin for CassandraReadStore {
         for table in ["checkpoints", "dead_letters"] {
             self.session
                 .query_unpaged(
-                    format!("DELETE FROM {}.{table} WHERE projection = ?", self.keyspace),
+                    self.unprepared(format!("DELETE FROM {}.{table} WHERE projection = ?", self.keyspace)),
                     (projection,),
                 )
                 .await
@@ -620,7 +717,7 @@ impl ViewAdmin for CassandraReadStore {
         let statement = format!("SELECT DISTINCT p FROM {}.{}", self.keyspace, table_name(view)?);
         let rows = self
             .session
-            .query_iter(statement, ())
+            .query_iter(self.unprepared(statement), ())
             .await
             .map_err(|e| ReadStoreError::store(format!("list the partitions of {view}"), e))?
             .rows_stream::<(String,)>()

@@ -5,9 +5,9 @@
 use parallax_core::ReadStoreError;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
 
 use super::cql;
+use super::levels::Levels;
 
 /// The CQL table name of a view, or why it has none.
 pub(super) fn table_name(view: &str) -> Result<String, ReadStoreError> {
@@ -102,30 +102,65 @@ pub(super) async fn migrate<'a>(
     Ok(())
 }
 
+/// The replication factor of `keyspace`, if it exists (`SimpleStrategy`'s
+/// `replication_factor`, or the sum over datacenters of
+/// `NetworkTopologyStrategy`).
+pub(super) async fn keyspace_replication(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Option<u32>, ReadStoreError> {
+    let what = "read the keyspace's replication";
+    let rows = session
+        .query_unpaged("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?", (keyspace,))
+        .await
+        .map_err(cql(what))?
+        .into_rows_result()
+        .map_err(|e| ReadStoreError::store(what, e))?;
+    let Some((replication,)) = rows
+        .maybe_first_row::<(std::collections::HashMap<String, String>,)>()
+        .map_err(|e| ReadStoreError::store(what, e))?
+    else {
+        return Ok(None);
+    };
+    let factor = replication
+        .iter()
+        .filter(|(option, _)| option.as_str() != "class")
+        .filter_map(|(_, value)| value.parse::<u32>().ok())
+        .sum();
+    Ok(Some(factor))
+}
+
+/// Prepares `statement` to run at `levels`: its consistency, and the serial
+/// level of its Paxos round when it is a lightweight transaction.
 pub(super) async fn prepare(
     session: &Session,
+    levels: Levels,
     statement: String,
 ) -> Result<PreparedStatement, ReadStoreError> {
     let mut prepared = session
         .prepare(statement.as_str())
         .await
         .map_err(|e| ReadStoreError::store(format!("prepare {statement}"), e))?;
-    prepared.set_consistency(Consistency::LocalQuorum);
-    prepared.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+    prepared.set_consistency(levels.consistency);
+    prepared.set_serial_consistency(Some(levels.serial));
     Ok(prepared)
 }
 
+/// Prepares a serial read: a read at the serial level, linearizable with
+/// the lightweight transactions (it finishes one left in progress).
 pub(super) async fn prepare_serial(
     session: &Session,
+    levels: Levels,
     statement: String,
 ) -> Result<PreparedStatement, ReadStoreError> {
-    let mut prepared = prepare(session, statement).await?;
-    prepared.set_consistency(Consistency::LocalSerial);
+    let mut prepared = prepare(session, levels, statement).await?;
+    prepared.set_consistency(levels.serial_read());
     Ok(prepared)
 }
 
 pub(super) async fn prepare_view(
     session: &Session,
+    levels: Levels,
     keyspace: &str,
     table: &str,
     shared: bool,
@@ -135,13 +170,18 @@ pub(super) async fn prepare_view(
     for lower in ["", " AND c >= ?", " AND c > ?"] {
         for upper in ["", " AND c < ?"] {
             scans.push(
-                prepare(session, format!("SELECT c, body FROM {t} WHERE p = ?{lower}{upper} LIMIT ?"))
-                    .await?,
+                prepare(
+                    session,
+                    levels,
+                    format!("SELECT c, body FROM {t} WHERE p = ?{lower}{upper} LIMIT ?"),
+                )
+                .await?,
             );
         }
     }
     let mut put = prepare(
         session,
+        levels,
         format!(
             "UPDATE {t} USING TIMESTAMP ? SET body = ?, rev = ?, marks = marks + ? WHERE p = ? AND c = ?"
         ),
@@ -149,43 +189,57 @@ pub(super) async fn prepare_view(
     .await?;
     put.set_is_idempotent(true);
     let mut delete =
-        prepare(session, format!("DELETE FROM {t} USING TIMESTAMP ? WHERE p = ? AND c = ?")).await?;
+        prepare(session, levels, format!("DELETE FROM {t} USING TIMESTAMP ? WHERE p = ? AND c = ?")).await?;
     delete.set_is_idempotent(true);
     Ok(ViewTable {
         shared,
-        get: prepare(session, format!("SELECT body, rev, marks FROM {t} WHERE p = ? AND c = ?")).await?,
+        get: prepare(session, levels, format!("SELECT body, rev, marks FROM {t} WHERE p = ? AND c = ?"))
+            .await?,
         scans,
         put,
         delete,
         insert_if_absent: prepare(
             session,
+            levels,
             format!("INSERT INTO {t} (p, c, body, rev, marks) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"),
         )
         .await?,
         update_if: prepare(
             session,
+            levels,
             format!("UPDATE {t} SET body = ?, rev = ?, marks = marks + ? WHERE p = ? AND c = ? IF rev = ?"),
         )
         .await?,
-        delete_if: prepare(session, format!("DELETE FROM {t} WHERE p = ? AND c = ? IF rev = ?")).await?,
-        revision_serial: prepare_serial(session, format!("SELECT rev FROM {t} WHERE p = ? AND c = ?"))
+        delete_if: prepare(session, levels, format!("DELETE FROM {t} WHERE p = ? AND c = ? IF rev = ?"))
             .await?,
+        revision_serial: prepare_serial(
+            session,
+            levels,
+            format!("SELECT rev FROM {t} WHERE p = ? AND c = ?"),
+        )
+        .await?,
     })
 }
 
-pub(super) async fn prepare_common(session: &Session, keyspace: &str) -> Result<Statements, ReadStoreError> {
+pub(super) async fn prepare_common(
+    session: &Session,
+    levels: Levels,
+    keyspace: &str,
+) -> Result<Statements, ReadStoreError> {
     let checkpoint =
         format!("SELECT position, source_offset FROM {keyspace}.checkpoints WHERE projection = ? AND source_partition = ?");
     Ok(Statements {
-        checkpoint: prepare(session, checkpoint.clone()).await?,
-        checkpoint_serial: prepare_serial(session, checkpoint).await?,
+        checkpoint: prepare(session, levels, checkpoint.clone()).await?,
+        checkpoint_serial: prepare_serial(session, levels, checkpoint).await?,
         checkpoints: prepare(
             session,
+            levels,
             format!("SELECT source_partition, position, source_offset FROM {keyspace}.checkpoints WHERE projection = ?"),
         )
         .await?,
         checkpoint_insert: prepare(
             session,
+            levels,
             format!(
                 "INSERT INTO {keyspace}.checkpoints (projection, source_partition, position, source_offset) \
                  VALUES (?, ?, ?, ?) IF NOT EXISTS"
@@ -194,6 +248,7 @@ pub(super) async fn prepare_common(session: &Session, keyspace: &str) -> Result<
         .await?,
         checkpoint_update: prepare(
             session,
+            levels,
             format!(
                 "UPDATE {keyspace}.checkpoints SET position = ?, source_offset = ? \
                  WHERE projection = ? AND source_partition = ? IF position = ? AND source_offset = ?"
@@ -202,6 +257,7 @@ pub(super) async fn prepare_common(session: &Session, keyspace: &str) -> Result<
         .await?,
         dead_letter_insert: prepare(
             session,
+            levels,
             format!(
                 "INSERT INTO {keyspace}.dead_letters (projection, position, event_id, event_type, error) \
                  VALUES (?, ?, ?, ?, ?)"
@@ -210,6 +266,7 @@ pub(super) async fn prepare_common(session: &Session, keyspace: &str) -> Result<
         .await?,
         dead_letters: prepare(
             session,
+            levels,
             format!("SELECT position, event_id, event_type, error FROM {keyspace}.dead_letters WHERE projection = ?"),
         )
         .await?,

@@ -16,6 +16,15 @@ use scylla::value::{CqlValue, Row};
 use super::{cql, CassandraReadStore, BATCH_ROWS, BLIND_ATTEMPTS, IN_FLIGHT};
 
 impl CassandraReadStore {
+    /// A logged batch at the store's levels (a batch takes its own, not
+    /// its statements').
+    fn batch(&self) -> Batch {
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.set_consistency(self.levels.consistency);
+        batch.set_serial_consistency(Some(self.levels.serial));
+        batch
+    }
+
     pub(super) async fn serial_revision(&self, view: &str, key: &DocKey) -> Result<Revision, ReadStoreError> {
         let table = self.view(view)?;
         let result = self
@@ -167,7 +176,7 @@ impl CassandraReadStore {
                 }
             }))
             .await?;
-            let mut batch = Batch::new(BatchType::Logged);
+            let mut batch = self.batch();
             let mut values = Vec::with_capacity(writes.len());
             for (write, expected) in writes.iter().zip(expected) {
                 match self.shared_statement(write, expected)? {
@@ -256,7 +265,7 @@ impl CassandraReadStore {
                     self.session.execute_unpaged(statement, values).await.map_err(cql("write a view row"))?;
                     return Ok(());
                 }
-                let mut batch = Batch::new(BatchType::Logged);
+                let mut batch = self.batch();
                 let mut values = Vec::with_capacity(statements.len());
                 for (statement, row) in statements {
                     batch.append_statement(statement);
