@@ -4,13 +4,16 @@
 //! contract suite per port that every adapter runs against its real backend
 //! (ripgrep's trick: one test body, many engines), and the poison-event
 //! suite ([`dead_letters`]: bounded attempts, dead letters, retries) that
-//! every read store with atomic commits runs under a real projector.
+//! every read store with atomic commits runs under a real projector; and
+//! stores in memory ([`memory`]) that pass those suites, for a service's own
+//! unit tests.
 #![warn(missing_docs)]
 
 pub mod given;
 pub mod event_store;
 pub mod read_store;
 pub mod dead_letters;
+pub mod memory;
 
 /// A read store that records the calls it receives, and the check that a
 /// decorator forwards every method it does not keep to itself.
