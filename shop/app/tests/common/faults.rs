@@ -30,6 +30,7 @@ use sqlx::{Connection, PgConnection};
 use super::distributed::{seed_catalog, services, Deployment, ReadDb, Services};
 use super::history::{Driver, Shape, Tally, Target};
 
+mod cassandra_ring;
 mod kafka_cluster;
 mod postgres_standby;
 
@@ -79,6 +80,10 @@ pub enum Fault {
     KafkaPause(Duration),
     /// SIGKILL to the Cassandra node, then start.
     CassandraKill,
+    /// SIGKILL to one node of the Cassandra ring; while it is dead the
+    /// projections and queries must go on at quorum; then start it:
+    /// [`cassandra_ring`].
+    CassandraNodeKill,
     /// SIGKILL to the Kafka broker leading most of the topic's partitions
     /// (its followers frozen for a while before, if given), then start it
     /// again once the lag is back under 1 s: [`kafka_cluster`].
@@ -138,6 +143,10 @@ pub enum Engines {
     /// (`scripts/services/postgres start --standby`), reached through a
     /// host list; the views on the single node.
     PostgresStandby,
+    /// The views on a ring of three Cassandra nodes
+    /// (`scripts/services/cassandra start --nodes 3`), three replicas,
+    /// read and written at `LOCAL_QUORUM`.
+    CassandraRing,
 }
 
 impl Engines {
@@ -147,6 +156,7 @@ impl Engines {
             Engines::Single => services().await,
             Engines::KafkaCluster | Engines::KafkaClusterLeaderAcks => kafka_cluster::services().await,
             Engines::PostgresStandby => postgres_standby::services().await,
+            Engines::CassandraRing => cassandra_ring::services().await,
         }
     }
 }
@@ -247,8 +257,13 @@ pub const FULL: &[Scenario] = &[
 /// The faults only clusters have: each scenario runs on a cluster of one
 /// engine ([`Engines`]), started by its `scripts/services/NAME` cluster mode
 /// (`scripts/faults cluster`).
-pub const CLUSTER: &[Scenario] =
-    &[KAFKA_LEADER_KILL, KAFKA_LEADER_ACKS_CONTROL, KAFKA_FROZEN_FOLLOWERS, POSTGRES_PRIMARY_KILL];
+pub const CLUSTER: &[Scenario] = &[
+    KAFKA_LEADER_KILL,
+    KAFKA_LEADER_ACKS_CONTROL,
+    KAFKA_FROZEN_FOLLOWERS,
+    POSTGRES_PRIMARY_KILL,
+    CASSANDRA_NODE_KILL,
+];
 
 /// The cluster scenarios `cargo test` (and so `scripts/test` and CI) runs:
 /// `faults_cluster.rs`. The others run by hand (`scripts/faults cluster`).
@@ -265,12 +280,13 @@ pub const KAFKA_LEADER_KILL: Scenario = Scenario::new(
 )
 .on(Engines::KafkaCluster);
 
-/// The leader's followers frozen for 5 s, then the leader killed: with
-/// `acks=all` and two replicas in sync, the leader cannot acknowledge what
-/// its followers do not hold, so nothing acknowledged dies with it.
+/// The leader's followers frozen for 45 s (fenced after 9 s: the leader
+/// leads every partition alone), then the leader killed and the followers
+/// thawed: with `acks=all` and two replicas in sync, the leader
+/// acknowledged nothing alone, so nothing acknowledged dies with it.
 pub const KAFKA_FROZEN_FOLLOWERS: Scenario = Scenario::new(
-    "SIGSTOP Kafka followers 5 s, SIGKILL their leader, 3 brokers",
-    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(5)) },
+    "SIGSTOP Kafka followers 45 s, SIGKILL their leader, 3 brokers",
+    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(45)) },
     1,
 )
 .on(Engines::KafkaCluster);
@@ -283,13 +299,22 @@ pub const POSTGRES_PRIMARY_KILL: Scenario =
     Scenario::new("SIGKILL PostgreSQL primary, standby promoted", Fault::PostgresPrimaryKill, 2)
         .on(Engines::PostgresStandby);
 
+/// One node of a Cassandra ring of three killed under load, and started
+/// again after 20 s at least: projections and queries go on at quorum,
+/// views equal the rebuild; reports how long the slowest projection took
+/// to pass the head the event store had at the kill.
+pub const CASSANDRA_NODE_KILL: Scenario =
+    Scenario::new("SIGKILL one Cassandra node of 3, restart", Fault::CassandraNodeKill, 2)
+        .on_cassandra()
+        .on(Engines::CassandraRing);
+
 /// The negative control of the cluster: the same kill as
 /// [`KAFKA_FROZEN_FOLLOWERS`] with `acks=1`, `min.insync.replicas=1` and
 /// unclean leader elections: the leader acknowledges events only it holds,
 /// dies with them, and the check must say so.
 pub const KAFKA_LEADER_ACKS_CONTROL: Scenario = Scenario::new(
-    "negative control: acks=1, min.insync.replicas=1, unclean election; SIGSTOP Kafka followers 5 s, SIGKILL their leader",
-    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(5)) },
+    "negative control: acks=1, min.insync.replicas=1, unclean election; SIGSTOP Kafka followers 45 s, SIGKILL their leader",
+    Fault::KafkaLeaderKill { freeze_followers: Some(Duration::from_secs(45)) },
     1,
 )
 .on(Engines::KafkaClusterLeaderAcks);
@@ -580,6 +605,7 @@ async fn inject(deployment: &mut Deployment, target: &Target, fault: Fault) -> O
             return kafka_cluster::kill_leader(deployment, freeze_followers).await;
         }
         Fault::PostgresPrimaryKill => return Some(postgres_standby::kill_primary(deployment).await),
+        Fault::CassandraNodeKill => return Some(cassandra_ring::kill_node(deployment).await),
         Fault::Nothing(hold) => tokio::time::sleep(hold).await,
         Fault::RelayRewound(back) => {
             deployment.kill("relay");

@@ -13,12 +13,23 @@
 //! [`WATCH`] (the controller needs its session timeout, 9 s, to fence the
 //! dead broker and move its leaderships); 0 s if it never went over.
 //!
-//! The negative control ([`make_unsafe`]) runs the relay's producer with
-//! `acks=1` and no idempotence (`PARALLAX_TEST_KAFKA_LEADER_ACKS`, debug
-//! builds only) and the topic with `min.insync.replicas=1` and unclean
-//! leader election allowed; its kill freezes the leader's followers first
-//! ([`kill_leader`] with `freeze_followers`), so the leader acknowledges
-//! events no other replica holds, and dies with them.
+//! **Frozen followers** ([`kill_leader`] with `freeze_followers`): both
+//! other brokers get SIGSTOP; the controller (a process of its own, never
+//! faulted) fences them after its session timeout and the leader leads
+//! every partition alone, its in-sync set shrunk to itself. After the
+//! freeze the leader is killed and the followers thawed: no in-sync replica
+//! is left. With `min.insync.replicas=2` the leader acknowledged nothing
+//! alone, and the partitions wait for it to come back. The negative control
+//! ([`make_unsafe`]) runs the relay's producer with `acks=1` and no
+//! idempotence (`PARALLAX_TEST_KAFKA_LEADER_ACKS`, debug builds only) and
+//! the topic with `min.insync.replicas=1` and unclean leader election
+//! allowed: the leader acknowledges events no other replica holds, a
+//! thawed follower is elected uncleanly, and the events die with the
+//! leader (when it comes back it truncates its log to the new leader's).
+//! A freeze of a few seconds did not lose anything (run of 2026-12-07): the
+//! relay waits for the frozen partitions' acknowledgements, and what the
+//! leader had acknowledged meanwhile already sat in the frozen followers'
+//! socket buffers.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
@@ -112,9 +123,10 @@ async fn leaders(brokers: &str, topic: &str) -> BTreeMap<i64, usize> {
 /// SIGKILL to the broker leading most of the topic's partitions (after
 /// freezing the others for `freeze_followers`, if given, which are thawed
 /// right after the kill), then its restart once the lag is back under 1 s
-/// (or, with frozen followers, after [`WATCH`]). Returns how long the lag
-/// took to get back under 1 s (not measured with frozen followers: the
-/// control may lose events, and its projectors stop at the hole).
+/// (or, with frozen followers, after [`WATCH`]: until it is back, nothing
+/// in sync is left). Returns how long the lag took to get back under 1 s
+/// (not measured with frozen followers: the control loses events, and its
+/// projectors stop at the hole).
 pub async fn kill_leader(deployment: &Deployment, freeze_followers: Option<Duration>) -> Option<Measured> {
     let leaders = leaders(&deployment.services.brokers, &deployment.topic).await;
     let (&leader, &led) =
