@@ -94,8 +94,8 @@ pub enum Scenario {
     /// Defaults: commands from 16 to 512 connections (p99 limit 100 ms),
     /// queries from 8 to 256 (50 ms); fixed rate at half the first count's
     /// maximum, the same for every count, at least 64 connections. Starts
-    /// target/<profile>/shop (built first, the bench's profile) unless
-    /// --shop-bin; makes databases and a topic of its own and removes them.
+    /// `target/<profile>/shop` (built first, the bench's profile) unless
+    /// `--shop-bin`; makes databases and a topic of its own and removes them.
     ScaleOut(scale_out::Args),
 }
 

@@ -98,9 +98,9 @@ pub struct Args {
     /// is the baseline.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub processes: Vec<usize>,
-    /// The `shop` binary [default: target/<profile>/shop of this workspace,
-    /// the profile this bench was built in, built first with `cargo build
-    /// -p shop` (`--release` for a release bench)].
+    /// The `shop` binary (default: `target/<profile>/shop` of this
+    /// workspace, the profile this bench was built in, built first with
+    /// `cargo build -p shop`, `--release` for a release bench).
     #[arg(long)]
     pub shop_bin: Option<PathBuf>,
     /// Don't build the default shop binary first.

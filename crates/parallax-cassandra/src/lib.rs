@@ -24,7 +24,7 @@
 //! Cassandra has no transaction that spans the view rows of a batch and the
 //! projection's checkpoint. The store gets the effect the SQL stores get from
 //! their transaction — every event's effect on a view exactly once — from
-//! four rules ([`parallax_core::ReadStore::commits_atomically`] is `false`):
+//! four rules ([`parallax_core::ViewCommitter::commits_atomically`] is `false`):
 //!
 //! 1. **Rows before checkpoints.** A commit writes its rows first and moves
 //!    the checkpoints (one row per projection and source partition) last.

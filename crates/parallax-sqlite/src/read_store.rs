@@ -5,7 +5,7 @@
 //! clustering order. The order is SQLite's default `BINARY` collation, which
 //! compares the UTF-8 bytes: the byte order the port specifies.
 //!
-//! [`ReadStore::commit`] runs in one `BEGIN IMMEDIATE` transaction on the one
+//! [`ViewCommitter::commit`] runs in one `BEGIN IMMEDIATE` transaction on the one
 //! write connection: it reads the projection's checkpoints and the revisions
 //! of the documents the batch read, refuses the batch (writing nothing) with
 //! [`ReadStoreError::CheckpointMoved`] or [`ReadStoreError::Conflict`] unless
@@ -18,7 +18,7 @@
 //!
 //! Reads run on separate connections; in WAL mode they see the last commit
 //! and never wait behind one. A point read (a document, a projection's
-//! checkpoints) or a page of up to [`MAX_PAGE_NOW`] documents runs on the
+//! checkpoints) or a page of up to `MAX_PAGE_NOW` documents runs on the
 //! calling thread: bounded work that costs less than a handoff to a blocking
 //! thread. Every other SQLite call runs in `spawn_blocking`.
 //!

@@ -3,8 +3,8 @@
 //! server-sent events) and the dashboard page at `/` that shows it; the
 //! operations API (`/health`, `/ready`, `/metrics`) in every process.
 //!
-//! Every request passes, in order: the key check ([`access`]), the request
-//! timeout ([`deadline`]), the body limit, then its handler; [`server`]
+//! Every request passes, in order: the key check (`access`), the request
+//! timeout (`deadline`), the body limit, then its handler; `server`
 //! accepts and times the connections beneath.
 
 mod access;
@@ -67,7 +67,7 @@ pub struct ApiState {
     pub telemetry: Arc<Telemetry>,
     /// The API keys and their scopes (none: open).
     pub access: Arc<Access>,
-    /// `http.request_timeout` ([`deadline`]).
+    /// `http.request_timeout` (`deadline`).
     pub request_timeout: Duration,
     /// `/ready`'s last measurement.
     pub readiness: Arc<Readiness>,

@@ -37,7 +37,7 @@ pub async fn health() -> Response {
 /// How long one readiness measurement answers `/ready`.
 const MEASURED_FOR: Duration = Duration::from_secs(1);
 
-/// The last readiness measurement: calls within [`MEASURED_FOR`] of it are
+/// The last readiness measurement: calls within `MEASURED_FOR` of it are
 /// answered from it, and calls during a measurement wait for it.
 #[derive(Default)]
 pub struct Readiness {
