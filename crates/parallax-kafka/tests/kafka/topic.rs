@@ -1,5 +1,7 @@
 //! Topic administration.
 
+use std::sync::{Arc, Mutex};
+
 use parallax_kafka::{
     delete_topic, ensure_topic, partition_count, topic_differences, KafkaConfig, TopicError, TopicStatus,
 };
@@ -121,4 +123,39 @@ async fn more_in_sync_replicas_than_replicas_is_refused_before_anything_is_creat
         error_chain(&error)
     );
     assert_eq!(partition_count(&config).await.expect("metadata"), None, "nothing created");
+}
+
+/// What a test's tracing subscriber wrote.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread: the subscriber set below is this thread's default.
+#[tokio::test(flavor = "current_thread")]
+async fn ensure_topic_warns_of_each_setting_the_existing_topic_has_otherwise() {
+    let created = fresh_config("warns", 1).with_retention_ms(3_600_000);
+    ensure_topic(&created).await.unwrap_or_else(|e| panic!("{}", broker_trouble(&created, &e)));
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let wanted = KafkaConfig { retention_ms: None, ..created.clone() };
+    assert_eq!(ensure_topic(&wanted).await.expect("exists"), TopicStatus::Existed);
+    let text = String::from_utf8(logs.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+    let warnings: Vec<&str> = text.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("retention.ms is 3600000 on the topic, -1 configured; it is left as it is"),
+        "{text}"
+    );
 }
