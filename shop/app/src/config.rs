@@ -13,6 +13,8 @@
 //! [write_db]           # the event store
 //! kind = "postgres"    # or "sqlite" (a file under data_dir)
 //! url = "postgres://parallax:parallax@127.0.0.1:5432/shop"
+//! # a primary and its standbys: every process keeps to the primary
+//! # url = "postgres://parallax:parallax@10.0.0.1:5432,10.0.0.2:5432/shop"
 //!
 //! [log]                # between write and read side
 //! kind = "kafka"       # or "embedded" (projectors tail the event store)
@@ -100,7 +102,9 @@ pub enum DbKind {
 pub struct DbSettings {
     /// Which kind.
     pub kind: DbKind,
-    /// Where (PostgreSQL).
+    /// Where (PostgreSQL). The host may be a list, `host1:5433,host2:5434`:
+    /// connections then go to whichever is the primary
+    /// (`parallax_postgres::hosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Pool size (PostgreSQL).

@@ -45,16 +45,21 @@ pub async fn services() -> Services {
 /// Kills the primary, promotes the standby, measures how long until a
 /// command is accepted, then gives the new primary a standby.
 pub async fn kill_primary(deployment: &Deployment) -> Measured {
-    pair("kill").await;
+    // From just before the script sends SIGKILL: it returns only once
+    // every process of the primary has exited, which may take a while.
     let killed = Instant::now();
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    pair("kill").await;
+    let dead = killed.elapsed();
     pair("promote").await;
     let promoted = killed.elapsed();
     let took = accepted_again(&deployment.url("command"), killed).await;
-    eprintln!("-- standby promoted {promoted:?} after the kill; a command accepted {took:?} after it");
+    eprintln!(
+        "-- after the kill: the primary's processes gone in {dead:?}, the standby promoted in {promoted:?}, \
+         a command accepted in {took:?}"
+    );
     for name in ["command", "relay"] {
-        let log = deployment.tail(name, 2_000);
-        let seen: Vec<&str> = log.lines().filter(|line| line.contains("primary")).collect();
-        eprintln!("-- {name}'s log on the primary:\n{}", seen[seen.len().saturating_sub(4)..].join("\n"));
+        eprintln!("-- {name}'s log since the kill: {}", troubles(&deployment.log(name), &since));
     }
     pair("start").await;
     Measured { took, what: "commands accepted again" }
@@ -68,7 +73,15 @@ async fn accepted_again(command: &str, since: Instant) -> Duration {
     let sku = format!("FAILOVER-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let body = json!({ "sku": sku, "name": "Failover probe", "price_cents": 100, "stock": 1 });
     let mut last = String::new();
+    let mut tries = Vec::new();
     while since.elapsed() < LIMIT {
+        if !last.is_empty() {
+            tries.push(format!(
+                "{:.1}s {}",
+                since.elapsed().as_secs_f64(),
+                last.chars().take(60).collect::<String>()
+            ));
+        }
         let sent = client
             .post(format!("{command}/api/products"))
             .header("Idempotency-Key", format!("probe-{sku}"))
@@ -76,11 +89,26 @@ async fn accepted_again(command: &str, since: Instant) -> Duration {
             .send()
             .await;
         match sent {
-            Ok(answer) if answer.status() == StatusCode::CREATED => return since.elapsed(),
+            Ok(answer) if answer.status() == StatusCode::CREATED => {
+                eprintln!("-- the probe's tries before: {}", tries.join(" | "));
+                return since.elapsed();
+            }
             Ok(answer) => last = format!("{}: {}", answer.status(), answer.text().await.unwrap_or_default()),
             Err(error) => last = error.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no command accepted within {LIMIT:?} of the primary's loss; the last answer: {last}");
+}
+
+/// What a process logged from `since` (an RFC 3339 time) on: its lines about
+/// the primary, and how many warnings and errors, with the last of them.
+fn troubles(log: &str, since: &str) -> String {
+    let lines: Vec<&str> =
+        log.lines().filter(|line| line.get(..since.len()).is_some_and(|at| at >= since)).collect();
+    let primary: Vec<&str> = lines.iter().copied().filter(|line| line.contains("primary")).collect();
+    let bad: Vec<&str> =
+        lines.iter().copied().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
+    let last = bad.last().map_or_else(|| "none".to_owned(), |line| line.chars().take(300).collect());
+    format!("{} warnings and errors, the last: {last}\n{}", bad.len(), primary.join("\n"))
 }
