@@ -363,6 +363,33 @@ fn json_text(view: &str, partition: &str, body: &serde_json::Value) -> Result<St
 /// rebuild, check, dead letters) a [`ViewAdmin`]; [`ReadStore`] is all
 /// three. A store implements the three traits; a decorator implements
 /// [`ReadStoreLayer`] and overrides only what it changes.
+///
+/// A query holds a reader and nothing more: it cannot write a view.
+///
+/// ```
+/// use parallax_core::{ClusteringRange, DocKey, ReadStoreError, View, ViewReader, ViewReaderExt};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Order {
+///     total_cents: i64,
+/// }
+///
+/// /// A customer's orders, one document each, clustered by order id.
+/// const ORDERS: View<Order> = View::owned("orders_by_customer");
+///
+/// /// One order, typed by its view's handle.
+/// async fn order(views: &dyn ViewReader, customer: &str, id: &str) -> Result<Option<Order>, ReadStoreError> {
+///     views.get_doc(&ORDERS, &DocKey::new(customer, id)).await
+/// }
+///
+/// /// What a customer spent on their first 100 orders, from one partition
+/// /// of the view (no join, no write DB).
+/// async fn spent(views: &dyn ViewReader, customer: &str) -> Result<i64, ReadStoreError> {
+///     let page = views.scan(ORDERS.name(), customer, &ClusteringRange::default(), 100).await?;
+///     Ok(page.documents.iter().filter_map(|document| document.body["total_cents"].as_i64()).sum())
+/// }
+/// ```
 #[async_trait]
 pub trait ViewReader: Send + Sync {
     /// One document.

@@ -162,6 +162,30 @@ pub struct Snapshot {
 }
 
 /// The write database.
+///
+/// What a command handler does with it, by hand: read a stream, decide,
+/// append at the version read; another writer in between makes the append
+/// a [`AppendError::Conflict`], and nothing is written.
+///
+/// ```
+/// use parallax_core::{AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent};
+///
+/// /// Appends `event` to `stream` unless someone else wrote it since we read it.
+/// async fn append_after_reading(
+///     store: &dyn EventStore,
+///     stream: &str,
+///     event: NewEvent,
+/// ) -> Result<Option<u64>, AppendError> {
+///     let version = store.read_stream(stream, 0).await?.len() as u64;
+///     // ... decide on those events ...
+///     match store.append(AppendRequest::new(stream, ExpectedVersion::Exact(version), vec![event])).await {
+///         Ok(AppendOutcome::Appended { stream_version, .. }) => Ok(Some(stream_version)),
+///         Ok(AppendOutcome::Duplicate(_)) => Ok(None),
+///         Err(AppendError::Conflict { .. }) => Ok(None), // read again and decide again
+///         Err(other) => Err(other),
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends events atomically, checked against `expected_version`.

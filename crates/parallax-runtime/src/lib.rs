@@ -15,6 +15,111 @@
 //! the step, production runs the loop.
 //!
 //! Depends on `parallax-core` and tokio; never on a database driver.
+//!
+//! ## A command, its event, a view, a query
+//!
+//! The engines on embedded SQLite (a distributed service swaps in
+//! `parallax-postgres`, `parallax-kafka` and `parallax-cassandra`; a unit
+//! test, the stores in memory of `parallax-testing`): a [`CommandHandler`]
+//! decides and appends, a [`Projector`] folds the log
+//! into a view and commits it with its checkpoint, and a query reads the
+//! view.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use async_trait::async_trait;
+//! use parallax_core::{Aggregate, Codec, DocKey, DomainEvent, EventRecord, Projection};
+//! use parallax_core::{ProjectionError, View, ViewReaderExt, ViewSpec, ViewTx};
+//! use parallax_runtime::{CommandContext, CommandError, CommandHandler, Projector};
+//! use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! #[serde(tag = "type", content = "data")]
+//! enum Event {
+//!     #[serde(rename = "counter.added")]
+//!     Added { n: u32 },
+//! }
+//!
+//! impl DomainEvent for Event {
+//!     fn event_type(&self) -> &'static str {
+//!         "counter.added"
+//!     }
+//! }
+//!
+//! /// A counter that never passes 10.
+//! #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+//! struct Counter {
+//!     total: u32,
+//! }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("the counter would pass 10")]
+//! struct TooMany;
+//!
+//! impl Aggregate for Counter {
+//!     const STREAM_TYPE: &'static str = "counter";
+//!     type Command = u32;
+//!     type Event = Event;
+//!     type Error = TooMany;
+//!
+//!     fn handle(&self, n: &u32) -> Result<Vec<Event>, TooMany> {
+//!         if self.total + n > 10 { Err(TooMany) } else { Ok(vec![Event::Added { n: *n }]) }
+//!     }
+//!
+//!     fn apply(&mut self, Event::Added { n }: &Event) {
+//!         self.total += n;
+//!     }
+//! }
+//!
+//! #[derive(Debug, Default, Serialize, Deserialize)]
+//! struct Total {
+//!     total: u32,
+//! }
+//!
+//! const TOTALS: View<Total> = View::owned("totals");
+//!
+//! struct Totals;
+//!
+//! #[async_trait]
+//! impl Projection for Totals {
+//!     fn name(&self) -> &'static str {
+//!         "totals"
+//!     }
+//!
+//!     fn views(&self) -> Vec<ViewSpec> {
+//!         vec![TOTALS.spec()]
+//!     }
+//!
+//!     async fn apply(&self, tx: &mut ViewTx<'_>, record: &EventRecord) -> Result<(), ProjectionError> {
+//!         let Event::Added { n } =
+//!             Codec::<Event>::new().decode_record(record).map_err(|e| ProjectionError::Poison(e.to_string()))?;
+//!         let key = DocKey::partition(record.stream_in("counter").unwrap_or_default());
+//!         let mut total = tx.get(&TOTALS, &key).await?.unwrap_or_default();
+//!         total.total += n;
+//!         tx.put(&TOTALS, key, &total);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let events = SqliteEventStore::open(&dir.path().join("events.db"))?;
+//! let views = Arc::new(SqliteReadStore::open(&dir.path().join("views.db"))?);
+//! let counters = CommandHandler::<Counter>::new(Arc::new(events.clone()));
+//!
+//! counters.execute("a", &7, &CommandContext::new()).await?;
+//! let refused = counters.execute("a", &4, &CommandContext::new()).await;
+//! assert!(matches!(refused, Err(CommandError::Domain(TooMany))));
+//!
+//! let projector = Projector::new(Arc::new(Totals), Arc::new(events.log()), views.clone());
+//! projector.catch_up().await?;
+//! let total = views.get_doc(&TOTALS, &DocKey::partition("a")).await?;
+//! assert_eq!(total.map(|t| t.total), Some(7));
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 pub mod command;

@@ -34,6 +34,58 @@ pub enum ProcessError {
 }
 
 /// Reacts to events by sending commands.
+///
+/// A [`ProcessRunner`] hands it each event after its checkpoint, at least
+/// once, so what it sends must be idempotent (a key derived from the event's
+/// id, say).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// use async_trait::async_trait;
+/// use parallax_core::{AppendRequest, EventRecord, EventStore, ExpectedVersion, Metadata, NewEvent};
+/// use parallax_runtime::{ProcessError, ProcessManager, ProcessRunner};
+///
+/// /// Counts the orders placed (a real one would send a command).
+/// #[derive(Default)]
+/// struct Orders(AtomicUsize);
+///
+/// #[async_trait]
+/// impl ProcessManager for Orders {
+///     fn name(&self) -> &'static str {
+///         "orders"
+///     }
+///
+///     async fn handle(&self, event: &EventRecord) -> Result<(), ProcessError> {
+///         if event.event_type == "order.placed" {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let store = parallax_sqlite::SqliteEventStore::open(&dir.path().join("events.db"))?;
+/// let placed = NewEvent {
+///     event_id: uuid::Uuid::now_v7(),
+///     event_type: "order.placed".into(),
+///     schema_version: 1,
+///     payload: "{}".into(),
+///     metadata: Metadata::default(),
+///     recorded_at: chrono::Utc::now(),
+/// };
+/// store.append(AppendRequest::new("order-1", ExpectedVersion::Exact(0), vec![placed])).await?;
+///
+/// let orders = Arc::new(Orders::default());
+/// let runner = ProcessRunner::new(orders.clone(), Arc::new(store.log()), Arc::new(store));
+/// assert_eq!(runner.process_batch().await?, 1);
+/// assert_eq!(runner.process_batch().await?, 0, "caught up: its checkpoint is stored");
+/// assert_eq!(orders.0.load(Ordering::Relaxed), 1);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[async_trait]
 pub trait ProcessManager: Send + Sync {
     /// Persisted name: the checkpoint's key.
