@@ -313,15 +313,38 @@ async fn watermarks(config: &KafkaConfig) -> Result<Vec<(u32, u64, u64)>, TopicE
             topic: config.topic.clone(),
             source,
         };
-        let (admin, topic) = (Arc::clone(&admin), config.topic.clone());
-        let (low, high) = crate::blocking(move || {
-            admin.inner().fetch_watermarks(&topic, partition as i32, REQUEST_TIMEOUT)
-        })
-        .await
-        .map_err(reading)?;
+        let (low, high) = partition_watermarks(&admin, &config.topic, partition).await.map_err(reading)?;
         marks.push((partition, u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0)));
     }
     Ok(marks)
+}
+
+/// One partition's watermarks, from its leader. On a cluster the leader may
+/// have just moved (a broker died, or came back and took its preferred
+/// leaderships again): the answer of a former leader is asked again, with
+/// fresh metadata, for up to [`REQUEST_TIMEOUT`].
+async fn partition_watermarks(admin: &Admin, topic: &str, partition: u32) -> Result<(i64, i64), KafkaError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let (admin, topic) = (Arc::clone(admin), topic.to_owned());
+        let answer = crate::blocking(move || {
+            admin.inner().fetch_watermarks(&topic, partition as i32, REQUEST_TIMEOUT)
+        })
+        .await;
+        let moving = answer.as_ref().err().and_then(KafkaError::rdkafka_error_code).is_some_and(|code| {
+            matches!(
+                code,
+                RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::UnknownLeaderEpoch
+                    | RDKafkaErrorCode::FencedLeaderEpoch
+            )
+        });
+        if !moving || started.elapsed() >= REQUEST_TIMEOUT {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn check(config: &KafkaConfig, actual: u32) -> Result<(), TopicError> {
