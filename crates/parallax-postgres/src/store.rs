@@ -488,7 +488,9 @@ impl Writer {
             }
             Err(error) => {
                 let message = error.to_string();
-                tracing::warn!(error = %message, "append group failed");
+                // Display names this layer only; the driver's error says why.
+                let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(error = %message, %cause, "append group failed");
                 for pending in group {
                     let _ = pending.reply.send(Err(StoreError::msg(message.clone()).into()));
                 }
