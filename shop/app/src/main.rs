@@ -112,12 +112,17 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A server logs what it does; an operator command prints its output, and
+    // only warnings beside it (not the drivers' connection logs). RUST_LOG
+    // overrides either.
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    let default_filter = if serving { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .init();
-    let cli = Cli::parse();
     if let Some(Command::Check(args)) = &cli.command {
         let status = shop::check::run(cli.config.as_deref(), cli.data_dir.clone(), args).await;
         let _ = std::io::Write::flush(&mut std::io::stdout());

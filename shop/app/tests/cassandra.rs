@@ -37,6 +37,26 @@ mod suite_cases {
     suite::for_each_case!(on_cassandra);
 }
 
+/// `shop status`, `dlq list` and `check` on a Cassandra deployment, run as
+/// an operator runs them (no `RUST_LOG`): their output on stdout, and not a
+/// line of the drivers' INFO logs (the scylla driver's connection logs came
+/// around every report).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_print_their_output_not_the_drivers_logs() {
+    let deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    seed_catalog(&deployment.app).await;
+    for args in [&["status", "--json"][..], &["dlq", "list"], &["check", "--json"]] {
+        let output = deployment.shop_output_as_operator(args).await;
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "shop {args:?}: {stderr}");
+        assert!(!stdout.trim().is_empty(), "shop {args:?} printed nothing");
+        let logged: Vec<&str> = stderr.lines().filter(|line| line.contains(" INFO ")).collect();
+        assert!(logged.is_empty(), "shop {args:?} logged at INFO:\n{}", logged.join("\n"));
+    }
+    deployment.stop().await;
+}
+
 /// Per projection and source partition, the highest position any of its
 /// documents holds (its marks) beyond the checkpoint: rows a projector wrote
 /// without moving its checkpoint over them.

@@ -408,9 +408,22 @@ impl Deployment {
     /// Runs `shop <args>` with the deployment's configuration; what it
     /// printed and how it exited, whatever that was.
     pub async fn shop_output(&self, args: &[&str]) -> std::process::Output {
+        self.run_shop(args, true).await
+    }
+
+    /// [`Deployment::shop_output`] as an operator runs it: without the
+    /// harness's `RUST_LOG`, so with the binary's own default logging.
+    pub async fn shop_output_as_operator(&self, args: &[&str]) -> std::process::Output {
+        self.run_shop(args, false).await
+    }
+
+    async fn run_shop(&self, args: &[&str], harness_logging: bool) -> std::process::Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
         command.args(args).stdin(Stdio::null());
         self.configure(&mut command);
+        if !harness_logging {
+            command.env_remove("RUST_LOG");
+        }
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
         tokio::time::timeout(Duration::from_secs(180), command.output())
