@@ -64,6 +64,62 @@
 //! projector moved on — writes nothing. The rows of one commit that are not
 //! shared go in logged batches, which Cassandra applies whole or not at all.
 //!
+//! ## On a replicated ring
+//!
+//! A keyspace of several replicas ([`CassandraConfig::replication_factor`],
+//! 3 on a ring of 3 nodes or more) adds two things a single node never
+//! shows: a write that fails may still land, and a replica may lag. Every
+//! statement runs at one level ([`CassandraConfig::consistency`], default
+//! `LOCAL_QUORUM`), lightweight transactions and serial reads at
+//! `LOCAL_SERIAL`; reads and writes at quorum overlap in at least one
+//! replica, so a quorum read sees every write acknowledged at quorum, and
+//! Cassandra's blocking read repair makes what one quorum read returned
+//! the floor of every later one. The rules above hold as follows.
+//!
+//! - **A row write that timed out.** A logged batch or upsert that fails
+//!   (a timeout: fewer replicas answered than the level asks, the client
+//!   gave up, or the batch log could not be written) may have reached some
+//!   replicas, and hints, the batch log's replay or read repair may carry
+//!   it to the others later, after anything written since. The commit
+//!   fails before its checkpoints move (rule 1), so the projector projects
+//!   the same events again from the same checkpoint. The replay's quorum
+//!   read of a document sees the failed write or does not: if it does, the
+//!   document's marks hold the events and rule 3 drops them; if it does
+//!   not, the replay computes the same document from the same events and
+//!   writes it with the same timestamps (rule 2; of two cells with equal
+//!   timestamps one is kept, and both hold the same document and marks). A replay that stops at an earlier
+//!   position writes older timestamps, and the failed write, landing later,
+//!   wins only the cells it wrote with its later position: the state after
+//!   that position, which the next batch then finds in the marks. No
+//!   landing, however late, carries a state older than one already read.
+//! - **A checkpoint or shared row whose compare-and-set timed out.** Its
+//!   Paxos round may have been accepted or not. The next serial read
+//!   (step 1 of every commit reads checkpoints and guarded revisions
+//!   serially) finishes a round a quorum accepted and supersedes one it did
+//!   not, so from then on the outcome is fixed: a replayed batch finds the
+//!   checkpoint moved or the revision changed (`CheckpointMoved`,
+//!   `Conflict`) and writes nothing before it reads again. A projector that
+//!   resumes from a quorum read of its checkpoint, stale because such a
+//!   round was not finished yet, is caught the same way, and the serial
+//!   read finishing the round makes the next quorum read current.
+//! - **A node dead.** With 3 replicas a quorum is 2: every read, write and
+//!   Paxos round goes on with one node of three dead. Just after it died
+//!   its peers still count it alive for a few seconds, and writes sent to
+//!   it time out; they are the failed writes above, projected again.
+//!   Statements the driver may send twice are marked so (reads, and the
+//!   timestamped batches, which change nothing the second time); compare-
+//!   and-set is never sent twice by the driver.
+//!
+//! A level whose reads need not meet the last write (`ONE` on 3 replicas)
+//! breaks rule 3: the replay may read a document without the marks of a
+//! write it made, and apply events again. The store warns when it connects
+//! at such a level, and refuses one that waits for more replicas than the
+//! keyspace keeps. [`CassandraReadStore::truncate_all`] needs every node
+//! up (Cassandra's `TRUNCATE` does).
+//! `tests/ring.rs` shows a batch whose write timed out with two replicas
+//! frozen applied once, and a store going on with a node dead while the
+//! same keyspace at `ALL` refuses every kind of statement.
+//!
 //! What this does not give: isolation. A reader may see some rows of a batch
 //! before others, and two projectors racing from one checkpoint may both
 //! write rows (the same rows, since they replay the same events) before one

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{append, Counting, LAST, SHARED_TOTALS};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,44 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parallax_cassandra::CassandraReadStore;
 use parallax_core::{
-    Checkpoint, DocKey, EventLog, EventRecord, EventSource, EventStore, ExpectedVersion, LogError, Partition,
-    Projection, ProjectionError, ReadStore, ReadStoreError, ReadStoreLayer, SourceBatch, SourcedEvent, View,
-    ViewBatch, ViewCommitter, ViewReader, ViewReaderExt, ViewSpec, ViewTx,
+    Checkpoint, DocKey, EventLog, EventRecord, EventSource, EventStore, LogError, Partition, Projection,
+    ProjectionError, ReadStore, ReadStoreError, ReadStoreLayer, SourceBatch, SourcedEvent, ViewBatch,
+    ViewCommitter, ViewReader, ViewReaderExt, ViewSpec, ViewTx,
 };
 use parallax_runtime::Projector;
 use parallax_sqlite::SqliteEventStore;
-use parallax_testing::event_store::{append_request, new_event};
-use serde_json::{json, Value};
-
-/// Events counted, in one read-modify-written row.
-const TOTALS: View<Value> = View::owned("totals");
-/// Each stream's last version (a blind write).
-const LAST: View<Value> = View::owned("last");
-/// [`TOTALS`], read-modify-written from every partition at once.
-const SHARED_TOTALS: View<Value> = View::shared("shared_totals");
-
-/// Counts every event (one read-modify-written total) and keeps the last
-/// event of each stream (a blind write).
-struct Counting;
-
-#[async_trait]
-impl Projection for Counting {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-
-    fn views(&self) -> Vec<ViewSpec> {
-        vec![TOTALS.spec(), LAST.spec()]
-    }
-
-    async fn apply(&self, tx: &mut ViewTx<'_>, event: &EventRecord) -> Result<(), ProjectionError> {
-        let key = DocKey::partition("all");
-        let total = tx.get(&TOTALS, &key).await?.and_then(|v| v["events"].as_u64()).unwrap_or(0);
-        tx.put(&TOTALS, key, &json!({ "events": total + 1 }));
-        tx.put(&LAST, DocKey::partition(&event.stream_id), &json!({ "version": event.stream_version }));
-        Ok(())
-    }
-}
+use serde_json::json;
 
 /// The store, except that while `crash` is set a commit writes its rows,
 /// leaves the checkpoints where they are and fails: a projector killed
@@ -87,11 +58,6 @@ async fn the_crashing_store_forwards_every_method() {
     parallax_testing::forwarding::assert_forwards(&store, &recorder, &kept).await;
 }
 
-async fn append(store: &SqliteEventStore, stream: &str, events: usize) {
-    let events = (0..events).map(|n| new_event("thing.happened", json!({ "n": n }))).collect();
-    store.append(append_request(stream, ExpectedVersion::Any, events)).await.expect("append");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_replayed_after_its_rows_landed_changes_nothing_twice() {
     let dir = tempfile::tempdir().expect("a temp folder");
@@ -100,7 +66,7 @@ async fn a_batch_replayed_after_its_rows_landed_changes_nothing_twice() {
     let (config, cassandra) =
         common::fresh_store(vec![ViewSpec::owned("totals"), ViewSpec::owned("last")]).await;
     let cassandra = Arc::new(cassandra);
-    let projection: Arc<dyn Projection> = Arc::new(Counting);
+    let projection: Arc<dyn Projection> = Arc::new(Counting { shared: false });
 
     append(&events, "a", 3).await;
     append(&events, "b", 2).await;

@@ -143,6 +143,11 @@ pub(super) async fn prepare(
         .map_err(|e| ReadStoreError::store(format!("prepare {statement}"), e))?;
     prepared.set_consistency(levels.consistency);
     prepared.set_serial_consistency(Some(levels.serial));
+    // A read may be sent again to another node (one that died with the
+    // request, say): reading twice changes nothing.
+    if statement.starts_with("SELECT ") {
+        prepared.set_is_idempotent(true);
+    }
     Ok(prepared)
 }
 

@@ -266,6 +266,9 @@ impl CassandraReadStore {
                     return Ok(());
                 }
                 let mut batch = self.batch();
+                // Timestamped upserts and deletes: applying them twice
+                // changes nothing, so the driver may send them again.
+                batch.set_is_idempotent(true);
                 let mut values = Vec::with_capacity(statements.len());
                 for (statement, row) in statements {
                     batch.append_statement(statement);
