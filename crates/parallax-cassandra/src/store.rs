@@ -251,6 +251,12 @@ impl CassandraReadStore {
         &self.keyspace
     }
 
+    /// The keyspace's replication factor: the one it was created with
+    /// (which a keyspace that existed keeps, whatever was configured).
+    pub fn replication_factor(&self) -> u32 {
+        self.replication_factor
+    }
+
     /// The driver session (for tools and tests).
     pub fn session(&self) -> &Session {
         &self.session
@@ -301,7 +307,8 @@ impl CassandraReadStore {
     }
 
     /// A statement that is not prepared (DDL, `TRUNCATE`, a scan of
-    /// partitions), at the store's levels like every prepared one.
+    /// partitions), at the store's levels like every prepared one (reads
+    /// of `system_schema` excepted: `schema::local_read`).
     fn unprepared(&self, text: String) -> Statement {
         let mut statement = Statement::new(text);
         statement.set_consistency(self.levels.consistency);
@@ -332,9 +339,8 @@ impl CassandraReadStore {
         let found = self
             .session
             .query_unpaged(
-                self.unprepared(
-                    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
-                        .to_owned(),
+                schema::local_read(
+                    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
                 ),
                 (&self.keyspace, &table),
             )

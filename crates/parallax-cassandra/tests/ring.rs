@@ -285,3 +285,26 @@ async fn with_a_node_dead_the_store_goes_on_at_quorum_and_every_statement_takes_
     assert_eq!(all.checkpoint("counting", 0).await.expect("checkpoint at ALL").position, 6);
     drop_keyspace(&config).await;
 }
+
+/// The replication factor: 3 on the ring unless configured; a keyspace that
+/// exists keeps its own (with a warning), and a level waiting for more
+/// replicas than it keeps is refused, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_keeps_the_replication_it_was_created_with() {
+    ring(&["start"]);
+    let mut config = ring_config();
+    config.replication_factor = Some(1);
+    let one =
+        CassandraReadStore::connect(&config, Counting { shared: false }.views()).await.expect("connect");
+    assert_eq!((one.replication_factor(), replication(&one).await.as_str()), (1, "1"));
+    config.replication_factor = None;
+    let again =
+        CassandraReadStore::connect(&config, Counting { shared: false }.views()).await.expect("connect");
+    assert_eq!(again.replication_factor(), 1, "the existing keyspace's, not the ring's 3");
+    config.consistency = Consistency::Two;
+    let refused = CassandraReadStore::connect(&config, Counting { shared: false }.views())
+        .await
+        .expect_err("TWO on one replica");
+    assert!(refused.to_string().contains("waits for 2 replicas, the keyspace keeps 1"), "{refused}");
+    drop_keyspace(&config).await;
+}

@@ -5,6 +5,8 @@
 use parallax_core::ReadStoreError;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
+use scylla::statement::Consistency;
 
 use super::cql;
 use super::levels::Levels;
@@ -102,6 +104,15 @@ pub(super) async fn migrate<'a>(
     Ok(())
 }
 
+/// A read of a node's own tables (`system_schema`): one node holds them,
+/// so no level above one can be met (`TWO` fails there).
+pub(super) fn local_read(text: &str) -> Statement {
+    let mut statement = Statement::new(text);
+    statement.set_consistency(Consistency::LocalOne);
+    statement.set_is_idempotent(true);
+    statement
+}
+
 /// The replication factor of `keyspace`, if it exists (`SimpleStrategy`'s
 /// `replication_factor`, or the sum over datacenters of
 /// `NetworkTopologyStrategy`).
@@ -111,7 +122,10 @@ pub(super) async fn keyspace_replication(
 ) -> Result<Option<u32>, ReadStoreError> {
     let what = "read the keyspace's replication";
     let rows = session
-        .query_unpaged("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?", (keyspace,))
+        .query_unpaged(
+            local_read("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?"),
+            (keyspace,),
+        )
         .await
         .map_err(cql(what))?
         .into_rows_result()
