@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::faults::{run, Outcome, CLUSTER, CLUSTER_CI};
+use common::faults::{report, run, Outcome, CLUSTER, CLUSTER_CI};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_cluster_fault_scenario() {
@@ -23,24 +23,5 @@ async fn every_cluster_fault_scenario() {
         outcomes.push(run(*scenario).await);
     }
     assert!(!outcomes.is_empty(), "no cluster scenario matches PARALLAX_FAULTS_ONLY={only:?}");
-    let rows: Vec<String> = outcomes.iter().map(Outcome::row).collect();
-    let table = format!("{}\n{}\n", Outcome::HEADER, rows.join("\n"));
-    println!("\n{table}");
-    if let Ok(path) = std::env::var("PARALLAX_FAULTS_DOCS") {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        let (begin, end) = ("<!-- faults-cluster:begin -->", "<!-- faults-cluster:end -->");
-        let (Some(from), Some(to)) = (text.find(begin), text.find(end)) else {
-            panic!("{path} has no {begin} … {end} markers");
-        };
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let measured = format!("Measured {} on {cores} cores.\n\n", chrono::Utc::now().format("%Y-%m-%d"));
-        let updated = format!("{}{begin}\n{measured}{table}{}", &text[..from], &text[to..]);
-        std::fs::write(&path, updated).unwrap_or_else(|e| panic!("write {path}: {e}"));
-    }
-    let wrong: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.passed() == o.scenario.must_fail())
-        .map(|o| format!("{}\n  {}", o.row(), o.report["details"]))
-        .collect();
-    assert!(wrong.is_empty(), "scenarios with the wrong verdict:\n{}", wrong.join("\n"));
+    report(&outcomes, "faults-cluster");
 }

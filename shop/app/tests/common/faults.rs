@@ -419,6 +419,41 @@ impl Outcome {
     pub const HEADER: &'static str = "| scenario | faults | operations | acknowledged | unknown | events | lost | applied twice | views ≠ rebuild | check | time |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|";
 }
 
+/// Prints the table of `outcomes`, writes it into `PARALLAX_FAULTS_DOCS`
+/// (when set) between that file's `<!-- {markers}:begin -->` and
+/// `<!-- {markers}:end -->` lines, and fails the test if a scenario had the
+/// wrong verdict (a control that passed, any other that failed).
+pub fn report(outcomes: &[Outcome], markers: &str) {
+    let rows: Vec<String> = outcomes.iter().map(Outcome::row).collect();
+    let table = format!("{}\n{}\n", Outcome::HEADER, rows.join("\n"));
+    println!("\n{table}");
+    if let Ok(path) = std::env::var("PARALLAX_FAULTS_DOCS") {
+        write_table(&path, markers, &table);
+    }
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.passed() == o.scenario.must_fail())
+        .map(|o| format!("{}\n  {}", o.row(), o.report["details"]))
+        .collect();
+    assert!(wrong.is_empty(), "scenarios with the wrong verdict:\n{}", wrong.join("\n"));
+}
+
+/// Replaces what stands between the `markers` lines of `path` with `table`.
+fn write_table(path: &str, markers: &str, table: &str) {
+    let (begin, end) = (format!("<!-- {markers}:begin -->"), format!("<!-- {markers}:end -->"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let (Some(from), Some(to)) = (text.find(&begin), text.find(&end)) else {
+        panic!("{path} has no {begin} … {end} markers");
+    };
+    let machine = format!(
+        "Measured {} on {} cores.\n\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let updated = format!("{}{begin}\n{machine}{table}{}", &text[..from], &text[to..]);
+    std::fs::write(path, updated).unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services").join(name)
 }
