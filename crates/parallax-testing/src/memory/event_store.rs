@@ -255,6 +255,6 @@ impl EventLog for MemLog {
     }
 
     async fn head(&self) -> Result<Position, LogError> {
-        Ok(self.store.state().events.len() as Position)
+        self.store.head().await
     }
 }
