@@ -9,11 +9,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures::future::try_join_all;
 use futures::{stream, StreamExt, TryStreamExt};
 use parallax_core::read_store::{
     ClusteringRange, DeadLetter, DocKey, Document, LowerBound, Page, ReadStoreError, Revision, Stamp,
-    StoredDocument, ViewAdmin, ViewBatch, ViewCommitter, ViewReader, ViewWrite,
+    StoredDocument, ViewAdmin, ViewBatch, ViewCommitter, ViewReader,
 };
 use parallax_core::{Checkpoint, Partition, Position, ViewSpec};
 use scylla::client::execution_profile::ExecutionProfile;
@@ -31,7 +30,7 @@ mod write;
 pub use levels::{parse_consistency, ConsistencyError};
 use levels::{serial_for, Levels};
 use schema::{migrate, prepare_common, prepare_view, table_name, valid_keyspace, Statements, ViewTable};
-use write::{conflict, net_writes};
+use write::net_writes;
 
 /// Rows per logged batch: small enough for Cassandra's batch size limits
 /// with view documents of a few kilobytes, large enough to save round trips.
@@ -534,71 +533,10 @@ impl ViewCommitter for CassandraReadStore {
             self.view(write.view())?;
         }
 
-        // 1. Nothing is written from a stale batch: every checkpoint must be
-        //    where the batch started, every shared document at its revision.
-        let current = try_join_all(
-            moves.iter().map(|movement| self.read_checkpoint(&projection, movement.partition, true)),
-        )
-        .await?;
-        for (movement, actual) in moves.iter().zip(current) {
-            if actual != movement.from {
-                return Err(ReadStoreError::CheckpointMoved {
-                    projection,
-                    partition: movement.partition,
-                    expected: movement.from.position,
-                    actual: actual.position,
-                });
-            }
-        }
-        let mut guards: HashMap<(&str, &DocKey), Revision> = HashMap::new();
-        for guard in &reads {
-            if self.view(&guard.view)?.shared {
-                guards.insert((guard.view.as_str(), &guard.key), guard.revision);
-            }
-        }
-        let revisions =
-            try_join_all(guards.iter().map(|(&(view, key), _)| self.serial_revision(view, key))).await?;
-        for ((&(view, key), &expected), actual) in guards.iter().zip(revisions) {
-            if actual != expected {
-                return Err(conflict(view, key));
-            }
-        }
-
-        // 2. Rows, before the checkpoints that cover them: shared rows by
-        //    compare-and-set, owned rows in logged batches by position.
-        let mut shared = Vec::new();
-        let mut owned = Vec::new();
-        for write in writes {
-            if self.view(write.view())?.shared {
-                shared.push(write);
-            } else {
-                owned.push(write);
-            }
-        }
-        let mut partitions: BTreeMap<(&str, &str), Vec<&ViewWrite>> = BTreeMap::new();
-        for write in shared {
-            partitions.entry((write.view(), write.key().partition.as_str())).or_default().push(write);
-        }
-        let shared: Vec<_> =
-            partitions.into_values().map(|writes| self.apply_shared_partition(writes, &guards)).collect();
-        stream::iter(shared).buffer_unordered(IN_FLIGHT).try_collect::<Vec<()>>().await?;
-        self.write_owned(owned).await?;
-        try_join_all(dead_letters.iter().map(|letter| {
-            self.session.execute_unpaged(
-                &self.statements.dead_letter_insert,
-                (
-                    &letter.projection,
-                    letter.position as i64,
-                    letter.event_id,
-                    &letter.event_type,
-                    &letter.error,
-                ),
-            )
-        }))
-        .await
-        .map_err(cql("store a dead letter"))?;
-
-        // 3. The checkpoints, each by compare-and-set.
+        // Nothing from a stale batch; then the rows, before the checkpoints
+        // that cover them; then the checkpoints, each by compare-and-set.
+        let guards = self.refuse_stale(&projection, &moves, &reads).await?;
+        self.write_rows(writes, &guards, &dead_letters).await?;
         if let (Some(pause), false) = (self.pause_before_checkpoint, moves.is_empty()) {
             tracing::debug!(?pause, "fault injection: pausing between the rows and the checkpoints");
             tokio::time::sleep(pause).await;

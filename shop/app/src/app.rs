@@ -255,30 +255,28 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         request_timeout: settings.http.request_timeout(),
         readiness: Arc::default(),
     };
-    {
-        // Drains histogram buffers and drops idle gauges.
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => metrics.upkeep(),
-                }
-            }
-        });
-    }
+    tasks.spawn(metrics_upkeep(metrics, cancel.clone()));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("read the listening address")?;
-    {
-        let (cancel, http) = (cancel.clone(), settings.http.clone());
-        tasks.spawn(async move { crate::http::serve(listener, router(state), &http, cancel).await });
-    }
+    let (http, shutdown) = (settings.http.clone(), cancel.clone());
+    tasks.spawn(async move { crate::http::serve(listener, router(state), &http, shutdown).await });
     tracing::info!(%addr, roles = ?settings.roles, write_db = ?settings.write_db.kind, log = ?settings.log.kind,
         read_db = ?settings.read_db.kind, api_keys = ?settings.api_keys.iter().map(|key| &key.name).collect::<Vec<_>>(),
         "shop listening");
     Ok(RunningApp { addr, cancel, tasks })
+}
+
+/// Drains the histograms' buffers and drops idle gauges, every 5 s until
+/// cancelled.
+async fn metrics_upkeep(metrics: Arc<Metrics>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => metrics.upkeep(),
+        }
+    }
 }
 
 /// Opens the write side and the read store, each if one of the process's

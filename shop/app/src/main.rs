@@ -113,16 +113,7 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // A server logs what it does; an operator command prints its output, and
-    // only warnings beside it (not the drivers' connection logs). RUST_LOG
-    // overrides either.
-    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
-    let default_filter = if serving { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
-        .init();
+    init_tracing(&cli.command);
     if let Some(Command::Check(args)) = &cli.command {
         let status = shop::check::run(cli.config.as_deref(), cli.data_dir.clone(), args).await;
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -133,52 +124,9 @@ async fn main() -> anyhow::Result<()> {
         settings.data_dir = data_dir;
     }
     let args = match cli.command {
-        Some(Command::Migrate) => return shop::migrate(&settings).await,
-        Some(Command::Status { json }) => {
-            let statuses = shop::ops::status(&settings).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
-            } else {
-                print!("{}", shop::ops::render_status(&statuses));
-            }
-            return Ok(());
-        }
-        Some(Command::Rebuild { projection, from_store }) => {
-            let from =
-                if from_store { shop::ops::RebuildFrom::EventStore } else { shop::ops::RebuildFrom::Log };
-            let rebuilt = shop::ops::rebuild(&settings, &projection, from).await?;
-            println!(
-                "{projection}: generation {} serves; generation {} {}",
-                rebuilt.to.generation,
-                rebuilt.from.generation,
-                if rebuilt.switched_here { "dropped" } else { "replaced by another process" }
-            );
-            return Ok(());
-        }
-        Some(Command::Dlq(DlqCommand::List { json })) => {
-            let letters = shop::ops::dead_letters(&settings).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else {
-                print!("{}", shop::ops::render_dead_letters(&letters));
-            }
-            return Ok(());
-        }
-        Some(Command::Dlq(DlqCommand::Retry { id })) => {
-            println!("{}", shop::ops::retry_dead_letter(&settings, &id).await?);
-            return Ok(());
-        }
-        Some(Command::Events(EventsCommand::Tail { stream, after, no_follow })) => {
-            let after = match after {
-                Some(after) => after,
-                None => shop::ops::head(&settings).await?,
-            };
-            let mut out = std::io::stdout();
-            return shop::ops::tail_events(&settings, stream.as_deref(), after, !no_follow, &mut out).await;
-        }
-        Some(Command::Check(_)) => unreachable!("`shop check` exits above"),
         Some(Command::Serve(args)) => args,
         None => cli.serve,
+        Some(command) => return operate(command, &settings).await,
     };
     if let Some(listen) = args.listen {
         settings.listen = listen;
@@ -191,4 +139,68 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on {}", app.url());
     app.run_until_signal().await;
     Ok(())
+}
+
+/// A server logs what it does; an operator command prints its output, and
+/// only warnings beside it (not the drivers' connection logs). RUST_LOG
+/// overrides either.
+fn init_tracing(command: &Option<Command>) {
+    let serving = matches!(command, None | Some(Command::Serve(_)));
+    let default_filter = if serving { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .init();
+}
+
+/// Runs an operator command, printing its output on stdout.
+async fn operate(command: Command, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => shop::migrate(settings).await,
+        Command::Status { json } => {
+            let statuses = shop::ops::status(settings).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", shop::ops::render_status(&statuses));
+            }
+            Ok(())
+        }
+        Command::Rebuild { projection, from_store } => {
+            let from =
+                if from_store { shop::ops::RebuildFrom::EventStore } else { shop::ops::RebuildFrom::Log };
+            let rebuilt = shop::ops::rebuild(settings, &projection, from).await?;
+            println!(
+                "{projection}: generation {} serves; generation {} {}",
+                rebuilt.to.generation,
+                rebuilt.from.generation,
+                if rebuilt.switched_here { "dropped" } else { "replaced by another process" }
+            );
+            Ok(())
+        }
+        Command::Dlq(DlqCommand::List { json }) => {
+            let letters = shop::ops::dead_letters(settings).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print!("{}", shop::ops::render_dead_letters(&letters));
+            }
+            Ok(())
+        }
+        Command::Dlq(DlqCommand::Retry { id }) => {
+            println!("{}", shop::ops::retry_dead_letter(settings, &id).await?);
+            Ok(())
+        }
+        Command::Events(EventsCommand::Tail { stream, after, no_follow }) => {
+            let after = match after {
+                Some(after) => after,
+                None => shop::ops::head(settings).await?,
+            };
+            let mut out = std::io::stdout();
+            shop::ops::tail_events(settings, stream.as_deref(), after, !no_follow, &mut out).await
+        }
+        Command::Check(_) => unreachable!("`shop check` exits in main"),
+        Command::Serve(_) => unreachable!("main serves"),
+    }
 }

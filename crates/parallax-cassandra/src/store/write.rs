@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 use futures::{stream, StreamExt, TryStreamExt};
-use parallax_core::read_store::{fresh_revision, DocKey, ReadStoreError, Revision, Stamp, ViewWrite};
+use parallax_core::read_store::{
+    fresh_revision, CheckpointMove, DeadLetter, DocKey, ReadGuard, ReadStoreError, Revision, Stamp, ViewWrite,
+};
 use parallax_core::{Checkpoint, Partition, Position};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::batch::{Batch, BatchType};
@@ -23,6 +25,90 @@ impl CassandraReadStore {
         batch.set_consistency(self.levels.consistency);
         batch.set_serial_consistency(Some(self.levels.serial));
         batch
+    }
+
+    /// A commit's first step: nothing is written from a stale batch. Every
+    /// checkpoint must be where the batch started, every shared document it
+    /// read at the revision it read; the shared ones' revisions are returned
+    /// as the guards their writes compare-and-set against.
+    pub(super) async fn refuse_stale<'a>(
+        &self,
+        projection: &str,
+        moves: &[CheckpointMove],
+        reads: &'a [ReadGuard],
+    ) -> Result<HashMap<(&'a str, &'a DocKey), Revision>, ReadStoreError> {
+        let current = try_join_all(
+            moves.iter().map(|movement| self.read_checkpoint(projection, movement.partition, true)),
+        )
+        .await?;
+        for (movement, actual) in moves.iter().zip(current) {
+            if actual != movement.from {
+                return Err(ReadStoreError::CheckpointMoved {
+                    projection: projection.to_owned(),
+                    partition: movement.partition,
+                    expected: movement.from.position,
+                    actual: actual.position,
+                });
+            }
+        }
+        let mut guards = HashMap::new();
+        for guard in reads {
+            if self.view(&guard.view)?.shared {
+                guards.insert((guard.view.as_str(), &guard.key), guard.revision);
+            }
+        }
+        let revisions =
+            try_join_all(guards.keys().map(|&(view, key)| self.serial_revision(view, key))).await?;
+        for ((&(view, key), &expected), actual) in guards.iter().zip(revisions) {
+            if actual != expected {
+                return Err(conflict(view, key));
+            }
+        }
+        Ok(guards)
+    }
+
+    /// A commit's second step: the rows, before the checkpoints that cover
+    /// them. Shared rows by compare-and-set against `guards`, a partition's
+    /// in one conditional batch; owned rows in logged batches by position;
+    /// then the dead letters.
+    pub(super) async fn write_rows(
+        &self,
+        writes: Vec<&ViewWrite>,
+        guards: &HashMap<(&str, &DocKey), Revision>,
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), ReadStoreError> {
+        let mut shared = Vec::new();
+        let mut owned = Vec::new();
+        for write in writes {
+            if self.view(write.view())?.shared {
+                shared.push(write);
+            } else {
+                owned.push(write);
+            }
+        }
+        let mut partitions: BTreeMap<(&str, &str), Vec<&ViewWrite>> = BTreeMap::new();
+        for write in shared {
+            partitions.entry((write.view(), write.key().partition.as_str())).or_default().push(write);
+        }
+        let shared: Vec<_> =
+            partitions.into_values().map(|writes| self.apply_shared_partition(writes, guards)).collect();
+        stream::iter(shared).buffer_unordered(IN_FLIGHT).try_collect::<Vec<()>>().await?;
+        self.write_owned(owned).await?;
+        try_join_all(dead_letters.iter().map(|letter| {
+            self.session.execute_unpaged(
+                &self.statements.dead_letter_insert,
+                (
+                    &letter.projection,
+                    letter.position as i64,
+                    letter.event_id,
+                    &letter.event_type,
+                    &letter.error,
+                ),
+            )
+        }))
+        .await
+        .map_err(cql("store a dead letter"))?;
+        Ok(())
     }
 
     pub(super) async fn serial_revision(&self, view: &str, key: &DocKey) -> Result<Revision, ReadStoreError> {
