@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, VecDeque};
 use futures::{stream, StreamExt, TryStreamExt};
 use parallax_core::{Aggregate, AppendRequest, Codec, EventStore, ExpectedVersion, Metadata, NewEvent};
 use shop_domain::{
-    react, Cart, CartCommand, Order, OrderCommand, OrderStatus, Product, ProductCommand, ProductInfo,
-    SagaCommand,
+    react, Cart, CartCommand, CartId, CustomerId, Order, OrderCommand, OrderStatus, Product, ProductCommand,
+    ProductInfo, SagaCommand, Sku,
 };
 use shop_events::{CartEvent, ShopCodec, ShopEvent};
 use uuid::Uuid;
@@ -144,14 +144,15 @@ impl Sim {
             actor: None,
             traceparent: None,
         };
-        let cart_id = format!("k{k}");
+        let cart_id = CartId::parse(format!("k{k}")).expect("a cart id of the rule");
         let mut cart = Cart::default();
         self.fill(&mut cart, &cart_id, &metadata);
         if self.random(10) >= 8 {
             return; // abandoned
         }
         let order_id = Uuid::now_v7();
-        let customer_id = format!("u{}", k % self.customers.max(1));
+        let customer_id =
+            CustomerId::parse(format!("u{}", k % self.customers.max(1))).expect("a customer id of the rule");
         self.check_out(&mut cart, &cart_id, order_id, customer_id, &metadata);
         let mut order = Order::default();
         self.settle(&mut order, order_id, &metadata);
@@ -172,7 +173,7 @@ impl Sim {
 
     /// One to three lines (a product restocked or, rarely, repriced
     /// first), and one time in ten the first line removed again.
-    fn fill(&mut self, cart: &mut Cart, cart_id: &str, metadata: &Metadata) {
+    fn fill(&mut self, cart: &mut Cart, cart_id: &CartId, metadata: &Metadata) {
         let lines = 1 + self.random(3);
         for _ in 0..lines {
             let index = self.random(self.products.len() as u64) as usize;
@@ -184,24 +185,24 @@ impl Sim {
                 self.product(index, ProductCommand::Reprice { price_cents }, metadata);
             }
             self.queue.clear();
-            let quantity = 1 + self.random(3) as i64;
+            let quantity = shop_domain::Quantity::parse(1 + self.random(3) as i64).expect("1 to 3 units");
             let product = &self.products[index];
             let command = CartCommand::AddItem {
-                cart_id: cart_id.to_owned(),
-                sku: product.sku().to_owned(),
+                cart_id: cart_id.clone(),
+                sku: Sku::recorded(product.sku()),
                 quantity,
                 product: Some(ProductInfo {
                     name: product.name().to_owned(),
                     unit_price_cents: product.price_cents(),
                 }),
             };
-            self.cart(cart, cart_id, &command, metadata);
+            self.cart(cart, cart_id.as_str(), &command, metadata);
         }
         if self.random(10) == 0 {
-            let first = cart.skus().next().map(str::to_owned);
+            let first = cart.skus().next().map(Sku::recorded);
             if let Some(sku) = first {
-                let command = CartCommand::RemoveItem { cart_id: cart_id.to_owned(), sku };
-                self.cart(cart, cart_id, &command, metadata);
+                let command = CartCommand::RemoveItem { cart_id: cart_id.clone(), sku };
+                self.cart(cart, cart_id.as_str(), &command, metadata);
             }
         }
     }
@@ -211,9 +212,9 @@ impl Sim {
     fn check_out(
         &mut self,
         cart: &mut Cart,
-        cart_id: &str,
+        cart_id: &CartId,
         order_id: Uuid,
-        customer_id: String,
+        customer_id: CustomerId,
         metadata: &Metadata,
     ) {
         let prices = cart
@@ -227,8 +228,8 @@ impl Sim {
                 ))
             })
             .collect();
-        let command = CartCommand::CheckOut { cart_id: cart_id.to_owned(), order_id, customer_id, prices };
-        let events = self.cart(cart, cart_id, &command, metadata);
+        let command = CartCommand::CheckOut { cart_id: cart_id.clone(), order_id, customer_id, prices };
+        let events = self.cart(cart, cart_id.as_str(), &command, metadata);
         self.queue.extend(events.into_iter().map(ShopEvent::Cart));
     }
 }
@@ -246,7 +247,7 @@ pub async fn generate(store: &dyn EventStore, shape: Shape) -> anyhow::Result<Hi
     let metadata = Metadata::default();
     for i in 0..sim.products.len() {
         let command = ProductCommand::Register {
-            sku: workload::sku(i as u64),
+            sku: Sku::parse(workload::sku(i as u64)).expect("a SKU of the rule"),
             name: workload::product_name(i as u64),
             price_cents: workload::price_cents(i as u64),
             stock: 1_000,

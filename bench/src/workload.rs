@@ -13,7 +13,7 @@ use hyper::Method;
 use parallax_runtime::{CommandContext, Executed};
 use serde::Serialize;
 use shop::commands::ShopCommands;
-use shop_domain::ProductCommand;
+use shop_domain::{CartId, CustomerId, ProductCommand, Quantity, Sku};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -58,7 +58,7 @@ pub async fn register_products(commands: &ShopCommands, count: u64) -> anyhow::R
     stream::iter(0..count)
         .map(|i| async move {
             let command = ProductCommand::Register {
-                sku: sku(i),
+                sku: Sku::parse(sku(i)).expect("a SKU of the rule"),
                 name: product_name(i),
                 price_cents: price_cents(i),
                 stock: STOCK,
@@ -94,10 +94,13 @@ pub async fn execute(commands: &ShopCommands, op: &CartOp) -> anyhow::Result<Exe
     let context = CommandContext::new();
     let executed = match op {
         CartOp::AddItem { cart_id, sku, quantity } => {
-            commands.add_item(cart_id, sku, *quantity, &context).await
+            let (cart_id, sku) = (CartId::parse(cart_id.as_str())?, Sku::parse(sku.as_str())?);
+            commands.add_item(&cart_id, &sku, Quantity::parse(*quantity)?, &context).await
         }
         CartOp::CheckOut { cart_id, customer_id } => {
-            commands.check_out(cart_id, customer_id, Uuid::now_v7(), &context).await
+            let (cart_id, customer_id) =
+                (CartId::parse(cart_id.as_str())?, CustomerId::parse(customer_id.as_str())?);
+            commands.check_out(&cart_id, &customer_id, Uuid::now_v7(), &context).await
         }
     };
     executed.with_context(|| format!("{op:?}"))

@@ -12,8 +12,8 @@ use parallax_runtime::{
     CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups,
 };
 use shop_domain::{
-    Cart, CartCommand, CartError, Order, OrderCommand, Product, ProductCommand, ProductInfo, Refusal,
-    SagaCommand,
+    Cart, CartCommand, CartError, CartId, CustomerId, Order, OrderCommand, Product, ProductCommand,
+    ProductInfo, Quantity, Refusal, SagaCommand, Sku,
 };
 use uuid::Uuid;
 
@@ -96,14 +96,14 @@ impl ShopCommands {
     /// Puts units of a product in a cart, priced as the product is now.
     pub async fn add_item(
         &self,
-        cart_id: &str,
-        sku: &str,
-        quantity: i64,
+        cart_id: &CartId,
+        sku: &Sku,
+        quantity: Quantity,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
         self.cart(cart_id, context, |_, lookups| async move {
-            let product = self.product_info(sku, &lookups).await?;
-            Ok(CartCommand::AddItem { cart_id: cart_id.to_owned(), sku: sku.to_owned(), quantity, product })
+            let product = self.product_info(sku.as_str(), &lookups).await?;
+            Ok(CartCommand::AddItem { cart_id: cart_id.clone(), sku: sku.clone(), quantity, product })
         })
         .await
     }
@@ -111,11 +111,11 @@ impl ShopCommands {
     /// Takes a product out of a cart.
     pub async fn remove_item(
         &self,
-        cart_id: &str,
-        sku: &str,
+        cart_id: &CartId,
+        sku: &Sku,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
-        let command = CartCommand::RemoveItem { cart_id: cart_id.to_owned(), sku: sku.to_owned() };
+        let command = CartCommand::RemoveItem { cart_id: cart_id.clone(), sku: sku.clone() };
         self.cart(cart_id, context, |_, _| std::future::ready(Ok(&command))).await
     }
 
@@ -124,8 +124,8 @@ impl ShopCommands {
     /// other lines in the cart, or other prices.
     pub async fn check_out(
         &self,
-        cart_id: &str,
-        customer_id: &str,
+        cart_id: &CartId,
+        customer_id: &CustomerId,
         order_id: Uuid,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
@@ -137,9 +137,9 @@ impl ShopCommands {
                 }
             }
             Ok(CartCommand::CheckOut {
-                cart_id: cart_id.to_owned(),
+                cart_id: cart_id.clone(),
                 order_id,
-                customer_id: customer_id.to_owned(),
+                customer_id: customer_id.clone(),
                 prices,
             })
         })
@@ -176,7 +176,7 @@ impl ShopCommands {
     /// [`CommandHandler::execute_with`]).
     async fn cart<C, F, Fut>(
         &self,
-        cart_id: &str,
+        cart_id: &CartId,
         context: &CommandContext,
         build: F,
     ) -> Result<Executed, ShopCommandError>
@@ -186,7 +186,7 @@ impl ShopCommands {
         Fut: Future<Output = Result<C, CommandError<CartError>>>,
     {
         self.carts
-            .execute_with(cart_id, context, build)
+            .execute_with(cart_id.as_str(), context, build)
             .await
             .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
     }

@@ -1,6 +1,9 @@
 //! Two `ShopCommands` over one event store, as two command processes are:
 //! each decides with its own caches, on what the other wrote.
 
+#[path = "common/values.rs"]
+mod values;
+
 use std::sync::Arc;
 
 use parallax_core::EventStore;
@@ -8,8 +11,9 @@ use parallax_runtime::{CommandContext, Executed};
 use parallax_sqlite::SqliteEventStore;
 use serde_json::Value;
 use shop::commands::ShopCommands;
-use shop_domain::ProductCommand;
+use shop_domain::{ProductCommand, Sku};
 use uuid::Uuid;
+use values::{cart, customer, sku, units};
 
 fn store() -> (tempfile::TempDir, Arc<dyn EventStore>) {
     let dir = tempfile::tempdir().expect("temp folder");
@@ -18,8 +22,12 @@ fn store() -> (tempfile::TempDir, Arc<dyn EventStore>) {
 }
 
 async fn register(commands: &ShopCommands, sku: &str, price_cents: i64) {
-    let command =
-        ProductCommand::Register { sku: sku.into(), name: format!("Product {sku}"), price_cents, stock: 100 };
+    let command = ProductCommand::Register {
+        sku: Sku::parse(sku).expect("a SKU"),
+        name: format!("Product {sku}"),
+        price_cents,
+        stock: 100,
+    };
     commands.product(sku, command, &CommandContext::new()).await.expect("register");
 }
 
@@ -40,10 +48,10 @@ async fn a_checkout_retried_after_a_conflict_prices_the_cart_again() {
     let (a, b) = (ShopCommands::new(store.clone()), ShopCommands::new(store.clone()));
     register(&a, "X", 100).await;
     register(&a, "Y", 250).await;
-    b.add_item("c1", "X", 1, &CommandContext::new()).await.expect("B adds X");
-    a.add_item("c1", "Y", 2, &CommandContext::new()).await.expect("A adds Y");
+    b.add_item(&cart("c1"), &sku("X"), units(1), &CommandContext::new()).await.expect("B adds X");
+    a.add_item(&cart("c1"), &sku("Y"), units(2), &CommandContext::new()).await.expect("A adds Y");
 
-    let checkout = b.check_out("c1", "trent", Uuid::now_v7(), &CommandContext::new()).await;
+    let checkout = b.check_out(&cart("c1"), &customer("trent"), Uuid::now_v7(), &CommandContext::new()).await;
     assert!(matches!(checkout, Ok(Executed::Appended { .. })), "{checkout:?}");
     let (event_type, payload) = last_payload(&*store, "cart-c1").await;
     assert_eq!(event_type, "cart.checked_out");
@@ -62,10 +70,10 @@ async fn a_line_is_priced_as_the_store_has_the_product_not_as_another_writer_cac
     let (_dir, store) = store();
     let (a, b) = (ShopCommands::new(store.clone()), ShopCommands::new(store.clone()));
     register(&a, "MW-1", 1_000).await;
-    b.add_item("c1", "MW-1", 1, &CommandContext::new()).await.expect("B adds");
+    b.add_item(&cart("c1"), &sku("MW-1"), units(1), &CommandContext::new()).await.expect("B adds");
     let reprice = ProductCommand::Reprice { price_cents: 2_000 };
     a.product("MW-1", reprice, &CommandContext::new()).await.expect("A reprices");
-    b.add_item("c2", "MW-1", 1, &CommandContext::new()).await.expect("B adds again");
+    b.add_item(&cart("c2"), &sku("MW-1"), units(1), &CommandContext::new()).await.expect("B adds again");
     let (_, payload) = last_payload(&*store, "cart-c2").await;
     assert_eq!(payload["price_cents"], 2_000, "{payload}");
 }

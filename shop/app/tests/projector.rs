@@ -14,7 +14,7 @@ use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
 use serde_json::Value;
 use shop::commands::ShopCommands;
 use shop::saga::CheckoutSaga;
-use shop_domain::ProductCommand;
+use shop_domain::{CartId, CustomerId, ProductCommand, Quantity, Sku};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
     let ctx = CommandContext::new;
     for (sku, stock) in [("A", 1_000), ("B", 40), ("C", 5)] {
         let register = ProductCommand::Register {
-            sku: sku.into(),
+            sku: Sku::parse(sku).expect("a SKU"),
             name: format!("Product {sku}"),
             price_cents: 250,
             stock,
@@ -38,17 +38,17 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
         commands.product(sku, register, &ctx()).await.expect("register");
     }
     for n in 0..CARTS {
-        let cart = format!("cart-{n}");
+        let cart = CartId::parse(format!("cart-{n}")).expect("a cart id");
         for (sku, quantity) in [("A", 1 + n as i64 % 3), ("B", 1), ("C", n as i64 % 2)] {
             if quantity > 0 {
-                commands.add_item(&cart, sku, quantity, &ctx()).await.expect("add item");
+                let (sku, quantity) =
+                    (Sku::parse(sku).expect("a SKU"), Quantity::parse(quantity).expect("units"));
+                commands.add_item(&cart, &sku, quantity, &ctx()).await.expect("add item");
             }
         }
         if n % 2 == 0 {
-            commands
-                .check_out(&cart, &format!("customer-{}", n % 7), Uuid::now_v7(), &ctx())
-                .await
-                .expect("check out");
+            let customer = CustomerId::parse(format!("customer-{}", n % 7)).expect("a customer id");
+            commands.check_out(&cart, &customer, Uuid::now_v7(), &ctx()).await.expect("check out");
         }
     }
     let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands)), log.clone(), store.clone());
@@ -232,7 +232,9 @@ async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
     };
     // A healthy event after the poison one.
     let commands = ShopCommands::new(store.clone());
-    commands.add_item("cart-1", "A", 1, &CommandContext::new()).await.expect("add after the poison");
+    let (cart, sku) = (CartId::parse("cart-1").expect("a cart id"), Sku::parse("A").expect("a SKU"));
+    let one = Quantity::parse(1).expect("one unit");
+    commands.add_item(&cart, &sku, one, &CommandContext::new()).await.expect("add after the poison");
 
     let views: Arc<dyn ReadStore> =
         Arc::new(SqliteReadStore::open(&dir.path().join("views.db")).expect("open"));

@@ -16,6 +16,9 @@
 //! into a fresh read store, the command handlers into aggregates.
 #![allow(clippy::too_many_lines, reason = "each test reads as one scenario, start to end")]
 
+#[path = "common/values.rs"]
+mod values;
+
 use std::sync::Arc;
 
 use parallax_core::{
@@ -32,6 +35,7 @@ use shop_domain::Refusal;
 use shop_read::views;
 use tempfile::TempDir;
 use uuid::Uuid;
+use values::{cart, customer, sku, units};
 
 const FIXTURE: &str = include_str!("fixtures/v1-events.jsonl");
 
@@ -272,21 +276,27 @@ async fn command_handlers_hydrate_aggregates_from_version_1_events() {
 
     // The aggregates know what the v1 events say: dave's cart holds two
     // mice (from two v1 events) and no desk pad; alice's is checked out.
-    let too_many = commands.add_item("dave-1", "MS-1", 999, &dave()).await.expect_err("over the limit");
+    let too_many = commands
+        .add_item(&cart("dave-1"), &sku("MS-1"), units(999), &dave())
+        .await
+        .expect_err("over the limit");
     assert_eq!(
         refusal(too_many),
         (Refusal::RuleViolated, "a cart line holds at most 1000 units; MS-1 would have 1001".into())
     );
-    let not_there = commands.remove_item("dave-1", "PAD-1", &dave()).await.expect_err("not in the cart");
+    let not_there =
+        commands.remove_item(&cart("dave-1"), &sku("PAD-1"), &dave()).await.expect_err("not in the cart");
     assert_eq!(refusal(not_there), (Refusal::NotFound, "cart dave-1 has no item PAD-1".into()));
-    let closed = commands.add_item("alice-1", "MS-1", 1, &dave()).await.expect_err("checked out");
+    let closed =
+        commands.add_item(&cart("alice-1"), &sku("MS-1"), units(1), &dave()).await.expect_err("checked out");
     assert_eq!(
         refusal(closed),
         (Refusal::RuleViolated, format!("cart alice-1 is already checked out (order {ALICE_ORDER})"))
     );
 
     // A new item is written as version 2, after the three v1 events.
-    let added = commands.add_item("dave-1", "PAD-1", 1, &dave()).await.expect("add an item");
+    let added =
+        commands.add_item(&cart("dave-1"), &sku("PAD-1"), units(1), &dave()).await.expect("add an item");
     assert!(matches!(added, Executed::Appended { stream_version: 4, events: 1, .. }), "{added:?}");
     let stored = events.read_stream("cart-dave-1", 3).await.expect("read the cart");
     assert_eq!(
@@ -303,7 +313,7 @@ async fn command_handlers_hydrate_aggregates_from_version_1_events() {
 
     // Checking out prices v1 and v2 lines alike; the saga takes it from there.
     let order_id = Uuid::now_v7();
-    commands.check_out("dave-1", "dave", order_id, &dave()).await.expect("check out");
+    commands.check_out(&cart("dave-1"), &customer("dave"), order_id, &dave()).await.expect("check out");
     events.save_checkpoint(CheckoutSaga::NAME, end_of_history).await.expect("the saga has seen the history");
     let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands)), log.clone(), events.clone());
     while saga.process_batch().await.expect("saga batch") > 0 {}

@@ -17,7 +17,7 @@ use shop_events::{CartEvent, OrderLine};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Refusal};
-use crate::values::id_problem;
+use crate::values::{CartId, CustomerId, Quantity, Sku};
 
 /// Most units of one SKU a cart may hold.
 pub const MAX_LINE_QUANTITY: u32 = 1000;
@@ -38,12 +38,12 @@ pub struct ProductInfo {
 pub enum CartCommand {
     /// Puts units of a product in the cart (creating the cart).
     AddItem {
-        /// The cart: see [`crate::values::ID_PATTERN`].
-        cart_id: String,
+        /// The cart.
+        cart_id: CartId,
         /// The product.
-        sku: String,
-        /// Units to add, positive.
-        quantity: i64,
+        sku: Sku,
+        /// Units to add.
+        quantity: Quantity,
         /// The product as the catalog has it; `None` if there is no such
         /// product.
         product: Option<ProductInfo>,
@@ -51,18 +51,18 @@ pub enum CartCommand {
     /// Takes a product out of the cart, all units of it.
     RemoveItem {
         /// The cart.
-        cart_id: String,
+        cart_id: CartId,
         /// The product.
-        sku: String,
+        sku: Sku,
     },
     /// Turns the cart into an order.
     CheckOut {
         /// The cart.
-        cart_id: String,
+        cart_id: CartId,
         /// The order it becomes (chosen by the caller).
         order_id: Uuid,
-        /// Who buys: see [`crate::values::ID_PATTERN`].
-        customer_id: String,
+        /// Who buys.
+        customer_id: CustomerId,
         /// The catalog's current entry for each SKU of [`Cart::skus`]; a
         /// SKU missing here is a product that no longer exists.
         prices: BTreeMap<String, ProductInfo>,
@@ -73,28 +73,6 @@ pub enum CartCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CartError {
-    /// The cart id is malformed. [`Refusal::Invalid`].
-    #[error("invalid cart id {cart_id:?}: {problem}")]
-    InvalidCartId {
-        /// The id as given.
-        cart_id: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// A quantity of zero or less. [`Refusal::Invalid`].
-    #[error("quantity must be positive (got {quantity})")]
-    InvalidQuantity {
-        /// The quantity as given.
-        quantity: i64,
-    },
-    /// The customer id is malformed. [`Refusal::Invalid`].
-    #[error("invalid customer id {customer_id:?}: {problem}")]
-    InvalidCustomerId {
-        /// The id as given.
-        customer_id: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
     /// The cart has no events yet. [`Refusal::NotFound`].
     #[error("cart {cart_id} not found")]
     CartNotFound {
@@ -149,9 +127,6 @@ impl CartError {
     /// The kind of refusal.
     pub fn kind(&self) -> Refusal {
         match self {
-            Self::InvalidCartId { .. } | Self::InvalidQuantity { .. } | Self::InvalidCustomerId { .. } => {
-                Refusal::Invalid
-            }
             Self::CartNotFound { .. } | Self::ProductNotFound { .. } | Self::ItemNotInCart { .. } => {
                 Refusal::NotFound
             }
@@ -242,25 +217,19 @@ impl Cart {
         &self,
         cart_id: &str,
         sku: &str,
-        quantity: i64,
+        quantity: Quantity,
         product: Option<&ProductInfo>,
     ) -> Result<Vec<CartEvent>, CartError> {
-        if let Some(problem) = id_problem(cart_id) {
-            return Err(CartError::InvalidCartId { cart_id: cart_id.to_owned(), problem });
-        }
-        if quantity <= 0 {
-            return Err(CartError::InvalidQuantity { quantity });
-        }
         let Some(product) = product else {
             return Err(CartError::ProductNotFound { sku: sku.to_owned() });
         };
         self.not_checked_out(cart_id)?;
         let held = self.lines.get(sku).map_or(0, |line| line.quantity);
-        let total = i64::from(held).saturating_add(quantity);
+        let quantity = quantity.get();
+        let total = i64::from(held) + i64::from(quantity);
         if total > i64::from(MAX_LINE_QUANTITY) {
             return Err(CartError::LineTooLarge { sku: sku.to_owned(), quantity: total });
         }
-        let quantity = u32::try_from(quantity).expect("at most MAX_LINE_QUANTITY");
         Ok(vec![CartEvent::ItemAdded {
             cart_id: cart_id.to_owned(),
             sku: sku.to_owned(),
@@ -289,9 +258,6 @@ impl Cart {
         customer_id: &str,
         prices: &BTreeMap<String, ProductInfo>,
     ) -> Result<Vec<CartEvent>, CartError> {
-        if let Some(problem) = id_problem(customer_id) {
-            return Err(CartError::InvalidCustomerId { customer_id: customer_id.to_owned(), problem });
-        }
         if !self.exists {
             return Err(CartError::CartNotFound { cart_id: cart_id.to_owned() });
         }
@@ -333,16 +299,16 @@ impl Aggregate for Cart {
     type Event = CartEvent;
     type Error = CartError;
 
-    /// Checks are made in the order: malformed input ([`Refusal::Invalid`]),
-    /// existence, then business rules.
+    /// Checks are made in the order: existence, then business rules (the
+    /// command's values keep their rules by their types).
     fn handle(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
         match command {
             CartCommand::AddItem { cart_id, sku, quantity, product } => {
-                self.add_item(cart_id, sku, *quantity, product.as_ref())
+                self.add_item(cart_id.as_str(), sku.as_str(), *quantity, product.as_ref())
             }
-            CartCommand::RemoveItem { cart_id, sku } => self.remove_item(cart_id, sku),
+            CartCommand::RemoveItem { cart_id, sku } => self.remove_item(cart_id.as_str(), sku.as_str()),
             CartCommand::CheckOut { cart_id, order_id, customer_id, prices } => {
-                self.check_out(cart_id, *order_id, customer_id, prices)
+                self.check_out(cart_id.as_str(), *order_id, customer_id.as_str(), prices)
             }
         }
     }

@@ -23,12 +23,14 @@
 //!
 //! ```
 //! use parallax_core::Aggregate;
-//! use shop_domain::{Product, ProductCommand, Refusal};
+//! use shop_domain::{Product, ProductCommand, Refusal, Sku};
 //!
+//! // A command's values are parsed first: an id exists only once its rule holds.
+//! assert!(Sku::parse("MUG 1").is_err());
 //! let product = Product::default();
 //! let events = product
 //!     .handle(&ProductCommand::Register {
-//!         sku: "MUG-1".into(),
+//!         sku: Sku::parse("MUG-1").expect("a SKU"),
 //!         name: "Mug".into(),
 //!         price_cents: 1200,
 //!         stock: 3,

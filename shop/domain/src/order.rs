@@ -22,7 +22,7 @@ use shop_events::{OrderEvent, OrderLine};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Refusal};
-use crate::values::id_problem;
+use crate::values::{CartId, CustomerId};
 
 /// What an order can be asked to do. `Place` and the two `Record…`
 /// commands come from the checkout saga; `Pay`, `Ship` and `Cancel` from
@@ -35,9 +35,9 @@ pub enum OrderCommand {
         /// The order (the stream's id).
         order_id: Uuid,
         /// Who buys.
-        customer_id: String,
+        customer_id: CustomerId,
         /// The cart it came from.
-        cart_id: String,
+        cart_id: CartId,
         /// What, at which price: at least one line, one line per SKU,
         /// positive quantities, prices not negative.
         lines: Vec<OrderLine>,
@@ -89,22 +89,6 @@ pub enum OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OrderError {
-    /// The customer id is malformed. [`Refusal::Invalid`].
-    #[error("invalid customer id {customer_id:?}: {problem}")]
-    InvalidCustomerId {
-        /// The id as given.
-        customer_id: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// The cart id is malformed. [`Refusal::Invalid`].
-    #[error("invalid cart id {cart_id:?}: {problem}")]
-    InvalidCartId {
-        /// The id as given.
-        cart_id: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
     /// A line is malformed. [`Refusal::Invalid`].
     #[error("invalid order line {sku}: {problem}")]
     InvalidLine {
@@ -178,9 +162,7 @@ impl OrderError {
     /// The kind of refusal.
     pub fn kind(&self) -> Refusal {
         match self {
-            Self::InvalidCustomerId { .. } | Self::InvalidCartId { .. } | Self::InvalidLine { .. } => {
-                Refusal::Invalid
-            }
+            Self::InvalidLine { .. } => Refusal::Invalid,
             Self::NotFound => Refusal::NotFound,
             Self::NoLines { .. }
             | Self::TotalTooLarge { .. }
@@ -278,12 +260,6 @@ impl Order {
     ) -> Result<Vec<OrderEvent>, OrderError> {
         if self.exists() {
             return Ok(vec![]);
-        }
-        if let Some(problem) = id_problem(customer_id) {
-            return Err(OrderError::InvalidCustomerId { customer_id: customer_id.to_owned(), problem });
-        }
-        if let Some(problem) = id_problem(cart_id) {
-            return Err(OrderError::InvalidCartId { cart_id: cart_id.to_owned(), problem });
         }
         for (i, line) in lines.iter().enumerate() {
             let invalid = |problem| Err(OrderError::InvalidLine { sku: line.sku.clone(), problem });
@@ -413,7 +389,7 @@ impl Aggregate for Order {
     fn handle(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
             OrderCommand::Place { order_id, customer_id, cart_id, lines } => {
-                self.place(*order_id, customer_id, cart_id, lines)
+                self.place(*order_id, customer_id.as_str(), cart_id.as_str(), lines)
             }
             OrderCommand::RecordReservation { sku } => self.record_reservation(sku),
             OrderCommand::RecordReservationFailure { sku, reason } => {

@@ -22,7 +22,7 @@ use shop_events::ProductEvent;
 use uuid::Uuid;
 
 use crate::error::{name_problem, DomainError, Refusal};
-use crate::values::id_problem;
+use crate::values::Sku;
 
 /// What a product can be asked to do. The product is the stream's, so only
 /// `Register` names its SKU.
@@ -30,8 +30,8 @@ use crate::values::id_problem;
 pub enum ProductCommand {
     /// Adds the product to the catalog.
     Register {
-        /// Its SKU: see [`crate::values::ID_PATTERN`]; also the stream id.
-        sku: String,
+        /// Its SKU, also the stream id.
+        sku: Sku,
         /// Its name: not blank, at most 200 characters.
         name: String,
         /// Its price, not negative.
@@ -72,14 +72,6 @@ pub enum ProductCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProductError {
-    /// The SKU is malformed. [`Refusal::Invalid`].
-    #[error("invalid sku {sku:?}: {problem}")]
-    InvalidSku {
-        /// The SKU as given.
-        sku: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
     /// The name is malformed. [`Refusal::Invalid`].
     #[error("invalid product name {name:?}: {problem}")]
     InvalidName {
@@ -142,10 +134,7 @@ impl ProductError {
     /// The kind of refusal.
     pub fn kind(&self) -> Refusal {
         match self {
-            Self::InvalidSku { .. }
-            | Self::InvalidName { .. }
-            | Self::StockTooLarge { .. }
-            | Self::ZeroReservation => Refusal::Invalid,
+            Self::InvalidName { .. } | Self::StockTooLarge { .. } | Self::ZeroReservation => Refusal::Invalid,
             Self::NotFound => Refusal::NotFound,
             Self::AlreadyRegistered { .. } => Refusal::AlreadyExists,
             Self::NegativeStock { .. }
@@ -224,9 +213,6 @@ impl Product {
         price_cents: i64,
         stock: i64,
     ) -> Result<Vec<ProductEvent>, ProductError> {
-        if let Some(problem) = id_problem(sku) {
-            return Err(ProductError::InvalidSku { sku: sku.to_owned(), problem });
-        }
         check_name(name)?;
         if stock > i64::from(u32::MAX) {
             return Err(ProductError::StockTooLarge { stock });
@@ -332,7 +318,7 @@ impl Aggregate for Product {
     fn handle(&self, command: &ProductCommand) -> Result<Vec<ProductEvent>, ProductError> {
         match command {
             ProductCommand::Register { sku, name, price_cents, stock } => {
-                self.register(sku, name, *price_cents, *stock)
+                self.register(sku.as_str(), name, *price_cents, *stock)
             }
             ProductCommand::Rename { name } => self.rename(name),
             ProductCommand::Reprice { price_cents } => self.reprice(*price_cents),

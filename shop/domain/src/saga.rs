@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::order::{Order, OrderCommand};
 use crate::product::{Product, ProductCommand};
+use crate::values::{CartId, CustomerId};
 
 /// A command the checkout saga sends, with the aggregate it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +81,8 @@ pub fn react(event: &ShopEvent) -> Vec<SagaCommand> {
                 order_id: *order_id,
                 command: OrderCommand::Place {
                     order_id: *order_id,
-                    customer_id: customer_id.clone(),
-                    cart_id: cart_id.clone(),
+                    customer_id: CustomerId::recorded(customer_id.as_str()),
+                    cart_id: CartId::recorded(cart_id.as_str()),
                     lines: lines.clone(),
                 },
             }]

@@ -75,6 +75,14 @@ macro_rules! id {
                 }
             }
 
+            /// An id read back from a recorded event, taken as recorded:
+            /// the rule held when the event was written, and a rule made
+            /// stricter later must not strand what the event started (a
+            /// checkout's order, say).
+            pub fn recorded(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
             /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0

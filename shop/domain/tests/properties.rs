@@ -15,8 +15,8 @@ use parallax_core::{Aggregate, Codec};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use shop_domain::{
-    Cart, CartCommand, Order, OrderCommand, OrderLine, Product, ProductCommand, ProductInfo,
-    MAX_LINE_QUANTITY,
+    Cart, CartCommand, CartId, CustomerId, Order, OrderCommand, OrderLine, Product, ProductCommand,
+    ProductInfo, Quantity, Sku, MAX_LINE_QUANTITY,
 };
 use uuid::Uuid;
 
@@ -64,8 +64,22 @@ fn sku() -> impl Strategy<Value = String> {
     prop_oneof![Just("A".to_owned()), Just("B".to_owned()), Just("C".to_owned()), Just("bad sku".to_owned())]
 }
 
-fn id() -> impl Strategy<Value = String> {
-    prop_oneof![4 => Just("c1".to_owned()), 1 => Just(String::new()), 1 => Just("'; DROP".to_owned()), 1 => Just("x".repeat(65))]
+/// A SKU as a command carries it: its rule holds by its type.
+fn sku_id() -> impl Strategy<Value = Sku> {
+    prop_oneof![Just("A"), Just("B"), Just("C")].prop_map(|sku| Sku::parse(sku).expect("a SKU"))
+}
+
+fn cart_id() -> impl Strategy<Value = CartId> {
+    prop_oneof![4 => Just("c1"), 1 => Just("c2")].prop_map(|id| CartId::parse(id).expect("a cart id"))
+}
+
+fn customer_id() -> impl Strategy<Value = CustomerId> {
+    prop_oneof![Just("u1"), Just("u2")].prop_map(|id| CustomerId::parse(id).expect("a customer id"))
+}
+
+/// Units a cart command may carry (1 to 1000), often near the line's limit.
+fn units() -> impl Strategy<Value = Quantity> {
+    prop_oneof![4 => 1..=5_i64, 1 => 990..=1_000_i64].prop_map(|units| Quantity::parse(units).expect("units"))
 }
 
 fn quantity() -> impl Strategy<Value = i64> {
@@ -83,11 +97,10 @@ fn info() -> impl Strategy<Value = ProductInfo> {
 
 fn cart_command() -> impl Strategy<Value = CartCommand> {
     prop_oneof![
-        4 => (id(), sku(), quantity(), proptest::option::weighted(0.9, info()))
+        4 => (cart_id(), sku_id(), units(), proptest::option::weighted(0.9, info()))
             .prop_map(|(cart_id, sku, quantity, product)| CartCommand::AddItem { cart_id, sku, quantity, product }),
-        1 => (id(), sku()).prop_map(|(cart_id, sku)| CartCommand::RemoveItem { cart_id, sku }),
-        1 => (id(), prop_oneof![Just("u1".to_owned()), Just(String::new()), Just("a b".to_owned())],
-              proptest::collection::btree_map(sku(), info(), 0..4))
+        1 => (cart_id(), sku_id()).prop_map(|(cart_id, sku)| CartCommand::RemoveItem { cart_id, sku }),
+        1 => (cart_id(), customer_id(), proptest::collection::btree_map(sku(), info(), 0..4))
             .prop_map(|(cart_id, customer_id, prices)| CartCommand::CheckOut {
                 cart_id,
                 order_id: Uuid::from_u128(1),
@@ -110,7 +123,7 @@ fn cart_invariant(cart: &Cart) -> Result<(), TestCaseError> {
 fn product_command() -> impl Strategy<Value = ProductCommand> {
     let order = (0..3_u128).prop_map(Uuid::from_u128);
     prop_oneof![
-        2 => (sku(), prop_oneof![Just("Mug".to_owned()), Just(" ".to_owned()), Just("a\0b".to_owned())], price(), quantity())
+        2 => (sku_id(), prop_oneof![Just("Mug".to_owned()), Just(" ".to_owned()), Just("a\0b".to_owned())], price(), quantity())
             .prop_map(|(sku, name, price_cents, stock)| ProductCommand::Register { sku, name, price_cents, stock }),
         1 => prop_oneof![Just("Cup".to_owned()), Just(String::new())].prop_map(|name| ProductCommand::Rename { name }),
         1 => price().prop_map(|price_cents| ProductCommand::Reprice { price_cents }),
@@ -129,12 +142,13 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
         quantity,
     });
     prop_oneof![
-        1 => (id(), proptest::collection::vec(line, 0..4)).prop_map(|(customer_id, lines)| OrderCommand::Place {
-            order_id: Uuid::from_u128(7),
-            customer_id,
-            cart_id: "c1".into(),
-            lines,
-        }),
+        1 => (customer_id(), cart_id(), proptest::collection::vec(line, 0..4))
+            .prop_map(|(customer_id, cart_id, lines)| OrderCommand::Place {
+                order_id: Uuid::from_u128(7),
+                customer_id,
+                cart_id,
+                lines,
+            }),
         2 => sku().prop_map(|sku| OrderCommand::RecordReservation { sku }),
         1 => sku().prop_map(|sku| OrderCommand::RecordReservationFailure { sku, reason: "no stock".into() }),
         1 => Just(OrderCommand::Pay),
@@ -170,8 +184,10 @@ proptest! {
         for command in &commands {
             if let Ok(events) = cart.handle(command) {
                 match command {
-                    CartCommand::AddItem { sku, quantity, .. } => *expected.entry(sku.clone()).or_default() += quantity,
-                    CartCommand::RemoveItem { sku, .. } => { expected.remove(sku); }
+                    CartCommand::AddItem { sku, quantity, .. } => {
+                        *expected.entry(sku.to_string()).or_default() += i64::from(quantity.get());
+                    }
+                    CartCommand::RemoveItem { sku, .. } => { expected.remove(sku.as_str()); }
                     CartCommand::CheckOut { .. } => {}
                 }
                 events.iter().for_each(|event| cart.apply(event));

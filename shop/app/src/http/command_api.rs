@@ -214,8 +214,7 @@ pub async fn register_product(
     let stream = Product::stream_id(sku.as_str());
     let call = Request::new("product.register", "POST /api/products".into(), stream, StatusCode::CREATED);
     let answer = ProductAccepted { sku: sku.clone(), token: String::new() };
-    let command =
-        ProductCommand::Register { sku: sku.to_string(), name, price_cents: price_cents.get(), stock };
+    let command = ProductCommand::Register { sku: sku.clone(), name, price_cents: price_cents.get(), stock };
     run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
         c.product(sku.as_str(), command, &ctx).await
     })
@@ -283,8 +282,7 @@ pub async fn add_item(
     let call = Request::new("cart.add_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
     run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
-        let quantity = i64::from(request.quantity.get());
-        c.add_item(cart_id.as_str(), request.sku.as_str(), quantity, &ctx).await
+        c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await
     })
     .await
 }
@@ -302,7 +300,7 @@ pub async fn remove_item(
     let call = Request::new("cart.remove_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
     run(&state, call.with_headers(key, trace), b"", answer, |c, ctx| async move {
-        c.remove_item(cart_id.as_str(), sku.as_str(), &ctx).await
+        c.remove_item(&cart_id, &sku, &ctx).await
     })
     .await
 }
@@ -323,7 +321,7 @@ pub async fn check_out(
     let answer =
         CheckoutAccepted { cart_id: cart_id.clone(), order_id: order_id.into(), token: String::new() };
     run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
-        c.check_out(cart_id.as_str(), request.customer_id.as_str(), order_id, &ctx).await
+        c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
     })
     .await
 }

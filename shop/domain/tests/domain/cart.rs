@@ -4,18 +4,18 @@ use parallax_testing::given::given;
 use shop_domain::{Cart, CartCommand, CartError, ProductInfo, Refusal};
 use shop_events::{CartEvent, OrderLine};
 
-use crate::order_id;
+use crate::{cart_id, customer_id, order_id, sku, units};
 
 fn info(name: &str, unit_price_cents: i64) -> ProductInfo {
     ProductInfo { name: name.into(), unit_price_cents }
 }
 
-fn add(sku: &str, quantity: i64) -> CartCommand {
+fn add(id: &str, quantity: i64) -> CartCommand {
     CartCommand::AddItem {
-        cart_id: "c1".into(),
-        sku: sku.into(),
-        quantity,
-        product: Some(info(&format!("Product {sku}"), 100)),
+        cart_id: cart_id("c1"),
+        sku: sku(id),
+        quantity: units(quantity),
+        product: Some(info(&format!("Product {id}"), 100)),
     }
 }
 
@@ -34,11 +34,11 @@ fn removed(sku: &str) -> CartEvent {
     CartEvent::ItemRemoved { cart_id: "c1".into(), sku: sku.into() }
 }
 
-fn check_out(customer_id: &str, prices: &[(&str, &str, i64)]) -> CartCommand {
+fn check_out(customer: &str, prices: &[(&str, &str, i64)]) -> CartCommand {
     CartCommand::CheckOut {
-        cart_id: "c1".into(),
+        cart_id: cart_id("c1"),
         order_id: order_id(),
-        customer_id: customer_id.into(),
+        customer_id: customer_id(customer),
         prices: prices.iter().map(|(sku, name, price)| (sku.to_string(), info(name, *price))).collect(),
     }
 }
@@ -79,9 +79,9 @@ mod add_item {
     #[test]
     fn adds_to_a_sku_already_in_the_cart_at_its_new_price() {
         let command = CartCommand::AddItem {
-            cart_id: "c1".into(),
-            sku: "A".into(),
-            quantity: 3,
+            cart_id: cart_id("c1"),
+            sku: sku("A"),
+            quantity: units(3),
             product: Some(info("Renamed A", 150)),
         };
         given::<Cart>([added("A", 2), added("B", 1)])
@@ -102,19 +102,14 @@ mod add_item {
     }
 
     #[test]
-    fn refuses_a_quantity_of_zero_or_less() {
-        for quantity in [0, -3] {
-            given::<Cart>([])
-                .when(add("A", quantity))
-                .then_error(is(Refusal::Invalid))
-                .then_error_message(&format!("quantity must be positive (got {quantity})"));
-        }
-    }
-
-    #[test]
     fn refuses_an_unknown_product() {
         given::<Cart>([])
-            .when(CartCommand::AddItem { cart_id: "c1".into(), sku: "B".into(), quantity: 1, product: None })
+            .when(CartCommand::AddItem {
+                cart_id: cart_id("c1"),
+                sku: sku("B"),
+                quantity: units(1),
+                product: None,
+            })
             .then_error(is(Refusal::NotFound))
             .then_error_message("product B not found")
             .then_state(|cart| assert!(!cart.exists()));
@@ -124,17 +119,13 @@ mod add_item {
     fn a_line_holds_up_to_1000_units() {
         given::<Cart>([]).when(add("A", 1000)).then([added("A", 1000)]);
         given::<Cart>([added("A", 600)]).when(add("A", 400)).then([added("A", 400)]);
-        given::<Cart>([])
-            .when(add("A", 1001))
-            .then_error(is(Refusal::RuleViolated))
-            .then_error_message("a cart line holds at most 1000 units; A would have 1001");
         given::<Cart>([added("A", 600)])
             .when(add("A", 401))
             .then_error(is(Refusal::RuleViolated))
             .then_error_message("a cart line holds at most 1000 units; A would have 1001");
-        given::<Cart>([added("A", 600)])
-            .when(add("A", i64::MAX))
-            .then_error(|e| matches!(e, CartError::LineTooLarge { .. }));
+        given::<Cart>([added("A", 1000)])
+            .when(add("A", 1000))
+            .then_error(|e| matches!(e, CartError::LineTooLarge { quantity: 2000, .. }));
     }
 
     #[test]
@@ -144,20 +135,6 @@ mod add_item {
             .then_error(is(Refusal::RuleViolated))
             .then_error_message(&format!("cart c1 is already checked out (order {})", order_id()));
     }
-
-    #[test]
-    fn refuses_a_malformed_cart_id() {
-        for cart_id in ["", "c 1", &"c".repeat(65)] {
-            given::<Cart>([])
-                .when(CartCommand::AddItem {
-                    cart_id: cart_id.into(),
-                    sku: "A".into(),
-                    quantity: 1,
-                    product: Some(info("A", 1)),
-                })
-                .then_error(|e| matches!(e, CartError::InvalidCartId { .. }) && e.kind() == Refusal::Invalid);
-        }
-    }
 }
 
 mod remove_item {
@@ -166,7 +143,7 @@ mod remove_item {
     #[test]
     fn removes_all_units_of_a_sku() {
         given::<Cart>([added("A", 2), added("B", 1)])
-            .when(CartCommand::RemoveItem { cart_id: "c1".into(), sku: "A".into() })
+            .when(CartCommand::RemoveItem { cart_id: cart_id("c1"), sku: sku("A") })
             .then([removed("A")])
             .then_state(|cart| assert_eq!(cart.skus().collect::<Vec<_>>(), ["B"]));
     }
@@ -174,7 +151,7 @@ mod remove_item {
     #[test]
     fn refuses_an_unknown_cart() {
         given::<Cart>([])
-            .when(CartCommand::RemoveItem { cart_id: "c1".into(), sku: "A".into() })
+            .when(CartCommand::RemoveItem { cart_id: cart_id("c1"), sku: sku("A") })
             .then_error(is(Refusal::NotFound))
             .then_error_message("cart c1 not found");
     }
@@ -182,18 +159,18 @@ mod remove_item {
     #[test]
     fn refuses_a_sku_not_in_the_cart() {
         given::<Cart>([added("A", 2)])
-            .when(CartCommand::RemoveItem { cart_id: "c1".into(), sku: "B".into() })
+            .when(CartCommand::RemoveItem { cart_id: cart_id("c1"), sku: sku("B") })
             .then_error(is(Refusal::NotFound))
             .then_error_message("cart c1 has no item B");
         given::<Cart>([added("A", 2), removed("A")])
-            .when(CartCommand::RemoveItem { cart_id: "c1".into(), sku: "A".into() })
+            .when(CartCommand::RemoveItem { cart_id: cart_id("c1"), sku: sku("A") })
             .then_error(|e| matches!(e, CartError::ItemNotInCart { .. }));
     }
 
     #[test]
     fn refuses_a_checked_out_cart() {
         given::<Cart>([added("A", 1), checked_out()])
-            .when(CartCommand::RemoveItem { cart_id: "c1".into(), sku: "A".into() })
+            .when(CartCommand::RemoveItem { cart_id: cart_id("c1"), sku: sku("A") })
             .then_error(is(Refusal::RuleViolated))
             .then_error_message(&format!("cart c1 is already checked out (order {})", order_id()));
     }
@@ -256,20 +233,6 @@ mod check_out {
     }
 
     #[test]
-    fn refuses_a_malformed_customer_id() {
-        for (customer_id, problem) in [
-            ("", "must not be empty"),
-            (&"u".repeat(65), "must be at most 64 characters"),
-            ("u@1", "may contain only letters A-Z and a-z, digits, '.', '_' and '-'"),
-        ] {
-            given::<Cart>([added("A", 1)])
-                .when(check_out(customer_id, &[("A", "Mug", 1200)]))
-                .then_error(is(Refusal::Invalid))
-                .then_error_message(&format!("invalid customer id {customer_id:?}: {problem}"));
-        }
-    }
-
-    #[test]
     fn refuses_a_total_beyond_i64() {
         given::<Cart>([added("A", 2)])
             .when(check_out("u1", &[("A", "Gold", i64::MAX / 2 + 1)]))
@@ -283,12 +246,11 @@ fn check_out_prices_what_skus_lists() {
     let cart = given::<Cart>([added("B", 1), added("A", 1)]);
     let skus: Vec<&str> = cart.state().skus().collect();
     assert_eq!(skus, ["A", "B"]);
-    let prices: BTreeMap<String, ProductInfo> =
-        skus.iter().map(|sku| (sku.to_string(), info(sku, 1))).collect();
+    let prices: BTreeMap<String, ProductInfo> = skus.iter().map(|id| (id.to_string(), info(id, 1))).collect();
     let command = CartCommand::CheckOut {
-        cart_id: "c1".into(),
+        cart_id: cart_id("c1"),
         order_id: order_id(),
-        customer_id: "u1".into(),
+        customer_id: customer_id("u1"),
         prices,
     };
     assert!(cart.when(command).into_result().is_ok());

@@ -18,3 +18,21 @@ fn order_id() -> Uuid {
 fn line(sku: &str, unit_price_cents: i64, quantity: u32) -> OrderLine {
     OrderLine { sku: sku.into(), name: format!("Product {sku}"), unit_price_cents, quantity }
 }
+
+/// A command's values, which keep their rules by their types (the rules
+/// themselves are tested in `values.rs`).
+fn cart_id(id: &str) -> shop_domain::CartId {
+    shop_domain::CartId::parse(id).expect("a cart id")
+}
+
+fn sku(id: &str) -> shop_domain::Sku {
+    shop_domain::Sku::parse(id).expect("a SKU")
+}
+
+fn customer_id(id: &str) -> shop_domain::CustomerId {
+    shop_domain::CustomerId::parse(id).expect("a customer id")
+}
+
+fn units(units: i64) -> shop_domain::Quantity {
+    shop_domain::Quantity::parse(units).expect("1 to 1000 units")
+}

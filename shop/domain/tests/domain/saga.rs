@@ -4,7 +4,7 @@ use shop_domain::{react, Aggregate, Order, OrderCommand, OrderStatus, Product, P
 use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopEvent};
 use uuid::Uuid;
 
-use crate::{line, order_id};
+use crate::{cart_id, customer_id, line, order_id};
 
 /// The write side in memory: one state per stream, and everything recorded.
 #[derive(Default)]
@@ -19,7 +19,7 @@ impl World {
         let mut world = World::default();
         for (sku, stock) in stock {
             let register = ProductCommand::Register {
-                sku: sku.to_string(),
+                sku: crate::sku(sku),
                 name: format!("Product {sku}"),
                 price_cents: 100,
                 stock: i64::from(*stock),
@@ -212,8 +212,8 @@ mod react {
             react(&checked_out(lines.clone())),
             [order(OrderCommand::Place {
                 order_id: order_id(),
-                customer_id: "u1".into(),
-                cart_id: "c1".into(),
+                customer_id: customer_id("u1"),
+                cart_id: cart_id("c1"),
                 lines
             })]
         );
