@@ -222,6 +222,28 @@ impl<E: DomainEvent> Codec<E> {
     }
 }
 
+/// The JSON Schema of one event type's payload at one schema version: what
+/// a consumer of the log finds in an event's `payload` when its
+/// `event_type` and `schema_version` are these. An event type has one per
+/// version still in stored history, not only its current one (a stored
+/// event is never rewritten: Architecture invariant 14).
+///
+/// The schema is a JSON Schema document (draft-07); how it is derived is the
+/// contract's own business (the shop derives it from its event types). A
+/// log adapter describes its messages with them
+/// (`parallax_kafka::asyncapi`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSchema {
+    /// Persisted type name, e.g. `cart.item_added`.
+    pub event_type: String,
+    /// The payload's schema version (1, 2, …).
+    pub schema_version: u32,
+    /// One line on what the event means.
+    pub summary: String,
+    /// The payload's JSON Schema.
+    pub schema: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};

@@ -160,7 +160,7 @@ pub mod token;
 pub mod trace;
 
 pub use aggregate::Aggregate;
-pub use codec::{Codec, CodecError, DomainEvent, Upcaster};
+pub use codec::{Codec, CodecError, DomainEvent, EventSchema, Upcaster};
 pub use event::{EventRecord, Metadata, NewEvent, Position, StreamId};
 pub use lease::{Lease, LeaseError, Leases};
 pub use log::{

@@ -88,6 +88,10 @@
 //! delete them early. A message that does not decode as such an event is
 //! logged and skipped by [`KafkaSource`].
 //!
+//! [`asyncapi::document`] writes this down for consumers outside the system:
+//! an AsyncAPI 3.0 document of the topic, one message per event type and
+//! schema version, with these headers and the payloads' JSON Schemas.
+//!
 //! ## Example
 //!
 //! ```no_run
@@ -117,6 +121,7 @@
 mod config;
 mod topic;
 pub mod cloudevents;
+pub mod asyncapi;
 mod sink;
 mod source;
 mod error;

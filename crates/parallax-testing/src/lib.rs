@@ -6,7 +6,9 @@
 //! suite ([`dead_letters`]: bounded attempts, dead letters, retries) that
 //! every read store with atomic commits runs under a real projector; and
 //! stores in memory ([`memory`]) that pass those suites, for a service's own
-//! unit tests.
+//! unit tests; with the `contract` feature, a check of the messages a
+//! service's tests read from a Kafka topic against the topic's AsyncAPI
+//! document (`contract`).
 #![warn(missing_docs)]
 
 pub mod given;
@@ -14,6 +16,8 @@ pub mod event_store;
 pub mod read_store;
 pub mod dead_letters;
 pub mod memory;
+#[cfg(feature = "contract")]
+pub mod contract;
 
 /// A read store that records the calls it receives, and the check that a
 /// decorator forwards every method it does not keep to itself.

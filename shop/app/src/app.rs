@@ -253,6 +253,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         }),
         access: Arc::new(Access::new(&settings.api_keys)),
         request_timeout: settings.http.request_timeout(),
+        contract: Arc::new(crate::contract::asyncapi(&settings)),
         readiness: Arc::default(),
     };
     tasks.spawn(metrics_upkeep(metrics, cancel.clone()));

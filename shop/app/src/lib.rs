@@ -9,7 +9,8 @@
 //! APIs), [`telemetry`] (metrics, traces, readiness), [`app`] (which stores,
 //! projectors and workers run, and the server); then the operator's tools,
 //! [`ops`] and [`check`] (a Jepsen-style checker of the stores and a history
-//! of client operations).
+//! of client operations); and [`contract`], the AsyncAPI document of the
+//! events the shop publishes.
 
 pub mod config;
 pub mod commands;
@@ -20,6 +21,7 @@ pub mod app;
 pub mod ops;
 pub mod lag;
 pub mod check;
+pub mod contract;
 
 pub use app::{migrate, start, RunningApp, EVENT_SOURCE};
 pub use config::{Role, Settings};

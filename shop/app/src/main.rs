@@ -1,6 +1,7 @@
 //! The `shop` binary: `shop serve` (the default) runs the shop; `shop
 //! migrate` creates the schemas and the topic the configuration names;
-//! `shop status` and `shop events tail` look at a running (or stopped) shop.
+//! `shop status` and `shop events tail` look at a running (or stopped) shop;
+//! `shop contract` prints the AsyncAPI document of its events.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -64,6 +65,11 @@ enum Command {
     /// rebuild); exit status 0 ok, 1 violations found, 2 the check could not
     /// run.
     Check(shop::check::CheckArgs),
+    /// Print the AsyncAPI 3.0 document of the events the shop publishes to
+    /// its Kafka topic (as the configuration names it): one message per
+    /// event type and schema version, its headers, key and payload schema.
+    /// The same document as `GET /asyncapi.json`.
+    Contract,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +205,10 @@ async fn operate(command: Command, settings: &Settings) -> anyhow::Result<()> {
             };
             let mut out = std::io::stdout();
             shop::ops::tail_events(settings, stream.as_deref(), after, !no_follow, &mut out).await
+        }
+        Command::Contract => {
+            println!("{}", serde_json::to_string_pretty(&shop::contract::asyncapi(settings))?);
+            Ok(())
         }
         Command::Check(_) => unreachable!("`shop check` exits in main"),
         Command::Serve(_) => unreachable!("main serves"),

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use parallax_core::EventStore;
 
+use common::contract::{item_added_headers, V2};
 use common::distributed::{
-    seed_catalog, wait_orders_settled, Deployment, Load, VersionWatch, PARTITIONS, STANDARD,
+    contract_findings, read_messages, seed_catalog, services, wait_orders_settled, Deployment, Load,
+    VersionWatch, PARTITIONS, STANDARD,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -82,6 +84,53 @@ async fn an_external_kafka_client_reads_every_event_as_a_cloudevent() {
     );
     deployment.assert_views_equal_the_fold().await;
     deployment.stop().await;
+}
+
+/// The check every message read from the topic goes through reports one
+/// whose payload is off its schema: two messages produced with kcat to a
+/// topic of their own, one as the relay writes it and one with its quantity
+/// as a string, read back as the tests read the shop's topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_off_its_schema_on_the_topic_is_reported() {
+    let services = services().await;
+    let topic = format!("contract-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = parallax_kafka::KafkaConfig::new(&services.brokers, &topic, 1, shop::EVENT_SOURCE);
+    parallax_kafka::ensure_topic(&config).await.expect("create the topic");
+    let off = V2.replace(r#""quantity": 3"#, r#""quantity": "3""#);
+    for payload in [V2, off.as_str()] {
+        produce(&services.brokers, &topic, "cart-c1", &item_added_headers("2"), payload).await;
+    }
+    let messages = read_messages(&services.brokers, &topic).await;
+    let findings = contract_findings(&messages);
+    parallax_kafka::delete_topic(&config).await.expect("delete the topic");
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1].payload.as_deref(), Some(off.as_str()));
+    assert_eq!(
+        findings,
+        [
+            r#"message 0@1 (key Some("cart-c1")): payload, as message cart.item_added.v2: at /quantity: "3" is not of type "integer""#
+        ],
+    );
+}
+
+/// Produces one message with `kcat -P`.
+async fn produce(brokers: &str, topic: &str, key: &str, headers: &[(String, String)], payload: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut command = tokio::process::Command::new("kcat");
+    command.args(["-P", "-b", brokers, "-t", topic, "-k", key]);
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}={value}"));
+    }
+    let mut kcat =
+        command.stdin(std::process::Stdio::piped()).kill_on_drop(true).spawn().expect("run kcat -P");
+    let mut stdin = kcat.stdin.take().expect("its stdin");
+    stdin.write_all(payload.as_bytes()).await.expect("write the payload");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(60), kcat.wait())
+        .await
+        .expect("kcat produces within 60 s")
+        .expect("kcat runs");
+    assert!(status.success(), "kcat -P: {status}");
 }
 
 /// The relay is killed with SIGKILL eight times while clients send

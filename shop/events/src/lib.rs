@@ -1,9 +1,10 @@
 //! # shop-events
 //!
 //! The shop's published event contract: what the write side records and the
-//! read side (and anyone on the Kafka topic) consumes. Serde only: this crate
-//! depends on `parallax-core` for the [`DomainEvent`] trait and on nothing of
-//! the domain.
+//! read side (and anyone on the Kafka topic) consumes. Serde (and schemars,
+//! for [`contract`]'s JSON Schemas) only: this crate depends on
+//! `parallax-core` for the [`DomainEvent`] trait and on nothing of the
+//! domain.
 //!
 //! Persisted names are explicit: every variant carries its type name
 //! (`"cart.item_added"`), and the prefix before the dot is the stream type.
@@ -18,12 +19,14 @@
 #![warn(missing_docs)]
 
 pub mod upcasters;
+pub mod contract;
 #[doc(hidden)]
 pub mod fuzzing;
 
 use std::sync::Arc;
 
 use parallax_core::{Codec, CodecError, DomainEvent, EventRecord, Upcaster};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,7 +43,7 @@ pub const CART: &str = "cart";
 pub const ORDER: &str = "order";
 
 /// One line of an order, priced when the cart was checked out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderLine {
     /// The product.
     pub sku: String,
@@ -60,7 +63,7 @@ impl OrderLine {
 }
 
 /// Events of a product's stream (`product-{sku}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum ProductEvent {
     /// A product was added to the catalog.
@@ -70,7 +73,7 @@ pub enum ProductEvent {
         sku: String,
         /// Display name, free text.
         name: String,
-        /// Price of one unit, in cents of [`CURRENCY`].
+        /// Price of one unit, in cents of the shop's currency, EUR ([`CURRENCY`]).
         price_cents: i64,
         /// Units in stock.
         stock: u32,
@@ -167,11 +170,11 @@ impl DomainEvent for ProductEvent {
 }
 
 /// Events of a cart's stream (`cart-{cart_id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum CartEvent {
     /// Units of a product were put in the cart. Version 2: v1 called the
-    /// price `unit_price_cents` and had no currency ([`upcasters`]).
+    /// price `unit_price_cents` and had no currency (see [`upcasters`]).
     #[serde(rename = "cart.item_added")]
     ItemAdded {
         /// The cart, as in its stream id (`cart-{cart_id}`).
@@ -239,7 +242,7 @@ impl DomainEvent for CartEvent {
 }
 
 /// Events of an order's stream (`order-{order_id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
     /// The order exists; its stock is not reserved yet.

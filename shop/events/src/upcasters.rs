@@ -40,8 +40,10 @@
 //! # Adding a version: `cart.item_added` v3, say
 //!
 //! 1. Freeze version 2 here: a struct `ItemAddedV2` with the variant's
-//!    version-2 fields, as they are today. It never changes again, like
-//!    [`ItemAddedV1`].
+//!    version-2 fields, as they are today, deriving `JsonSchema`. It never
+//!    changes again, like [`ItemAddedV1`]; list its schema as version 2 in
+//!    [`contract::event_schemas`](crate::contract::event_schemas), beside v1's
+//!    (the contract describes every version the log carries).
 //! 2. Change the `CartEvent::ItemAdded` variant to the version-3 shape and
 //!    raise `"cart.item_added"` to 3 in `CartEvent`'s `schema_version`.
 //! 3. Write `ItemAddedV2ToV3`: it handles `("cart.item_added", 2)`, reads
@@ -58,6 +60,7 @@
 //!    compiler lists them.
 
 use parallax_core::{CodecError, Upcaster};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -70,9 +73,10 @@ const ITEM_ADDED: &str = "cart.item_added";
 pub const V1_CURRENCY: &str = "EUR";
 
 /// `cart.item_added` version 1, frozen: the payload exactly as v1 wrote it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Its JSON Schema is the contract's for v1 ([`crate::contract`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 pub struct ItemAddedV1 {
-    /// The cart.
+    /// The cart, as in its stream id (`cart-{cart_id}`).
     pub cart_id: String,
     /// The product.
     pub sku: String,

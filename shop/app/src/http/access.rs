@@ -11,7 +11,8 @@
 //! page and assets (they hold no data; the APIs they call need keys);
 //! `/ready` shows its details only to a key with `admin`.
 //! `/metrics` and `/api/admin/*` need `admin`; the live event stream and
-//! every other `GET` need `query`; every other method needs `command`.
+//! every other `GET` (the API's documents `/openapi.json` and
+//! `/asyncapi.json` too) need `query`; every other method needs `command`.
 //! Without configured keys every route is open; the server then listens on
 //! loopback only ([`crate::config::Settings::validate_exposure`]).
 //!
@@ -221,6 +222,8 @@ mod tests {
         assert_eq!(need(&Method::GET, "/api/admin/projections"), Need::Scope(Scope::Admin));
         assert_eq!(need(&Method::GET, "/api/products"), Need::Scope(Scope::Query));
         assert_eq!(need(&Method::GET, "/api/events/stream"), Need::Scope(Scope::Query));
+        assert_eq!(need(&Method::GET, "/openapi.json"), Need::Scope(Scope::Query));
+        assert_eq!(need(&Method::GET, "/asyncapi.json"), Need::Scope(Scope::Query));
         assert_eq!(need(&Method::POST, "/api/products"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::DELETE, "/api/carts/c/items/s"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::POST, "/health/../api/products"), Need::Scope(Scope::Command));

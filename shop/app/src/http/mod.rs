@@ -71,6 +71,9 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// `/ready`'s last measurement.
     pub readiness: Arc<Readiness>,
+    /// The AsyncAPI document of the events, served at `/asyncapi.json`
+    /// ([`crate::contract`]).
+    pub contract: Arc<serde_json::Value>,
 }
 
 /// The whole API.
@@ -84,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ready", get(ops_api::ready))
         .route("/metrics", get(ops_api::metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/asyncapi.json", get(openapi::events_document))
         .route("/api/products", post(command_api::register_product).get(query_api::products))
         .route("/api/products/{sku}", get(query_api::product))
         .route("/api/products/{sku}/price", post(command_api::reprice))

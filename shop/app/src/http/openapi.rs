@@ -1,4 +1,5 @@
-//! The API's OpenAPI 3 document, served at `/openapi.json`.
+//! The API's OpenAPI 3 document, served at `/openapi.json`; and the route
+//! of the events' AsyncAPI document, `/asyncapi.json` ([`crate::contract`]).
 //!
 //! Generated from the handlers' `#[utoipa::path]` attributes and the request
 //! types' derived schemas, so it cannot drift from the code: `tests/hostile.rs`
@@ -145,6 +146,7 @@ impl IntoResponses for QueryRefusals {
         ops_api::ready,
         ops_api::metrics,
         document,
+        events_document,
         command_api::register_product,
         query_api::products,
         query_api::product,
@@ -180,4 +182,11 @@ pub fn for_log(partitions: u32) -> utoipa::openapi::OpenApi {
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI 3 document of this API", content_type = "application/json")))]
 pub async fn document(State(state): State<Arc<ApiState>>) -> Json<utoipa::openapi::OpenApi> {
     Json(for_log(state.partitions))
+}
+
+/// The AsyncAPI 3.0 document of the events the shop publishes to Kafka
+/// ([`crate::contract`]), as `shop contract` prints it.
+#[utoipa::path(get, path = "/asyncapi.json", tag = "ops", responses((status = 200, description = "The AsyncAPI 3.0 document of the events the shop publishes to its Kafka topic: one message per event type and schema version, with its CloudEvents headers and payload schema", content_type = "application/json")))]
+pub async fn events_document(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    Json(serde_json::Value::clone(&state.contract))
 }

@@ -20,7 +20,8 @@
 //! Services: `PARALLAX_TEST_POSTGRES_URL` (a superuser: it creates
 //! databases), `PARALLAX_TEST_KAFKA_BROKERS` and, for Cassandra,
 //! `PARALLAX_TEST_CASSANDRA_NODES`; `kcat` reads the topic as an external
-//! client would.
+//! client would, and every message it reads is checked against the shop's
+//! AsyncAPI document ([`contract_findings`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -42,6 +43,7 @@ use parallax_core::{partition_for, EventLog, EventRecord, EventStore, Partition,
 use parallax_postgres::{PgEventStore, PgLog, PgReadStore};
 use parallax_runtime::generations::GENERATIONS_VIEW;
 use parallax_runtime::CancellationToken;
+use parallax_testing::contract::{KafkaMessage, MessageValidator};
 use serde_json::Value;
 use shop::check::{Documents, TopicMessage};
 use shop::config::{DbKind, DbSettings, LogKind, LogSettings};
@@ -804,40 +806,18 @@ impl Deployment {
     }
 
     /// Every message of the topic, from the beginning, as an external
-    /// consumer sees it (`kcat -C -e -J`).
+    /// consumer sees it (`kcat -C -e -J`), each checked against the shop's
+    /// AsyncAPI document ([`contract_findings`]).
     pub async fn read_topic(&self) -> Vec<Message> {
-        let command = tokio::process::Command::new("kcat")
-            .args([
-                "-C",
-                "-b",
-                &self.services.brokers,
-                "-t",
-                &self.topic,
-                "-o",
-                "beginning",
-                "-e",
-                "-J",
-                "-q",
-            ])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(60), command)
-            .await
-            .expect("kcat reads the topic within 60 s")
-            .expect("run kcat");
+        let messages = read_messages(&self.services.brokers, &self.topic).await;
+        let findings = contract_findings(&messages);
         assert!(
-            output.status.success(),
-            "kcat failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
+            findings.is_empty(),
+            "messages on topic {} that the shop's AsyncAPI document does not describe:\n{}",
+            self.topic,
+            findings.join("\n")
         );
-        String::from_utf8(output.stdout)
-            .expect("kcat prints UTF-8")
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(parse_message)
-            .collect()
+        messages
     }
 
     /// Waits until the topic holds exactly the events of the store (every
@@ -1131,6 +1111,57 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
 }
 
 // ---- checks ----
+
+/// Every message of `topic` on `brokers`, from the beginning, as an external
+/// consumer sees it (`kcat -C -e -J`).
+pub async fn read_messages(brokers: &str, topic: &str) -> Vec<Message> {
+    let command = tokio::process::Command::new("kcat")
+        .args(["-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-J", "-q"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), command)
+        .await
+        .expect("kcat reads the topic within 60 s")
+        .expect("run kcat");
+    assert!(
+        output.status.success(),
+        "kcat failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("kcat prints UTF-8")
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(parse_message)
+        .collect()
+}
+
+/// What is wrong with `messages` by the shop's AsyncAPI document
+/// (`shop contract`): each must be one of its messages (by `ce_type` and
+/// `ce_schemaversion`), with that message's headers, key and payload
+/// schema. Empty: all of them are.
+pub fn contract_findings(messages: &[Message]) -> Vec<String> {
+    static VALIDATOR: std::sync::LazyLock<MessageValidator> = std::sync::LazyLock::new(|| {
+        let document = shop::contract::asyncapi(&shop::Settings::default());
+        MessageValidator::new(&document).expect("the shop's AsyncAPI document compiles")
+    });
+    messages
+        .iter()
+        .filter_map(|message| {
+            let place = message.place();
+            let checked = VALIDATOR.validate(&KafkaMessage {
+                place: &place,
+                key: message.key.as_deref(),
+                headers: &message.headers,
+                payload: message.payload.as_deref(),
+            });
+            checked.err()
+        })
+        .flatten()
+        .collect()
+}
 
 fn parse_message(line: &str) -> Message {
     let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("kcat printed {line:?}: {e}"));

@@ -8,6 +8,7 @@ pub mod distributed;
 pub mod binary;
 pub mod faults;
 pub mod history;
+pub mod contract;
 
 use std::time::{Duration, Instant};
 
