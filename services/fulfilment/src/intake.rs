@@ -9,9 +9,9 @@
 //! again, which decide nothing new.
 //!
 //! Offsets live in fulfilment's write DB as named checkpoints
-//! (`EventStore::checkpoint`), one per partition of the topic, never in
-//! Kafka: every partition the consumer group gives this member is sought to
-//! its stored offset first. An event the contract cannot decode is parked
+//! (`EventStore::checkpoint`), per partition of the topic, never in Kafka:
+//! every partition the consumer group gives this member is sought to its
+//! stored offset first. An event the contract cannot decode is parked
 //! (`EventStore::park`) and passed; one of a newer schema than this build
 //! stops the intake until a newer build runs.
 
@@ -26,8 +26,9 @@ use shop_events::{OrderEvent, ShopCodec, ShopEvent};
 
 use crate::shipment::{Shipment, ShipmentCommand, ShipmentError};
 
-/// The consumer's name: its checkpoints are `fulfilment_intake/{partition}`,
-/// its parked events are filed under it.
+/// The consumer's name: its checkpoints are `fulfilment_intake/{partition}`
+/// (the offset) and `fulfilment_intake/{partition}/position`, its parked
+/// events are filed under it.
 pub const NAME: &str = "fulfilment_intake";
 
 /// The shop's event types the intake acts on; it does not even decode the others.
@@ -59,15 +60,18 @@ pub enum IntakeError {
 pub struct Intake {
     source: Box<dyn EventSource>,
     effects: Effects,
-    /// The stored offset of each partition this member reads.
-    offsets: BTreeMap<Partition, u64>,
+    /// The stored checkpoint of each partition this member reads.
+    offsets: BTreeMap<Partition, Checkpoint>,
     /// Whether the source must be pointed back at the stored offsets before
     /// the next batch (a batch failed halfway).
     rewind: bool,
 }
 
-fn checkpoint_name(partition: Partition) -> String {
-    format!("{NAME}/{partition}")
+/// The named checkpoints of `partition`: the offset to resume from (a
+/// broker's source seeks by it) and the highest position absorbed (the
+/// embedded log's source seeks by that).
+fn checkpoint_names(partition: Partition) -> (String, String) {
+    (format!("{NAME}/{partition}"), format!("{NAME}/{partition}/position"))
 }
 
 impl Intake {
@@ -105,25 +109,32 @@ impl Intake {
         }
         let mut moved = BTreeMap::new();
         for sourced in &batch.events {
-            if !self.offsets.contains_key(&sourced.partition) {
-                continue;
-            }
+            let Some(&at) = self.offsets.get(&sourced.partition) else { continue };
             self.effects.absorb(&sourced.event).await?;
-            moved.insert(sourced.partition, sourced.offset + 1);
+            let to = moved.entry(sourced.partition).or_insert(at);
+            to.offset = to.offset.max(sourced.offset + 1);
+            to.position = to.position.max(sourced.event.position);
         }
         // Only now, with every effect above durable, do the offsets move.
-        for (partition, offset) in moved {
-            self.effects.store.save_checkpoint(&checkpoint_name(partition), offset).await?;
-            self.offsets.insert(partition, offset);
+        for (partition, to) in moved {
+            let (offset, position) = checkpoint_names(partition);
+            self.effects.store.save_checkpoint(&position, to.position).await?;
+            self.effects.store.save_checkpoint(&offset, to.offset).await?;
+            self.offsets.insert(partition, to);
         }
         Ok(batch.events.len())
     }
 
     /// Points the source at `partition`'s stored offset.
     async fn resume(&mut self, partition: Partition) -> Result<(), IntakeError> {
-        let offset = self.effects.store.checkpoint(&checkpoint_name(partition)).await?;
-        self.source.seek(partition, Checkpoint { position: 0, offset }).await?;
-        self.offsets.insert(partition, offset);
+        let (offset, position) = checkpoint_names(partition);
+        let store = &self.effects.store;
+        let at = Checkpoint {
+            position: store.checkpoint(&position).await?,
+            offset: store.checkpoint(&offset).await?,
+        };
+        self.source.seek(partition, at).await?;
+        self.offsets.insert(partition, at);
         Ok(())
     }
 
