@@ -1,18 +1,21 @@
-//! Wiring: fulfilment's database, the intake, the warehouse, the projector
-//! and the query API, all in one process.
+//! Wiring: fulfilment's stores and the shop's events (embedded: SQLite
+//! files and the shop's event store tailed read-only; distributed:
+//! PostgreSQL and the shop's Kafka topic), the intake, the warehouse, the
+//! projector and the query API, all in one process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parallax_core::{EventLog, EventStore, ReadStore};
+use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, ReadStore};
 use parallax_kafka::{KafkaConfig, KafkaSource};
 use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
 use parallax_runtime::{CancellationToken, CommandHandler, ProcessRunner, Projector};
+use parallax_sqlite::{SqliteEventStore, SqliteLog, SqliteReadStore};
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{Settings, Shape};
 use crate::intake::Intake;
 use crate::shop_api::ShopApi;
 use crate::views::Shipments;
@@ -29,9 +32,20 @@ fn split_database(url: &str) -> anyhow::Result<(String, String)> {
     Ok((admin, database))
 }
 
-/// Creates fulfilment's database if it does not exist, then its event
+/// Embedded: creates fulfilment's files and their schemas. Distributed:
+/// creates fulfilment's database if it does not exist, then its event
 /// store's and views' schemas (both in that one database).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    if settings.shape == Shape::Embedded {
+        let dir = settings.data_dir.clone();
+        return tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            SqliteEventStore::open(&dir.join("events.db"))?;
+            SqliteReadStore::open(&dir.join("views.db"))?;
+            Ok(())
+        })
+        .await?;
+    }
     let url = &settings.db.url;
     let (admin_url, database) = split_database(url)?;
     anyhow::ensure!(
@@ -97,24 +111,65 @@ impl Running {
     }
 }
 
-/// Opens fulfilment's database, joins the shop's topic, starts the workers
-/// and the query API on `settings.listen`.
-pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+/// What a shape gives the workers: fulfilment's stores, and the shop's events.
+struct Sides {
+    store: Arc<dyn EventStore>,
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn ReadStore>,
+    source: Box<dyn EventSource>,
+    /// One warehouse across processes, where the store has leases.
+    leases: Option<Arc<dyn Leases>>,
+}
+
+/// SQLite files of fulfilment's own, and the embedded shop's event store
+/// tailed read-only.
+async fn open_embedded(settings: &Settings) -> anyhow::Result<Sides> {
+    let (dir, shop) = (settings.data_dir.clone(), settings.shop_events.clone());
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let store = SqliteEventStore::open(&dir.join("events.db"))?;
+        let views = SqliteReadStore::open(&dir.join("views.db"))?;
+        let shop_log = SqliteLog::open(&shop)
+            .context("open the embedded shop's event store (start the shop first, or set shop_events)")?;
+        Ok(Sides {
+            log: Arc::new(store.log()),
+            store: Arc::new(store),
+            views: Arc::new(views),
+            source: Box::new(LogSource::new(Arc::new(shop_log))),
+            leases: None,
+        })
+    })
+    .await?
+}
+
+/// Fulfilment's PostgreSQL database, and the shop's Kafka topic as consumer
+/// group `kafka.group`.
+async fn open_distributed(settings: &Settings) -> anyhow::Result<Sides> {
     let pool = parallax_postgres::pool(&settings.db.url, settings.db.max_connections).await?;
     let store = PgEventStore::new(pool.clone(), PgStoreOptions::default());
-    let log: Arc<dyn EventLog> = Arc::new(store.log());
-    let store: Arc<dyn EventStore> = Arc::new(store);
-    let views: Arc<dyn ReadStore> = Arc::new(PgReadStore::new(pool.clone()));
-    let leases = Arc::new(PgLeases::new(pool));
-
     let kafka = KafkaConfig::new(&settings.kafka.brokers, &settings.kafka.topic, 1, "/fulfilment");
     let source = KafkaSource::new(&kafka, &settings.kafka.group).context("join the shop's topic")?;
-    let intake = Intake::new(Box::new(source), store.clone());
+    Ok(Sides {
+        log: Arc::new(store.log()),
+        store: Arc::new(store),
+        views: Arc::new(PgReadStore::new(pool.clone())),
+        source: Box::new(source),
+        leases: Some(Arc::new(PgLeases::new(pool))),
+    })
+}
 
+/// Opens fulfilment's stores and the shop's events as `settings.shape`
+/// says, starts the workers and the query API on `settings.listen`.
+pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let Sides { store, log, views, source, leases } = match settings.shape {
+        Shape::Embedded => open_embedded(settings).await?,
+        Shape::Distributed => open_distributed(settings).await?,
+    };
+    let intake = Intake::new(source, store.clone());
     let shop = ShopApi::new(&settings.shop_url, Duration::from_millis(settings.shop_timeout_ms))?;
     let shipments = Arc::new(CommandHandler::new(store.clone()));
     let warehouse = Warehouse::new(shipments, shop, settings.warehouse.delays());
-    let warehouse = ProcessRunner::new(Arc::new(warehouse), log.clone(), store.clone());
+    let warehouse = ProcessRunner::new(Arc::new(warehouse), log.clone(), store);
     let projector = Projector::new(Arc::new(Shipments::new()), log, views.clone());
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -125,7 +180,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
     tasks.spawn(intake.run(cancel.clone()));
     let stop = cancel.clone();
-    tasks.spawn(async move { warehouse.run_leased(leases, stop).await });
+    tasks.spawn(async move {
+        match leases {
+            Some(leases) => warehouse.run_leased(leases, stop).await,
+            None => warehouse.run(stop).await,
+        }
+    });
     let stop = cancel.clone();
     tasks.spawn(async move { projector.run(stop).await });
     let stop = cancel.clone();

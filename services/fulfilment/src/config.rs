@@ -1,11 +1,13 @@
 //! Settings: defaults, then a TOML file, then `FULFILMENT__SECTION__KEY`
 //! environment variables (`FULFILMENT__DB__URL`, `FULFILMENT__KAFKA__TOPIC`).
 //!
-//! The defaults are the distributed shape on one machine, beside a shop run
-//! with `config/distributed.toml` (the same as `config/fulfilment.toml`).
+//! The defaults are the embedded shape beside the embedded shop started in
+//! the same folder (`cargo run --release`: its files in `./data`, its API on
+//! 8080); `config/fulfilment.toml` is the distributed shape on one machine,
+//! beside a shop run with `config/distributed.toml`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -18,18 +20,35 @@ use crate::warehouse::Delays;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Which stores and which source.
+    pub shape: Shape,
     /// Where the query API listens.
     pub listen: SocketAddr,
     /// The shop's command API, told of every dispatch.
     pub shop_url: String,
     /// How long a call to the shop may take before it is tried again.
     pub shop_timeout_ms: u64,
-    /// Fulfilment's own database: its event store and views.
+    /// Embedded: the shop's event store file, read only.
+    pub shop_events: PathBuf,
+    /// Embedded: fulfilment's own files (`events.db`, `views.db`).
+    pub data_dir: PathBuf,
+    /// Distributed: fulfilment's own database, its event store and views.
     pub db: DbSettings,
-    /// The shop's topic.
+    /// Distributed: the shop's topic.
     pub kafka: KafkaSettings,
     /// How long the warehouse takes for each step.
     pub warehouse: WarehouseSettings,
+}
+
+/// Where fulfilment keeps its events and views, and what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// SQLite files of its own in `data_dir`; the embedded shop's event
+    /// store (`shop_events`) tailed read-only, by polling.
+    Embedded,
+    /// PostgreSQL (`db`) and the shop's Kafka topic (`kafka`).
+    Distributed,
 }
 
 /// Fulfilment's PostgreSQL database (`fulfilment migrate` creates it).
@@ -80,9 +99,12 @@ impl WarehouseSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            shape: Shape::Embedded,
             listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
             shop_url: "http://127.0.0.1:8080".into(),
             shop_timeout_ms: 5_000,
+            shop_events: PathBuf::from("data/events.db"),
+            data_dir: PathBuf::from("fulfilment-data"),
             db: DbSettings {
                 url: "postgres://parallax:parallax@127.0.0.1:5432/fulfilment".into(),
                 max_connections: 8,
@@ -121,12 +143,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_file_and_the_defaults_agree() {
+    fn the_shipped_file_is_the_defaults_distributed() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/fulfilment.toml");
         let from_file: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
             .extract()
             .expect("config/fulfilment.toml is valid");
-        assert_eq!(from_file, Settings::default());
+        assert_eq!(from_file, Settings { shape: Shape::Distributed, ..Settings::default() });
     }
 }

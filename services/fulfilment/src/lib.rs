@@ -13,7 +13,8 @@
 //!                                           └─▶ projector ─▶ shipments view ─▶ GET /api/shipments…
 //! ```
 //!
-//! - [`intake`]: the shop's topic as consumer group `fulfilment`; opens a
+//! - [`intake`]: the shop's topic as consumer group `fulfilment` (or the
+//!   embedded shop's event store); opens a
 //!   [`shipment::Shipment`] on `order.paid` and cancels it on
 //!   `order.cancelled`, storing each partition's offset only after the
 //!   effect is durable.
@@ -25,8 +26,11 @@
 //! - [`config`] and [`app`]: settings and wiring; `src/main.rs` is the CLI
 //!   (`fulfilment serve`, `fulfilment migrate`).
 //!
-//! Fulfilment runs beside the distributed shop only (PostgreSQL and Kafka):
-//! an embedded shop has no topic to consume.
+//! Two shapes, like the shop's ([`config::Shape`]): distributed (its own
+//! PostgreSQL database, the shop's Kafka topic) and, by default, embedded
+//! beside the embedded shop of the same folder (SQLite files of its own, the
+//! shop's event store file tailed read-only by polling, which is all an
+//! embedded shop publishes).
 #![warn(missing_docs)]
 
 pub mod config;

@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use fulfilment::config::Settings;
 use tracing_subscriber::EnvFilter;
 
-/// Fulfilment: ships the shop's paid orders and tells the shop. Reads the
-/// shop's Kafka topic; keeps its own event store and views in PostgreSQL.
+/// Fulfilment: ships the shop's paid orders and tells the shop. Embedded by
+/// default, beside the embedded shop of this folder; distributed (the shop's
+/// Kafka topic, PostgreSQL) with config/fulfilment.toml.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

@@ -1,7 +1,8 @@
 //! Fulfilment beside the distributed shop, on real PostgreSQL and Kafka:
 //! the shop's `shop` binary with every role in one process, and the
-//! `fulfilment` binary, each on databases and a topic of the test's own.
-//! Nobody but fulfilment sends `ship`.
+//! `fulfilment` binary, each on databases and a topic of the test's own;
+//! and beside the embedded shop, each on SQLite files of its own. Nobody but
+//! fulfilment sends `ship`.
 //!
 //! Services: `PARALLAX_TEST_POSTGRES_URL` (a superuser: it creates
 //! databases) and `PARALLAX_TEST_KAFKA_BROKERS`; `scripts/services/postgres
@@ -122,6 +123,38 @@ async fn every_paid_order_ships_once_across_kills() {
     }
     let dispatched = fulfilment.get("/api/shipments?status=dispatched").await.1;
     assert_eq!(dispatched["shipments"].as_array().map(Vec::len), Some(orders.len()), "{dispatched}");
+    drop(fulfilment);
+    stack.stop().await;
+}
+
+/// The embedded shape: fulfilment's own SQLite files, the embedded shop's
+/// event store tailed read-only, and the ship call back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_the_embedded_shop_a_paid_order_is_shipped() {
+    let stack = Stack::embedded().await;
+    let mut fulfilment = Fulfilment::start(&stack, &stack.shop.base).await;
+    stack.register_product("SKU-1", 100).await;
+    let (first, second) = (stack.confirmed_order("cart-1").await, stack.confirmed_order("cart-2").await);
+    stack.pay(&first).await;
+    let shipment = fulfilment.shipment_when(&first, |s| s["shop"].is_string()).await;
+    assert_eq!(
+        (shipment["status"].as_str(), shipment["shop"].as_str()),
+        (Some("dispatched"), Some("shipped"))
+    );
+    stack.order_when(&first, "shipped").await;
+
+    // Killed and started again, it resumes where it was: the next order ships too.
+    fulfilment.kill();
+    stack.pay(&second).await;
+    let fulfilment = fulfilment.restart(&stack, &stack.shop.base).await;
+    let shipment = fulfilment.shipment_when(&second, |s| s["shop"].is_string()).await;
+    assert_eq!(
+        (shipment["status"].as_str(), shipment["shop"].as_str()),
+        (Some("dispatched"), Some("shipped"))
+    );
+    stack.order_when(&second, "shipped").await;
+    let dispatched = fulfilment.get("/api/shipments?status=dispatched").await.1;
+    assert_eq!(dispatched["shipments"].as_array().map(Vec::len), Some(2), "{dispatched}");
     drop(fulfilment);
     stack.stop().await;
 }

@@ -135,6 +135,22 @@ fn without_env<'c>(command: &'c mut Command, prefix: &str) -> &'c mut Command {
     command
 }
 
+/// The shop's write and read databases of stack `id`.
+async fn create_databases(admin_url: &str, id: &str) {
+    let mut admin = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(admin_url))
+        .await
+        .expect("PostgreSQL answers within 10 s (scripts/services/postgres start)")
+        .expect("connect to PostgreSQL (scripts/services/postgres start)");
+    for side in ["write", "read"] {
+        // The names are ours: hex digits and underscores.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"pxf_{id}_{side}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create a database");
+    }
+    let _ = admin.close().await;
+}
+
 /// Runs a binary to its end (bounded); panics with its output if it fails.
 async fn run(mut command: Command, what: &str) {
     command.stdin(Stdio::null());
@@ -153,9 +169,11 @@ async fn run(mut command: Command, what: &str) {
     );
 }
 
-/// The distributed shop on fresh databases and a fresh topic.
+/// The shop, distributed on fresh databases and a fresh topic, or embedded
+/// on a fresh folder.
 pub struct Stack {
     pub shop: Proc,
+    pub distributed: bool,
     pub admin_url: String,
     pub brokers: String,
     pub topic: String,
@@ -170,48 +188,53 @@ impl Stack {
     /// Creates the shop's databases, runs `shop migrate` (which makes the
     /// topic) and starts `shop serve` with every role.
     pub async fn start() -> Stack {
+        Self::start_as(true).await
+    }
+
+    /// Starts `shop serve` embedded, on SQLite files in a fresh folder.
+    pub async fn embedded() -> Stack {
+        Self::start_as(false).await
+    }
+
+    async fn start_as(distributed: bool) -> Stack {
         let slot = SLOT.acquire().await.expect("never closed");
         let admin_url = env_or("PARALLAX_TEST_POSTGRES_URL", DEFAULT_POSTGRES);
         let brokers = env_or("PARALLAX_TEST_KAFKA_BROKERS", DEFAULT_BROKERS);
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let mut admin = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&admin_url))
-            .await
-            .expect("PostgreSQL answers within 10 s (scripts/services/postgres start)")
-            .expect("connect to PostgreSQL (scripts/services/postgres start)");
-        for side in ["write", "read"] {
-            // The names are ours: hex digits and underscores.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"pxf_{id}_{side}\"")))
-                .execute(&mut admin)
-                .await
-                .expect("create a database");
+        if distributed {
+            create_databases(&admin_url, &id).await;
         }
-        let _ = admin.close().await;
         let dir = tempfile::Builder::new().prefix("fulfilment-test-").tempdir().expect("a temp folder");
         let shop_binary = tokio::task::spawn_blocking(shop_binary).await.expect("the shop is built");
         let write_url = with_database(&admin_url, &format!("pxf_{id}_write"));
         let configure = |command: &mut Command| {
-            without_env(command, "SHOP_")
-                .env("RUST_LOG", "warn")
-                .env("SHOP__WRITE_DB__KIND", "postgres")
-                .env("SHOP__WRITE_DB__URL", &write_url)
-                .env("SHOP__READ_DB__KIND", "postgres")
-                .env("SHOP__READ_DB__URL", with_database(&admin_url, &format!("pxf_{id}_read")))
-                .env("SHOP__LOG__KIND", "kafka")
-                .env("SHOP__LOG__BROKERS", &brokers)
-                .env("SHOP__LOG__TOPIC", format!("parallax-test-{id}"))
-                .env("SHOP__LOG__PARTITIONS", "4")
-                .env("SHOP__LOG__GROUP", format!("parallax-test-{id}-shop"));
+            without_env(command, "SHOP_").env("RUST_LOG", "warn");
+            if distributed {
+                command
+                    .env("SHOP__WRITE_DB__KIND", "postgres")
+                    .env("SHOP__WRITE_DB__URL", &write_url)
+                    .env("SHOP__READ_DB__KIND", "postgres")
+                    .env("SHOP__READ_DB__URL", with_database(&admin_url, &format!("pxf_{id}_read")))
+                    .env("SHOP__LOG__KIND", "kafka")
+                    .env("SHOP__LOG__BROKERS", &brokers)
+                    .env("SHOP__LOG__TOPIC", format!("parallax-test-{id}"))
+                    .env("SHOP__LOG__PARTITIONS", "4")
+                    .env("SHOP__LOG__GROUP", format!("parallax-test-{id}-shop"));
+            }
         };
-        let mut migrate = Command::new(&shop_binary);
-        migrate.arg("migrate");
-        configure(&mut migrate);
-        run(migrate, "shop migrate").await;
+        if distributed {
+            let mut migrate = Command::new(&shop_binary);
+            migrate.arg("migrate");
+            configure(&mut migrate);
+            run(migrate, "shop migrate").await;
+        }
         let mut serve = Command::new(&shop_binary);
         serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("shop-data"));
         configure(&mut serve);
         let shop = Proc::spawn(serve, dir.path().join("shop.stderr"));
         Stack {
             shop,
+            distributed,
             admin_url,
             brokers,
             topic: format!("parallax-test-{id}"),
@@ -277,14 +300,16 @@ impl Stack {
     }
 
     pub async fn stop(self) {
-        let Stack { mut shop, admin_url, id, dir, brokers, topic, .. } = self;
+        let Stack { mut shop, distributed, admin_url, id, dir, brokers, topic, .. } = self;
         shop.kill();
-        let topic = parallax_kafka::KafkaConfig::new(brokers, topic, 4, "/test");
-        let _ = parallax_kafka::delete_topic(&topic).await;
-        let mut admin = PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
-        for side in ["write", "read", "fulfilment"] {
-            let drop = format!("DROP DATABASE IF EXISTS \"pxf_{id}_{side}\" WITH (FORCE)");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+        if distributed {
+            let topic = parallax_kafka::KafkaConfig::new(brokers, topic, 4, "/test");
+            let _ = parallax_kafka::delete_topic(&topic).await;
+            let mut admin = PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
+            for side in ["write", "read", "fulfilment"] {
+                let drop = format!("DROP DATABASE IF EXISTS \"pxf_{id}_{side}\" WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+            }
         }
         drop(dir);
     }
@@ -335,8 +360,8 @@ pub struct Fulfilment {
 }
 
 impl Fulfilment {
-    /// `fulfilment migrate` (which creates its database), then `serve`,
-    /// telling the shop at `shop_base`.
+    /// `fulfilment migrate` (which creates its database or files), then
+    /// `serve` in the stack's shape, telling the shop at `shop_base`.
     pub async fn start(stack: &Stack, shop_base: &str) -> Fulfilment {
         let db_name = format!("pxf_{}_fulfilment", stack.id);
         let db_url = with_database(&stack.admin_url, &db_name);
@@ -353,12 +378,21 @@ impl Fulfilment {
         let configure = |command: &mut Command| {
             without_env(command, "FULFILMENT_")
                 .env("RUST_LOG", "info")
-                .env("FULFILMENT__DB__URL", &db_url)
-                .env("FULFILMENT__KAFKA__BROKERS", &stack.brokers)
-                .env("FULFILMENT__KAFKA__TOPIC", &stack.topic)
-                .env("FULFILMENT__KAFKA__GROUP", format!("parallax-test-{}-fulfilment", stack.id))
                 .env("FULFILMENT__SHOP_URL", shop_base)
                 .env("FULFILMENT__SHOP_TIMEOUT_MS", "60000");
+            if stack.distributed {
+                command
+                    .env("FULFILMENT__SHAPE", "distributed")
+                    .env("FULFILMENT__DB__URL", &db_url)
+                    .env("FULFILMENT__KAFKA__BROKERS", &stack.brokers)
+                    .env("FULFILMENT__KAFKA__TOPIC", &stack.topic)
+                    .env("FULFILMENT__KAFKA__GROUP", format!("parallax-test-{}-fulfilment", stack.id));
+            } else {
+                // The defaults' shape; the files are the test's.
+                command
+                    .env("FULFILMENT__SHOP_EVENTS", stack.dir.path().join("shop-data/events.db"))
+                    .env("FULFILMENT__DATA_DIR", stack.dir.path().join("fulfilment-data"));
+            }
         };
         let binary = env!("CARGO_BIN_EXE_fulfilment");
         let mut migrate = Command::new(binary);
