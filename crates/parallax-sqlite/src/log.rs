@@ -12,11 +12,12 @@
 //! reads again, which finds them. Delivery is at-least-once as the port says:
 //! the consumer keeps its own checkpoint.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parallax_core::{EventLog, EventRecord, LogError, Position};
+use parallax_core::{EventLog, EventRecord, LogError, Position, StoreError};
 use tokio::sync::watch;
 
 use crate::conn::ReadPool;
@@ -40,6 +41,19 @@ impl std::fmt::Debug for SqliteLog {
 impl SqliteLog {
     pub(crate) fn new(reads: Arc<ReadPool>, head: watch::Receiver<Position>) -> Self {
         Self { reads, head }
+    }
+
+    /// A tail of the event store at `path` that another process writes (a
+    /// second service reading a service's log on the same machine): its
+    /// connections only read (`query_only`), and it neither creates the file
+    /// nor its schema, so a missing store is refused. No writer here signals
+    /// commits: [`EventLog::wait_beyond`] runs to its timeout, and the
+    /// caller reads again (polls).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::msg(format!("no event store at {}", path.display())));
+        }
+        Ok(Self::new(Arc::new(ReadPool::new(path)), watch::channel(0).1))
     }
 }
 

@@ -7,11 +7,12 @@ use std::path::Path;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
 
+use parallax_core::EventLog;
 use parallax_core::{
     AppendError, AppendOutcome, AppendRequest, DocKey, EventStore, ExpectedVersion, IdempotencyRecord,
     ReadStoreExt, Snapshot, ViewReader, ViewWrite,
 };
-use parallax_sqlite::{SqliteEventStore, SqliteReadStore, SqliteStoreOptions};
+use parallax_sqlite::{SqliteEventStore, SqliteLog, SqliteReadStore, SqliteStoreOptions};
 use parallax_testing::event_store::{append_request, new_event};
 use serde_json::json;
 
@@ -240,4 +241,28 @@ async fn read_store_keeps_views_across_a_reopen() {
         views.get("carts", &DocKey::partition("c-1")).await.expect("get"),
         Some(json!({ "items": 2 }))
     );
+}
+
+/// A tail opened on another writer's file reads what that writer commits,
+/// and refuses (without creating it) a file that is not there.
+#[tokio::test]
+async fn a_tail_of_another_writer_s_store_reads_what_it_commits() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = dir.path().join("events.db");
+    assert!(SqliteLog::open(&path).is_err(), "no store at {}", path.display());
+    assert!(!path.exists(), "the refused tail created no file");
+    let store = SqliteEventStore::open(&path).expect("open");
+    store
+        .append(append_request("cart-1", ExpectedVersion::Exact(0), vec![event(), event()]))
+        .await
+        .expect("append");
+
+    let tail = SqliteLog::open(&path).expect("a tail");
+    let read = tail.read(0, 10).await.expect("read");
+    assert_eq!(read.iter().map(|r| r.position).collect::<Vec<_>>(), vec![1, 2]);
+    store.append(append_request("cart-1", ExpectedVersion::Exact(2), vec![event()])).await.expect("append");
+    // No writer of its own signals it: the wait runs out, and a read finds the commit.
+    tail.wait_beyond(2, std::time::Duration::from_millis(10)).await;
+    assert_eq!(tail.read(2, 10).await.expect("read").len(), 1);
+    assert_eq!(tail.head().await.expect("head"), 3);
 }
