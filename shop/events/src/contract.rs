@@ -84,12 +84,12 @@ fn frozen<T: JsonSchema>(event_type: &str, schema_version: u32, summary: &str) -
         // The struct's Rust name means nothing to a consumer.
         object.remove("title");
     }
-    let description = schema["description"].as_str().unwrap_or(summary).to_owned();
+    // Its doc comment speaks of the code; the summary of the event.
     EventSchema {
         event_type: event_type.to_owned(),
         schema_version,
         summary: summary.to_owned(),
-        schema: standalone(schema, &description),
+        schema: standalone(schema, summary),
     }
 }
 
@@ -189,6 +189,7 @@ mod tests {
         assert!(v1["properties"]["unit_price_cents"].is_object(), "{v1}");
         assert!(v1["properties"]["currency"].is_null(), "v1 has no currency: {v1}");
         assert!(v1.get("title").is_none(), "{v1}");
+        assert_eq!(v1["description"], event_schema("cart.item_added", 1).expect("v1").summary);
 
         // OrderLine inline: the schema stands alone.
         let placed = event_schema("order.placed", 1).expect("order.placed").schema;

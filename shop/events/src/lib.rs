@@ -174,7 +174,7 @@ impl DomainEvent for ProductEvent {
 #[serde(tag = "type", content = "data")]
 pub enum CartEvent {
     /// Units of a product were put in the cart. Version 2: v1 called the
-    /// price `unit_price_cents` and had no currency (see [`upcasters`]).
+    /// price `unit_price_cents` and had no currency.
     #[serde(rename = "cart.item_added")]
     ItemAdded {
         /// The cart, as in its stream id (`cart-{cart_id}`).
