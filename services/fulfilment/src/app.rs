@@ -166,7 +166,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
         Shape::Distributed => open_distributed(settings).await?,
     };
     let intake = Intake::new(source, store.clone());
-    let shop = ShopApi::new(&settings.shop_url, Duration::from_millis(settings.shop_timeout_ms))?;
+    let shop = ShopApi::new(
+        &settings.shop_url,
+        Duration::from_millis(settings.shop_timeout_ms),
+        settings.shop_api_key.as_ref().map(|key| key.0.as_str()),
+    )?;
     let shipments = Arc::new(CommandHandler::new(store.clone()));
     let warehouse = Warehouse::new(shipments, shop, settings.warehouse.delays());
     let warehouse = ProcessRunner::new(Arc::new(warehouse), log.clone(), store);

@@ -28,6 +28,11 @@ pub struct Settings {
     pub shop_url: String,
     /// How long a call to the shop may take before it is tried again.
     pub shop_timeout_ms: u64,
+    /// A key of the shop's with the `command` scope, sent as
+    /// `Authorization: Bearer`; none for a shop whose API is open. Set it
+    /// from the environment (`FULFILMENT__SHOP_API_KEY`) rather than a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop_api_key: Option<ApiKey>,
     /// Embedded: the shop's event store file, read only.
     pub shop_events: PathBuf,
     /// Embedded: fulfilment's own files (`events.db`, `views.db`).
@@ -38,6 +43,17 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// How long the warehouse takes for each step.
     pub warehouse: WarehouseSettings,
+}
+
+/// A secret that never appears in logs: its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<hidden>)")
+    }
 }
 
 /// Where fulfilment keeps its events and views, and what it reads.
@@ -103,6 +119,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
             shop_url: "http://127.0.0.1:8080".into(),
             shop_timeout_ms: 5_000,
+            shop_api_key: None,
             shop_events: PathBuf::from("data/events.db"),
             data_dir: PathBuf::from("fulfilment-data"),
             db: DbSettings {
@@ -139,6 +156,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return its large error
 mod tests {
     use super::*;
 
@@ -150,5 +168,16 @@ mod tests {
             .extract()
             .expect("config/fulfilment.toml is valid");
         assert_eq!(from_file, Settings { shape: Shape::Distributed, ..Settings::default() });
+    }
+
+    #[test]
+    fn the_shop_key_comes_from_the_environment_and_stays_out_of_logs() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FULFILMENT__SHOP_API_KEY", "s3cret");
+            let settings = Settings::load(None).expect("valid settings");
+            assert_eq!(settings.shop_api_key, Some(ApiKey("s3cret".into())));
+            assert!(!format!("{settings:?}").contains("s3cret"));
+            Ok(())
+        });
     }
 }

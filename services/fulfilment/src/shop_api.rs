@@ -45,9 +45,17 @@ pub struct ShopApi {
 
 impl ShopApi {
     /// The shop at `base` (`http://127.0.0.1:8080`), each call given
-    /// `timeout` to answer.
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+    /// `timeout` to answer and carrying `api_key`, if any, as its bearer
+    /// token.
+    pub fn new(base: &str, timeout: Duration, api_key: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| anyhow::anyhow!("shop_api_key holds characters a header cannot carry"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder().timeout(timeout).default_headers(headers).build()?;
         let retry = RetryPolicy {
             max_attempts: u32::MAX,
             base_delay: Duration::from_millis(100),

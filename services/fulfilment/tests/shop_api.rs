@@ -20,11 +20,15 @@ struct Script {
     answers: Mutex<VecDeque<(u16, &'static str)>>,
     /// The `Idempotency-Key` of every call received.
     keys: Mutex<Vec<String>>,
+    /// The `Authorization` header of every call received ("" for none).
+    authorizations: Mutex<Vec<String>>,
 }
 
 async fn ship(State(script): State<Arc<Script>>, headers: HeaderMap) -> impl IntoResponse {
     let key = headers.get("idempotency-key").and_then(|k| k.to_str().ok()).unwrap_or_default();
     script.keys.lock().expect("not poisoned").push(key.to_owned());
+    let authorization = headers.get("authorization").and_then(|a| a.to_str().ok()).unwrap_or_default();
+    script.authorizations.lock().expect("not poisoned").push(authorization.to_owned());
     let (status, detail) =
         script.answers.lock().expect("not poisoned").pop_front().expect("an answer scripted");
     let status = StatusCode::from_u16(status).expect("a status");
@@ -34,6 +38,16 @@ async fn ship(State(script): State<Arc<Script>>, headers: HeaderMap) -> impl Int
 /// Calls `ship` once against a stand-in giving `answers`: what it concluded
 /// and the keys of the calls it made.
 async fn ship_against(answers: &[(u16, &'static str)]) -> (ShopAnswer, Vec<String>, Uuid) {
+    let (answer, keys, order_id, _) = ship_with_key(answers, None).await;
+    (answer, keys, order_id)
+}
+
+/// As [`ship_against`], the client holding `api_key`; also the
+/// `Authorization` header of each call.
+async fn ship_with_key(
+    answers: &[(u16, &'static str)],
+    api_key: Option<&str>,
+) -> (ShopAnswer, Vec<String>, Uuid, Vec<String>) {
     let script = Arc::new(Script::default());
     script.answers.lock().expect("not poisoned").extend(answers.iter().copied());
     let app = axum::Router::new()
@@ -43,13 +57,23 @@ async fn ship_against(answers: &[(u16, &'static str)]) -> (ShopAnswer, Vec<Strin
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let order_id = Uuid::now_v7();
-    let shop = ShopApi::new(&base, Duration::from_secs(5)).expect("a client");
+    let shop = ShopApi::new(&base, Duration::from_secs(5), api_key).expect("a client");
     let answer = tokio::time::timeout(Duration::from_secs(60), shop.ship(order_id))
         .await
         .expect("an answer within 60 s");
     server.abort();
     let keys = script.keys.lock().expect("not poisoned").clone();
-    (answer, keys, order_id)
+    let authorizations = script.authorizations.lock().expect("not poisoned").clone();
+    (answer, keys, order_id, authorizations)
+}
+
+#[tokio::test]
+async fn every_call_carries_the_configured_key() {
+    let (answer, _, _, authorizations) = ship_with_key(&[(401, "no key"), (200, "")], Some("s3cret")).await;
+    assert_eq!(answer.outcome, ShopOutcome::Shipped);
+    assert_eq!(authorizations, ["Bearer s3cret", "Bearer s3cret"]);
+    let (_, _, _, authorizations) = ship_with_key(&[(200, "")], None).await;
+    assert_eq!(authorizations, [""]);
 }
 
 #[tokio::test]
