@@ -20,6 +20,15 @@
 //!   reads the options again at each attempt. The leases' sessions connect
 //!   with the pool's current options too ([`crate::PgLeases`]), so the
 //!   relay and the saga follow with everything else.
+//! - while the host answers as the primary, the follower opens a connection
+//!   in a task of its own whenever the pool has none idle and may open more
+//!   (at most [`OPENERS`] at once). A caller's acquire opens one too, but a
+//!   caller that gives up drops the connection half-opened: an HTTP handler
+//!   whose client went away after 2 s, on a machine where opening a
+//!   connection takes longer than that. After the primary's loss the pool
+//!   holds no live connection, and without these, such callers would never
+//!   get one (the fault suite's promotion scenario at a load average of 50
+//!   accepted no command for 90 s).
 //!
 //! What it is not: a failover layer. It promotes nothing (an operator or
 //! `scripts/services/postgres promote` does), retries no statement (a
@@ -30,11 +39,13 @@
 //! (`PgPool::close`).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parallax_core::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
 
 use crate::redact;
@@ -45,6 +56,9 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a host may take to connect and answer before it counts as down.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many connections the follower opens for the pool at once.
+pub const OPENERS: usize = 4;
 
 /// One host of a multi-host URL.
 #[derive(Clone)]
@@ -160,6 +174,7 @@ async fn find_primary(hosts: &[Host]) -> Result<(usize, PgConnection), Vec<Strin
 async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgConnection) {
     let mut watch = Some(watch);
     let mut lost_logged = false;
+    let openers = Arc::new(Semaphore::new(OPENERS));
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
         if pool.is_closed() {
@@ -167,6 +182,7 @@ async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgCon
         }
         if let Some(conn) = watch.as_mut() {
             if let Ok(Ok(false)) = timeout(ASK_TIMEOUT, in_recovery(conn)).await {
+                keep_one_ready(&pool, &openers);
                 continue;
             }
         }
@@ -188,6 +204,24 @@ async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgCon
             Err(reasons) => tracing::debug!(?reasons, "no primary among the hosts yet"),
         }
     }
+}
+
+/// Opens a connection for the pool in a task of its own when none is idle
+/// and the pool may open more, unless [`OPENERS`] are opening already. The
+/// connection goes back to the pool, idle, when the task drops it; no
+/// caller's timeout can cut it off half-opened.
+fn keep_one_ready(pool: &PgPool, openers: &Arc<Semaphore>) {
+    if pool.num_idle() > 0 || pool.size() >= pool.options().get_max_connections() {
+        return;
+    }
+    let Ok(opening) = Arc::clone(openers).try_acquire_owned() else { return };
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(error) = pool.acquire().await {
+            tracing::debug!(%error, "could not open a connection to the write database's primary");
+        }
+        drop(opening);
+    });
 }
 
 #[cfg(test)]
