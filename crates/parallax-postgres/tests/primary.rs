@@ -16,11 +16,12 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::str::FromStr;
 use std::time::Duration;
 
 use parallax_core::{AppendOutcome, AppendRequest, EventLog, EventStore, ExpectedVersion, Leases};
 use parallax_postgres::{migrate_write, pool, PgEventStore, PgLeases, PgStoreOptions};
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
@@ -184,6 +185,22 @@ async fn slow_to_connect(to: u16, delay: Duration) -> u16 {
         }
     });
     port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_slower_to_connect_than_two_seconds_is_found() {
+    // The test server (a primary) behind a proxy that takes 3 s to open a
+    // connection, as a loaded machine's server does, after a host that
+    // refuses: the pool waits up to its acquire timeout (10 s) for a host.
+    let server_url = common::server_url();
+    let server = PgConnectOptions::from_str(&server_url).expect("the test server's URL");
+    let slow = slow_to_connect(server.get_port(), Duration::from_secs(3)).await;
+    let (user, rest) = server_url.split_once('@').expect("a URL with credentials");
+    let (_, database) = rest.split_once('/').expect("a URL with a database");
+    let url = format!("{user}@127.0.0.1:1,127.0.0.1:{slow}/{database}");
+    let slow_pool = pool(&url, 1).await.expect("the primary behind the slow proxy is found");
+    assert_eq!(primary_port(&slow_pool).await, server.get_port(), "the pool is on the test server");
+    slow_pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
