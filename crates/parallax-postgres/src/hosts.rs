@@ -108,7 +108,8 @@ pub(crate) fn split_hosts(url: &str) -> Result<Option<Vec<Host>>, StoreError> {
 }
 
 /// A pool of at most `max_connections` to the primary among `hosts`,
-/// following it (see the module docs). Waits up to `wait` for a primary.
+/// following it (see the module docs). Asks the hosts again until `wait`
+/// has passed (a pass over them, each given `wait` to answer, ends first).
 pub(crate) async fn pool(
     url: &str,
     hosts: Vec<Host>,
