@@ -11,15 +11,29 @@
 //! - every new connection asks again (`after_connect`); one that reached a
 //!   standby is refused, and the pool's connect loop tries again;
 //! - a follower task asks the pool's host every [`FOLLOW_EVERY`] on a
-//!   connection of its own. When the host does not answer, or has become a
-//!   standby, the follower asks the hosts in turn until one is a primary
-//!   and points the pool's future connections at it
-//!   (`Pool::set_connect_options`). The pool's connections to the lost host
-//!   fail their check before they are handed out and are replaced; its
-//!   connect loop, which retries a refused host until the acquire timeout,
-//!   reads the options again at each attempt. The leases' sessions connect
-//!   with the pool's current options too ([`crate::PgLeases`]), so the
-//!   relay and the saga follow with everything else.
+//!   connection of its own. When the host does not answer within 2 s, or
+//!   has become a standby, the follower asks the hosts in turn, the lost
+//!   one last, until one is a primary, and points the pool's future
+//!   connections at it (`Pool::set_connect_options`). The pool's
+//!   connections to the lost host fail their check before they are handed
+//!   out and are replaced; its connect loop, which retries a refused host
+//!   until the acquire timeout, reads the options again at each attempt.
+//!   The leases' sessions connect with the pool's current options too
+//!   ([`crate::PgLeases`]), so the relay and the saga follow with
+//!   everything else.
+//!
+//! A host asked counts as down when it has not connected and answered
+//! within the acquire timeout (10 s): on a loaded machine a connection
+//! takes seconds to open, and a shorter bound would never find the
+//! primary there. And while the host answers as the primary, the follower
+//! opens a connection in a task of its own whenever the pool has none idle
+//! and may open more (at most [`OPENERS`] at once). A caller's acquire
+//! opens one too, but a caller that gives up drops it half-opened: an HTTP
+//! handler whose client went away after 2 s, on a machine where opening a
+//! connection takes longer than that. After the primary's loss the pool
+//! holds no live connection, and callers alone might never get one again
+//! (the fault suite's promotion scenario at a load average of 50 accepted
+//! no command for 90 s).
 //!
 //! What it is not: a failover layer. It promotes nothing (an operator or
 //! `scripts/services/postgres promote` does), retries no statement (a
@@ -30,11 +44,13 @@
 //! (`PgPool::close`).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parallax_core::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
 
 use crate::redact;
@@ -43,8 +59,13 @@ use crate::redact;
 /// primary (one `SELECT` on a connection of its own).
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
-/// How long a host may take to connect and answer before it counts as down.
+/// How long the pool's host may take to answer, on the follower's open
+/// connection, whether it still is the primary, before the follower looks
+/// for the primary again.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many connections the follower opens for the pool at once.
+pub const OPENERS: usize = 4;
 
 /// One host of a multi-host URL.
 #[derive(Clone)]
@@ -87,7 +108,8 @@ pub(crate) fn split_hosts(url: &str) -> Result<Option<Vec<Host>>, StoreError> {
 }
 
 /// A pool of at most `max_connections` to the primary among `hosts`,
-/// following it (see the module docs). Waits up to `wait` for a primary.
+/// following it (see the module docs). Asks the hosts again until `wait`
+/// has passed (a pass over them, each given `wait` to answer, ends first).
 pub(crate) async fn pool(
     url: &str,
     hosts: Vec<Host>,
@@ -96,7 +118,7 @@ pub(crate) async fn pool(
 ) -> Result<PgPool, StoreError> {
     let deadline = Instant::now() + wait;
     let (index, watch) = loop {
-        match find_primary(&hosts).await {
+        match find_primary(&hosts, 0, wait).await {
             Ok(found) => break found,
             Err(reasons) if Instant::now() >= deadline => {
                 return Err(StoreError::msg(format!(
@@ -116,7 +138,7 @@ pub(crate) async fn pool(
         .await
         .map_err(|e| StoreError::new(format!("connect to {} of {}", hosts[index].name, redact(url)), e))?;
     tracing::info!(host = %hosts[index].name, "the write database's primary");
-    tokio::spawn(follow(pool.clone(), hosts, index, watch));
+    tokio::spawn(follow(pool.clone(), hosts, index, watch, wait));
     Ok(pool)
 }
 
@@ -132,12 +154,21 @@ async fn in_recovery(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(conn).await
 }
 
-/// Asks each host in turn; the first primary's index and a connection to
-/// it, or why each host is not one.
-async fn find_primary(hosts: &[Host]) -> Result<(usize, PgConnection), Vec<String>> {
+/// Asks each host in turn, from the one at `first` on, giving each `bound`
+/// to connect and answer; the first primary's index and a connection to it,
+/// or why each host is not one. The bound is a caller's wait for a
+/// connection, not less: on a loaded machine a connection takes seconds to
+/// open (more than 2 s at a load average of 50), and a primary that does
+/// not count as one for that would never be found.
+async fn find_primary(
+    hosts: &[Host],
+    first: usize,
+    bound: Duration,
+) -> Result<(usize, PgConnection), Vec<String>> {
     let mut reasons = Vec::with_capacity(hosts.len());
-    for (index, host) in hosts.iter().enumerate() {
-        let asked = timeout(ASK_TIMEOUT, async {
+    for index in (0..hosts.len()).map(|i| (first + i) % hosts.len()) {
+        let host = &hosts[index];
+        let asked = timeout(bound, async {
             let mut conn = host.options.connect().await?;
             let standby = in_recovery(&mut conn).await?;
             Ok::<_, sqlx::Error>((conn, standby))
@@ -150,16 +181,18 @@ async fn find_primary(hosts: &[Host]) -> Result<(usize, PgConnection), Vec<Strin
                 reasons.push(format!("{} is a standby", host.name));
             }
             Ok(Err(error)) => reasons.push(format!("{}: {error}", host.name)),
-            Err(_) => reasons.push(format!("{} did not answer within {ASK_TIMEOUT:?}", host.name)),
+            Err(_) => reasons.push(format!("{} did not answer within {bound:?}", host.name)),
         }
     }
     Err(reasons)
 }
 
-/// Keeps the pool's future connections on the primary until the pool closes.
-async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgConnection) {
+/// Keeps the pool's future connections on the primary until the pool
+/// closes; `bound` is [`find_primary`]'s.
+async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgConnection, bound: Duration) {
     let mut watch = Some(watch);
     let mut lost_logged = false;
+    let openers = Arc::new(Semaphore::new(OPENERS));
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
         if pool.is_closed() {
@@ -167,6 +200,7 @@ async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgCon
         }
         if let Some(conn) = watch.as_mut() {
             if let Ok(Ok(false)) = timeout(ASK_TIMEOUT, in_recovery(conn)).await {
+                keep_one_ready(&pool, &openers);
                 continue;
             }
         }
@@ -175,7 +209,9 @@ async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgCon
             tracing::warn!(host = %hosts[current].name, "the write database's primary is lost; asking the other hosts");
             lost_logged = true;
         }
-        match find_primary(&hosts).await {
+        // The lost host last: dead without a word (no reset, a black hole),
+        // it would take the whole bound of every search.
+        match find_primary(&hosts, current + 1, bound).await {
             Ok((index, conn)) => {
                 if index != current {
                     pool.set_connect_options(hosts[index].options.clone());
@@ -188,6 +224,24 @@ async fn follow(pool: PgPool, hosts: Vec<Host>, mut current: usize, watch: PgCon
             Err(reasons) => tracing::debug!(?reasons, "no primary among the hosts yet"),
         }
     }
+}
+
+/// Opens a connection for the pool in a task of its own when none is idle
+/// and the pool may open more, unless [`OPENERS`] are opening already. The
+/// connection goes back to the pool, idle, when the task drops it; no
+/// caller's timeout can cut it off half-opened.
+fn keep_one_ready(pool: &PgPool, openers: &Arc<Semaphore>) {
+    if pool.num_idle() > 0 || pool.size() >= pool.options().get_max_connections() {
+        return;
+    }
+    let Ok(opening) = Arc::clone(openers).try_acquire_owned() else { return };
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(error) = pool.acquire().await {
+            tracing::debug!(%error, "could not open a connection to the write database's primary");
+        }
+        drop(opening);
+    });
 }
 
 #[cfg(test)]

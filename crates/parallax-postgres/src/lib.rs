@@ -43,8 +43,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pool of at most `max_connections` to `url`. A URL with several hosts
 /// (`postgres://u:p@host1:5433,host2:5434/db`) gives a pool that keeps to
-/// whichever of them is the primary ([`hosts`] says how); it waits up to
-/// the acquire timeout (10 s) for one.
+/// whichever of them is the primary ([`hosts`] says how); it looks for one
+/// for the acquire timeout (10 s), each host given as long to answer.
 pub async fn pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     if let Some(list) = hosts::split_hosts(url)? {
         return hosts::pool(url, list, max_connections, ACQUIRE_TIMEOUT).await;

@@ -3,23 +3,32 @@
 //! primary is killed and its standby promoted, appends, the log and the
 //! leases go on on the new primary with every acknowledged event there.
 //!
+//! After a promotion, callers that give up sooner than a connection takes
+//! to open (HTTP handlers whose clients went away, on a loaded machine)
+//! still get connections: the pool's follower opens them.
+//!
 //! Runs on a standby pair of its own (`scripts/services/postgres start
 //! --standby` on ports 5435 and 5436, folder `postgres-pair-test`), which
-//! the test kills, promotes and builds again: the fault suite's pair on
-//! 5433 and 5434 is never touched.
+//! the tests kill, promote and build again, one test at a time: the fault
+//! suite's pair on 5433 and 5434 is never touched.
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::str::FromStr;
 use std::time::Duration;
 
 use parallax_core::{AppendOutcome, AppendRequest, EventLog, EventStore, ExpectedVersion, Leases};
 use parallax_postgres::{migrate_write, pool, PgEventStore, PgLeases, PgStoreOptions};
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
 const PORTS: [u16; 2] = [5435, 5436];
+
+/// The pair, one test at a time.
+static PAIR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `scripts/services/postgres <verb> [--standby]` on the test's pair; its stdout.
 fn pair(verb: &str) -> String {
@@ -87,6 +96,7 @@ async fn append_until_acknowledged(store: &PgEventStore, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_on_a_host_list_follows_the_primary_through_a_promotion() {
+    let _pair = PAIR.lock().await;
     pair("start");
     let admin = pool(&url(PORTS, "parallax"), 1).await.expect("a pool on the pair");
     let old = primary_port(&admin).await;
@@ -154,5 +164,83 @@ async fn a_pool_on_a_host_list_follows_the_primary_through_a_promotion() {
         .await
         .expect("drop the test database");
     admin.close().await;
+    pair("stop");
+}
+
+/// A proxy on a port of its own to 127.0.0.1:`to` that holds every new
+/// connection for `delay` before it connects it through: a server that
+/// takes that long to open a connection, as a loaded machine's does.
+async fn slow_to_connect(to: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let port = listener.local_addr().expect("the proxy's address").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut server) = TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_slower_to_connect_than_two_seconds_is_found() {
+    // The test server (a primary) behind a proxy that takes 3 s to open a
+    // connection, as a loaded machine's server does, after a host that
+    // refuses: the pool waits up to its acquire timeout (10 s) for a host.
+    let server_url = common::server_url();
+    let server = PgConnectOptions::from_str(&server_url).expect("the test server's URL");
+    let slow = slow_to_connect(server.get_port(), Duration::from_secs(3)).await;
+    let (user, rest) = server_url.split_once('@').expect("a URL with credentials");
+    let (_, database) = rest.split_once('/').expect("a URL with a database");
+    let url = format!("{user}@127.0.0.1:1,127.0.0.1:{slow}/{database}");
+    let slow_pool = pool(&url, 1).await.expect("the primary behind the slow proxy is found");
+    assert_eq!(primary_port(&slow_pool).await, server.get_port(), "the pool is on the test server");
+    slow_pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_before_a_connection_opens_are_served_after_a_promotion() {
+    const OPENING: Duration = Duration::from_millis(500);
+    const PATIENCE: Duration = Duration::from_millis(200);
+    let _pair = PAIR.lock().await;
+    pair("start");
+    let admin = pool(&url(PORTS, "parallax"), 1).await.expect("a pool on the pair");
+    let old = primary_port(&admin).await;
+    admin.close().await;
+    let standby = if old == PORTS[0] { PORTS[1] } else { PORTS[0] };
+    // The standby only behind the proxy: once promoted, every connection
+    // to it takes longer to open than a caller waits.
+    let slow = slow_to_connect(standby, OPENING).await;
+    let events = pool(&url([old, slow], "parallax"), 4).await.expect("a pool on the pair");
+    assert_eq!(primary_port(&events).await, old);
+
+    pair("kill");
+    pair("promote");
+    // Each caller gives up after PATIENCE, dropping whatever it was doing,
+    // an acquire's connection half-opened among it. None could ever open
+    // one itself.
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut tries = 0_u32;
+        loop {
+            tries += 1;
+            let asked = sqlx::query_scalar::<_, i32>("SELECT inet_server_port()").fetch_one(&events);
+            if let Ok(Ok(port)) = tokio::time::timeout(PATIENCE, asked).await {
+                return (port, tries);
+            }
+        }
+    })
+    .await
+    .expect("a caller that waits 200 ms is served on the promoted standby within 60 s");
+    eprintln!("served by port {} after {} tries", answered.0, answered.1);
+    assert_eq!(answered.0, i32::from(standby), "served by the promoted standby");
+    events.close().await;
+
+    // The old primary, built again as the new one's standby.
+    pair("start");
     pair("stop");
 }

@@ -482,6 +482,29 @@ async fn service_with(name: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A cluster of one engine, run by its service script's cluster mode:
+/// `scripts/services/NAME VERB SIZE_OPTION SIZE [--node I]`.
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    service: &'static str,
+    /// The option naming the cluster's size: `--brokers`, `--nodes`.
+    size_option: &'static str,
+    size: u32,
+}
+
+impl Cluster {
+    /// `verb` on the whole cluster, or on its node `node`; fails the
+    /// scenario if the script does.
+    async fn run(self, verb: &str, node: Option<u32>) {
+        let (size, node) = (self.size.to_string(), node.map(|node| node.to_string()));
+        let mut args = vec![verb, self.size_option, &size];
+        if let Some(node) = &node {
+            args.extend(["--node", node]);
+        }
+        service_with(self.service, &args).await;
+    }
+}
+
 /// Runs one scenario from a fresh deployment to the checker's report.
 pub async fn run(scenario: Scenario) -> Outcome {
     let started = Instant::now();

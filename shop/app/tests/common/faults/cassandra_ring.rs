@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parallax_core::{EventStore, Position};
 
 use super::super::distributed::{services as single_services, Deployment, Services};
-use super::{service_with, Measured};
+use super::{Cluster, Measured};
 
 /// Nodes in the ring.
 pub const NODES: u32 = 3;
@@ -41,21 +41,14 @@ pub fn nodes() -> String {
         .unwrap_or_else(|| "127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042".to_owned())
 }
 
-/// `scripts/services/cassandra <verb> --nodes 3 [--node I]`.
-async fn ring(verb: &str, node: Option<u32>) {
-    let (size, node) = (NODES.to_string(), node.map(|node| node.to_string()));
-    let mut args = vec![verb, "--nodes", &size];
-    if let Some(node) = &node {
-        args.extend(["--node", node]);
-    }
-    service_with("cassandra", &args).await;
-}
+/// `scripts/services/cassandra start --nodes 3`'s ring.
+const RING: Cluster = Cluster { service: "cassandra", size_option: "--nodes", size: NODES };
 
 /// The single nodes' services with the ring's contact points; starts every
 /// node of the ring that is not running (a scenario that failed may have
 /// left one down).
 pub async fn services() -> Services {
-    ring("start", None).await;
+    RING.run("start", None).await;
     Services { cassandra: nodes(), ..single_services().await }
 }
 
@@ -78,7 +71,7 @@ pub async fn kill_node(deployment: &Deployment) -> Measured {
     assert_eq!(replication(deployment).await, 3, "the keyspace's replication on a ring of {NODES}");
     let projections: Vec<String> =
         shop_read::all_projections().iter().map(|projection| projection.name().to_owned()).collect();
-    ring("kill", Some(victim)).await;
+    RING.run("kill", Some(victim)).await;
     let killed = Instant::now();
     let head = deployment.event_store().await.head().await.expect("the event store's head");
     eprintln!("-- Cassandra node {victim} killed; the event store's head is at {head}");
@@ -116,7 +109,7 @@ pub async fn kill_node(deployment: &Deployment) -> Measured {
         failed.len()
     );
     assert!(failed.is_empty(), "reads failed while Cassandra node {victim} was dead: {failed:?}");
-    ring("start", Some(victim)).await;
+    RING.run("start", Some(victim)).await;
     eprintln!("-- Cassandra node {victim} back after {:.1} s", killed.elapsed().as_secs_f64());
     let took = passed.values().max().copied().unwrap_or_default();
     Measured { took, what: "every projection past the head at the kill" }

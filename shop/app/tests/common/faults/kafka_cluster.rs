@@ -40,7 +40,7 @@ use parallax_core::{partition_for, Partition, Position, ReadStore};
 use serde_json::Value;
 
 use super::super::distributed::{services as single_services, Deployment, Services, PARTITIONS};
-use super::{service_with, Measured};
+use super::{Cluster, Measured};
 
 /// Brokers in the cluster.
 pub const BROKERS: u32 = 3;
@@ -60,21 +60,14 @@ pub fn brokers() -> String {
         .unwrap_or_else(|| "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194".to_owned())
 }
 
-/// `scripts/services/kafka <verb> --brokers 3 [--node I]`.
-async fn cluster(verb: &str, node: Option<i64>) {
-    let (brokers, node) = (BROKERS.to_string(), node.map(|node| node.to_string()));
-    let mut args = vec![verb, "--brokers", &brokers];
-    if let Some(node) = &node {
-        args.extend(["--node", node]);
-    }
-    service_with("kafka", &args).await;
-}
+/// `scripts/services/kafka start --brokers 3`'s cluster.
+const CLUSTER: Cluster = Cluster { service: "kafka", size_option: "--brokers", size: BROKERS };
 
 /// The single nodes' services with the cluster's brokers; starts every node
 /// of the cluster that is not running (a scenario that failed may have left
 /// one down).
 pub async fn services() -> Services {
-    cluster("start", None).await;
+    CLUSTER.run("start", None).await;
     Services { brokers: brokers(), ..single_services().await }
 }
 
@@ -131,29 +124,30 @@ pub async fn kill_leader(deployment: &Deployment, freeze_followers: Option<Durat
     let leaders = leaders(&deployment.services.brokers, &deployment.topic).await;
     let (&leader, &led) =
         leaders.iter().max_by_key(|(_, led)| **led).expect("the topic's partitions have leaders");
-    let followers: Vec<i64> = (1..=i64::from(BROKERS)).filter(|&id| id != leader).collect();
+    let leader = u32::try_from(leader).expect("a broker id");
+    let followers: Vec<u32> = (1..=BROKERS).filter(|&id| id != leader).collect();
     if let Some(freeze) = freeze_followers {
         for &follower in &followers {
-            cluster("pause", Some(follower)).await;
+            CLUSTER.run("pause", Some(follower)).await;
         }
         tokio::time::sleep(freeze).await;
     }
     eprintln!(
         "-- SIGKILL to Kafka broker {leader}, leader of {led} of {PARTITIONS} partitions ({leaders:?})"
     );
-    cluster("kill", Some(leader)).await;
+    CLUSTER.run("kill", Some(leader)).await;
     let killed = Instant::now();
     if freeze_followers.is_some() {
         for &follower in &followers {
-            cluster("resume", Some(follower)).await;
+            CLUSTER.run("resume", Some(follower)).await;
         }
         tokio::time::sleep(WATCH).await;
-        cluster("start", None).await;
+        CLUSTER.run("start", None).await;
         return None;
     }
     let took = LagProbe::new(deployment).await.back_under_a_second(killed).await;
     eprintln!("-- the lag was back under 1 s {took:?} after the kill; restarting broker {leader}");
-    cluster("start", None).await;
+    CLUSTER.run("start", None).await;
     Some(Measured { took, what: "lag under 1 s again" })
 }
 
