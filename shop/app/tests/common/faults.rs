@@ -490,9 +490,22 @@ struct Cluster {
     /// The option naming the cluster's size: `--brokers`, `--nodes`.
     size_option: &'static str,
     size: u32,
+    /// The variable naming the cluster's addresses, when not the script's.
+    addresses_env: &'static str,
+    /// The addresses of the script's nodes.
+    script_addresses: &'static str,
 }
 
 impl Cluster {
+    /// The cluster's addresses, comma-separated: `addresses_env`, else the
+    /// script's nodes.
+    fn addresses(self) -> String {
+        std::env::var(self.addresses_env)
+            .ok()
+            .filter(|addresses| !addresses.is_empty())
+            .unwrap_or_else(|| self.script_addresses.to_owned())
+    }
+
     /// `verb` on the whole cluster, or on its node `node`; fails the
     /// scenario if the script does.
     async fn run(self, verb: &str, node: Option<u32>) {

@@ -32,24 +32,22 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// Between two looks at the checkpoints and two rounds of reads.
 const POLL: Duration = Duration::from_millis(500);
 
-/// The ring's contact points: `PARALLAX_TEST_CASSANDRA_RING`, else the
-/// three nodes of `scripts/services/cassandra start --nodes 3`.
-pub fn nodes() -> String {
-    std::env::var("PARALLAX_TEST_CASSANDRA_RING")
-        .ok()
-        .filter(|nodes| !nodes.is_empty())
-        .unwrap_or_else(|| "127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042".to_owned())
-}
-
-/// `scripts/services/cassandra start --nodes 3`'s ring.
-const RING: Cluster = Cluster { service: "cassandra", size_option: "--nodes", size: NODES };
+/// `scripts/services/cassandra start --nodes 3`'s ring; its contact points
+/// are `PARALLAX_TEST_CASSANDRA_RING`, else the script's three nodes.
+const RING: Cluster = Cluster {
+    service: "cassandra",
+    size_option: "--nodes",
+    size: NODES,
+    addresses_env: "PARALLAX_TEST_CASSANDRA_RING",
+    script_addresses: "127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042",
+};
 
 /// The single nodes' services with the ring's contact points; starts every
 /// node of the ring that is not running (a scenario that failed may have
 /// left one down).
 pub async fn services() -> Services {
     RING.run("start", None).await;
-    Services { cassandra: nodes(), ..single_services().await }
+    Services { cassandra: RING.addresses(), ..single_services().await }
 }
 
 /// The node the next kill takes: 1, 2, 3, 1, … (node 1 is the first

@@ -51,24 +51,22 @@ const WATCH: Duration = Duration::from_secs(20);
 /// How long the lag may stay over 1 s before the scenario fails.
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// The cluster's bootstrap list: `PARALLAX_TEST_KAFKA_CLUSTER_BROKERS`, else
-/// the three nodes of `scripts/services/kafka start --brokers 3`.
-pub fn brokers() -> String {
-    std::env::var("PARALLAX_TEST_KAFKA_CLUSTER_BROKERS")
-        .ok()
-        .filter(|brokers| !brokers.is_empty())
-        .unwrap_or_else(|| "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194".to_owned())
-}
-
-/// `scripts/services/kafka start --brokers 3`'s cluster.
-const CLUSTER: Cluster = Cluster { service: "kafka", size_option: "--brokers", size: BROKERS };
+/// `scripts/services/kafka start --brokers 3`'s cluster; its bootstrap list
+/// is `PARALLAX_TEST_KAFKA_CLUSTER_BROKERS`, else the script's three brokers.
+const CLUSTER: Cluster = Cluster {
+    service: "kafka",
+    size_option: "--brokers",
+    size: BROKERS,
+    addresses_env: "PARALLAX_TEST_KAFKA_CLUSTER_BROKERS",
+    script_addresses: "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194",
+};
 
 /// The single nodes' services with the cluster's brokers; starts every node
 /// of the cluster that is not running (a scenario that failed may have left
 /// one down).
 pub async fn services() -> Services {
     CLUSTER.run("start", None).await;
-    Services { brokers: brokers(), ..single_services().await }
+    Services { brokers: CLUSTER.addresses(), ..single_services().await }
 }
 
 /// The negative control's settings: the topic keeps an event on its leader
