@@ -93,19 +93,28 @@ live_pid() {
   local file="$1" marker="$2" pid
   [ -s "$file" ] || return 1
   pid="$(head -n1 "$file" | tr -dc '0-9')"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  [ -n "$pid" ] && alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker" || return 1
   echo "$pid"
 }
 
-# Waits up to $1 seconds for pid $2 to exit.
+# True while pid $1 runs: it exists and is not a zombie. A killed server
+# stays a zombie where nothing reaps orphans (a container whose first
+# process does not), and `kill -0` succeeds on a zombie.
+alive() {
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Waits up to $1 seconds for pid $2 to exit (or die unreaped).
 wait_exit() {
   local secs="$1" pid="$2" i
   for ((i = 0; i < secs * 5; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    alive "$pid" || return 0
     sleep 0.2
   done
-  ! kill -0 "$pid" 2>/dev/null
+  ! alive "$pid"
 }
 
 # Stops pid $1: signal $2 (graceful), waits $3 seconds, then KILL.

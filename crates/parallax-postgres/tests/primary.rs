@@ -11,6 +11,10 @@
 //! --standby` on ports 5435 and 5436, folder `postgres-pair-test`), which
 //! the tests kill, promote and build again, one test at a time: the fault
 //! suite's pair on 5433 and 5434 is never touched.
+//!
+//! The test process adopts the servers' orphaned processes and never reaps
+//! them, as a container's first process may not (CI's does not): a killed
+//! postmaster stays a zombie, which must not pass for a running server.
 
 mod common;
 
@@ -30,8 +34,16 @@ const PORTS: [u16; 2] = [5435, 5436];
 /// The pair, one test at a time.
 static PAIR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Makes this process the reaper of the orphans of its descendants (the
+/// servers `pg_ctl` starts), which it never reaps.
+fn adopt_orphans() {
+    static ADOPT: std::sync::Once = std::sync::Once::new();
+    ADOPT.call_once(|| nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper"));
+}
+
 /// `scripts/services/postgres <verb> [--standby]` on the test's pair; its stdout.
 fn pair(verb: &str) -> String {
+    adopt_orphans();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/postgres");
     let mut command = Command::new(script);
     command.arg(verb);
