@@ -143,6 +143,7 @@ impl Sim {
             command_id: Uuid::now_v7(),
             actor: None,
             traceparent: None,
+            tenant: None,
         };
         let cart_id = CartId::parse(format!("k{k}")).expect("a cart id of the rule");
         let mut cart = Cart::default();

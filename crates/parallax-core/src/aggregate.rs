@@ -33,8 +33,13 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
     /// Folds one event into the state. Must not fail: events are facts.
     fn apply(&mut self, event: &Self::Event);
 
-    /// The stream id of the aggregate with this id.
+    /// The stream id of the aggregate with this id, in the default tenant.
     fn stream_id(id: &str) -> String {
-        crate::event::StreamId { category: Self::STREAM_TYPE, id }.to_string()
+        Self::stream_id_in(&crate::Tenant::DEFAULT, id)
+    }
+
+    /// The stream id of the aggregate with this id in `tenant`.
+    fn stream_id_in(tenant: &crate::Tenant, id: &str) -> String {
+        crate::event::StreamId::new(tenant, Self::STREAM_TYPE, id).to_string()
     }
 }

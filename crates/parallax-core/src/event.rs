@@ -4,17 +4,22 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::tenant::Tenant;
 use crate::trace::TraceParent;
 
 /// A global position in the event store: strictly increasing in commit order,
 /// starting at 1. Position 0 means "before the first event".
 pub type Position = u64;
 
-/// A stream's identity: its category (the aggregate type, `"cart"`) and the
-/// id within it (`"42"`), written `"{category}-{id}"` (`"cart-42"`): the
-/// category ends at the first `-`, so categories have none.
+/// A stream's identity: its tenant, its category (the aggregate type,
+/// `"cart"`) and the id within it (`"42"`), written `"{category}-{id}"`
+/// (`"cart-42"`) in the default tenant and `"{tenant}/{category}-{id}"`
+/// (`"acme/cart-42"`) in another (see [`Tenant`]): the category ends at the
+/// first `-`, so categories have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamId<'a> {
+    /// The tenant's name; `None` for the default tenant.
+    pub tenant: Option<&'a str>,
     /// The aggregate type.
     pub category: &'a str,
     /// The aggregate's id within it.
@@ -22,20 +27,36 @@ pub struct StreamId<'a> {
 }
 
 impl<'a> StreamId<'a> {
-    /// Reads a stream id written `"{category}-{id}"`; `None` without a `-`.
+    /// The stream of aggregate `id` of `category` in `tenant`.
+    pub fn new(tenant: &'a Tenant, category: &'a str, id: &'a str) -> Self {
+        Self { tenant: tenant.name(), category, id }
+    }
+
+    /// Reads a stream id written `"[{tenant}/]{category}-{id}"`; `None`
+    /// without a `-`.
     pub fn parse(stream_id: &'a str) -> Option<Self> {
-        let (category, id) = stream_id.split_once('-')?;
-        Some(Self { category, id })
+        let (tenant, rest) = Tenant::split(stream_id);
+        let (category, id) = rest.split_once('-')?;
+        let tenant = (!tenant.is_default()).then(|| &stream_id[..stream_id.len() - rest.len() - 1]);
+        Some(Self { tenant, category, id })
     }
 
     /// The id, if the stream is of `category`.
     pub fn id_in(self, category: &str) -> Option<&'a str> {
         (self.category == category).then_some(self.id)
     }
+
+    /// The stream's tenant.
+    pub fn tenant(self) -> Tenant {
+        self.tenant.map_or(Tenant::DEFAULT, |name| Tenant::parse(name).expect("a parsed tenant"))
+    }
 }
 
 impl std::fmt::Display for StreamId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(tenant) = self.tenant {
+            write!(f, "{tenant}/")?;
+        }
         write!(f, "{}-{}", self.category, self.id)
     }
 }
@@ -57,6 +78,10 @@ pub struct Metadata {
     /// reads as absent).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::trace::lenient")]
     pub traceparent: Option<TraceParent>,
+    /// The tenant whose event it is, as its stream id names it (absent for
+    /// the default tenant), for consumers that read metadata only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// An event about to be appended.
@@ -110,6 +135,11 @@ impl EventRecord {
     pub fn stream_in(&self, category: &str) -> Option<&str> {
         self.stream()?.id_in(category)
     }
+
+    /// The tenant whose event it is, by its stream id.
+    pub fn tenant(&self) -> Tenant {
+        Tenant::split(&self.stream_id).0
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +154,18 @@ mod tests {
         assert_eq!(stream.id_in("cart"), None);
         assert_eq!(stream.to_string(), "order-0191-a7");
         assert_eq!(StreamId::parse("nodash"), None);
+    }
+
+    #[test]
+    fn a_tenant_prefixes_the_stream_id() {
+        let acme = crate::Tenant::parse("acme").unwrap();
+        let stream = StreamId::parse("acme/order-0191-a7").expect("a dash");
+        assert_eq!((stream.tenant, stream.category, stream.id), (Some("acme"), "order", "0191-a7"));
+        assert_eq!(stream.tenant(), acme);
+        assert_eq!(stream.to_string(), "acme/order-0191-a7");
+        assert_eq!(StreamId::new(&acme, "cart", "a/b").to_string(), "acme/cart-a/b");
+        let plain = StreamId::parse("cart-a/b").expect("a dash");
+        assert_eq!((plain.tenant, plain.id), (None, "a/b"));
+        assert_eq!(StreamId::parse("acme/nodash"), None);
     }
 }

@@ -156,6 +156,7 @@ pub mod lease;
 pub mod projection;
 pub mod read_store;
 pub mod view;
+pub mod tenant;
 pub mod token;
 pub mod trace;
 
@@ -177,6 +178,7 @@ pub use store::{
     AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot,
     StoreError, StoredIdempotency, StreamVersion,
 };
+pub use tenant::{Tenant, TenantError};
 pub use token::{ConsistencyToken, TokenError};
 pub use trace::{SpanId, TraceId, TraceParent, TraceParentError};
 pub use view::{name_problem, View, ViewId, ViewSpec};

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::event::EventRecord;
 use crate::read_store::{DocKey, ReadGuard, ReadStoreError, Stamp, StoredDocument, ViewCommitter, ViewWrite};
+use crate::tenant::Tenant;
 use crate::view::{View, ViewSpec};
 
 /// Why a projection could not apply an event.
@@ -92,12 +93,21 @@ pub struct ViewTx<'a> {
     undo: Vec<(PendingKey, Option<Pending>)>,
     /// The event being applied.
     current: Option<Stamp>,
+    /// Its tenant, in whose space every key of its changes lies.
+    tenant: Tenant,
 }
 
 impl<'a> ViewTx<'a> {
     /// An empty batch over `store`.
     pub fn new(store: &'a dyn ViewCommitter) -> Self {
-        Self { store, pending: BTreeMap::new(), read: BTreeMap::new(), undo: Vec::new(), current: None }
+        Self {
+            store,
+            pending: BTreeMap::new(),
+            read: BTreeMap::new(),
+            undo: Vec::new(),
+            current: None,
+            tenant: Tenant::DEFAULT,
+        }
     }
 
     /// The document of `view` (by name, untyped) as the batch sees it.
@@ -106,7 +116,7 @@ impl<'a> ViewTx<'a> {
         view: &str,
         key: &DocKey,
     ) -> Result<Option<serde_json::Value>, ReadStoreError> {
-        let address = (view.to_owned(), key.clone());
+        let address = (view.to_owned(), self.tenant.scope_key(key));
         if let Some((body, _)) = self.pending.get(&address) {
             return Ok(body.clone());
         }
@@ -119,12 +129,23 @@ impl<'a> ViewTx<'a> {
         Ok(body)
     }
 
-    /// Reads every document of `keys` the batch has not seen yet, in one
-    /// round trip to the store (see [`Projection::prefetch`]).
-    pub async fn prefetch(&mut self, keys: Vec<(&str, DocKey)>) -> Result<(), ReadStoreError> {
-        let mut wanted: Vec<(String, DocKey)> = keys
+    /// Reads every document the batch's events will read and the batch
+    /// has not seen yet, each in its event's tenant's space, in one round
+    /// trip to the store (see [`Projection::prefetch`]).
+    pub async fn prefetch<'e>(
+        &mut self,
+        projection: &dyn Projection,
+        events: impl IntoIterator<Item = &'e EventRecord>,
+    ) -> Result<(), ReadStoreError> {
+        let mut wanted: Vec<(String, DocKey)> = events
             .into_iter()
-            .map(|(view, key)| (view.to_owned(), key))
+            .flat_map(|event| {
+                let tenant = event.tenant();
+                projection
+                    .prefetch(event)
+                    .into_iter()
+                    .map(move |(view, key)| (view.to_owned(), tenant.scope_key(&key)))
+            })
             .filter(|address| !self.pending.contains_key(address) && !self.read.contains_key(address))
             .collect();
         wanted.sort();
@@ -159,7 +180,13 @@ impl<'a> ViewTx<'a> {
         self.record((view.name().to_owned(), key), Some(body));
     }
 
+    /// The batch's change to a document, keyed in the current event's tenant's space.
     fn record(&mut self, key: PendingKey, body: Option<serde_json::Value>) {
+        let key = (key.0, self.tenant.scope_key(&key.1));
+        self.record_scoped(key, body);
+    }
+
+    fn record_scoped(&mut self, key: PendingKey, body: Option<serde_json::Value>) {
         if let (Some(current), Some(Some(stored))) = (self.current, self.read.get(&key)) {
             if stored.absorbed(current) {
                 // A replay: the document already holds this event's effect.
@@ -175,6 +202,14 @@ impl<'a> ViewTx<'a> {
     pub fn begin_event(&mut self, stamp: Stamp) {
         self.undo.clear();
         self.current = Some(stamp);
+    }
+
+    /// Takes every key named from now on (read, written or deleted) in the
+    /// space of `event`'s tenant: whoever calls [`Projection::apply`] calls
+    /// this first, so a projection writes each tenant's documents apart
+    /// without knowing tenants.
+    pub fn enter_tenant_of(&mut self, event: &EventRecord) {
+        self.tenant = event.tenant();
     }
 
     /// Takes back every change since [`ViewTx::begin_event`] (the projector

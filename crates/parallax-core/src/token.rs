@@ -7,12 +7,17 @@
 //! the write once its projection's checkpoint in that partition is at or
 //! beyond the position; this holds across a broker hop as in the embedded
 //! log (one partition).
+//!
+//! A token belongs to the tenant whose command it answers: a named tenant's
+//! token carries its name (`p2.{partition}.{position}.{tenant}`), and a query
+//! of another tenant refuses it ([`ConsistencyToken::parse_in`]).
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::event::Position;
 use crate::log::{Checkpoint, Partition};
+use crate::tenant::Tenant;
 
 /// The write a client wants to see reflected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +40,35 @@ impl ConsistencyToken {
     /// has absorbed this write.
     pub fn absorbed_by(&self, checkpoint: &Checkpoint) -> bool {
         checkpoint.position >= self.position
+    }
+}
+
+impl ConsistencyToken {
+    /// The token's text for a command of `tenant`.
+    pub fn text_in(&self, tenant: &Tenant) -> String {
+        match tenant.name() {
+            Some(name) => format!("{self}.{name}"),
+            None => self.to_string(),
+        }
+    }
+
+    /// Reads a token's text for a query of `tenant`; a token of another
+    /// tenant is refused.
+    pub fn parse_in(text: &str, tenant: &Tenant) -> Result<Self, TokenError> {
+        let (token, named) = split_tenant(text);
+        if named != tenant.name() {
+            return Err(TokenError(text.to_owned()));
+        }
+        token.parse()
+    }
+}
+
+/// A token's text without its tenant, and the tenant it names: what
+/// follows its third `.`, if any.
+pub fn split_tenant(text: &str) -> (&str, Option<&str>) {
+    match text.match_indices('.').nth(2) {
+        Some((at, _)) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
     }
 }
 
@@ -72,6 +106,23 @@ mod tests {
         for bad in ["", "p2.", "p2.3", "p2.x.4", "p2.3.-1", "p1.5", "3.4"] {
             assert!(bad.parse::<ConsistencyToken>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn a_tenant_token_names_its_tenant_and_no_other_tenant_reads_it() {
+        let acme = Tenant::parse("acme").unwrap();
+        let token = ConsistencyToken::at(3, 1_234);
+        assert_eq!(token.text_in(&Tenant::DEFAULT), "p2.3.1234");
+        assert_eq!(token.text_in(&acme), "p2.3.1234.acme");
+        assert_eq!(ConsistencyToken::parse_in("p2.3.1234.acme", &acme).unwrap(), token);
+        assert_eq!(ConsistencyToken::parse_in("p2.3.1234", &Tenant::DEFAULT).unwrap(), token);
+        assert!(ConsistencyToken::parse_in("p2.3.1234.acme", &Tenant::DEFAULT).is_err());
+        assert!(ConsistencyToken::parse_in("p2.3.1234", &acme).is_err());
+        assert!(ConsistencyToken::parse_in("p2.3.1234.other", &acme).is_err());
+        assert!(
+            "p2.3.1234.acme".parse::<ConsistencyToken>().is_err(),
+            "a tenant's token is not the default's"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::cloudevents::{
     ACTOR, CAUSATION_ID, COMMAND_ID, CONTENT_TYPE, CORRELATION_ID, ID, JSON, POSITION, PREVIOUS_POSITION,
-    SCHEMA_VERSION, SOURCE, SPECVERSION, SPEC_VERSION, STREAM_VERSION, SUBJECT, TIME, TRACEPARENT, TYPE,
+    SCHEMA_VERSION, SOURCE, SPECVERSION, SPEC_VERSION, STREAM_VERSION, SUBJECT, TENANT, TIME, TRACEPARENT,
+    TYPE,
 };
 use crate::KafkaConfig;
 
@@ -39,6 +40,8 @@ const DECIMAL_PATTERN: &str = "^(0|[1-9][0-9]*)$";
 const TIME_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$";
 /// W3C Trace Context, version 00.
 const TRACEPARENT_PATTERN: &str = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$";
+/// A tenant's name (see `parallax_core::Tenant::parse`).
+const TENANT_PATTERN: &str = "^[a-z0-9][a-z0-9_]{0,39}$";
 
 /// What a document says besides the topic and the events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +63,7 @@ pub struct Contract<'a> {
 /// Message ids are `<event type>.v<schema version>`; each message's
 /// `headers` schema requires the headers the sink always writes and
 /// describes those it writes when known (`ce_previousposition`, `ce_actor`,
-/// `traceparent`).
+/// `traceparent`, `ce_tenant`).
 pub fn document(contract: &Contract<'_>, config: &KafkaConfig, events: &[EventSchema]) -> Value {
     let mut messages = Map::new();
     let mut channel_messages = Map::new();
@@ -192,6 +195,13 @@ fn headers(source: &str, event_type: &str, schema_version: u32) -> Value {
     put(COMMAND_ID, uuid("The command that appended the event."));
     put(ACTOR, text("Who asked, when known."));
     put(
+        TENANT,
+        pattern(
+            TENANT_PATTERN,
+            "The tenant whose event it is, for a named tenant only (the subject, the stream id, then starts with `{tenant}/`).",
+        ),
+    );
+    put(
         TRACEPARENT,
         pattern(
             TRACEPARENT_PATTERN,
@@ -298,9 +308,11 @@ mod tests {
         };
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("valid");
         let full = parallax_core::EventRecord {
+            stream_id: "acme/a-1".into(),
             metadata: parallax_core::Metadata {
                 actor: Some("alice".into()),
                 traceparent: Some(traceparent),
+                tenant: Some("acme".into()),
                 ..Default::default()
             },
             ..bare.clone()

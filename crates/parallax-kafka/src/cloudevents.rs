@@ -5,7 +5,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use parallax_core::{EventRecord, Metadata, Position, TraceParent};
+use parallax_core::{EventRecord, Metadata, Position, Tenant, TraceParent};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use uuid::Uuid;
 
@@ -41,6 +41,9 @@ pub const CAUSATION_ID: &str = "ce_causationid";
 pub const COMMAND_ID: &str = "ce_commandid";
 /// Extension: who asked (only when known).
 pub const ACTOR: &str = "ce_actor";
+/// Extension: the tenant whose event it is (only for a named tenant; the
+/// subject, the stream id, starts with it too).
+pub const TENANT: &str = "ce_tenant";
 /// The W3C trace context of the operation that produced the event (only
 /// when known). Written under the plain W3C name, not as `ce_traceparent`:
 /// it is the name the CloudEvents distributed-tracing extension and W3C
@@ -66,6 +69,7 @@ pub(crate) fn encode(event: &EventRecord, previous: Option<Position>, source: &s
     let causation = event.metadata.causation_id.to_string();
     let command = event.metadata.command_id.to_string();
     let traceparent = event.metadata.traceparent.map(|trace| trace.to_string());
+    let tenant = event.tenant();
     let mut fields: Vec<(&str, &str)> = vec![
         (SPECVERSION, SPEC_VERSION),
         (ID, &id),
@@ -89,6 +93,9 @@ pub(crate) fn encode(event: &EventRecord, previous: Option<Position>, source: &s
     }
     if let Some(traceparent) = &traceparent {
         fields.push((TRACEPARENT, traceparent));
+    }
+    if let Some(tenant) = tenant.name() {
+        fields.push((TENANT, tenant));
     }
     fields.into_iter().fold(OwnedHeaders::new_with_capacity(16), |headers, (key, value)| {
         headers.insert(Header { key, value: Some(value) })
@@ -149,9 +156,15 @@ impl Fields<'_> {
         let recorded_at = DateTime::parse_from_rfc3339(time)
             .map_err(|_| invalid(TIME, time, "an RFC 3339 timestamp"))?
             .with_timezone(&Utc);
+        let subject = fields.required(SUBJECT)?;
+        let tenant = fields.optional(TENANT)?;
+        if tenant != Tenant::split(subject).0.name() {
+            let value = tenant.unwrap_or("(absent)");
+            return Err(invalid(TENANT, value, "the tenant the subject (the stream id) starts with"));
+        }
         Ok(EventRecord {
             position: fields.number(POSITION)?,
-            stream_id: fields.required(SUBJECT)?.to_owned(),
+            stream_id: subject.to_owned(),
             stream_version: fields.number(STREAM_VERSION)?,
             event_id: fields.uuid(ID)?,
             event_type: fields.required(TYPE)?.to_owned(),
@@ -164,6 +177,7 @@ impl Fields<'_> {
                 actor: fields.optional(ACTOR)?.map(str::to_owned),
                 // Tracing is best effort: a malformed header loses the trace, not the event.
                 traceparent: fields.optional(TRACEPARENT).ok().flatten().and_then(|value| value.parse().ok()),
+                tenant: tenant.map(str::to_owned),
             },
             recorded_at,
         })
@@ -231,6 +245,7 @@ mod tests {
                 command_id: Uuid::new_v4(),
                 actor: actor.map(str::to_owned),
                 traceparent: actor.map(|_| TRACE.parse().expect("a valid traceparent")),
+                tenant: None,
             },
             recorded_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 5).unwrap()
                 + chrono::Duration::microseconds(123_456),
@@ -270,6 +285,31 @@ mod tests {
             let decoded = decode(Some(&headers), Some(event.payload.as_bytes())).expect("decodes");
             assert_eq!(decoded, (event, previous));
         }
+    }
+
+    #[test]
+    fn a_tenant_rides_as_an_extension_that_must_agree_with_the_subject() {
+        let mut event = record(Some("alice"));
+        event.stream_id = "acme/cart-7".into();
+        event.metadata.tenant = Some("acme".into());
+        let headers = encode(&event, None, "/shop");
+        assert_eq!(value(&headers, "ce_tenant"), Some("acme"));
+        let decoded = decode(Some(&headers), Some(event.payload.as_bytes())).expect("decodes");
+        assert_eq!(decoded, (event.clone(), None));
+        assert!(encode(&record(None), None, "/shop").iter().all(|h| h.key != "ce_tenant"));
+
+        let other = encode(&event, None, "/shop").insert(Header { key: TENANT, value: Some("other") });
+        let error = decode(Some(&other), Some(event.payload.as_bytes())).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            r#"header ce_tenant is "other", expected the tenant the subject (the stream id) starts with"#
+        );
+        event.stream_id = "cart-7".into();
+        let claimed = encode(&event, None, "/shop").insert(Header { key: TENANT, value: Some("acme") });
+        assert!(
+            decode(Some(&claimed), Some(event.payload.as_bytes())).is_err(),
+            "a tenant the subject lacks"
+        );
     }
 
     #[test]

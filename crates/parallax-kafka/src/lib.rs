@@ -80,6 +80,7 @@
 //! | `ce_causationid` | UUID | `metadata.causation_id` |
 //! | `ce_commandid` | UUID | `metadata.command_id` |
 //! | `ce_actor` | text, only when present | `metadata.actor` |
+//! | `ce_tenant` | text, only for a named tenant (the subject starts with `{tenant}/`) | `metadata.tenant` |
 //! | `traceparent` | W3C Trace Context, only when present | `metadata.traceparent` |
 //!
 //! `recorded_at` travels to the microsecond (the event store keeps no more).

@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use parallax_core::{
     Aggregate, AppendError, AppendOutcome, AppendRequest, Codec, CodecError, EventRecord, EventStore,
-    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError, StreamVersion, TraceParent,
+    ExpectedVersion, IdempotencyRecord, Metadata, Position, Snapshot, StoreError, StreamVersion, Tenant,
+    TraceParent,
 };
 use uuid::Uuid;
 
@@ -69,6 +70,9 @@ pub struct CommandContext {
     pub idempotency: Option<IdempotencyRecord>,
     /// The W3C trace context the command runs in, recorded with its events.
     pub traceparent: Option<TraceParent>,
+    /// Whose aggregates the command decides on: its streams, its lookups
+    /// and its idempotency key are all in this tenant's space.
+    pub tenant: Tenant,
 }
 
 impl CommandContext {
@@ -82,11 +86,12 @@ impl CommandContext {
             actor: None,
             idempotency: None,
             traceparent: Some(TraceParent::new_root()),
+            tenant: Tenant::DEFAULT,
         }
     }
 
-    /// A context for a command caused by `event`, in the event's correlation
-    /// and trace.
+    /// A context for a command caused by `event`, in the event's
+    /// correlation, trace and tenant.
     pub fn caused_by(event: &EventRecord) -> Self {
         Self {
             command_id: Uuid::now_v7(),
@@ -95,6 +100,7 @@ impl CommandContext {
             actor: None,
             idempotency: None,
             traceparent: event.metadata.traceparent.map(|trace| trace.child()),
+            tenant: event.tenant(),
         }
     }
 
@@ -111,6 +117,19 @@ impl CommandContext {
         self
     }
 
+    /// In `tenant`.
+    pub fn in_tenant(mut self, tenant: Tenant) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// The idempotency record as stored: its key in the tenant's space.
+    fn scoped_idempotency(&self) -> Option<IdempotencyRecord> {
+        self.idempotency
+            .as_ref()
+            .map(|record| IdempotencyRecord { key: self.tenant.scope(&record.key), ..record.clone() })
+    }
+
     fn metadata(&self) -> Metadata {
         Metadata {
             correlation_id: self.correlation_id,
@@ -118,6 +137,7 @@ impl CommandContext {
             command_id: self.command_id,
             actor: self.actor.clone(),
             traceparent: self.traceparent,
+            tenant: self.tenant.name().map(str::to_owned),
         }
     }
 }
@@ -236,12 +256,14 @@ struct LookupsInner {
     /// Read every lookup from the store, not the cache (the decision
     /// appends nothing, or an earlier attempt found a lookup stale).
     fresh: bool,
+    /// The deciding command's tenant, whose aggregates alone it looks up.
+    tenant: Tenant,
     reads: Mutex<Vec<StreamVersion>>,
 }
 
 impl Lookups {
-    fn new(fresh: bool) -> Self {
-        Self { inner: Arc::new(LookupsInner { fresh, reads: Mutex::new(Vec::new()) }) }
+    fn new(fresh: bool, tenant: Tenant) -> Self {
+        Self { inner: Arc::new(LookupsInner { fresh, tenant, reads: Mutex::new(Vec::new()) }) }
     }
 
     fn record(&self, stream_id: &str, version: u64) {
@@ -314,7 +336,12 @@ impl<A: Aggregate> CommandHandler<A> {
     /// caught up with the store (one read of the stream's newer events, none
     /// when it has not moved), or a cold load.
     pub async fn load(&self, id: &str) -> Result<Arc<Hydrated<A>>, LoadError> {
-        let stream_id = A::stream_id(id);
+        self.load_in(&Tenant::DEFAULT, id).await
+    }
+
+    /// [`CommandHandler::load`] of aggregate `id` of `tenant`.
+    pub async fn load_in(&self, tenant: &Tenant, id: &str) -> Result<Arc<Hydrated<A>>, LoadError> {
+        let stream_id = A::stream_id_in(tenant, id);
         let cached = self.cache.get(&stream_id);
         self.refresh(&stream_id, cached).await
     }
@@ -330,9 +357,10 @@ impl<A: Aggregate> CommandHandler<A> {
     /// (the decision appends nothing, or an earlier attempt found a lookup
     /// stale); a state read during the command is recent enough and is not
     /// recorded, so a stream that keeps changing (a product's stock, under
-    /// the saga's reservations) cannot starve the decision.
+    /// the saga's reservations) cannot starve the decision. The aggregate
+    /// is the deciding command's tenant's.
     pub async fn lookup(&self, id: &str, lookups: &Lookups) -> Result<Arc<Hydrated<A>>, LoadError> {
-        let stream_id = A::stream_id(id);
+        let stream_id = A::stream_id_in(&lookups.inner.tenant, id);
         match self.cache.get(&stream_id) {
             Some(hot) if !lookups.inner.fresh => {
                 lookups.record(&stream_id, hot.version);
@@ -373,14 +401,14 @@ impl<A: Aggregate> CommandHandler<A> {
         if let Some(answer) = self.answered_before(context).await? {
             return Ok(answer);
         }
-        let stream_id = A::stream_id(id);
+        let stream_id = A::stream_id_in(&context.tenant, id);
         // Fresh: read from the store during this command, so no older than
         // the command (the state, and separately every lookup).
         let (mut current, mut fresh) = self.current(&stream_id).await?;
         let mut fresh_lookups = false;
         let mut attempt = 1;
         loop {
-            let lookups = Lookups::new(fresh_lookups);
+            let lookups = Lookups::new(fresh_lookups, context.tenant.clone());
             let command = build(current.clone(), lookups.clone()).await?;
             let events = match current.state.handle(command.borrow()) {
                 Ok(events) if !events.is_empty() => events,
@@ -413,7 +441,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 stream_id: stream_id.clone(),
                 expected_version: ExpectedVersion::Exact(current.version),
                 events: events.iter().map(|e| self.codec.new_event(e, metadata.clone())).collect(),
-                idempotency: context.idempotency.clone(),
+                idempotency: context.scoped_idempotency(),
                 reads: lookups.reads(),
             };
             match self.store.append(request).await {
@@ -503,9 +531,11 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         context: &CommandContext,
     ) -> Result<Option<Executed>, CommandError<A::Error>> {
-        let Some(record) = &context.idempotency else { return Ok(None) };
-        let Some(stored) = self.store.idempotency(&record.key).await? else { return Ok(None) };
-        duplicate(record, stored.record.fingerprint, stored.record.response, stored.last_position).map(Some)
+        let Some(asked) = &context.idempotency else { return Ok(None) };
+        let Some(stored) = self.store.idempotency(&context.tenant.scope(&asked.key)).await? else {
+            return Ok(None);
+        };
+        duplicate(asked, stored.record.fingerprint, stored.record.response, stored.last_position).map(Some)
     }
 
     /// Catches a state up with the store (from scratch, or from a snapshot,

@@ -218,7 +218,7 @@ pub async fn retry_dead_letter(
         }
         let mut tx = ViewTx::new(store);
         if projection.handles(&event.event_type) {
-            tx.prefetch(projection.prefetch(&event)).await?;
+            tx.prefetch(projection, [&event]).await?;
         }
         match apply_caught(projection, &mut tx, &event).await {
             Ok(()) => {}

@@ -164,6 +164,7 @@ pub(crate) async fn apply_caught(
     if !projection.handles(&event.event_type) {
         return Ok(());
     }
+    tx.enter_tenant_of(event);
     // A panic leaves `tx` with whatever the event wrote so far; the caller
     // rolls the event back or drops the batch, so nothing half-done is kept.
     match AssertUnwindSafe(projection.apply(tx, event)).catch_unwind().await {
@@ -478,13 +479,12 @@ impl Projector {
         }
         let delivered = batch.events.len();
         let mut tx = ViewTx::new(self.store.as_ref());
-        let wanted = batch
+        let handled = batch
             .events
             .iter()
-            .filter(|sourced| self.projection.handles(&sourced.event.event_type))
-            .flat_map(|sourced| self.projection.prefetch(&sourced.event))
-            .collect();
-        tx.prefetch(wanted).await?;
+            .map(|sourced| &sourced.event)
+            .filter(|event| self.projection.handles(&event.event_type));
+        tx.prefetch(self.projection.as_ref(), handled).await?;
         let Applied { mut moves, dead_letters, applied, traced } =
             self.apply_batch(state, &mut tx, &batch.events).await?;
         moves.retain(|_, movement| movement.to != movement.from);

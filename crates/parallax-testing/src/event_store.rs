@@ -114,6 +114,7 @@ pub fn new_event(event_type: &str, payload: serde_json::Value) -> NewEvent {
             command_id: Uuid::new_v4(),
             actor: None,
             traceparent: Some(parallax_core::TraceParent::new_root()),
+            tenant: None,
         },
         recorded_at: now(),
     }

@@ -50,6 +50,8 @@
 //! name = "ops"         # for the logs; the key itself is never stored
 //! key_sha256 = "<64 hex digits>"   # printf %s "$KEY" | sha256sum
 //! scopes = ["admin", "query"]      # of "command", "query", "admin"
+//! tenant = "acme"      # the key acts for this tenant only; without one it is an
+//!                      # operator key, which names a tenant per request (`Parallax-Tenant`)
 //! ```
 
 use std::collections::BTreeSet;
@@ -233,6 +235,9 @@ impl Settings {
                     "api_keys {:?}: scopes must name command, query or admin",
                     key.name
                 )));
+            }
+            if let Err(e) = key.tenant() {
+                return Err(ConfigError(format!("api_keys {:?}: {e}", key.name)));
             }
         }
         Ok(())
@@ -492,6 +497,7 @@ mod tests {
             name: "ops".into(),
             key_sha256: KEY_HASH.into(),
             scopes: [Scope::Admin].into_iter().collect(),
+            tenant: None,
         });
         settings.validate_exposure().expect("keys configured");
     }
@@ -508,6 +514,7 @@ mod tests {
             name: "ops".into(),
             key_sha256: KEY_HASH.into(),
             scopes: [Scope::Admin].into_iter().collect(),
+            tenant: None,
         });
         for shown in [format!("{settings:?}"), format!("{settings:#?}")] {
             for secret in ["hunter2", "swordfish", KEY_HASH] {

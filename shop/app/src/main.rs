@@ -80,6 +80,9 @@ enum DlqCommand {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only this tenant's dead letters (`default`: the default tenant's).
+        #[arg(long)]
+        tenant: Option<TenantArg>,
     },
     /// Apply a dead letter's event again, with this code, on the views as
     /// they are now, and remove the dead letter; if the projection still
@@ -94,9 +97,13 @@ enum DlqCommand {
 enum EventsCommand {
     /// Print events as they are committed, one line each.
     Tail {
-        /// Only this stream's events (e.g. `cart-c1`).
+        /// Only this stream's events (e.g. `cart-c1`; within `--tenant`'s).
         #[arg(long)]
         stream: Option<String>,
+        /// Only this tenant's events (`default`: the default tenant's)
+        /// [default: every tenant's].
+        #[arg(long)]
+        tenant: Option<TenantArg>,
         /// Start after this position [default: the head: only new events].
         #[arg(long)]
         after: Option<u64>,
@@ -104,6 +111,21 @@ enum EventsCommand {
         #[arg(long)]
         no_follow: bool,
     },
+}
+
+/// A tenant on the command line: its name, or `default`.
+#[derive(Debug, Clone)]
+struct TenantArg(parallax_core::Tenant);
+
+impl std::str::FromStr for TenantArg {
+    type Err = parallax_core::TenantError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self(parallax_core::Tenant::DEFAULT)),
+            name => parallax_core::Tenant::parse(name).map(Self),
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -185,8 +207,8 @@ async fn operate(command: Command, settings: &Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Dlq(DlqCommand::List { json }) => {
-            let letters = shop::ops::dead_letters(settings).await?;
+        Command::Dlq(DlqCommand::List { json, tenant }) => {
+            let letters = shop::ops::dead_letters(settings, tenant.map(|TenantArg(t)| t).as_ref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
@@ -198,13 +220,14 @@ async fn operate(command: Command, settings: &Settings) -> anyhow::Result<()> {
             println!("{}", shop::ops::retry_dead_letter(settings, &id).await?);
             Ok(())
         }
-        Command::Events(EventsCommand::Tail { stream, after, no_follow }) => {
+        Command::Events(EventsCommand::Tail { stream, tenant, after, no_follow }) => {
             let after = match after {
                 Some(after) => after,
                 None => shop::ops::head(settings).await?,
             };
             let mut out = std::io::stdout();
-            shop::ops::tail_events(settings, stream.as_deref(), after, !no_follow, &mut out).await
+            let only = shop::ops::Only { tenant: tenant.map(|TenantArg(t)| t), stream };
+            shop::ops::tail_events(settings, &only, after, !no_follow, &mut out).await
         }
         Command::Contract => {
             println!("{}", serde_json::to_string_pretty(&shop::contract::asyncapi(settings))?);

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use parallax_core::{DeadLetter, EventRecord, Position};
+use parallax_core::{DeadLetter, EventRecord, Position, Tenant};
 use serde::Serialize;
 
 use std::sync::Arc;
@@ -188,12 +188,29 @@ pub async fn head(settings: &Settings) -> anyhow::Result<Position> {
     Ok(open_write_side(settings).await?.log.head().await?)
 }
 
+/// Which events `events tail` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Only {
+    /// Only this tenant's (`None`: every tenant's).
+    pub tenant: Option<Tenant>,
+    /// Only this stream's, named within `tenant`'s (`cart-c1`).
+    pub stream: Option<String>,
+}
+
+impl Only {
+    fn admits(&self, event: &EventRecord) -> bool {
+        let (tenant, stream) = Tenant::split(&event.stream_id);
+        self.tenant.as_ref().is_none_or(|only| *only == tenant)
+            && self.stream.as_deref().is_none_or(|only| only == stream || only == event.stream_id)
+    }
+}
+
 /// Prints committed events, one line each (position, stream and version,
-/// type, payload), from position `after`, optionally of one stream only;
-/// with `follow`, waits for more until the process is stopped.
+/// type, payload), from position `after`, optionally of one tenant or
+/// stream only; with `follow`, waits for more until the process is stopped.
 pub async fn tail_events(
     settings: &Settings,
-    stream: Option<&str>,
+    only: &Only,
     after: Position,
     follow: bool,
     out: &mut (dyn Write + Send),
@@ -217,7 +234,7 @@ pub async fn tail_events(
         }
         for event in &events {
             at = event.position;
-            if stream.is_none_or(|stream| stream == event.stream_id) {
+            if only.admits(event) {
                 writeln!(out, "{}", event_line(event))?;
             }
         }
@@ -253,6 +270,8 @@ pub struct DeadLetterRow {
     pub event_type: String,
     /// The event's id.
     pub event_id: uuid::Uuid,
+    /// The tenant whose event it is (`None`: the default tenant).
+    pub tenant: Option<String>,
     /// What went wrong at its last attempt.
     pub error: String,
 }
@@ -265,6 +284,7 @@ impl From<DeadLetter> for DeadLetterRow {
             position: letter.position,
             event_type: letter.event_type,
             event_id: letter.event_id,
+            tenant: None,
             error: letter.error,
         }
     }
@@ -273,7 +293,12 @@ impl From<DeadLetter> for DeadLetterRow {
 /// `shop dlq list`: every projection's dead letters, those of the generation
 /// that serves, by projection and position; then the events the checkout
 /// saga parked (a command refused for good; the error names the order).
-pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterRow>> {
+/// Each belongs to its event's tenant, read from the event store; with
+/// `tenant`, only that tenant's.
+pub async fn dead_letters(
+    settings: &Settings,
+    tenant: Option<&Tenant>,
+) -> anyhow::Result<Vec<DeadLetterRow>> {
     let projections = shop_read::all_projections();
     // Dead letters are stored under the active generation's name; this
     // store resolves it and answers with the projection's own name.
@@ -288,6 +313,13 @@ pub async fn dead_letters(settings: &Settings) -> anyhow::Result<Vec<DeadLetterR
     let write = crate::app::open_write_side(settings).await?;
     let parked = write.store.parked(CheckoutSaga::NAME).await.context("read what the saga parked")?;
     rows.extend(parked.into_iter().map(DeadLetterRow::from));
+    for row in &mut rows {
+        let event = write.log.read(row.position - 1, 1).await?.into_iter().next();
+        row.tenant = event
+            .filter(|event| event.position == row.position)
+            .and_then(|event| event.tenant().name().map(str::to_owned));
+    }
+    rows.retain(|row| tenant.is_none_or(|only| only.name() == row.tenant.as_deref()));
     Ok(rows)
 }
 
@@ -298,17 +330,18 @@ pub fn render_dead_letters(rows: &[DeadLetterRow]) -> String {
     }
     let width = rows.iter().map(|row| row.id.len()).max().unwrap_or(0).max(2);
     let mut out = format!(
-        "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {}\n",
-        "id", "projection", "position", "event type", "event id", "error"
+        "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {:<12}  {}\n",
+        "id", "projection", "position", "event type", "event id", "tenant", "error"
     );
     for row in rows {
         out.push_str(&format!(
-            "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {}\n",
+            "{:<width$}  {:<10} {:>10}  {:<22} {:<36}  {:<12}  {}\n",
             row.id,
             row.projection,
             row.position,
             row.event_type,
             row.event_id,
+            row.tenant.as_deref().unwrap_or("default"),
             row.error.replace('\n', " ")
         ));
     }

@@ -27,6 +27,7 @@ fn api_key(name: &str, key: &str, scopes: &[Scope]) -> ApiKeySettings {
         name: name.into(),
         key_sha256: sha256_hex(key),
         scopes: scopes.iter().copied().collect(),
+        tenant: None,
     }
 }
 

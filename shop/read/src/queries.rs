@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use parallax_core::{ClusteringRange, DocKey, ReadStoreError, View, ViewReader};
+use parallax_core::{ClusteringRange, DocKey, ReadStoreError, Tenant, View, ViewReader};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
@@ -44,6 +44,8 @@ pub struct Listing<T> {
 #[derive(Clone)]
 pub struct ShopQueries {
     store: Arc<dyn ViewReader>,
+    /// Whose documents they read: every partition named is this tenant's.
+    tenant: Tenant,
 }
 
 /// Which projection answers each query, for consistency waits.
@@ -67,7 +69,14 @@ pub const MAX_LIMIT: usize = 500;
 impl ShopQueries {
     /// Queries over `store`.
     pub fn new(store: Arc<dyn ViewReader>) -> Self {
-        Self { store }
+        Self { store, tenant: Tenant::DEFAULT }
+    }
+
+    /// The same queries over `tenant`'s documents: each reads partitions
+    /// of that tenant's alone (the tenant is a component of the partition
+    /// key, not a filter on what was read).
+    pub fn in_tenant(&self, tenant: Tenant) -> Self {
+        Self { store: self.store.clone(), tenant }
     }
 
     /// The catalog, by SKU.
@@ -117,7 +126,7 @@ impl ShopQueries {
         let view = view.name();
         // Straight from the stored text into the DTO: no JSON value between.
         self.store
-            .get_json(view, key)
+            .get_json(view, &self.tenant.scope_key(key))
             .await?
             .map(|text| serde_json::from_str(&text))
             .transpose()
@@ -133,7 +142,8 @@ impl ShopQueries {
     ) -> Result<Listing<T>, QueryError> {
         let view = view.name();
         let range = ClusteringRange { after: cursor, ..ClusteringRange::default() };
-        let page = self.store.scan_json(view, partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
+        let partition = self.tenant.scope(partition);
+        let page = self.store.scan_json(view, &partition, &range, limit.clamp(1, MAX_LIMIT)).await?;
         let items = page
             .documents
             .iter()

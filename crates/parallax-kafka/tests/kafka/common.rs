@@ -108,6 +108,7 @@ pub fn record(position: u64, stream_id: &str, stream_version: u64) -> EventRecor
             command_id: Uuid::new_v4(),
             actor: (position % 2 == 1).then(|| format!("user-{}", position % 7)),
             traceparent: (!position.is_multiple_of(3)).then(parallax_core::TraceParent::new_root),
+            tenant: None,
         },
         recorded_at: at(position),
     }

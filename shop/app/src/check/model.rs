@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use parallax_core::EventRecord;
+use parallax_core::{EventRecord, Tenant};
 use parallax_runtime::check::Documents;
 use serde_json::{json, Value};
 use shop_events::{CartEvent, OrderEvent, OrderLine, ProductEvent, ShopCodec, ShopEvent};
@@ -91,9 +91,16 @@ struct Order {
     statuses: Vec<(u64, &'static str)>,
 }
 
-/// The views as the events say they must be.
+/// The views as the events say they must be: each tenant's folded apart,
+/// its documents in its partitions (see `parallax_core::Tenant`).
 #[derive(Debug, Default)]
 pub struct Model {
+    tenants: BTreeMap<Tenant, TenantModel>,
+}
+
+/// One tenant's part of the [`Model`].
+#[derive(Debug, Default)]
+struct TenantModel {
     products: BTreeMap<String, Product>,
     carts: BTreeMap<String, Cart>,
     /// Each cart's units per SKU after each of its versions.
@@ -111,12 +118,13 @@ impl Model {
         let codec = ShopCodec::default();
         let mut model = Self::default();
         for event in events {
+            let tenant = model.tenants.entry(event.tenant()).or_default();
             match codec.decode(event) {
-                Ok(Some(ShopEvent::Product(e))) => model.product(event, e),
-                Ok(Some(ShopEvent::Cart(e))) => model.cart(event, e),
-                Ok(Some(ShopEvent::Order(e))) => model.order(event, e),
+                Ok(Some(ShopEvent::Product(e))) => tenant.product(event, e),
+                Ok(Some(ShopEvent::Cart(e))) => tenant.cart(event, e),
+                Ok(Some(ShopEvent::Order(e))) => tenant.order(event, e),
                 Ok(None) => {}
-                Err(error) => model.anomalies.push(format!(
+                Err(error) => tenant.anomalies.push(format!(
                     "position {} ({}) does not decode: {error}",
                     event.position, event.event_type
                 )),
@@ -125,6 +133,62 @@ impl Model {
         model
     }
 
+    /// A cart's units per SKU at `version` (0: before its first event), if
+    /// the events gave it that version (a cart of the default tenant).
+    pub fn cart_units_at(&self, cart: &str, version: u64) -> Option<Units> {
+        if version == 0 {
+            return Some(BTreeMap::new());
+        }
+        self.tenants.get(&Tenant::DEFAULT)?.cart_units_at(cart, version)
+    }
+
+    /// Whether the events gave an order (of the default tenant) `status` at `version`.
+    pub fn order_had(&self, order: &str, version: u64, status: &str) -> bool {
+        self.tenants.get(&Tenant::DEFAULT).is_some_and(|model| model.order_had(order, version, status))
+    }
+
+    /// Every document the model expects, with the fields it covers, each
+    /// tenant's in its partitions.
+    pub fn documents(&self) -> Documents {
+        let mut documents = Documents::new();
+        for (tenant, model) in &self.tenants {
+            for ((view, partition, clustering), body) in model.documents() {
+                documents.insert((view, tenant.scope(&partition), clustering), body);
+            }
+        }
+        documents
+    }
+
+    /// One line per document of the model's views that differs from the
+    /// model: missing from `actual`, extra in it, or with a covered field
+    /// of another value; then the events the model could not fold.
+    pub fn differences(&self, actual: &Documents) -> Vec<String> {
+        let expected = self.documents();
+        let modelled: BTreeSet<&str> = [CATALOG, CART, ORDER, CUSTOMER_ORDERS, SALES].into();
+        let keys: BTreeSet<&(String, String, String)> = expected
+            .keys()
+            .chain(actual.keys().filter(|(view, _, _)| modelled.contains(view.as_str())))
+            .collect();
+        let mut lines = Vec::new();
+        for key in keys {
+            let place = place(key);
+            match (expected.get(key), actual.get(key)) {
+                (Some(_), None) => lines.push(format!("missing {place}: the events give it")),
+                (None, Some(_)) => lines.push(format!("extra {place}: no event gives it")),
+                (Some(want), Some(have)) => {
+                    if let Some(difference) = first_difference(want, have, "") {
+                        lines.push(format!("differs {place}: {difference}"));
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        lines.extend(self.tenants.values().flat_map(|model| model.anomalies.iter().cloned()));
+        lines
+    }
+}
+
+impl TenantModel {
     fn product(&mut self, event: &EventRecord, e: ProductEvent) {
         let version = event.stream_version;
         if let ProductEvent::Registered { sku, name, price_cents, stock } = e {
@@ -236,26 +300,20 @@ impl Model {
         }
     }
 
-    /// A cart's units per SKU at `version` (0: before its first event), if
-    /// the events gave it that version.
-    pub fn cart_units_at(&self, cart: &str, version: u64) -> Option<Units> {
-        if version == 0 {
-            return Some(BTreeMap::new());
-        }
+    fn cart_units_at(&self, cart: &str, version: u64) -> Option<Units> {
         let states = self.cart_units.get(cart)?;
         states.iter().find(|(v, _)| *v == version).map(|(_, units)| units.clone())
     }
 
-    /// Whether the events gave an order `status` at `version`.
-    pub fn order_had(&self, order: &str, version: u64, status: &str) -> bool {
+    fn order_had(&self, order: &str, version: u64, status: &str) -> bool {
         let Ok(id) = order.parse::<Uuid>() else { return false };
         self.orders
             .get(&id)
             .is_some_and(|order| order.statuses.iter().any(|&(v, s)| v == version && s == status))
     }
 
-    /// Every document the model expects, with the fields it covers.
-    pub fn documents(&self) -> Documents {
+    /// The tenant's documents, their partitions within its space.
+    fn documents(&self) -> Documents {
         let mut documents = Documents::new();
         let mut put = |view: &str, partition: &str, clustering: &str, body: Value| {
             documents.insert((view.to_owned(), partition.to_owned(), clustering.to_owned()), body);
@@ -292,34 +350,6 @@ impl Model {
             );
         }
         documents
-    }
-
-    /// One line per document of the model's views that differs from the
-    /// model: missing from `actual`, extra in it, or with a covered field
-    /// of another value; then the events the model could not fold.
-    pub fn differences(&self, actual: &Documents) -> Vec<String> {
-        let expected = self.documents();
-        let modelled: BTreeSet<&str> = [CATALOG, CART, ORDER, CUSTOMER_ORDERS, SALES].into();
-        let keys: BTreeSet<&(String, String, String)> = expected
-            .keys()
-            .chain(actual.keys().filter(|(view, _, _)| modelled.contains(view.as_str())))
-            .collect();
-        let mut lines = Vec::new();
-        for key in keys {
-            let place = place(key);
-            match (expected.get(key), actual.get(key)) {
-                (Some(_), None) => lines.push(format!("missing {place}: the events give it")),
-                (None, Some(_)) => lines.push(format!("extra {place}: no event gives it")),
-                (Some(want), Some(have)) => {
-                    if let Some(difference) = first_difference(want, have, "") {
-                        lines.push(format!("differs {place}: {difference}"));
-                    }
-                }
-                (None, None) => {}
-            }
-        }
-        lines.extend(self.anomalies.iter().cloned());
-        lines
     }
 }
 

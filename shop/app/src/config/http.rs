@@ -30,6 +30,10 @@ pub struct ApiKeySettings {
     pub key_sha256: String,
     /// What it allows.
     pub scopes: BTreeSet<Scope>,
+    /// The tenant it acts for, alone; without one it is an operator key,
+    /// which may name a tenant per request (the `Parallax-Tenant` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeySettings {
@@ -38,11 +42,17 @@ impl std::fmt::Debug for ApiKeySettings {
             .field("name", &self.name)
             .field("key_sha256", &"<redacted>")
             .field("scopes", &self.scopes)
+            .field("tenant", &self.tenant)
             .finish()
     }
 }
 
 impl ApiKeySettings {
+    /// The key's tenant, if it names a valid one; `Ok(None)` for an operator key.
+    pub fn tenant(&self) -> Result<Option<parallax_core::Tenant>, parallax_core::TenantError> {
+        self.tenant.as_deref().map(parallax_core::Tenant::parse).transpose()
+    }
+
     /// The hash as bytes, if it is 64 hex digits.
     pub fn digest(&self) -> Option<[u8; 32]> {
         let hex = self.key_sha256.trim().as_bytes();

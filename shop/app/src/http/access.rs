@@ -19,6 +19,13 @@
 //! The check runs before anything reads the request's body: a client
 //! without a key never makes the server read a byte of it. It leaves the
 //! [`Caller`] in the request's extensions for the handlers.
+//!
+//! Tenants: a key configured with a `tenant` acts for that tenant alone
+//! (every stream, document, token and idempotency key it touches is that
+//! tenant's; a `Parallax-Tenant` header naming another is refused with
+//! 403). A key without one is an operator key: it acts for the tenant its
+//! request names in `Parallax-Tenant`, or for the default tenant without the
+//! header; so does every request when no keys are configured.
 
 use std::sync::Arc;
 
@@ -28,8 +35,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use parallax_core::Tenant;
+
 use super::problem::ApiError;
 use crate::config::{ApiKeySettings, Scope};
+
+/// The header an operator key (or any request, without keys) names its tenant in.
+pub const TENANT_HEADER: &str = "parallax-tenant";
 
 /// The configured keys; empty: the API is open.
 #[derive(Default)]
@@ -41,6 +53,8 @@ struct Key {
     name: Arc<str>,
     digest: [u8; 32],
     scopes: Vec<Scope>,
+    /// The tenant it acts for alone; `None`: an operator key.
+    tenant: Option<Tenant>,
 }
 
 impl std::fmt::Debug for Access {
@@ -59,6 +73,7 @@ impl Access {
                     name: key.name.as_str().into(),
                     digest: key.digest()?,
                     scopes: key.scopes.iter().copied().collect(),
+                    tenant: key.tenant().ok()?,
                 })
             })
             .collect();
@@ -91,6 +106,8 @@ pub struct Caller {
     pub key: Option<Arc<str>>,
     /// Whether the caller may see what `admin` may (always, on an open API).
     pub admin: bool,
+    /// The tenant it acts for.
+    pub tenant: Tenant,
 }
 
 /// Equal, in a time that does not depend on where the bytes differ.
@@ -168,15 +185,27 @@ fn percent_decode(value: &str) -> String {
 pub async fn require(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     let need = need(request.method(), request.uri().path());
     if access.is_open() {
-        request.extensions_mut().insert(Caller { key: None, admin: true });
+        let tenant = match tenant(&request, None) {
+            Ok(tenant) => tenant,
+            Err(refusal) => return refusal.into_response(),
+        };
+        request.extensions_mut().insert(Caller { key: None, admin: true, tenant });
         return next.run(request).await;
     }
     let key = presented(&request).and_then(|presented| access.find(&presented));
+    let tenant = match (need, key) {
+        (Need::Scope(_), Some(key)) => match tenant(&request, Some(key)) {
+            Ok(tenant) => tenant,
+            Err(refusal) => return refusal.into_response(),
+        },
+        _ => Tenant::DEFAULT,
+    };
     match (need, key) {
         (Need::Nothing, key) => {
             let caller = Caller {
                 key: key.map(|key| key.name.clone()),
                 admin: key.is_some_and(|key| key.scopes.contains(&Scope::Admin)),
+                tenant,
             };
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -194,10 +223,33 @@ pub async fn require(State(access): State<Arc<Access>>, mut request: Request, ne
                 .into_response()
         }
         (Need::Scope(_), Some(key)) => {
-            let caller = Caller { key: Some(key.name.clone()), admin: key.scopes.contains(&Scope::Admin) };
+            let caller =
+                Caller { key: Some(key.name.clone()), admin: key.scopes.contains(&Scope::Admin), tenant };
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
+    }
+}
+
+/// The tenant a request acts for: its key's, or the one its
+/// `Parallax-Tenant` header names for an operator key (or without keys), or
+/// the default one; 400 for a header that names no valid tenant, 403 for a
+/// tenant key's request naming another tenant.
+fn tenant(request: &Request, key: Option<&Key>) -> Result<Tenant, ApiError> {
+    let named = match request.headers().get(TENANT_HEADER) {
+        None => None,
+        Some(value) => {
+            let name = value.to_str().unwrap_or_default();
+            Some(Tenant::parse(name).map_err(|e| ApiError::bad_request(format!("{TENANT_HEADER}: {e}")))?)
+        }
+    };
+    match (key.and_then(|key| key.tenant.as_ref()), named) {
+        (Some(own), Some(named)) if *own != named => Err(ApiError::forbidden(format!(
+            "the key {:?} acts for tenant {own} only, not {named}",
+            key.map_or("", |key| &*key.name)
+        ))),
+        (Some(own), _) => Ok(own.clone()),
+        (None, named) => Ok(named.unwrap_or_default()),
     }
 }
 
@@ -238,6 +290,7 @@ mod tests {
             name: "reader".into(),
             key_sha256: hash("s3cret"),
             scopes: [Scope::Query].into_iter().collect(),
+            tenant: None,
         }]);
         assert_eq!(access.find("s3cret").map(|key| &*key.name), Some("reader"));
         assert!(access.find("s3cre").is_none());

@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord, TraceParent};
+use parallax_core::{partition_for, Aggregate, ConsistencyToken, IdempotencyRecord, Tenant, TraceParent};
 use parallax_runtime::{CommandContext, Executed};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{
-    self, CartItemPath, CartPath, CommandBody, IdempotencyKey, OrderPath, ProductPath, Segments, Trace,
+    self, CartItemPath, CartPath, CommandBody, IdempotencyKey, InTenant, OrderPath, ProductPath, Segments,
+    Trace,
 };
 use super::openapi::refusals;
 use super::problem::ApiError;
@@ -188,16 +189,25 @@ struct Request {
     status: StatusCode,
     key: Option<String>,
     trace: TraceParent,
+    /// Whose aggregates the command decides on.
+    tenant: Tenant,
 }
 
 impl Request {
     fn new(command_type: &'static str, route: String, stream: String, status: StatusCode) -> Self {
-        Self { command_type, route, stream, status, key: None, trace: TraceParent::continue_or_start(None) }
+        let trace = TraceParent::continue_or_start(None);
+        Self { command_type, route, stream, status, key: None, trace, tenant: Tenant::DEFAULT }
     }
 
-    fn with_headers(mut self, IdempotencyKey(key): IdempotencyKey, Trace(trace): Trace) -> Self {
+    fn with_headers(
+        mut self,
+        IdempotencyKey(key): IdempotencyKey,
+        Trace(trace): Trace,
+        InTenant(tenant): InTenant,
+    ) -> Self {
         self.key = key;
         self.trace = trace;
+        self.tenant = tenant;
         self
     }
 }
@@ -208,6 +218,7 @@ pub async fn register_product(
     State(state): State<Arc<ApiState>>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     CommandBody { request, bytes }: CommandBody<RegisterProduct>,
 ) -> Result<Response, ApiError> {
     let RegisterProduct { sku, name, price_cents, stock } = request;
@@ -215,7 +226,7 @@ pub async fn register_product(
     let call = Request::new("product.register", "POST /api/products".into(), stream, StatusCode::CREATED);
     let answer = ProductAccepted { sku: sku.clone(), token: String::new() };
     let command = ProductCommand::Register { sku: sku.clone(), name, price_cents: price_cents.get(), stock };
-    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace, tenant), &bytes, answer, |c, ctx| async move {
         c.product(sku.as_str(), command, &ctx).await
     })
     .await
@@ -229,10 +240,11 @@ pub async fn reprice(
     Segments(ProductPath { sku }): Segments<ProductPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     CommandBody { request, bytes }: CommandBody<Reprice>,
 ) -> Result<Response, ApiError> {
     let command = ProductCommand::Reprice { price_cents: request.price_cents.get() };
-    let call = product_request(&sku, ("price", "product.reprice")).with_headers(key, trace);
+    let call = product_request(&sku, ("price", "product.reprice")).with_headers(key, trace, tenant);
     product_command(&state, sku, call, &bytes, command).await
 }
 
@@ -244,10 +256,11 @@ pub async fn restock(
     Segments(ProductPath { sku }): Segments<ProductPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     CommandBody { request, bytes }: CommandBody<Restock>,
 ) -> Result<Response, ApiError> {
     let command = ProductCommand::Restock { quantity: request.quantity };
-    let call = product_request(&sku, ("restock", "product.restock")).with_headers(key, trace);
+    let call = product_request(&sku, ("restock", "product.restock")).with_headers(key, trace, tenant);
     product_command(&state, sku, call, &bytes, command).await
 }
 
@@ -276,12 +289,13 @@ pub async fn add_item(
     Segments(CartPath { cart_id }): Segments<CartPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     CommandBody { request, bytes }: CommandBody<AddItem>,
 ) -> Result<Response, ApiError> {
     let route = format!("POST /api/carts/{cart_id}/items");
     let call = Request::new("cart.add_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
-    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace, tenant), &bytes, answer, |c, ctx| async move {
         c.add_item(&cart_id, &request.sku, request.quantity, &ctx).await
     })
     .await
@@ -295,11 +309,12 @@ pub async fn remove_item(
     Segments(CartItemPath { cart_id, sku }): Segments<CartItemPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
 ) -> Result<Response, ApiError> {
     let route = format!("DELETE /api/carts/{cart_id}/items/{sku}");
     let call = Request::new("cart.remove_item", route, Cart::stream_id(cart_id.as_str()), StatusCode::OK);
     let answer = CartAccepted { cart_id: cart_id.clone(), token: String::new() };
-    run(&state, call.with_headers(key, trace), b"", answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace, tenant), b"", answer, |c, ctx| async move {
         c.remove_item(&cart_id, &sku, &ctx).await
     })
     .await
@@ -313,6 +328,7 @@ pub async fn check_out(
     Segments(CartPath { cart_id }): Segments<CartPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     CommandBody { request, bytes }: CommandBody<CheckOut>,
 ) -> Result<Response, ApiError> {
     let order_id = Uuid::now_v7();
@@ -320,7 +336,7 @@ pub async fn check_out(
     let call = Request::new("cart.check_out", route, Cart::stream_id(cart_id.as_str()), StatusCode::ACCEPTED);
     let answer =
         CheckoutAccepted { cart_id: cart_id.clone(), order_id: order_id.into(), token: String::new() };
-    run(&state, call.with_headers(key, trace), &bytes, answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace, tenant), &bytes, answer, |c, ctx| async move {
         c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
     })
     .await
@@ -334,8 +350,9 @@ pub async fn pay(
     path: Segments<OrderPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, key, trace, ("pay", "order.pay"), OrderCommand::Pay).await
+    order_command(state, path, key, trace, tenant, ("pay", "order.pay"), OrderCommand::Pay).await
 }
 
 #[utoipa::path(post, path = "/api/orders/{order_id}/ship", tag = "commands",
@@ -346,8 +363,9 @@ pub async fn ship(
     path: Segments<OrderPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, key, trace, ("ship", "order.ship"), OrderCommand::Ship).await
+    order_command(state, path, key, trace, tenant, ("ship", "order.ship"), OrderCommand::Ship).await
 }
 
 #[utoipa::path(post, path = "/api/orders/{order_id}/cancel", tag = "commands",
@@ -358,8 +376,9 @@ pub async fn cancel(
     path: Segments<OrderPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
 ) -> Result<Response, ApiError> {
-    order_command(state, path, key, trace, ("cancel", "order.cancel"), OrderCommand::Cancel).await
+    order_command(state, path, key, trace, tenant, ("cancel", "order.cancel"), OrderCommand::Cancel).await
 }
 
 async fn order_command(
@@ -367,13 +386,14 @@ async fn order_command(
     Segments(OrderPath { order_id }): Segments<OrderPath>,
     key: IdempotencyKey,
     trace: Trace,
+    tenant: InTenant,
     (verb, command_type): (&str, &'static str),
     command: OrderCommand,
 ) -> Result<Response, ApiError> {
     let route = format!("POST /api/orders/{order_id}/{verb}");
     let call = Request::new(command_type, route, Order::stream_id(&order_id.to_string()), StatusCode::OK);
     let answer = OrderAccepted { order_id, token: String::new() };
-    run(&state, call.with_headers(key, trace), b"", answer, |c, ctx| async move {
+    run(&state, call.with_headers(key, trace, tenant), b"", answer, |c, ctx| async move {
         c.order(order_id.uuid(), command, &ctx).await
     })
     .await
@@ -395,10 +415,11 @@ where
     Fut: Future<Output = Result<Executed, ShopCommandError>>,
 {
     let started = Instant::now();
-    let Request { command_type, route, stream, status, key, trace } = call;
+    let Request { command_type, route, stream, status, key, trace, tenant } = call;
+    let stream = tenant.scope(&stream);
     let result: Result<Response, ApiError> = async {
         let commands = state.commands.clone().ok_or_else(|| ApiError::role_not_served("command"))?;
-        let mut context = CommandContext::new().with_trace(trace);
+        let mut context = CommandContext::new().with_trace(trace).in_tenant(tenant.clone());
         if let Some(key) = key {
             let mut digest = Sha256::new();
             digest.update(route.as_bytes());
@@ -416,7 +437,7 @@ where
             _ => answer,
         };
         let partition = partition_for(&stream, state.partitions);
-        *answer.token() = ConsistencyToken::at(partition, executed.position()).to_string();
+        *answer.token() = ConsistencyToken::at(partition, executed.position()).text_in(&tenant);
         Ok((status, Json(answer)).into_response())
     }
     .await;

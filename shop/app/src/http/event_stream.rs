@@ -21,6 +21,10 @@
 //! `http.max_streams_per_key` per API key; one more is answered 429. A
 //! stream's place is given back when it ends.
 //!
+//! A caller sees its tenant's events alone, their stream ids within its
+//! tenant (`cart-42`, not `acme/cart-42`), and their tokens for its tenant's
+//! queries; the positions are the log's, shared by all tenants.
+//!
 //! A watcher, not a consumer: it keeps no checkpoint. On PostgreSQL a stream
 //! that starts at the head may miss an event whose append was still in
 //! flight below it; one that starts at a position it was given does not.
@@ -35,7 +39,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
-use parallax_core::{partition_for, ConsistencyToken, EventLog, EventRecord, Position};
+use parallax_core::{partition_for, ConsistencyToken, EventLog, EventRecord, Position, Tenant};
 use parallax_runtime::CancellationToken;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -154,6 +158,7 @@ pub async fn stream(
     Params(params): Params<StreamParams>,
 ) -> Result<Response, ApiError> {
     let live = state.live.clone().ok_or_else(|| ApiError::role_not_served("query"))?;
+    let tenant = caller.as_ref().map(|caller| caller.tenant.clone()).unwrap_or_default();
     let slot = live.take_slot(caller.as_deref())?;
     // A reconnecting browser's Last-Event-ID wins over the URL it reuses.
     let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("?").to_owned());
@@ -169,7 +174,7 @@ pub async fn stream(
     // The first message flushes the headers and sets the reconnect delay.
     let hello = Event::default().retry(RETRY).comment(format!("after {after}"));
     let events = stream::once(async move { Ok(hello) })
-        .chain(tail(live.log, after, state.partitions))
+        .chain(tail(live.log, after, state.partitions, tenant))
         .take_until(live.shutdown.cancelled_owned())
         // The places are held as long as the stream is.
         .map(move |event| {
@@ -185,6 +190,7 @@ fn tail(
     log: Arc<dyn EventLog>,
     after: Position,
     partitions: u32,
+    tenant: Tenant,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     struct Tail {
         log: Arc<dyn EventLog>,
@@ -192,28 +198,32 @@ fn tail(
         pending: VecDeque<EventRecord>,
     }
     let start = Tail { log, after, pending: VecDeque::with_capacity(BATCH) };
-    stream::unfold(start, move |mut tail| async move {
-        loop {
-            if let Some(record) = tail.pending.pop_front() {
-                return Some((Ok(message(&record, partitions)), tail));
-            }
-            match tail.log.read(tail.after, BATCH).await {
-                Ok(records) if records.is_empty() => tail.log.wait_beyond(tail.after, WAIT).await,
-                Ok(records) => {
-                    tail.after = records.last().map_or(tail.after, |last| last.position);
-                    tail.pending.extend(records);
+    stream::unfold(start, move |mut tail| {
+        let tenant = tenant.clone();
+        async move {
+            loop {
+                if let Some(record) = tail.pending.pop_front() {
+                    let Some(stream_id) = tenant.unscope(&record.stream_id) else { continue };
+                    return Some((Ok(message(&record, stream_id, partitions, &tenant)), tail));
                 }
-                Err(error) => {
-                    tracing::warn!(error = %parallax_runtime::error_chain(&error), after = tail.after,
+                match tail.log.read(tail.after, BATCH).await {
+                    Ok(records) if records.is_empty() => tail.log.wait_beyond(tail.after, WAIT).await,
+                    Ok(records) => {
+                        tail.after = records.last().map_or(tail.after, |last| last.position);
+                        tail.pending.extend(records);
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %parallax_runtime::error_chain(&error), after = tail.after,
                         "live event stream cannot read the log; closing it");
-                    return None;
+                        return None;
+                    }
                 }
             }
         }
     })
 }
 
-fn message(record: &EventRecord, partitions: u32) -> Event {
+fn message(record: &EventRecord, stream_id: &str, partitions: u32, tenant: &Tenant) -> Event {
     let token = ConsistencyToken::at(partition_for(&record.stream_id, partitions), record.position);
     // Payloads are JSON by the store's contract; a broken one travels as a string.
     let quoted;
@@ -227,13 +237,13 @@ fn message(record: &EventRecord, partitions: u32) -> Event {
     };
     let data = StreamedEvent {
         position: record.position,
-        stream_id: &record.stream_id,
+        stream_id,
         stream_version: record.stream_version,
         event_type: &record.event_type,
         schema_version: record.schema_version,
         recorded_at: record.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         correlation_id: record.metadata.correlation_id,
-        token: token.to_string(),
+        token: token.text_in(tenant),
         payload,
     };
     Event::default()

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use parallax_core::{ConsistencyToken, TraceParent};
+use parallax_core::{ConsistencyToken, Tenant, TraceParent};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use shop_domain::{CartId, Cents, CustomerId, OrderId, Quantity, Sku, ID_PATTERN, MAX_ID_LEN, MAX_NAME_LEN};
@@ -104,6 +104,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
             })?;
         Ok(Self(Some(key.to_owned())))
+    }
+}
+
+/// The tenant the request acts for, as the access check found it
+/// ([`super::access`]): its key's, or the one it names.
+pub struct InTenant(pub Tenant);
+
+impl<S: Send + Sync> FromRequestParts<S> for InTenant {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<super::access::Caller>();
+        Ok(Self(caller.map(|caller| caller.tenant.clone()).unwrap_or_default()))
     }
 }
 
@@ -268,9 +281,9 @@ pub fn token_for(partitions: Option<u32>) -> Object {
         .title(Some("ConsistencyToken"))
         .description(Some(
             "A consistency token from a command's answer: `p2.<log partition>.<position>`, \
-             the partition one of the log's.",
+             the partition one of the log's; a named tenant's token ends in `.<tenant>`.",
         ))
-        .pattern(Some(format!("^p2\\.({partition})\\.{POSITION_PATTERN}$")))
+        .pattern(Some(format!("^p2\\.({partition})\\.{POSITION_PATTERN}(\\.[a-z0-9][a-z0-9_]{{0,39}})?$")))
         .build()
 }
 
@@ -290,15 +303,30 @@ pub fn position(raw: &str) -> Option<u64> {
 }
 
 /// Parses a consistency token strictly ([`token_for`]): `p2.`, a partition
-/// below `partitions` and a position, both canonical decimals.
-pub fn consistency_token(raw: &str, partitions: u32) -> Result<ConsistencyToken, ApiError> {
+/// below `partitions` and a position, both canonical decimals, and the
+/// tenant's name for a named tenant's query (a token of another tenant is
+/// refused with 400).
+pub fn consistency_token(raw: &str, partitions: u32, tenant: &Tenant) -> Result<ConsistencyToken, ApiError> {
+    let (untenanted, named) = parallax_core::token::split_tenant(raw);
+    if named != tenant.name() {
+        return Err(ApiError::bad_request(format!(
+            "consistent_with {raw:?} is a token of {}, not of tenant {tenant}",
+            named.map_or_else(|| "the default tenant".to_owned(), |name| format!("tenant {name}"))
+        )));
+    }
+    untenanted_token(untenanted, raw, partitions)
+}
+
+/// [`consistency_token`] of a token's text without its tenant (`raw`, the
+/// whole text, for the errors).
+fn untenanted_token(text: &str, raw: &str, partitions: u32) -> Result<ConsistencyToken, ApiError> {
     let malformed = || {
         ApiError::bad_request(format!(
             "consistent_with {raw:?} must be a consistency token from a command's answer (p2.<partition>.<position>)"
         ))
     };
     let (partition, at) =
-        raw.strip_prefix("p2.").and_then(|rest| rest.split_once('.')).ok_or_else(malformed)?;
+        text.strip_prefix("p2.").and_then(|rest| rest.split_once('.')).ok_or_else(malformed)?;
     let decimal = |raw: &str, digits: usize| position(raw).filter(|_| raw.len() <= digits);
     let partition = decimal(partition, 10).and_then(|p| u32::try_from(p).ok()).ok_or_else(malformed)?;
     let at = decimal(at, 18).ok_or_else(malformed)?;

@@ -21,7 +21,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::IntoParams;
 
-use super::extract::{self, CartPath, CustomerPath, OrderPath, Params, ProductPath, Segments};
+use super::extract::{self, CartPath, CustomerPath, InTenant, OrderPath, Params, ProductPath, Segments};
 use super::openapi::QueryRefusals;
 use super::problem::ApiError;
 use super::ApiState;
@@ -127,18 +127,21 @@ fn from_query(error: QueryError) -> ApiError {
     ApiError::internal(&error)
 }
 
-/// Checks the role, then waits for the token if one was given.
-async fn ready<'a>(
-    state: &'a ApiState,
+/// Checks the role, then waits for the token if one was given; the queries
+/// of the caller's tenant.
+async fn ready(
+    state: &ApiState,
     params: &Consistency,
     projection: &str,
-) -> Result<&'a ShopQueries, ApiError> {
+    InTenant(tenant): InTenant,
+) -> Result<ShopQueries, ApiError> {
     let queries = state.queries.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     let wait = params.wait_ms.map_or(DEFAULT_WAIT_MS, |Integer(ms)| ms);
     let Some(raw) = &params.consistent_with else {
-        return Ok(queries);
+        return Ok(queries.in_tenant(tenant));
     };
-    let token = extract::consistency_token(raw, state.partitions)?;
+    let token = extract::consistency_token(raw, state.partitions, &tenant)?;
+    let queries = queries.in_tenant(tenant);
     let freshness = state.freshness.as_ref().ok_or_else(|| ApiError::role_not_served("query"))?;
     match freshness.wait(projection, token, Duration::from_millis(wait)).await {
         Ok(()) => Ok(queries),
@@ -177,10 +180,11 @@ impl<T: Serialize> Serialize for Listed<T> {
     responses((status = 200, description = "The catalog, a page at a time: `{products, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn products(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Params(params): Params<Consistency>,
     Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
+    let queries = ready(&state, &params, answered_by::PRODUCTS, tenant).await?;
     let page = queries.products(page.limit(), page.cursor()).await.map_err(from_query)?;
     Ok(listing("products", page))
 }
@@ -189,10 +193,11 @@ pub async fn products(
     responses((status = 200, description = "A product", content_type = "application/json"), QueryRefusals))]
 pub async fn product(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Segments(ProductPath { sku }): Segments<ProductPath>,
     Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::PRODUCTS).await?;
+    let queries = ready(&state, &params, answered_by::PRODUCTS, tenant).await?;
     match queries.product(sku.as_str()).await.map_err(from_query)? {
         Some(product) => Ok(Json(product).into_response()),
         None => Err(ApiError::not_found(format!("product {sku} does not exist"))),
@@ -203,10 +208,11 @@ pub async fn product(
     responses((status = 200, description = "A cart", content_type = "application/json"), QueryRefusals))]
 pub async fn cart(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Segments(CartPath { cart_id }): Segments<CartPath>,
     Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::CARTS).await?;
+    let queries = ready(&state, &params, answered_by::CARTS, tenant).await?;
     match queries.cart(cart_id.as_str()).await.map_err(from_query)? {
         Some(cart) => Ok(Json(cart).into_response()),
         None => Err(ApiError::not_found(format!("cart {cart_id} does not exist"))),
@@ -217,11 +223,12 @@ pub async fn cart(
     responses((status = 200, description = "A customer's orders, newest first: `{orders, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn customer_orders(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Segments(CustomerPath { customer_id }): Segments<CustomerPath>,
     Params(params): Params<Consistency>,
     Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::ORDERS).await?;
+    let queries = ready(&state, &params, answered_by::ORDERS, tenant).await?;
     let page = queries
         .customer_orders(customer_id.as_str(), page.limit(), page.cursor())
         .await
@@ -233,10 +240,11 @@ pub async fn customer_orders(
     responses((status = 200, description = "An order", content_type = "application/json"), QueryRefusals))]
 pub async fn order(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Segments(OrderPath { order_id }): Segments<OrderPath>,
     Params(params): Params<Consistency>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::ORDERS).await?;
+    let queries = ready(&state, &params, answered_by::ORDERS, tenant).await?;
     match queries.order(order_id.uuid()).await.map_err(from_query)? {
         Some(order) => Ok(Json(order).into_response()),
         None => Err(ApiError::not_found(format!("order {order_id} does not exist"))),
@@ -247,10 +255,11 @@ pub async fn order(
     responses((status = 200, description = "Sales per product: `{sales, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn sales(
     State(state): State<Arc<ApiState>>,
+    tenant: InTenant,
     Params(params): Params<Consistency>,
     Params(page): Params<Page>,
 ) -> Result<Response, ApiError> {
-    let queries = ready(&state, &params, answered_by::SALES).await?;
+    let queries = ready(&state, &params, answered_by::SALES, tenant).await?;
     let page = queries.sales(page.limit(), page.cursor()).await.map_err(from_query)?;
     Ok(listing("sales", page))
 }

@@ -24,6 +24,8 @@ pub struct TestApp {
     /// Which command process a proxy in front of several should send this
     /// client's writes to ([`TestApp::writer`]); `None`: any.
     writer: Option<usize>,
+    /// The tenant this client acts for (`Parallax-Tenant`); `None`: the default one.
+    tenant: Option<String>,
     /// The embedded shop this process runs, if any.
     shop: Option<RunningApp>,
     dir: Option<TempDir>,
@@ -41,7 +43,14 @@ pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create a temp folder");
     let settings = Settings::embedded("127.0.0.1:0".parse().expect("an address"), dir.path().into());
     let app = shop::start(settings).await.expect("start the shop");
-    TestApp { base: app.url(), writer: None, shop: Some(app), client: Client::new(), dir: Some(dir) }
+    TestApp {
+        base: app.url(),
+        writer: None,
+        tenant: None,
+        shop: Some(app),
+        client: Client::new(),
+        dir: Some(dir),
+    }
 }
 
 pub struct Answer {
@@ -78,7 +87,7 @@ async fn answer(response: Response) -> Answer {
 impl TestApp {
     /// A client of the shop at `base`, which runs elsewhere.
     pub fn remote(base: String) -> Self {
-        Self { client: Client::new(), base, writer: None, shop: None, dir: None }
+        Self { client: Client::new(), base, writer: None, tenant: None, shop: None, dir: None }
     }
 
     /// Another client of the same shop, for concurrent tasks (it does not own the shop).
@@ -87,9 +96,16 @@ impl TestApp {
             client: self.client.clone(),
             base: self.base.clone(),
             writer: self.writer,
+            tenant: self.tenant.clone(),
             shop: None,
             dir: None,
         }
+    }
+
+    /// A client of the same shop acting for tenant `name` (an open shop, or
+    /// one whose keys are operator keys, takes the tenant from the header).
+    pub fn as_tenant(&self, name: &str) -> Self {
+        Self { tenant: Some(name.to_owned()), ..self.detached() }
     }
 
     /// A client whose writes go to command process `n` (modulo their number)
@@ -110,6 +126,9 @@ impl TestApp {
         }
         if let Some(writer) = self.writer {
             request = request.header(WRITER_HEADER, writer);
+        }
+        if let Some(tenant) = &self.tenant {
+            request = request.header("Parallax-Tenant", tenant);
         }
         answer(request.send().await.expect("send the request")).await
     }

@@ -8,7 +8,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::TestApp;
+use super::{Answer, TestApp};
 
 /// Expands `$test!(case)` for every case of the suite.
 #[allow(unused_macros)] // test binaries that do not run the suite
@@ -26,6 +26,7 @@ macro_rules! for_each_case {
         $test!(a_price_changed_through_one_writer_prices_the_next_line_on_the_other);
         $test!(an_order_the_saga_confirmed_is_paid_through_the_writer_that_saw_it_unconfirmed);
         $test!(an_order_paid_too_early_is_paid_once_confirmed);
+        $test!(two_tenants_with_the_same_ids_never_see_or_change_each_others);
     };
 }
 #[allow(unused_imports)]
@@ -390,4 +391,73 @@ pub async fn an_order_paid_too_early_is_paid_once_confirmed(app: &TestApp) {
         assert_eq!(paid.status, StatusCode::OK, "refused again after the confirmation: {}", paid.body);
     }
     app.order_status(&order_id, "paid").await;
+}
+
+/// Two tenants (and the default one) with the same SKU, cart id, customer
+/// id and idempotency key: each sees and changes its own alone.
+pub async fn two_tenants_with_the_same_ids_never_see_or_change_each_others(app: &TestApp) {
+    let (acme, bolt) = (app.as_tenant("acme"), app.as_tenant("bolt"));
+    acme.register("T-1", "Acme tea", 100, 10).await;
+    bolt.register("T-1", "Bolt tea", 300, 1).await;
+    // The same idempotency key in both tenants: two different requests.
+    let add = |tenant: &TestApp, quantity: i64| {
+        let body = json!({ "sku": "T-1", "quantity": quantity });
+        let tenant = tenant.detached();
+        async move { tenant.send(Method::POST, "/api/carts/c1/items", Some(body), Some("same-key")).await }
+    };
+    let (acme_added, bolt_added) = (add(&acme, 2).await, add(&bolt, 1).await);
+    assert_eq!(
+        (acme_added.status, bolt_added.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{}",
+        bolt_added.body
+    );
+    assert!(acme_added.token().ends_with(".acme"), "a tenant's token names it: {}", acme_added.token());
+    let acme_cart = acme.get_after("/api/carts/c1", &acme_added.token()).await.body;
+    let bolt_cart = bolt.get_after("/api/carts/c1", &bolt_added.token()).await.body;
+    assert_eq!(
+        (&acme_cart["items"][0]["name"], &acme_cart["total_cents"]),
+        (&json!("Acme tea"), &json!(200))
+    );
+    assert_eq!(
+        (&bolt_cart["items"][0]["name"], &bolt_cart["total_cents"]),
+        (&json!("Bolt tea"), &json!(300))
+    );
+    // Another tenant's token is refused, not waited for.
+    bolt.get_after("/api/carts/c1", &acme_added.token()).await.assert_problem(400);
+    app.get_after("/api/carts/c1", &acme_added.token()).await.assert_problem(400);
+    // The default tenant has none of it.
+    app.get("/api/products/T-1").await.assert_problem(404);
+    app.get("/api/carts/c1").await.assert_problem(404);
+
+    let order = |answer: Answer| answer.body["order_id"].as_str().expect("order id").to_owned();
+    let acme_order = order(acme.check_out("c1", "cust").await);
+    let bolt_order = order(bolt.check_out("c1", "cust").await);
+    acme.order_status(&acme_order, "confirmed").await;
+    bolt.order_status(&bolt_order, "confirmed").await;
+    // Crossed reads and writes: another tenant's order does not exist.
+    for (tenant, foreign) in [(&bolt, &acme_order), (&acme, &bolt_order), (app, &acme_order)] {
+        tenant.get(&format!("/api/orders/{foreign}")).await.assert_problem(404);
+        tenant.post(&format!("/api/orders/{foreign}/pay"), json!({})).await.assert_problem(404);
+    }
+    let paid = acme.post(&format!("/api/orders/{acme_order}/pay"), json!({})).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    assert_eq!(bolt.get(&format!("/api/orders/{bolt_order}")).await.body["status"], "confirmed");
+
+    for (tenant, order_id, name, units, revenue, stock) in
+        [(&acme, &acme_order, "Acme tea", 2, 200, 8), (&bolt, &bolt_order, "Bolt tea", 1, 300, 0)]
+    {
+        let has_one = |o: &Value| o["orders"].as_array().is_some_and(|o| !o.is_empty());
+        let orders = tenant.eventually("/api/customers/cust/orders", has_one).await;
+        let ids: Vec<&Value> =
+            orders["orders"].as_array().expect("orders").iter().map(|o| &o["order_id"]).collect();
+        assert_eq!(ids, [&json!(order_id)], "one order per tenant");
+        let sales = tenant.eventually("/api/reports/sales", |s| s["sales"][0]["units"] == units).await;
+        let expected = json!([{ "sku": "T-1", "name": name, "units": units, "revenue_cents": revenue }]);
+        assert_eq!(sales["sales"], expected);
+        tenant.eventually("/api/products/T-1", |p| p["stock"] == stock).await;
+    }
+    assert_eq!(app.get("/api/customers/cust/orders").await.body["orders"], json!([]));
+    assert_eq!(app.get("/api/reports/sales").await.body["sales"], json!([]));
+    assert_eq!(app.get("/api/products").await.body["products"], json!([]));
 }
