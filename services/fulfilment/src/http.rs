@@ -9,16 +9,20 @@
 //!   unknown status.
 //! - `GET /health`: 200 while the process serves.
 //!
+//! A request reads the shipments of the tenant its `Parallax-Tenant` header
+//! names (the shop's tenants: each order's shipment is its tenant's), or the
+//! default tenant's without it; 400 for a name that is not a tenant's.
+//!
 //! Errors are `application/problem+json`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parallax_core::{ClusteringRange, DocKey, ReadStore, ViewReaderExt};
+use parallax_core::{ClusteringRange, DocKey, ReadStore, Tenant, ViewReaderExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -75,11 +79,26 @@ pub fn router(views: Arc<dyn ReadStore>) -> Router {
         .with_state(Arc::new(ApiState { views }))
 }
 
-async fn one(State(state): State<Arc<ApiState>>, Path(order_id): Path<String>) -> Result<Response, ApiError> {
+/// The tenant a request names in `Parallax-Tenant`; the default one without it.
+fn tenant(headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    match headers.get("parallax-tenant") {
+        None => Ok(Tenant::DEFAULT),
+        Some(value) => Tenant::parse(value.to_str().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(format!("parallax-tenant: {e}"))),
+    }
+}
+
+async fn one(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&headers)?;
     let order_id: Uuid = order_id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{order_id:?} is not an order id (a UUID)")))?;
-    match state.views.get_doc(&SHIPMENTS, &DocKey::partition(order_id.to_string())).await {
+    let key = tenant.scope_key(&DocKey::partition(order_id.to_string()));
+    match state.views.get_doc(&SHIPMENTS, &key).await {
         Ok(Some(shipment)) => Ok(Json(shipment).into_response()),
         Ok(None) => Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -107,8 +126,10 @@ struct ShipmentPage {
 
 async fn list(
     State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
     query: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ShipmentPage>, ApiError> {
+    let tenant = tenant(&headers)?;
     let Query(listing) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let statuses = || ShipmentStatus::ALL.map(ShipmentStatus::as_str).join(", ");
     let name = listing
@@ -123,7 +144,7 @@ async fn list(
     let range = ClusteringRange { after: listing.after, ..ClusteringRange::default() };
     let page = state
         .views
-        .scan_json(BY_STATUS.name(), status.as_str(), &range, limit)
+        .scan_json(BY_STATUS.name(), &tenant.scope(status.as_str()), &range, limit)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let shipments = page

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use parallax_core::Tenant;
 use parallax_runtime::RetryPolicy;
 use reqwest::StatusCode;
 use uuid::Uuid;
@@ -71,10 +72,10 @@ impl ShopApi {
 
     /// Tells the shop that `order_id` left the warehouse; returns once it
     /// answered for good (retrying until then).
-    pub async fn ship(&self, order_id: Uuid) -> ShopAnswer {
+    pub async fn ship(&self, order_id: Uuid, tenant: &Tenant) -> ShopAnswer {
         let mut attempt = 0u32;
         loop {
-            match self.try_ship(order_id).await {
+            match self.try_ship(order_id, tenant).await {
                 Ok(answer) => return answer,
                 Err(reason) => {
                     attempt = attempt.saturating_add(1);
@@ -87,14 +88,16 @@ impl ShopApi {
     }
 
     /// One call: the final answer, or why to try again.
-    async fn try_ship(&self, order_id: Uuid) -> Result<ShopAnswer, String> {
-        let response = self
+    async fn try_ship(&self, order_id: Uuid, tenant: &Tenant) -> Result<ShopAnswer, String> {
+        let mut request = self
             .http
             .post(format!("{}/api/orders/{order_id}/ship", self.base))
-            .header("Idempotency-Key", Self::idempotency_key(order_id))
-            .send()
-            .await
-            .map_err(|e| parallax_runtime::error_chain(&e))?;
+            .header("Idempotency-Key", Self::idempotency_key(order_id));
+        if let Some(name) = tenant.name() {
+            // The order's tenant's; the key must be an operator key (no tenant of its own).
+            request = request.header("Parallax-Tenant", name);
+        }
+        let response = request.send().await.map_err(|e| parallax_runtime::error_chain(&e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(ShopAnswer { outcome: ShopOutcome::Shipped, detail: None });

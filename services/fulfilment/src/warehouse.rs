@@ -80,13 +80,13 @@ impl Warehouse {
     async fn report(&self, event: &EventRecord, order_id: Uuid) -> Result<(), ProcessError> {
         let current = self
             .shipments
-            .load(&order_id.to_string())
+            .load_in(&event.tenant(), &order_id.to_string())
             .await
             .map_err(|e| ProcessError::Transient(parallax_runtime::error_chain(&e)))?;
         if current.state.shop_outcome().is_some() {
             return Ok(());
         }
-        let answer = self.shop.ship(order_id).await;
+        let answer = self.shop.ship(order_id, &event.tenant()).await;
         tracing::info!(%order_id, outcome = ?answer.outcome, "the shop answered the dispatch");
         let command = ShipmentCommand::RecordShopAnswer { outcome: answer.outcome, detail: answer.detail };
         self.step(event, order_id, Duration::ZERO, command).await

@@ -14,6 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Fulfilment, Stack};
+use serde_json::json;
 
 /// The whole path: paid in the shop, shipped by fulfilment, told back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +156,41 @@ async fn beside_the_embedded_shop_a_paid_order_is_shipped() {
     stack.order_when(&second, "shipped").await;
     let dispatched = fulfilment.get("/api/shipments?status=dispatched").await.1;
     assert_eq!(dispatched["shipments"].as_array().map(Vec::len), Some(2), "{dispatched}");
+    drop(fulfilment);
+    stack.stop().await;
+}
+
+/// A tenant's paid order ships in its tenant: fulfilment keeps the shipment
+/// in the tenant's partition (its query API finds it with the tenant's
+/// header only) and tells the shop the order's tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_paid_order_ships_in_its_tenant() {
+    let stack = Stack::embedded().await;
+    let fulfilment = Fulfilment::start(&stack, &stack.shop.base).await;
+    let acme = Some("acme");
+    let tape = json!({ "sku": "SKU-1", "name": "Tape", "price_cents": 250, "stock": 5 });
+    assert_eq!(stack.post_as(acme, "/api/products", tape).await.0, 201);
+    let item = json!({ "sku": "SKU-1", "quantity": 1 });
+    assert_eq!(stack.post_as(acme, "/api/carts/c1/items", item).await.0, 200);
+    let (status, checkout) =
+        stack.post_as(acme, "/api/carts/c1/checkout", json!({ "customer_id": "zoe" })).await;
+    assert_eq!(status, 202, "{checkout}");
+    let order = checkout["order_id"].as_str().expect("an order id").to_owned();
+    stack.order_of_when(acme, &order, "confirmed").await;
+    assert_eq!(stack.post_as(acme, &format!("/api/orders/{order}/pay"), json!({})).await.0, 200);
+
+    let shipment = fulfilment.shipment_of_when(acme, &order, |s| s["shop"].is_string()).await;
+    assert_eq!(
+        (shipment["status"].as_str(), shipment["shop"].as_str()),
+        (Some("dispatched"), Some("shipped"))
+    );
+    stack.order_of_when(acme, &order, "shipped").await;
+    // Not the default tenant's, nor another's.
+    assert_eq!(fulfilment.get(&format!("/api/shipments/{order}")).await.0, 404);
+    assert_eq!(fulfilment.get_as(Some("bolt"), &format!("/api/shipments/{order}")).await.0, 404);
+    let dispatched = fulfilment.get_as(acme, "/api/shipments?status=dispatched").await.1;
+    assert_eq!(dispatched["shipments"].as_array().map(Vec::len), Some(1), "{dispatched}");
+    assert_eq!(fulfilment.get("/api/shipments?status=dispatched").await.1["shipments"], json!([]));
     drop(fulfilment);
     stack.stop().await;
 }

@@ -58,9 +58,10 @@ async fn ship_with_key(
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let order_id = Uuid::now_v7();
     let shop = ShopApi::new(&base, Duration::from_secs(5), api_key).expect("a client");
-    let answer = tokio::time::timeout(Duration::from_secs(60), shop.ship(order_id))
-        .await
-        .expect("an answer within 60 s");
+    let answer =
+        tokio::time::timeout(Duration::from_secs(60), shop.ship(order_id, &parallax_core::Tenant::DEFAULT))
+            .await
+            .expect("an answer within 60 s");
     server.abort();
     let keys = script.keys.lock().expect("not poisoned").clone();
     let authorizations = script.authorizations.lock().expect("not poisoned").clone();

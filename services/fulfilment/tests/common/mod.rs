@@ -247,13 +247,16 @@ impl Stack {
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.shop.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("the shop answers");
+        self.post_as(None, path, body).await
+    }
+
+    /// POST `path` of the shop, as `tenant` (its `Parallax-Tenant`) if given.
+    pub async fn post_as(&self, tenant: Option<&str>, path: &str, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.shop.base)).json(&body);
+        if let Some(tenant) = tenant {
+            request = request.header("Parallax-Tenant", tenant);
+        }
+        let response = request.send().await.expect("the shop answers");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -285,9 +288,18 @@ impl Stack {
 
     /// The shop's order once its status is `status`.
     pub async fn order_when(&self, order: &str, status: &str) -> Value {
+        self.order_of_when(None, order, status).await
+    }
+
+    /// [`Stack::order_when`] of an order of `tenant` (the default one: `None`).
+    pub async fn order_of_when(&self, tenant: Option<&str>, order: &str, status: &str) -> Value {
         let url = format!("{}/api/orders/{order}", self.shop.base);
         eventually(&format!("order {order} {status} in the shop"), &[&self.shop], || async {
-            let response = self.http.get(&url).send().await.ok()?;
+            let mut request = self.http.get(&url);
+            if let Some(tenant) = tenant {
+                request = request.header("Parallax-Tenant", tenant);
+            }
+            let response = request.send().await.ok()?;
             let order: Value = response.json().await.ok()?;
             (order["status"] == status).then_some(order)
         })
@@ -420,17 +432,35 @@ impl Fulfilment {
 
     /// GET `path` of the query API: status and JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response =
-            self.http.get(format!("{}{path}", self.proc.base)).send().await.expect("fulfilment answers");
+        self.get_as(None, path).await
+    }
+
+    /// [`Fulfilment::get`] as `tenant` (its `Parallax-Tenant`) if given.
+    pub async fn get_as(&self, tenant: Option<&str>, path: &str) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.proc.base));
+        if let Some(tenant) = tenant {
+            request = request.header("Parallax-Tenant", tenant);
+        }
+        let response = request.send().await.expect("fulfilment answers");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// The shipment of `order` once `done` holds for it.
     pub async fn shipment_when(&self, order: &str, done: impl Fn(&Value) -> bool) -> Value {
+        self.shipment_of_when(None, order, done).await
+    }
+
+    /// [`Fulfilment::shipment_when`] of an order of `tenant`.
+    pub async fn shipment_of_when(
+        &self,
+        tenant: Option<&str>,
+        order: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let path = format!("/api/shipments/{order}");
         eventually(&format!("shipment of {order}"), &[&self.proc], || async {
-            let (status, shipment) = self.get(&path).await;
+            let (status, shipment) = self.get_as(tenant, &path).await;
             (status == 200 && done(&shipment)).then_some(shipment)
         })
         .await
