@@ -219,3 +219,13 @@ async fn two_projectors_updating_one_sales_row_lose_no_update() {
     );
     deployment.stop().await;
 }
+
+/// Tenants in Cassandra: two with the same ids, each apart on the topic
+/// (`ce_tenant`) and in the views, which equal the fold of the event store
+/// per tenant; `shop check` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_stay_apart_on_the_topic_and_in_views_that_equal_the_fold() {
+    let deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    deployment.assert_tenants_apart_on_the_topic_and_in_the_views().await;
+    deployment.stop().await;
+}

@@ -412,3 +412,13 @@ async fn a_stuck_partition_keeps_the_query_side_unready() {
     assert_eq!((row["position"].clone(), row["lag"].clone()), (json!(0), json!(stuck_end)), "{admin}");
     deployment.stop().await;
 }
+
+/// Tenants on PostgreSQL: two with the same ids, each apart on the topic
+/// (`ce_tenant`) and in the views, which equal the fold of the event store
+/// per tenant; `shop check` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_stay_apart_on_the_topic_and_in_views_that_equal_the_fold() {
+    let deployment = Deployment::start(STANDARD).await;
+    deployment.assert_tenants_apart_on_the_topic_and_in_the_views().await;
+    deployment.stop().await;
+}

@@ -915,6 +915,25 @@ impl Deployment {
     /// process (`shop::check::fold`), and every document of every view
     /// compared with the read DB, once the projectors have caught up. No dead
     /// letters either.
+    /// The suite's two tenants with the same ids, then: their events carry
+    /// `ce_tenant` on the topic (and only theirs), every view equals the
+    /// fold of the event store (each tenant's partitions included), and
+    /// `shop check` finds nothing.
+    pub async fn assert_tenants_apart_on_the_topic_and_in_the_views(&self) {
+        super::suite::two_tenants_with_the_same_ids_never_see_or_change_each_others(&self.app).await;
+        self.assert_views_equal_the_fold().await;
+        let mut tenants = std::collections::BTreeSet::new();
+        for message in self.read_topic().await {
+            let subject = message.header("ce_subject").expect("a subject").to_owned();
+            let tenant = subject.split_once('/').map(|(tenant, _)| tenant);
+            assert_eq!(message.header("ce_tenant"), tenant, "{subject}");
+            tenants.extend(tenant.map(str::to_owned));
+        }
+        assert_eq!(tenants, ["acme".to_owned(), "bolt".to_owned()].into(), "both tenants on the topic");
+        let output = self.shop_output(&["check", "--json"]).await;
+        assert!(output.status.success(), "shop check: {}", String::from_utf8_lossy(&output.stdout));
+    }
+
     pub async fn assert_views_equal_the_fold(&self) {
         let store = self.event_store().await;
         let start = Instant::now();
