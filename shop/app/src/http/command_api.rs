@@ -59,6 +59,11 @@ pub struct CommandHeaders {
     /// missing or invalid).
     #[serde(rename = "traceparent")]
     traceparent: Option<String>,
+    /// The tenant the command acts for, for an operator key (or without
+    /// keys); a tenant's key may name only its own.
+    #[serde(rename = "Parallax-Tenant")]
+    #[param(schema_with = extract::tenant)]
+    tenant: Option<String>,
 }
 
 /// Adds a product to the catalog.

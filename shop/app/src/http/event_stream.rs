@@ -149,7 +149,7 @@ struct StreamedEvent<'a> {
     payload: &'a RawValue,
 }
 
-#[utoipa::path(get, path = "/api/events/stream", tag = "queries", params(StreamParams),
+#[utoipa::path(get, path = "/api/events/stream", tag = "queries", params(StreamParams, super::extract::TenantHeader),
     responses((status = 200, description = "Server-sent events, one per stored event", content_type = "text/event-stream"), (status = 429, description = "As many streams are open as the key, or the server, may hold", content_type = "application/problem+json"), super::openapi::QueryRefusals))]
 pub async fn stream(
     State(state): State<Arc<ApiState>>,

@@ -107,6 +107,31 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// The header that names a request's tenant (see [`super::access`]), for
+/// the API's document: every command and query takes it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: the access check reads it
+pub struct TenantHeader {
+    /// The tenant the request acts for, for an operator key (or without
+    /// keys); a tenant's key may name only its own. Without it: the key's
+    /// tenant, or the default one.
+    #[serde(rename = "Parallax-Tenant")]
+    #[param(schema_with = tenant)]
+    tenant: Option<String>,
+}
+
+/// A tenant's name's schema.
+pub fn tenant() -> Object {
+    text(
+        "Tenant",
+        "^[a-z0-9][a-z0-9_]{0,39}$",
+        1,
+        40,
+        "A tenant: 1 to 40 of a-z, 0-9 and _, not starting with _.",
+    )
+}
+
 /// The tenant the request acts for, as the access check found it
 /// ([`super::access`]): its key's, or the one it names.
 pub struct InTenant(pub Tenant);
@@ -304,17 +329,18 @@ pub fn position(raw: &str) -> Option<u64> {
 
 /// Parses a consistency token strictly ([`token_for`]): `p2.`, a partition
 /// below `partitions` and a position, both canonical decimals, and the
-/// tenant's name for a named tenant's query (a token of another tenant is
-/// refused with 400).
+/// tenant's name for a named tenant's query. A well-formed token of another
+/// tenant names a write the caller's tenant does not have: 404, as its ids.
 pub fn consistency_token(raw: &str, partitions: u32, tenant: &Tenant) -> Result<ConsistencyToken, ApiError> {
     let (untenanted, named) = parallax_core::token::split_tenant(raw);
+    let token = untenanted_token(untenanted, raw, partitions)?;
     if named != tenant.name() {
-        return Err(ApiError::bad_request(format!(
-            "consistent_with {raw:?} is a token of {}, not of tenant {tenant}",
+        return Err(ApiError::not_found(format!(
+            "consistent_with {raw:?} is a token of {}: tenant {tenant} has no such write",
             named.map_or_else(|| "the default tenant".to_owned(), |name| format!("tenant {name}"))
         )));
     }
-    untenanted_token(untenanted, raw, partitions)
+    Ok(token)
 }
 
 /// [`consistency_token`] of a token's text without its tenant (`raw`, the

@@ -21,7 +21,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::IntoParams;
 
-use super::extract::{self, CartPath, CustomerPath, InTenant, OrderPath, Params, ProductPath, Segments};
+use super::extract::{
+    self, CartPath, CustomerPath, InTenant, OrderPath, Params, ProductPath, Segments, TenantHeader,
+};
 use super::openapi::QueryRefusals;
 use super::problem::ApiError;
 use super::ApiState;
@@ -176,7 +178,7 @@ impl<T: Serialize> Serialize for Listed<T> {
     }
 }
 
-#[utoipa::path(get, path = "/api/products", tag = "queries", params(Consistency, Page),
+#[utoipa::path(get, path = "/api/products", tag = "queries", params(TenantHeader, Consistency, Page),
     responses((status = 200, description = "The catalog, a page at a time: `{products, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn products(
     State(state): State<Arc<ApiState>>,
@@ -189,7 +191,7 @@ pub async fn products(
     Ok(listing("products", page))
 }
 
-#[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(ProductPath, Consistency),
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "queries", params(ProductPath, TenantHeader, Consistency),
     responses((status = 200, description = "A product", content_type = "application/json"), QueryRefusals))]
 pub async fn product(
     State(state): State<Arc<ApiState>>,
@@ -204,7 +206,7 @@ pub async fn product(
     }
 }
 
-#[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(CartPath, Consistency),
+#[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "queries", params(CartPath, TenantHeader, Consistency),
     responses((status = 200, description = "A cart", content_type = "application/json"), QueryRefusals))]
 pub async fn cart(
     State(state): State<Arc<ApiState>>,
@@ -219,7 +221,7 @@ pub async fn cart(
     }
 }
 
-#[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(CustomerPath, Consistency, Page),
+#[utoipa::path(get, path = "/api/customers/{customer_id}/orders", tag = "queries", params(CustomerPath, TenantHeader, Consistency, Page),
     responses((status = 200, description = "A customer's orders, newest first: `{orders, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn customer_orders(
     State(state): State<Arc<ApiState>>,
@@ -236,7 +238,7 @@ pub async fn customer_orders(
     Ok(listing("orders", page))
 }
 
-#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(OrderPath, Consistency),
+#[utoipa::path(get, path = "/api/orders/{order_id}", tag = "queries", params(OrderPath, TenantHeader, Consistency),
     responses((status = 200, description = "An order", content_type = "application/json"), QueryRefusals))]
 pub async fn order(
     State(state): State<Arc<ApiState>>,
@@ -251,7 +253,7 @@ pub async fn order(
     }
 }
 
-#[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(Consistency, Page),
+#[utoipa::path(get, path = "/api/reports/sales", tag = "queries", params(TenantHeader, Consistency, Page),
     responses((status = 200, description = "Sales per product: `{sales, next_cursor}`", content_type = "application/json"), QueryRefusals))]
 pub async fn sales(
     State(state): State<Arc<ApiState>>,
