@@ -181,10 +181,20 @@ async fn append(fixture: &DeadLetterFixture, stream: &str, event_type: &str) -> 
         idempotency: None,
         reads: Vec::new(),
     };
-    match fixture.store.append(request).await.expect("append an event") {
-        AppendOutcome::Appended { last_position, .. } => (last_position, event_id),
+    let position = match fixture.store.append(request).await.expect("append an event") {
+        AppendOutcome::Appended { last_position, .. } => last_position,
         other => panic!("append to {stream}: {other:?}"),
+    };
+    // Visible in the log before the case goes on: a tail may hold an
+    // event back while another transaction of the server is open (on
+    // PostgreSQL, any database's: invariant 6), and a case that takes the
+    // read store down next expects the next batch to carry this event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fixture.log.read(position - 1, 1).await.expect("read the log").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "event {position} not in the log within 30 s");
+        fixture.log.wait_beyond(position - 1, std::time::Duration::from_millis(100)).await;
     }
+    (position, event_id)
 }
 
 /// A stream's count in `views` (`None`: no document).
