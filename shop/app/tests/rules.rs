@@ -115,14 +115,27 @@ async fn consistency_tokens_are_stated_and_parsed_alike() {
     let spec = spec(&app).await;
     // The embedded log has one partition: the document names only it.
     let token = parameter(&spec, "/api/products", "get", "consistent_with");
-    assert_eq!(token["pattern"], "^p2\\.(0)\\.(0|[1-9][0-9]{0,17})$");
+    assert_eq!(token["pattern"], "^p2\\.(0)\\.(0|[1-9][0-9]{0,17})(\\.[a-z0-9][a-z0-9_]{0,39})?$");
     let registered = app.register("P", "Pen", 100, 1).await;
     let issued = registered.token();
     assert!(issued.starts_with("p2.0."), "{issued}");
     let answer = app.get(&format!("/api/products/P?consistent_with={issued}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // A tenant's token matches the pattern; the default tenant's query
+    // finds no such write (404), it does not refuse its form.
+    app.get(&format!("/api/products/P?consistent_with={issued}.acme")).await.assert_problem(404);
     // What the pattern refuses, the server refuses.
-    for bad in ["", "p2.", "p2.00.1", "p2.0.01", "p2.+0.1", "p2.1.1", "p2.0.1234567890123456789"] {
+    for bad in [
+        "",
+        "p2.",
+        "p2.00.1",
+        "p2.0.01",
+        "p2.+0.1",
+        "p2.1.1",
+        "p2.0.1234567890123456789",
+        "p2.0.1.",
+        "p2.0.1.Acme",
+    ] {
         let answer = app.get(&format!("/api/products/P?consistent_with={bad}")).await;
         answer.assert_problem(400);
     }

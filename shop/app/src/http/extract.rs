@@ -334,6 +334,11 @@ pub fn position(raw: &str) -> Option<u64> {
 pub fn consistency_token(raw: &str, partitions: u32, tenant: &Tenant) -> Result<ConsistencyToken, ApiError> {
     let (untenanted, named) = parallax_core::token::split_tenant(raw);
     let token = untenanted_token(untenanted, raw, partitions)?;
+    if named.is_some_and(|name| Tenant::parse(name).is_err()) {
+        return Err(ApiError::bad_request(format!(
+            "consistent_with {raw:?} must be a consistency token from a command's answer (p2.<partition>.<position>[.<tenant>])"
+        )));
+    }
     if named != tenant.name() {
         return Err(ApiError::not_found(format!(
             "consistent_with {raw:?} is a token of {}: tenant {tenant} has no such write",
