@@ -230,6 +230,8 @@ mod tests {
         assert_eq!(need(&Method::POST, "/api/products"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::DELETE, "/api/carts/c/items/s"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::POST, "/health/../api/products"), Need::Scope(Scope::Command));
+        assert_eq!(need(&Method::POST, "/api/customers/alice/forget"), Need::Scope(Scope::Admin));
+        assert_eq!(need(&Method::GET, "/api/customers/alice/orders"), Need::Scope(Scope::Query));
     }
 
     #[test]
