@@ -9,6 +9,7 @@ mod common;
 
 use std::path::Path;
 
+use common::shred::{self, contains, plaintexts, ADDRESS, EMAIL, NAME};
 use common::TestApp;
 use parallax_core::{EventLog, KeyStore, ERASED};
 use parallax_sqlite::{SqliteKeyStore, SqliteLog};
@@ -18,57 +19,36 @@ use shop::ops::{rebuild, RebuildFrom};
 use shop::Settings;
 use shop_events::{CartEvent, Contact, OrderEvent, ShopCodec, ShopEvent};
 
-/// Personal data distinctive enough that finding it means it leaked.
-const NAME: &str = "Zelda Quarrington-Vex";
-const EMAIL: &str = "zelda.quarrington@example.org";
-const ADDRESS: &str = "17 Obscure Lane\nNowhere-on-Sea";
-
-fn zelda() -> Value {
-    json!({ "name": NAME, "email": EMAIL, "address": ADDRESS })
-}
-
-/// Every way the plaintext could appear in a file: raw, and as JSON text.
-fn plaintexts() -> Vec<Vec<u8>> {
-    let mut needles: Vec<Vec<u8>> = [NAME, EMAIL, ADDRESS, "Obscure Lane", "Nowhere-on-Sea", "Quarrington"]
-        .map(|s| s.as_bytes().to_vec())
-        .into();
-    needles.push(serde_json::to_string(ADDRESS).expect("json").into_bytes());
-    needles
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
-
-/// The bytes of every file in the data folder (databases, write-ahead
-/// logs, shared memory), by name.
-fn data_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// The bytes of each database of the data folder: its file, write-ahead
+/// log and shared memory together, under the database's name.
+fn databases(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("list the data folder")
         .map(|entry| entry.expect("an entry").path())
         .filter(|path| path.is_file())
-        .map(|path| (path.display().to_string(), std::fs::read(&path).expect("read a data file")))
         .collect();
     files.sort();
-    files
-}
-
-#[track_caller]
-fn assert_nowhere(dir: &Path, needles: &[Vec<u8>], when: &str) {
-    let files = data_files(dir);
-    assert!(files.iter().any(|(name, _)| name.ends_with("events.db")), "{:?}", files.iter().map(|f| &f.0));
-    // The search reads the right bytes: the customer id and sealed values are there.
-    assert!(files.iter().any(|(_, bytes)| contains(bytes, b"zelda")), "the customer id is in the files");
-    assert!(files.iter().any(|(_, bytes)| contains(bytes, b"pax1.")), "sealed values are in the files");
-    for (name, bytes) in &files {
-        for needle in needles {
-            assert!(
-                !contains(bytes, needle),
-                "{when}: {:?} found in {name}",
-                String::from_utf8_lossy(needle)
-            );
+    let mut databases: Vec<(String, Vec<u8>)> = Vec::new();
+    for path in files {
+        let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
+        let database = name.split_once(".db").map_or(name.clone(), |(stem, _)| format!("{stem}.db"));
+        let bytes = std::fs::read(&path).expect("read a data file");
+        match databases.iter_mut().find(|(name, _)| *name == database) {
+            Some((_, all)) => all.extend(bytes),
+            None => databases.push((database, bytes)),
         }
     }
+    databases
+}
+
+/// The event store's and the read store's files, checked by
+/// [`shred::assert_nowhere`].
+#[track_caller]
+fn assert_nowhere(dir: &Path, needles: &[Vec<u8>], when: &str) {
+    let databases = databases(dir);
+    let names: Vec<&str> = databases.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["events.db", "views.db"], "the data folder's databases");
+    shred::assert_nowhere(&databases, needles, when);
 }
 
 async fn place_order(app: &TestApp, cart: &str, customer: &str, contact: Option<Value>) -> (String, Value) {
@@ -92,18 +72,18 @@ async fn a_forgotten_customer_reads_as_erased_and_leaves_no_plaintext() {
     let app = TestApp::remote(running.url());
     app.register("LAMP", "Desk lamp", 2_500, 100).await;
 
-    let (zelda_order, _) = place_order(&app, "z1", "zelda", Some(zelda())).await;
+    let (zelda_order, _) = place_order(&app, "z1", "zelda", Some(shred::contact())).await;
     let other = json!({ "name": "Oskar Other", "email": "oskar@example.org", "address": "2 Main St" });
     let (oskar_order, _) = place_order(&app, "o1", "oskar", Some(other)).await;
     let (plain_order, _) = place_order(&app, "p1", "zelda", None).await;
 
     let order = app.get(&format!("/api/orders/{zelda_order}")).await.body;
-    assert_eq!(order["contact"], zelda(), "opened with the key: {order}");
+    assert_eq!(order["contact"], shred::contact(), "opened with the key: {order}");
     assert!(order.get("personal").is_none(), "the sealed form stays inside: {order}");
     let listed = app.get("/api/customers/zelda/orders").await.body;
     let listed = listed["orders"].as_array().expect("orders");
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().any(|o| o["contact"] == zelda()), "{listed:?}");
+    assert!(listed.iter().any(|o| o["contact"] == shred::contact()), "{listed:?}");
     assert!(
         listed.iter().any(|o| o.get("contact").is_none()),
         "an order without contact has none: {listed:?}"
@@ -114,7 +94,7 @@ async fn a_forgotten_customer_reads_as_erased_and_leaves_no_plaintext() {
     assert_nowhere(dir.path(), &plaintexts(), "before forget");
     let keys = SqliteKeyStore::open(&settings.events_path()).expect("open the key table");
     let key = keys.key("zelda").await.expect("read").expect("zelda has a key");
-    let stored = data_files(dir.path()).iter().any(|(_, bytes)| contains(bytes, key.as_bytes()));
+    let stored = databases(dir.path()).iter().any(|(_, bytes)| contains(bytes, key.as_bytes()));
     assert!(stored, "the search finds the key while it exists");
 
     let forgotten = app.post("/api/customers/zelda/forget", json!(null)).await;
