@@ -168,6 +168,7 @@ async fn an_invalid_contact_is_refused() {
         (json!({ "name": NAME, "email": EMAIL, "address": "tab\there" }), "contact.address"),
         (json!({ "name": NAME, "email": EMAIL }), "address"),
         (json!({ "name": NAME, "email": EMAIL, "address": ADDRESS, "phone": "1" }), "phone"),
+        (json!(null), "null"),
     ];
     for (contact, named) in cases {
         let refused =

@@ -4,12 +4,12 @@
 #[path = "common/values.rs"]
 mod values;
 
-use parallax_testing::memory::MemKeyStore;
 use std::sync::Arc;
 
 use parallax_core::EventStore;
 use parallax_runtime::{CommandContext, Executed};
 use parallax_sqlite::SqliteEventStore;
+use parallax_testing::memory::MemKeyStore;
 use serde_json::Value;
 use shop::commands::ShopCommands;
 use shop_domain::{ProductCommand, Sku};

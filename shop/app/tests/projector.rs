@@ -1,7 +1,6 @@
 //! The projector ring: views equal the fold of the event store, whatever
 //! stops, crashes or concurrent projectors happen on the way.
 
-use parallax_testing::memory::MemKeyStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use parallax_core::{
 };
 use parallax_runtime::{CommandContext, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_testing::memory::MemKeyStore;
 use serde_json::Value;
 use shop::commands::ShopCommands;
 use shop::saga::CheckoutSaga;

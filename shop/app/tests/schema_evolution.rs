@@ -19,7 +19,6 @@
 #[path = "common/values.rs"]
 mod values;
 
-use parallax_testing::memory::MemKeyStore;
 use std::sync::Arc;
 
 use parallax_core::{
@@ -28,6 +27,7 @@ use parallax_core::{
 };
 use parallax_runtime::{CommandContext, Executed, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_testing::memory::MemKeyStore;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
 use shop::commands::{ShopCommandError, ShopCommands};

@@ -113,10 +113,18 @@ pub struct CheckOut {
     #[schema(schema_with = extract::customer_id)]
     customer_id: CustomerId,
     /// Optional, for clients from before it: an order without it has no
-    /// personal data to show or forget.
-    #[serde(default)]
+    /// personal data to show or forget. Absent, not null.
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = extract::contact)]
     contact: Option<ContactBody>,
+}
+
+/// An optional field that, when present, is a value: `null` is refused as
+/// its schema (an object, not nullable) says.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A command's answer: what it was about, and the consistency token of its
