@@ -107,9 +107,14 @@ impl KeyStore for SqliteKeyStore {
     async fn key_for(&self, subject: &str) -> Result<DataKey, KeyStoreError> {
         let subject = subject.to_owned();
         self.run(move |conn| {
+            // A customer's every checkout but the first reads only.
+            if let Some(key) = read_key(conn, &subject)? {
+                return Ok(key);
+            }
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| KeyStoreError::new("begin a key transaction", e))?;
+            // Another process may have created it since.
             if let Some(key) = read_key(&tx, &subject)? {
                 return Ok(key);
             }
