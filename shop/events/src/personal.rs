@@ -108,4 +108,31 @@ mod tests {
         assert_eq!(opened.name, ERASED);
         assert_eq!(opened.email, "alice@example.com");
     }
+
+    /// What any consumer of the log does (the fulfilment service, a Kafka
+    /// client with this crate): decode today's version; the data stays
+    /// sealed, and without the key it reads as erased.
+    #[test]
+    fn a_consumer_decodes_v2_and_sees_only_ciphertext() {
+        let key = DataKey::generate();
+        let personal = PersonalData::seal(&key, "alice", &alice());
+        let event = crate::OrderEvent::Placed {
+            order_id: uuid::Uuid::nil(),
+            customer_id: "alice".into(),
+            cart_id: "c1".into(),
+            lines: Vec::new(),
+            total_cents: 0,
+            personal: Some(personal.clone()),
+        };
+        let codec = parallax_core::Codec::<crate::OrderEvent>::new();
+        let (event_type, version, payload) = codec.encode(&event);
+        assert_eq!((event_type, version), ("order.placed", 2));
+        assert!(!payload.contains("alice@example.com") && payload.contains("pax1."), "{payload}");
+        let decoded = codec.decode(event_type, version, &payload).expect("v2 decodes");
+        let crate::OrderEvent::Placed { personal: Some(sealed), .. } = decoded else {
+            panic!("order.placed with personal data: {decoded:?}");
+        };
+        assert_eq!(sealed, personal);
+        assert_eq!(sealed.open(None, "alice").email, ERASED);
+    }
 }
