@@ -1,9 +1,10 @@
 //! Crypto-shredding in the distributed shape, the hard way: a customer's
 //! name, e-mail and address are in no byte of the write database
-//! (`pg_dump`), the read database (`pg_dump`, or every row of the Cassandra
-//! tables) or the Kafka topic (read from offset 0), before `forget` and
-//! after it; after it the orders read as erased in the query processes, a
-//! rebuild from the topic gives the same, and the key is in no dump.
+//! (`pg_dump`), the read database (`pg_dump`, or every row of every table of
+//! the Cassandra keyspace) or the Kafka topic (read from offset 0), before
+//! `forget` and after it; after it the orders read as erased in the query
+//! processes, a rebuild from the topic gives the same, and the key is in no
+//! dump.
 //!
 //! Needs `scripts/services/postgres start`, `kafka start` and `cassandra
 //! start`, as `tests/distributed.rs` and `tests/cassandra.rs` do.
@@ -50,9 +51,7 @@ async fn stored(deployment: &Deployment) -> Vec<(String, Vec<u8>)> {
     let views = match deployment.read_db {
         ReadDb::Postgres => ("pg_dump of the read database".to_owned(), pg_dump(&deployment.read_url).await),
         ReadDb::Cassandra => {
-            let rows = deployment.documents().await;
-            let text = rows.iter().map(|(key, body)| format!("{key:?} {body}\n")).collect::<String>();
-            ("the Cassandra tables".to_owned(), text.into_bytes())
+            ("every row of the Cassandra keyspace".to_owned(), cassandra_rows(deployment).await)
         }
     };
     vec![
@@ -60,6 +59,38 @@ async fn stored(deployment: &Deployment) -> Vec<(String, Vec<u8>)> {
         views,
         ("the Kafka topic from offset 0".to_owned(), topic_bytes(&deployment.read_topic().await)),
     ]
+}
+
+/// Every row of every table of the deployment's keyspace (whatever
+/// generation of a view it holds), as `SELECT JSON` shows it.
+async fn cassandra_rows(deployment: &Deployment) -> Vec<u8> {
+    let store = deployment.cassandra().await;
+    let session = store.session();
+    let strings = |query: String| async move {
+        let mut rows = session
+            .query_iter(query.clone(), ())
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .rows_stream::<(String,)>()
+            .expect("rows of text");
+        let mut all = Vec::new();
+        while let Some(row) = futures::StreamExt::next(&mut rows).await {
+            all.push(row.expect("a row").0);
+        }
+        all
+    };
+    let keyspace = store.keyspace();
+    let tables =
+        strings(format!("SELECT table_name FROM system_schema.tables WHERE keyspace_name = '{keyspace}'"))
+            .await;
+    assert!(tables.len() > 3, "the keyspace's tables: {tables:?}");
+    let mut bytes = Vec::new();
+    for table in tables {
+        for row in strings(format!("SELECT JSON * FROM {keyspace}.{table}")).await {
+            bytes.extend(format!("{table}: {row}\n").into_bytes());
+        }
+    }
+    bytes
 }
 
 fn hex(bytes: &[u8]) -> String {
