@@ -210,6 +210,11 @@ mod tests {
         let placed = event_schema("order.placed", 2).expect("order.placed").schema;
         assert_eq!(placed["properties"]["lines"]["items"]["properties"]["quantity"]["type"], "integer");
         assert!(!placed.to_string().contains("$ref"), "{placed}");
+        // Required, and null where the checkout gave no personal data.
+        assert!(placed["required"].as_array().expect("required").contains(&json!("personal")), "{placed}");
+        let personal = placed["properties"]["personal"]["anyOf"].as_array().expect("object or null");
+        assert_eq!(personal[0]["required"], json!(["name", "email", "address"]), "{placed}");
+        assert_eq!(personal[1], json!({ "type": "null" }), "{placed}");
         let summary = event_schema("cart.item_added", 2).expect("v2").summary;
         assert_eq!(summary, "Units of a product were put in the cart.");
         assert!(!v2.to_string().contains("[`"), "rustdoc links are plain text: {v2}");

@@ -218,7 +218,7 @@ pub enum CartEvent {
         /// The buyer's name, e-mail and shipping address, each sealed under
         /// the customer's own key ([`personal`]); null when the checkout
         /// gave none.
-        #[schemars(required)]
+        #[schemars(required, schema_with = "personal::nullable")]
         personal: Option<PersonalData>,
     },
 }
@@ -268,7 +268,7 @@ pub enum OrderEvent {
         /// Sum of the lines.
         total_cents: i64,
         /// The checkout's `personal`, as sealed there ([`personal`]).
-        #[schemars(required)]
+        #[schemars(required, schema_with = "personal::nullable")]
         personal: Option<PersonalData>,
     },
     /// The order needs this line's stock reserved next.

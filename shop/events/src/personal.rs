@@ -30,6 +30,13 @@ pub struct PersonalData {
     pub address: String,
 }
 
+/// The schema of an event's `personal`: [`PersonalData`] or null, and
+/// required (schemars drops the null of a required `Option`).
+pub fn nullable(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let data = generator.subschema_for::<PersonalData>();
+    schemars::json_schema!({ "anyOf": [data, { "type": "null" }] })
+}
+
 /// A customer's personal data in the clear: what a checkout is given and a
 /// query shows (each field [`parallax_core::ERASED`] once the key is gone).
 /// Never stored.
