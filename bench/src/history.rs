@@ -229,7 +229,8 @@ impl Sim {
                 ))
             })
             .collect();
-        let command = CartCommand::CheckOut { cart_id: cart_id.clone(), order_id, customer_id, prices };
+        let command =
+            CartCommand::CheckOut { cart_id: cart_id.clone(), order_id, customer_id, prices, personal: None };
         let events = self.cart(cart, cart_id.as_str(), &command, metadata);
         self.queue.extend(events.into_iter().map(ShopEvent::Cart));
     }

@@ -100,7 +100,7 @@ pub async fn execute(commands: &ShopCommands, op: &CartOp) -> anyhow::Result<Exe
         CartOp::CheckOut { cart_id, customer_id } => {
             let (cart_id, customer_id) =
                 (CartId::parse(cart_id.as_str())?, CustomerId::parse(customer_id.as_str())?);
-            commands.check_out(&cart_id, &customer_id, Uuid::now_v7(), &context).await
+            commands.check_out(&cart_id, &customer_id, None, Uuid::now_v7(), &context).await
         }
     };
     executed.with_context(|| format!("{op:?}"))

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parallax_core::EventStore;
-use parallax_sqlite::SqliteEventStore;
+use parallax_sqlite::{SqliteEventStore, SqliteKeyStore};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::json;
@@ -236,7 +236,8 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
     let load = args.load.resolve(DEFAULTS);
     let path = context.data_dir.join("events.db");
     let store = SqliteEventStore::open(&path)?;
-    let commands = Arc::new(ShopCommands::new(Arc::new(store.clone())));
+    let keys = Arc::new(SqliteKeyStore::open(&path)?);
+    let commands = Arc::new(ShopCommands::new(Arc::new(store.clone()), keys));
     workload::register_products(&commands, args.cart.products).await?;
     let plan = args.cart.plan(args.then, args.customers);
     let target = InProcess { commands, plan };

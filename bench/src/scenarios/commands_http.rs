@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parallax_sqlite::SqliteEventStore;
+use parallax_sqlite::{SqliteEventStore, SqliteKeyStore};
 use serde::Serialize;
 use serde_json::json;
 use shop::commands::ShopCommands;
@@ -210,8 +210,10 @@ async fn in_process(
     plan: CartPlan,
     reference: &Stats,
 ) -> anyhow::Result<Stats> {
-    let store = SqliteEventStore::open(&context.data_dir.join("in-process.db"))?;
-    let in_process = InProcess { commands: Arc::new(ShopCommands::new(Arc::new(store))), plan };
+    let path = context.data_dir.join("in-process.db");
+    let (store, keys) = (SqliteEventStore::open(&path)?, SqliteKeyStore::open(&path)?);
+    let in_process =
+        InProcess { commands: Arc::new(ShopCommands::new(Arc::new(store), Arc::new(keys))), plan };
     workload::register_products(&in_process.commands, args.cart.products).await?;
     let in_sequence = Sequence::default();
     load::warm_up(&in_process, args.cart.carts, 64, &in_sequence).await?;

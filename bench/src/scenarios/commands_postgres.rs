@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parallax_core::EventStore;
-use parallax_postgres::{PgEventStore, PgStoreOptions};
+use parallax_postgres::{PgEventStore, PgKeyStore, PgStoreOptions};
 use serde::Serialize;
 use serde_json::json;
 use shop::commands::ShopCommands;
@@ -197,7 +197,8 @@ async fn measure_all(args: &Args, load: &Load, databases: &[ScratchDb]) -> anyho
     parallax_postgres::migrate_write(&pool).await?;
     let store =
         PgEventStore::new(pool.clone(), PgStoreOptions { writers: args.writers, ..Default::default() });
-    let commands = Arc::new(ShopCommands::new(Arc::new(store.clone())));
+    let commands =
+        Arc::new(ShopCommands::new(Arc::new(store.clone()), Arc::new(PgKeyStore::new(pool.clone()))));
     workload::register_products(&commands, args.cart.products).await?;
     let plan = args.cart.plan(args.then, args.customers);
     let target = InProcess { commands, plan };

@@ -5,7 +5,8 @@
 //! ① [`aggregate`] decides, ② [`event`], [`codec`] and [`store`] record,
 //! ③④ [`log`] carries (with [`lease`] electing one relay), ⑤ [`projection`] applies, ⑥ [`read_store`] keeps the
 //! views, ⑦ [`token`] lets a query wait for a command's effect; [`trace`]
-//! carries one W3C trace context along the whole flow.
+//! carries one W3C trace context along the whole flow; [`keys`] seals personal
+//! data under a key per data subject, so destroying the key erases it (crypto-shredding).
 //!
 //! This crate is pure: no async runtime, no database driver, no I/O. Ports are
 //! small object-safe traits (`Arc<dyn EventStore>`) that move type-erased
@@ -159,10 +160,12 @@ pub mod view;
 pub mod tenant;
 pub mod token;
 pub mod trace;
+pub mod keys;
 
 pub use aggregate::Aggregate;
 pub use codec::{Codec, CodecError, DomainEvent, EventSchema, Upcaster};
 pub use event::{EventRecord, Metadata, NewEvent, Position, StreamId};
+pub use keys::{DataKey, KeyStore, KeyStoreError, OpenError, ERASED};
 pub use lease::{Lease, LeaseError, Leases};
 pub use log::{
     partition_for, Checkpoint, EventLog, EventSink, EventSource, LogError, LogSource, Outgoing, Partition,

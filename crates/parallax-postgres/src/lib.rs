@@ -15,6 +15,8 @@
 //!   whichever is the primary ([`hosts`]).
 //! - [`PgReadStore`]: views as JSON documents, with per-partition
 //!   checkpoints and read guards committed with the view writes.
+//! - [`PgKeyStore`]: the keys of data subjects (crypto-shredding), in the
+//!   write database; forgetting one rewrites their table ([`keys`]).
 //!
 //! Schemas are SQL files under `migrations/` (`write/` for the event store,
 //! `read/` for the views), applied by [`migrate_write`] and [`migrate_read`];
@@ -27,12 +29,14 @@ mod log;
 mod lease;
 mod read_store;
 pub mod hosts;
+pub mod keys;
 
 use std::time::Duration;
 
 use parallax_core::StoreError;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+pub use keys::PgKeyStore;
 pub use lease::PgLeases;
 pub use log::PgLog;
 pub use read_store::PgReadStore;

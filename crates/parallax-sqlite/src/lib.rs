@@ -12,6 +12,8 @@
 //!   projectors read instead of a broker.
 //! - ⑥ [`read_store`]: [`SqliteReadStore`], the views and their checkpoints,
 //!   in a second database file.
+//! - [`keys`]: [`SqliteKeyStore`], the keys of data subjects
+//!   (crypto-shredding), in the event store's file.
 //!
 //! Every SQLite call runs off the async runtime: on the writer thread, or in
 //! `tokio::task::spawn_blocking`. Both files run in WAL mode, so readers never
@@ -44,10 +46,13 @@ pub mod store;
 pub mod log;
 // ⑥ the views.
 pub mod read_store;
+// The keys of data subjects (crypto-shredding), in the event store's file.
+pub mod keys;
 
 mod conn;
 mod error;
 
+pub use keys::SqliteKeyStore;
 pub use log::SqliteLog;
 pub use read_store::SqliteReadStore;
 pub use store::{SqliteEventStore, SqliteStoreOptions};

@@ -4,7 +4,8 @@
 //! contract suite per port that every adapter runs against its real backend
 //! (ripgrep's trick: one test body, many engines), and the poison-event
 //! suite ([`dead_letters`]: bounded attempts, dead letters, retries) that
-//! every read store with atomic commits runs under a real projector; and
+//! every read store with atomic commits runs under a real projector; the
+//! [`key_store`] contract of crypto-shredding's keys; and
 //! stores in memory ([`memory`]) that pass those suites, for a service's own
 //! unit tests; with the `contract` feature, a check of the messages a
 //! service's tests read from a Kafka topic against the topic's AsyncAPI
@@ -15,6 +16,7 @@ pub mod given;
 pub mod event_store;
 pub mod read_store;
 pub mod dead_letters;
+pub mod key_store;
 pub mod memory;
 #[cfg(feature = "contract")]
 pub mod contract;

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use parallax_core::ReadStore;
+use parallax_core::{KeyStore, ReadStore};
 use parallax_testing::dead_letters::DeadLetterFixture;
 use parallax_testing::event_store::EventStoreFixture;
-use parallax_testing::memory::{MemEventStore, MemReadStore};
+use parallax_testing::memory::{MemEventStore, MemKeyStore, MemReadStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn event_store_contract() {
@@ -33,4 +33,10 @@ async fn dead_letter_suite() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_store_contract() {
+    parallax_testing::key_store::run_all(|| async { Arc::new(MemKeyStore::new()) as Arc<dyn KeyStore> })
+        .await;
 }

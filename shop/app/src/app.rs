@@ -13,15 +13,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use parallax_cassandra::CassandraReadStore;
-use parallax_core::{EventLog, EventSource, EventStore, Leases, LogSource, Projection, ReadStore, ViewSpec};
+use parallax_core::{
+    EventLog, EventSource, EventStore, KeyStore, Leases, LogSource, Projection, ReadStore, ViewSpec,
+};
 use parallax_kafka::{KafkaConfig, KafkaSink, KafkaSource};
-use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
+use parallax_postgres::{PgEventStore, PgKeyStore, PgLeases, PgReadStore, PgStoreOptions};
 use parallax_runtime::generations::SourceFactory;
 use parallax_runtime::{
     ActiveGenerations, CancellationToken, Freshness, Generation, ProcessRunner, Progress, Relay, Supervisor,
     WorkerStatus,
 };
-use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_sqlite::{SqliteEventStore, SqliteKeyStore, SqliteReadStore};
 use shop_read::ShopQueries;
 use tokio::task::JoinSet;
 
@@ -67,6 +69,10 @@ impl RunningApp {
 pub(crate) struct WriteSide {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) log: Arc<dyn EventLog>,
+    /// The keys of customers' personal data (crypto-shredding), in the
+    /// write database: the command role seals with them, the query role
+    /// opens with them.
+    pub(crate) keys: Arc<dyn KeyStore>,
     /// Leases across processes (PostgreSQL only).
     leases: Option<Arc<dyn Leases>>,
 }
@@ -83,7 +89,14 @@ async fn open_write_side_recorded(settings: &Settings, metrics: &Metrics) -> any
             let events = metrics
                 .scope(|| SqliteEventStore::open(&path))
                 .with_context(|| format!("open event store {}", path.display()))?;
-            Ok(WriteSide { log: Arc::new(events.log()), store: Arc::new(events), leases: None })
+            let keys = SqliteKeyStore::open(&path)
+                .with_context(|| format!("open the key store in {}", path.display()))?;
+            Ok(WriteSide {
+                log: Arc::new(events.log()),
+                store: Arc::new(events),
+                keys: Arc::new(keys),
+                leases: None,
+            })
         }
         DbKind::Postgres => {
             let url = settings.write_db.url.as_deref().unwrap_or_default();
@@ -92,6 +105,7 @@ async fn open_write_side_recorded(settings: &Settings, metrics: &Metrics) -> any
             Ok(WriteSide {
                 log: Arc::new(store.log()),
                 store: Arc::new(store),
+                keys: Arc::new(PgKeyStore::new(pool.clone())),
                 leases: Some(Arc::new(PgLeases::new(pool))),
             })
         }
@@ -216,7 +230,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     if let (true, true, Some(write)) = (settings.plays(Role::Relay), kafka, &write) {
         workers.spawn_relay(&settings, write).await?;
     }
-    let commands = write.as_ref().map(|write| Arc::new(ShopCommands::new(write.store.clone())));
+    let commands =
+        write.as_ref().map(|write| Arc::new(ShopCommands::new(write.store.clone(), write.keys.clone())));
     if let (true, Some(write), Some(commands)) = (settings.plays(Role::Saga), &write, &commands) {
         workers.spawn_saga(write, commands);
     }
@@ -228,7 +243,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         read_store.map(|store| Arc::new(ActiveGenerations::new(store, &projections)) as Arc<dyn ReadStore>);
     let state = ApiState {
         commands: commands.filter(|_| settings.plays(Role::Command)),
-        queries: read_store.clone().filter(|_| serves_queries).map(|store| ShopQueries::new(store)),
+        queries: read_store
+            .clone()
+            .filter(|_| serves_queries)
+            .zip(write.as_ref().map(|write| write.keys.clone()))
+            .map(|(store, keys)| ShopQueries::new(store, keys)),
         freshness: read_store
             .clone()
             .filter(|_| serves_queries)
@@ -292,9 +311,11 @@ async fn open_sides(
             .with_context(|| format!("create data folder {}", settings.data_dir.display()))?;
     }
     let kafka = settings.log.kind == LogKind::Kafka;
-    // A query process opens the write side only to report the head beside
-    // the projections' positions (`/api/admin/projections`) and to tail the
-    // log for the live event stream (`/api/events/stream`); it never writes.
+    // A query process opens the write side to read customers' keys (the
+    // order queries open personal data with them), to report the head
+    // beside the projections' positions (`/api/admin/projections`) and to
+    // tail the log for the live event stream (`/api/events/stream`); it
+    // never writes an event.
     let needs_write = settings.plays(Role::Command)
         || settings.plays(Role::Query)
         || settings.plays(Role::Saga)

@@ -1,13 +1,18 @@
 //! ① The write side's service: one command handler per aggregate, and the
 //! lookups a decision needs (a product's name and price) done before the
 //! decision, so aggregates stay pure.
+//!
+//! Personal data is sealed here, before the decision: a checkout's name,
+//! e-mail and address are sealed under the customer's key (created on the
+//! first checkout that gives them) and the cart only ever sees ciphertext,
+//! which its events, the topic and the views carry ([`shop_events::personal`]).
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use parallax_core::EventStore;
+use parallax_core::{EventStore, KeyStore};
 use parallax_runtime::{
     CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups,
 };
@@ -15,6 +20,7 @@ use shop_domain::{
     Cart, CartCommand, CartError, CartId, CustomerId, Order, OrderCommand, Product, ProductCommand,
     ProductInfo, Quantity, Refusal, SagaCommand, Sku,
 };
+use shop_events::{Contact, PersonalData};
 use uuid::Uuid;
 
 /// Why a shop command failed.
@@ -68,16 +74,31 @@ pub struct ShopCommands {
     products: CommandHandler<Product>,
     carts: CommandHandler<Cart>,
     orders: CommandHandler<Order>,
+    keys: Arc<dyn KeyStore>,
 }
 
 impl ShopCommands {
-    /// Handlers over `store`.
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
+    /// Handlers over `store`, sealing personal data with keys from `keys`.
+    pub fn new(store: Arc<dyn EventStore>, keys: Arc<dyn KeyStore>) -> Self {
         Self {
             products: CommandHandler::new(store.clone()),
             carts: CommandHandler::new(store.clone()),
             orders: CommandHandler::new(store),
+            keys,
         }
+    }
+
+    /// Destroys the customer's key: every piece of their personal data in
+    /// every event and view reads as erased from now on. `true` if there
+    /// was a key. A customer's key is its tenant's (the same customer id in
+    /// two tenants is two customers, with two keys).
+    pub async fn forget_customer(
+        &self,
+        customer_id: &CustomerId,
+        tenant: &parallax_core::Tenant,
+    ) -> Result<bool, ShopCommandError> {
+        let subject = tenant.scope(customer_id.as_str());
+        self.keys.forget(&subject).await.map_err(|e| ShopCommandError::Internal(Box::new(e)))
     }
 
     /// A product command.
@@ -121,14 +142,28 @@ impl ShopCommands {
 
     /// Turns a cart into order `order_id`, priced as the products are now:
     /// priced again on every attempt, since a retried checkout may find
-    /// other lines in the cart, or other prices.
+    /// other lines in the cart, or other prices. `contact` is sealed under
+    /// the customer's key (created if they have none) before the decision.
     pub async fn check_out(
         &self,
         cart_id: &CartId,
         customer_id: &CustomerId,
+        contact: Option<&Contact>,
         order_id: Uuid,
         context: &CommandContext,
     ) -> Result<Executed, ShopCommandError> {
+        let personal = match contact {
+            Some(contact) => {
+                let key = self
+                    .keys
+                    .key_for(&context.tenant.scope(customer_id.as_str()))
+                    .await
+                    .map_err(|e| ShopCommandError::Internal(Box::new(e)))?;
+                Some(PersonalData::seal(&key, customer_id.as_str(), contact))
+            }
+            None => None,
+        };
+        let personal = &personal;
         self.cart(cart_id, context, |cart, lookups| async move {
             let mut prices = BTreeMap::new();
             for sku in cart.state.skus() {
@@ -141,6 +176,7 @@ impl ShopCommands {
                 order_id,
                 customer_id: customer_id.clone(),
                 prices,
+                personal: personal.clone(),
             })
         })
         .await

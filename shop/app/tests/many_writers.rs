@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parallax_core::EventStore;
 use parallax_runtime::{CommandContext, Executed};
 use parallax_sqlite::SqliteEventStore;
+use parallax_testing::memory::MemKeyStore;
 use serde_json::Value;
 use shop::commands::ShopCommands;
 use shop_domain::{ProductCommand, Sku};
@@ -45,13 +46,17 @@ async fn last_payload(store: &dyn EventStore, stream: &str) -> (String, Value) {
 #[tokio::test]
 async fn a_checkout_retried_after_a_conflict_prices_the_cart_again() {
     let (_dir, store) = store();
-    let (a, b) = (ShopCommands::new(store.clone()), ShopCommands::new(store.clone()));
+    let (a, b) = (
+        ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new())),
+        ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new())),
+    );
     register(&a, "X", 100).await;
     register(&a, "Y", 250).await;
     b.add_item(&cart("c1"), &sku("X"), units(1), &CommandContext::new()).await.expect("B adds X");
     a.add_item(&cart("c1"), &sku("Y"), units(2), &CommandContext::new()).await.expect("A adds Y");
 
-    let checkout = b.check_out(&cart("c1"), &customer("trent"), Uuid::now_v7(), &CommandContext::new()).await;
+    let checkout =
+        b.check_out(&cart("c1"), &customer("trent"), None, Uuid::now_v7(), &CommandContext::new()).await;
     assert!(matches!(checkout, Ok(Executed::Appended { .. })), "{checkout:?}");
     let (event_type, payload) = last_payload(&*store, "cart-c1").await;
     assert_eq!(event_type, "cart.checked_out");
@@ -68,7 +73,10 @@ async fn a_checkout_retried_after_a_conflict_prices_the_cart_again() {
 #[tokio::test]
 async fn a_line_is_priced_as_the_store_has_the_product_not_as_another_writer_cached_it() {
     let (_dir, store) = store();
-    let (a, b) = (ShopCommands::new(store.clone()), ShopCommands::new(store.clone()));
+    let (a, b) = (
+        ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new())),
+        ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new())),
+    );
     register(&a, "MW-1", 1_000).await;
     b.add_item(&cart("c1"), &sku("MW-1"), units(1), &CommandContext::new()).await.expect("B adds");
     let reprice = ProductCommand::Reprice { price_cents: 2_000 };

@@ -11,6 +11,7 @@ use parallax_core::{
 };
 use parallax_runtime::{CommandContext, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_testing::memory::MemKeyStore;
 use serde_json::Value;
 use shop::commands::ShopCommands;
 use shop::saga::CheckoutSaga;
@@ -26,7 +27,7 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
     let events = SqliteEventStore::open(&dir.path().join("events.db")).expect("open the event store");
     let log: Arc<dyn EventLog> = Arc::new(events.log());
     let store: Arc<dyn EventStore> = Arc::new(events);
-    let commands = Arc::new(ShopCommands::new(store.clone()));
+    let commands = Arc::new(ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new())));
     let ctx = CommandContext::new;
     for (sku, stock) in [("A", 1_000), ("B", 40), ("C", 5)] {
         let register = ProductCommand::Register {
@@ -48,7 +49,7 @@ async fn history(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<dyn EventLog>) {
         }
         if n % 2 == 0 {
             let customer = CustomerId::parse(format!("customer-{}", n % 7)).expect("a customer id");
-            commands.check_out(&cart, &customer, Uuid::now_v7(), &ctx()).await.expect("check out");
+            commands.check_out(&cart, &customer, None, Uuid::now_v7(), &ctx()).await.expect("check out");
         }
     }
     let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands)), log.clone(), store.clone());
@@ -231,7 +232,7 @@ async fn a_poison_event_is_dead_lettered_and_the_projection_goes_on() {
         panic!("{appended:?}")
     };
     // A healthy event after the poison one.
-    let commands = ShopCommands::new(store.clone());
+    let commands = ShopCommands::new(store.clone(), Arc::new(MemKeyStore::new()));
     let (cart, sku) = (CartId::parse("cart-1").expect("a cart id"), Sku::parse("A").expect("a SKU"));
     let one = Quantity::parse(1).expect("one unit");
     commands.add_item(&cart, &sku, one, &CommandContext::new()).await.expect("add after the poison");

@@ -27,6 +27,7 @@ use parallax_core::{
 };
 use parallax_runtime::{CommandContext, Executed, ProcessRunner, Projector};
 use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_testing::memory::MemKeyStore;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
 use shop::commands::{ShopCommandError, ShopCommands};
@@ -271,7 +272,7 @@ async fn command_handlers_hydrate_aggregates_from_version_1_events() {
     let dir = TempDir::new().expect("temp dir");
     let (events, log) = open_store(&dir);
     let end_of_history = load_v1_history(events.as_ref()).await;
-    let commands = Arc::new(ShopCommands::new(events.clone()));
+    let commands = Arc::new(ShopCommands::new(events.clone(), Arc::new(MemKeyStore::new())));
     let dave = || CommandContext { actor: Some("dave".into()), ..CommandContext::new() };
 
     // The aggregates know what the v1 events say: dave's cart holds two
@@ -313,7 +314,7 @@ async fn command_handlers_hydrate_aggregates_from_version_1_events() {
 
     // Checking out prices v1 and v2 lines alike; the saga takes it from there.
     let order_id = Uuid::now_v7();
-    commands.check_out(&cart("dave-1"), &customer("dave"), order_id, &dave()).await.expect("check out");
+    commands.check_out(&cart("dave-1"), &customer("dave"), None, order_id, &dave()).await.expect("check out");
     events.save_checkpoint(CheckoutSaga::NAME, end_of_history).await.expect("the saga has seen the history");
     let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands)), log.clone(), events.clone());
     while saga.process_batch().await.expect("saga batch") > 0 {}

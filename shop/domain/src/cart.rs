@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use parallax_core::Aggregate;
 use serde::{Deserialize, Serialize};
-use shop_events::{CartEvent, OrderLine};
+use shop_events::{CartEvent, OrderLine, PersonalData};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Refusal};
@@ -66,6 +66,10 @@ pub enum CartCommand {
         /// The catalog's current entry for each SKU of [`Cart::skus`]; a
         /// SKU missing here is a product that no longer exists.
         prices: BTreeMap<String, ProductInfo>,
+        /// The buyer's name, e-mail and address, already sealed under the
+        /// customer's key by the handler (the cart never sees them in the
+        /// clear; architecture invariant 3).
+        personal: Option<PersonalData>,
     },
 }
 
@@ -257,6 +261,7 @@ impl Cart {
         order_id: Uuid,
         customer_id: &str,
         prices: &BTreeMap<String, ProductInfo>,
+        personal: Option<&PersonalData>,
     ) -> Result<Vec<CartEvent>, CartError> {
         if !self.exists {
             return Err(CartError::CartNotFound { cart_id: cart_id.to_owned() });
@@ -288,6 +293,7 @@ impl Cart {
             customer_id: customer_id.to_owned(),
             lines,
             total_cents,
+            personal: personal.cloned(),
         }])
     }
 }
@@ -307,8 +313,8 @@ impl Aggregate for Cart {
                 self.add_item(cart_id.as_str(), sku.as_str(), *quantity, product.as_ref())
             }
             CartCommand::RemoveItem { cart_id, sku } => self.remove_item(cart_id.as_str(), sku.as_str()),
-            CartCommand::CheckOut { cart_id, order_id, customer_id, prices } => {
-                self.check_out(cart_id.as_str(), *order_id, customer_id.as_str(), prices)
+            CartCommand::CheckOut { cart_id, order_id, customer_id, prices, personal } => {
+                self.check_out(cart_id.as_str(), *order_id, customer_id.as_str(), prices, personal.as_ref())
             }
         }
     }

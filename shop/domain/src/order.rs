@@ -18,7 +18,7 @@
 
 use parallax_core::Aggregate;
 use serde::{Deserialize, Serialize};
-use shop_events::{OrderEvent, OrderLine};
+use shop_events::{OrderEvent, OrderLine, PersonalData};
 use uuid::Uuid;
 
 use crate::error::{DomainError, Refusal};
@@ -41,6 +41,8 @@ pub enum OrderCommand {
         /// What, at which price: at least one line, one line per SKU,
         /// positive quantities, prices not negative.
         lines: Vec<OrderLine>,
+        /// The checkout's sealed personal data, passed on as it is.
+        personal: Option<PersonalData>,
     },
     /// The requested line's stock was reserved.
     RecordReservation {
@@ -257,6 +259,7 @@ impl Order {
         customer_id: &str,
         cart_id: &str,
         lines: &[OrderLine],
+        personal: Option<&PersonalData>,
     ) -> Result<Vec<OrderEvent>, OrderError> {
         if self.exists() {
             return Ok(vec![]);
@@ -289,6 +292,7 @@ impl Order {
                 cart_id: cart_id.to_owned(),
                 lines: lines.to_vec(),
                 total_cents,
+                personal: personal.cloned(),
             },
             OrderEvent::StockRequested { order_id, sku: first.sku.clone(), quantity: first.quantity },
         ])
@@ -388,8 +392,8 @@ impl Aggregate for Order {
 
     fn handle(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
-            OrderCommand::Place { order_id, customer_id, cart_id, lines } => {
-                self.place(*order_id, customer_id.as_str(), cart_id.as_str(), lines)
+            OrderCommand::Place { order_id, customer_id, cart_id, lines, personal } => {
+                self.place(*order_id, customer_id.as_str(), cart_id.as_str(), lines, personal.as_ref())
             }
             OrderCommand::RecordReservation { sku } => self.record_reservation(sku),
             OrderCommand::RecordReservationFailure { sku, reason } => {
@@ -403,7 +407,7 @@ impl Aggregate for Order {
 
     fn apply(&mut self, event: &OrderEvent) {
         match event {
-            OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents } => {
+            OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents, .. } => {
                 *self = Order {
                     status: Some(OrderStatus::Placed),
                     order_id: *order_id,

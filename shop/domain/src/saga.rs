@@ -76,7 +76,9 @@ pub const REACTS_TO: &[&str] = &[
 /// order is part of each command's idempotency key; see the module docs).
 pub fn react(event: &ShopEvent) -> Vec<SagaCommand> {
     match event {
-        ShopEvent::Cart(CartEvent::CheckedOut { cart_id, order_id, customer_id, lines, .. }) => {
+        ShopEvent::Cart(CartEvent::CheckedOut {
+            cart_id, order_id, customer_id, lines, personal, ..
+        }) => {
             vec![SagaCommand::Order {
                 order_id: *order_id,
                 command: OrderCommand::Place {
@@ -84,6 +86,7 @@ pub fn react(event: &ShopEvent) -> Vec<SagaCommand> {
                     customer_id: CustomerId::recorded(customer_id.as_str()),
                     cart_id: CartId::recorded(cart_id.as_str()),
                     lines: lines.clone(),
+                    personal: personal.clone(),
                 },
             }]
         }

@@ -101,7 +101,7 @@ fn cart_command() -> impl Strategy<Value = CartCommand> {
             .prop_map(|(cart_id, sku, quantity, product)| CartCommand::AddItem { cart_id, sku, quantity, product }),
         1 => (cart_id(), sku_id()).prop_map(|(cart_id, sku)| CartCommand::RemoveItem { cart_id, sku }),
         1 => (cart_id(), customer_id(), proptest::collection::btree_map(sku(), info(), 0..4))
-            .prop_map(|(cart_id, customer_id, prices)| CartCommand::CheckOut {
+            .prop_map(|(cart_id, customer_id, prices)| CartCommand::CheckOut { personal: None,
                 cart_id,
                 order_id: Uuid::from_u128(1),
                 customer_id,
@@ -143,7 +143,7 @@ fn order_command() -> impl Strategy<Value = OrderCommand> {
     });
     prop_oneof![
         1 => (customer_id(), cart_id(), proptest::collection::vec(line, 0..4))
-            .prop_map(|(customer_id, cart_id, lines)| OrderCommand::Place {
+            .prop_map(|(customer_id, cart_id, lines)| OrderCommand::Place { personal: None,
                 order_id: Uuid::from_u128(7),
                 customer_id,
                 cart_id,

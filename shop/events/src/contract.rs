@@ -6,7 +6,8 @@
 //! The current version of each type comes from its variant in
 //! [`ProductEvent`], [`CartEvent`] or [`OrderEvent`]; an older version from
 //! its frozen struct in [`upcasters`](crate::upcasters) (`cart.item_added`
-//! v1: [`ItemAddedV1`]). A stored event is never rewritten, so the log
+//! v1: [`ItemAddedV1`]; `cart.checked_out` v1: [`CheckedOutV1`];
+//! `order.placed` v1: [`PlacedV1`]). A stored event is never rewritten, so the log
 //! carries every version: the relay publishes an event as stored, at its
 //! stored version, and a consumer upcasts.
 //!
@@ -21,7 +22,7 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
-use crate::upcasters::ItemAddedV1;
+use crate::upcasters::{CheckedOutV1, ItemAddedV1, PlacedV1};
 use crate::{CartEvent, OrderEvent, ProductEvent};
 
 /// The `$schema` of every schema here.
@@ -39,8 +40,22 @@ pub fn event_schemas() -> Vec<EventSchema> {
         "Units of a product were put in the cart (version 1: the price in euro cents, no currency).",
     );
     cart.insert(0, item_added_v1);
+    let checked_out = cart.iter().position(|s| s.event_type == "cart.checked_out").expect("a checkout");
+    let checked_out_v1 = frozen::<CheckedOutV1>(
+        "cart.checked_out",
+        1,
+        "The cart became an order (version 1: no personal data).",
+    );
+    cart.insert(checked_out, checked_out_v1);
     schemas.extend(cart);
-    schemas.extend(variants::<OrderEvent>());
+    let mut order = variants::<OrderEvent>();
+    let placed_v1 = frozen::<PlacedV1>(
+        "order.placed",
+        1,
+        "The order exists; its stock is not reserved yet (version 1: no personal data).",
+    );
+    order.insert(0, placed_v1);
+    schemas.extend(order);
     schemas
 }
 
@@ -192,9 +207,14 @@ mod tests {
         assert_eq!(v1["description"], event_schema("cart.item_added", 1).expect("v1").summary);
 
         // OrderLine inline: the schema stands alone.
-        let placed = event_schema("order.placed", 1).expect("order.placed").schema;
+        let placed = event_schema("order.placed", 2).expect("order.placed").schema;
         assert_eq!(placed["properties"]["lines"]["items"]["properties"]["quantity"]["type"], "integer");
         assert!(!placed.to_string().contains("$ref"), "{placed}");
+        // Required, and null where the checkout gave no personal data.
+        assert!(placed["required"].as_array().expect("required").contains(&json!("personal")), "{placed}");
+        let personal = placed["properties"]["personal"]["anyOf"].as_array().expect("object or null");
+        assert_eq!(personal[0]["required"], json!(["name", "email", "address"]), "{placed}");
+        assert_eq!(personal[1], json!({ "type": "null" }), "{placed}");
         let summary = event_schema("cart.item_added", 2).expect("v2").summary;
         assert_eq!(summary, "Units of a product were put in the cart.");
         assert!(!v2.to_string().contains("[`"), "rustdoc links are plain text: {v2}");
@@ -213,6 +233,11 @@ mod tests {
             cart_id: "c1".into(),
             lines: vec![line],
             total_cents: 9998,
+            personal: Some(crate::PersonalData {
+                name: "pax1.n".into(),
+                email: "pax1.e".into(),
+                address: "pax1.a".into(),
+            }),
         });
         let schema = event_schema(event_type, version).expect("a schema").schema;
         let payload: Value = serde_json::from_str(&payload).expect("JSON");

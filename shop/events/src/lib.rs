@@ -20,12 +20,15 @@
 
 pub mod upcasters;
 pub mod contract;
+pub mod personal;
 #[doc(hidden)]
 pub mod fuzzing;
 
 use std::sync::Arc;
 
 use parallax_core::{Codec, CodecError, DomainEvent, EventRecord, Upcaster};
+
+pub use personal::{Contact, PersonalData};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -199,7 +202,7 @@ pub enum CartEvent {
         /// The product.
         sku: String,
     },
-    /// The cart became an order.
+    /// The cart became an order. Version 2: `personal` is new.
     #[serde(rename = "cart.checked_out")]
     CheckedOut {
         /// The cart, as in its stream id (`cart-{cart_id}`).
@@ -212,6 +215,11 @@ pub enum CartEvent {
         lines: Vec<OrderLine>,
         /// Sum of the lines.
         total_cents: i64,
+        /// The buyer's name, e-mail and shipping address, each sealed under
+        /// the customer's own key ([`personal`]); null when the checkout
+        /// gave none.
+        #[schemars(required, schema_with = "personal::nullable")]
+        personal: Option<PersonalData>,
     },
 }
 
@@ -231,13 +239,13 @@ impl DomainEvent for CartEvent {
 
     fn schema_version(event_type: &str) -> u32 {
         match event_type {
-            "cart.item_added" => 2,
+            "cart.item_added" | "cart.checked_out" => 2,
             _ => 1,
         }
     }
 
     fn upcasters() -> Vec<Arc<dyn Upcaster>> {
-        vec![Arc::new(upcasters::ItemAddedV1ToV2)]
+        vec![Arc::new(upcasters::ItemAddedV1ToV2), Arc::new(upcasters::CheckedOutV1ToV2)]
     }
 }
 
@@ -245,7 +253,8 @@ impl DomainEvent for CartEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
-    /// The order exists; its stock is not reserved yet.
+    /// The order exists; its stock is not reserved yet. Version 2:
+    /// `personal` is new.
     #[serde(rename = "order.placed")]
     Placed {
         /// The order, as in its stream id (`order-{order_id}`).
@@ -258,6 +267,9 @@ pub enum OrderEvent {
         lines: Vec<OrderLine>,
         /// Sum of the lines.
         total_cents: i64,
+        /// The checkout's `personal`, as sealed there ([`personal`]).
+        #[schemars(required, schema_with = "personal::nullable")]
+        personal: Option<PersonalData>,
     },
     /// The order needs this line's stock reserved next.
     #[serde(rename = "order.stock_requested")]
@@ -340,6 +352,17 @@ impl OrderEvent {
 }
 
 impl DomainEvent for OrderEvent {
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "order.placed" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcasters() -> Vec<Arc<dyn Upcaster>> {
+        vec![Arc::new(upcasters::PlacedV1ToV2)]
+    }
+
     fn event_type(&self) -> &'static str {
         match self {
             Self::Placed { .. } => "order.placed",

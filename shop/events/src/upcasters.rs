@@ -34,6 +34,8 @@
 //! | event type | version | change from the previous version | a v1 event reads as |
 //! |---|---|---|---|
 //! | `cart.item_added` | 2 | `unit_price_cents` is renamed `price_cents` (the catalog's name for it, as in `product.registered`); `currency`, an ISO 4217 code, is new and required | `currency` = [`V1_CURRENCY`] (`"EUR"`) |
+//! | `cart.checked_out` | 2 | `personal` is new and required: the buyer's name, e-mail and shipping address sealed under the customer's key ([`crate::personal`]), or null | `personal` = null (v1 checkouts gave no personal data) |
+//! | `order.placed` | 2 | `personal` is new and required, the checkout's, as sealed there | `personal` = null |
 //!
 //! Every other type is at version 1.
 //!
@@ -61,8 +63,12 @@
 
 use parallax_core::{CodecError, Upcaster};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::OrderLine;
 
 /// Persisted name of the event these upcasters read.
 const ITEM_ADDED: &str = "cart.item_added";
@@ -114,6 +120,83 @@ impl Upcaster for ItemAddedV1ToV2 {
             "quantity": quantity,
         });
         Ok((v2, 2))
+    }
+}
+
+/// Persisted names of the events that gained `personal` in version 2.
+const CHECKED_OUT: &str = "cart.checked_out";
+const PLACED: &str = "order.placed";
+
+/// `cart.checked_out` version 1, frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckedOutV1 {
+    /// The cart, as in its stream id (`cart-{cart_id}`).
+    pub cart_id: String,
+    /// The order it becomes.
+    pub order_id: Uuid,
+    /// Who buys.
+    pub customer_id: String,
+    /// What, at which price.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the lines.
+    pub total_cents: i64,
+}
+
+/// `order.placed` version 1, frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlacedV1 {
+    /// The order, as in its stream id (`order-{order_id}`).
+    pub order_id: Uuid,
+    /// Who buys.
+    pub customer_id: String,
+    /// The cart it came from.
+    pub cart_id: String,
+    /// What, at which price.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the lines.
+    pub total_cents: i64,
+}
+
+/// Reads a v1 payload as its frozen struct `V1` and adds `"personal": null`:
+/// a v1 checkout gave no personal data.
+fn without_personal<V1: DeserializeOwned + Serialize>(
+    event_type: &str,
+    payload: Value,
+    schema_version: u32,
+) -> Result<(Value, u32), CodecError> {
+    let refused =
+        |reason: String| CodecError::Upcast { event_type: event_type.to_owned(), schema_version, reason };
+    let v1: V1 = serde_json::from_value(payload).map_err(|e| refused(e.to_string()))?;
+    let mut v2 = serde_json::to_value(v1).map_err(|e| refused(e.to_string()))?;
+    v2.as_object_mut().ok_or_else(|| refused("not an object".into()))?.insert("personal".into(), Value::Null);
+    Ok((v2, 2))
+}
+
+/// `cart.checked_out` v1 → v2: adds `personal` = null.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckedOutV1ToV2;
+
+impl Upcaster for CheckedOutV1ToV2 {
+    fn handles(&self, event_type: &str, schema_version: u32) -> bool {
+        event_type == CHECKED_OUT && schema_version == 1
+    }
+
+    fn upcast(&self, payload: Value, schema_version: u32) -> Result<(Value, u32), CodecError> {
+        without_personal::<CheckedOutV1>(CHECKED_OUT, payload, schema_version)
+    }
+}
+
+/// `order.placed` v1 → v2: adds `personal` = null.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlacedV1ToV2;
+
+impl Upcaster for PlacedV1ToV2 {
+    fn handles(&self, event_type: &str, schema_version: u32) -> bool {
+        event_type == PLACED && schema_version == 1
+    }
+
+    fn upcast(&self, payload: Value, schema_version: u32) -> Result<(Value, u32), CodecError> {
+        without_personal::<PlacedV1>(PLACED, payload, schema_version)
     }
 }
 
@@ -233,14 +316,52 @@ mod tests {
 
     #[test]
     fn every_old_version_has_an_upcaster() {
-        let upcasters = CartEvent::upcasters();
-        for event_type in [ITEM_ADDED, "cart.item_removed", "cart.checked_out"] {
-            for version in 1..CartEvent::schema_version(event_type) {
-                assert!(
-                    upcasters.iter().any(|u| u.handles(event_type, version)),
-                    "{event_type} v{version} has no upcaster"
-                );
+        fn check<E: DomainEvent>(types: &[&str]) {
+            let upcasters = E::upcasters();
+            for event_type in types {
+                for version in 1..E::schema_version(event_type) {
+                    assert!(
+                        upcasters.iter().any(|u| u.handles(event_type, version)),
+                        "{event_type} v{version} has no upcaster"
+                    );
+                }
             }
         }
+        check::<CartEvent>(CartEvent::TYPES);
+        check::<crate::OrderEvent>(crate::OrderEvent::TYPES);
+        check::<crate::ProductEvent>(crate::ProductEvent::TYPES);
+    }
+
+    const CHECKED_OUT_V1: &str = r#"{"cart_id":"c1","order_id":"0191d6c2-7c1e-7000-8000-000000000001","customer_id":"alice","lines":[{"sku":"KB-1","name":"Keyboard","unit_price_cents":4999,"quantity":2}],"total_cents":9998}"#;
+
+    #[test]
+    fn a_v1_checkout_reads_as_v2_without_personal_data() {
+        let codec = Codec::<CartEvent>::new();
+        let CartEvent::CheckedOut { customer_id, total_cents, personal, lines, .. } =
+            codec.decode(CHECKED_OUT, 1, CHECKED_OUT_V1).expect("v1 decodes")
+        else {
+            panic!("a checkout");
+        };
+        assert_eq!((customer_id.as_str(), total_cents, personal), ("alice", 9998, None));
+        assert_eq!(lines.len(), 1);
+        let (v2, version) =
+            CheckedOutV1ToV2.upcast(serde_json::from_str(CHECKED_OUT_V1).expect("json"), 1).expect("upcast");
+        assert_eq!((v2["personal"].clone(), version), (Value::Null, 2));
+    }
+
+    #[test]
+    fn a_v1_placement_reads_as_v2_and_a_broken_one_is_a_precise_error() {
+        let codec = Codec::<crate::OrderEvent>::new();
+        let v1 = r#"{"order_id":"0191d6c2-7c1e-7000-8000-000000000001","customer_id":"alice","cart_id":"c1","lines":[],"total_cents":0}"#;
+        let placed = codec.decode(PLACED, 1, v1).expect("v1 decodes");
+        assert!(matches!(placed, crate::OrderEvent::Placed { personal: None, .. }), "{placed:?}");
+        let error = codec.decode(PLACED, 1, r#"{"order_id":"x"}"#).expect_err("no uuid");
+        assert!(
+            matches!(&error, CodecError::Upcast { event_type, schema_version: 1, .. } if event_type == PLACED),
+            "{error:?}"
+        );
+        // Today's events are written at v2.
+        assert_eq!(crate::OrderEvent::schema_version(PLACED), 2);
+        assert_eq!(CartEvent::schema_version(CHECKED_OUT), 2);
     }
 }

@@ -262,19 +262,23 @@ impl Projection for OrderProjection {
                 customer_id,
                 lines,
                 total_cents,
+                personal,
             })) => {
                 let key = DocKey::partition(order_id.to_string());
                 if tx.get_value(ORDER.name(), &key).await?.is_none() {
-                    let order = new_order(
-                        order_id,
-                        customer_id,
-                        cart_id,
-                        OrderStatus::Pending,
-                        lines,
-                        total_cents,
-                        event,
-                        0,
-                    );
+                    let order = OrderView {
+                        personal,
+                        ..new_order(
+                            order_id,
+                            customer_id,
+                            cart_id,
+                            OrderStatus::Pending,
+                            lines,
+                            total_cents,
+                            event,
+                            0,
+                        )
+                    };
                     save_order(tx, &order);
                 }
                 return Ok(());
@@ -282,19 +286,24 @@ impl Projection for OrderProjection {
             Some(ShopEvent::Order(order_event)) => order_event,
             _ => return Ok(()),
         };
-        if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents } = &order_event {
+        if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents, personal } =
+            &order_event
+        {
             let key = DocKey::partition(order_id.to_string());
             let order = match tx.get(&ORDER, &key).await? {
-                None => new_order(
-                    *order_id,
-                    customer_id.clone(),
-                    cart_id.clone(),
-                    OrderStatus::Placed,
-                    lines.clone(),
-                    *total_cents,
-                    event,
-                    event.stream_version,
-                ),
+                None => OrderView {
+                    personal: personal.clone(),
+                    ..new_order(
+                        *order_id,
+                        customer_id.clone(),
+                        cart_id.clone(),
+                        OrderStatus::Placed,
+                        lines.clone(),
+                        *total_cents,
+                        event,
+                        event.stream_version,
+                    )
+                },
                 Some(order) if order.status == OrderStatus::Pending => {
                     OrderView { status: OrderStatus::Placed, version: event.stream_version, ..order }
                 }
@@ -357,6 +366,7 @@ fn new_order(
         placed_at,
         rejection_reason: None,
         version,
+        personal: None,
     }
 }
 

@@ -2,11 +2,20 @@
 //!
 //! Each query names the projection whose views answer it, so that a caller
 //! holding a consistency token can first wait for that projection.
+//!
+//! The order queries open the sealed personal data their views hold with
+//! the customer's key, read from the key store on every query (never
+//! cached: a key forgotten by another process is gone here at once); once
+//! the key is destroyed each field reads as [`parallax_core::ERASED`]
+//! ([`shop_events::personal`]).
 
 use std::sync::Arc;
 
-use parallax_core::{ClusteringRange, DocKey, ReadStoreError, Tenant, View, ViewReader};
+use parallax_core::{
+    ClusteringRange, DocKey, KeyStore, KeyStoreError, ReadStoreError, Tenant, View, ViewReader,
+};
 use serde::{de::DeserializeOwned, Serialize};
+use shop_events::Contact;
 use uuid::Uuid;
 
 use crate::projections::{CartProjection, CatalogProjection, OrderProjection, SalesProjection};
@@ -21,6 +30,10 @@ pub enum QueryError {
     /// The read store failed.
     #[error(transparent)]
     Store(#[from] ReadStoreError),
+    /// The key store failed (personal data cannot be opened, nor shown
+    /// as erased: the key may still exist).
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
     /// A stored document does not match its view's shape.
     #[error("view {view} holds a document that does not decode: {reason}")]
     Corrupt {
@@ -40,11 +53,27 @@ pub struct Listing<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The shop's queries: read-only, over the read store's reader part.
+/// An order as a query answers it: the view, with its personal data opened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderDetails {
+    /// The order view, without its sealed `personal` data.
+    #[serde(flatten)]
+    pub order: OrderView,
+    /// The buyer's name, e-mail and shipping address, opened with the
+    /// customer's key; every field [`parallax_core::ERASED`] once the
+    /// customer was forgotten. Absent when the checkout gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+}
+
+/// The shop's queries: read-only, over the read store's reader part, and
+/// the key store for opening personal data.
 #[derive(Clone)]
 pub struct ShopQueries {
     store: Arc<dyn ViewReader>,
-    /// Whose documents they read: every partition named is this tenant's.
+    keys: Arc<dyn KeyStore>,
+    /// Whose documents they read: every partition named is this tenant's,
+    /// and every customer whose key opens personal data.
     tenant: Tenant,
 }
 
@@ -67,16 +96,16 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 500;
 
 impl ShopQueries {
-    /// Queries over `store`.
-    pub fn new(store: Arc<dyn ViewReader>) -> Self {
-        Self { store, tenant: Tenant::DEFAULT }
+    /// Queries over `store`, opening personal data with the keys in `keys`.
+    pub fn new(store: Arc<dyn ViewReader>, keys: Arc<dyn KeyStore>) -> Self {
+        Self { store, keys, tenant: Tenant::DEFAULT }
     }
 
     /// The same queries over `tenant`'s documents: each reads partitions
     /// of that tenant's alone (the tenant is a component of the partition
     /// key, not a filter on what was read).
     pub fn in_tenant(&self, tenant: Tenant) -> Self {
-        Self { store: self.store.clone(), tenant }
+        Self { store: self.store.clone(), keys: self.keys.clone(), tenant }
     }
 
     /// The catalog, by SKU.
@@ -104,13 +133,25 @@ impl ShopQueries {
         customer_id: &str,
         limit: usize,
         cursor: Option<String>,
-    ) -> Result<Listing<OrderView>, QueryError> {
-        self.list(&CUSTOMER_ORDERS, customer_id, limit, cursor).await
+    ) -> Result<Listing<OrderDetails>, QueryError> {
+        let Listing { items, next_cursor } = self.list(&CUSTOMER_ORDERS, customer_id, limit, cursor).await?;
+        // One customer: one key, read once for the page.
+        let sealed = items.iter().any(|order| order.personal.is_some());
+        let key = if sealed { self.keys.key(&self.tenant.scope(customer_id)).await? } else { None };
+        let items = items.into_iter().map(|order| open(order, key.as_ref())).collect();
+        Ok(Listing { items, next_cursor })
     }
 
     /// One order.
-    pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, QueryError> {
-        self.one(&ORDER, &DocKey::partition(order_id.to_string())).await
+    pub async fn order(&self, order_id: Uuid) -> Result<Option<OrderDetails>, QueryError> {
+        let Some(order) = self.one(&ORDER, &DocKey::partition(order_id.to_string())).await? else {
+            return Ok(None);
+        };
+        let key = match order.personal {
+            Some(_) => self.keys.key(&self.tenant.scope(&order.customer_id)).await?,
+            None => None,
+        };
+        Ok(Some(open(order, key.as_ref())))
     }
 
     /// Units and revenue per product, by SKU.
@@ -152,4 +193,11 @@ impl ShopQueries {
             .map_err(|e| QueryError::Corrupt { view, reason: e.to_string() })?;
         Ok(Listing { items, next_cursor: page.next_cursor })
     }
+}
+
+/// `order` with its sealed personal data opened by `key` (the customer's, if
+/// it still exists).
+fn open(mut order: OrderView, key: Option<&parallax_core::DataKey>) -> OrderDetails {
+    let contact = order.personal.take().map(|sealed| sealed.open(key, &order.customer_id));
+    OrderDetails { order, contact }
 }

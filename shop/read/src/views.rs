@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use parallax_core::View;
 use serde::{Deserialize, Serialize};
-use shop_events::OrderLine;
+use shop_events::{OrderLine, PersonalData};
 use uuid::Uuid;
 
 /// Every product, in partition [`ALL`] by SKU.
@@ -133,6 +133,11 @@ pub struct OrderView {
     /// out, not yet placed).
     #[serde(default)]
     pub version: u64,
+    /// The buyer's name, e-mail and address as the events carry them:
+    /// sealed under the customer's key, never in the clear; the queries
+    /// open them ([`crate::queries::OrderDetails`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<PersonalData>,
 }
 
 impl OrderView {

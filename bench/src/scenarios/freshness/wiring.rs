@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parallax_core::{EventLog, EventStore, Leases, Partition, ReadStore};
+use parallax_core::{EventLog, EventStore, KeyStore, Leases, Partition, ReadStore};
 use parallax_kafka::{KafkaSink, KafkaSource};
-use parallax_postgres::{PgEventStore, PgLeases, PgReadStore, PgStoreOptions};
+use parallax_postgres::{PgEventStore, PgKeyStore, PgLeases, PgReadStore, PgStoreOptions};
 use parallax_runtime::{CancellationToken, Freshness, ProcessRunner, Progress, Projector, Relay};
-use parallax_sqlite::{SqliteEventStore, SqliteReadStore};
+use parallax_sqlite::{SqliteEventStore, SqliteKeyStore, SqliteReadStore};
 use shop::commands::ShopCommands;
 use shop::saga::CheckoutSaga;
 use shop_read::queries::answered_by;
@@ -61,6 +61,7 @@ impl Shop {
     /// The embedded shape: SQLite files in the run's data folder.
     pub(super) fn embedded(context: &Context, poll: Duration) -> anyhow::Result<Self> {
         let events = SqliteEventStore::open(&context.data_dir.join("events.db"))?;
+        let keys: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&context.data_dir.join("events.db"))?);
         let read: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&context.data_dir.join("views.db"))?);
         let projected = Arc::new(Counted::new(read.clone()));
         let log: Arc<dyn EventLog> = Arc::new(events.log());
@@ -74,14 +75,22 @@ impl Shop {
             let cancel = cancel.clone();
             tasks.spawn(async move { projector.run(cancel).await });
         }
-        let commands = Arc::new(ShopCommands::new(store.clone()));
+        let commands = Arc::new(ShopCommands::new(store.clone(), keys.clone()));
         let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
         {
             let cancel = cancel.clone();
             tasks.spawn(async move { saga.run(cancel).await });
         }
-        let parts =
-            Parts { events: store, read, projected, partitions: 1, published: None, commands, progress };
+        let parts = Parts {
+            events: store,
+            read,
+            projected,
+            partitions: 1,
+            published: None,
+            commands,
+            progress,
+            keys,
+        };
         Ok(Self::finish(parts, cancel, tasks, poll))
     }
 
@@ -111,6 +120,7 @@ impl Shop {
         let events = PgEventStore::new(write_pool.clone(), PgStoreOptions::default());
         let log: Arc<dyn EventLog> = Arc::new(events.log());
         let store: Arc<dyn EventStore> = Arc::new(events);
+        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(write_pool.clone()));
         let leases: Arc<dyn Leases> = Arc::new(PgLeases::new(write_pool));
         let projected = Arc::new(Counted::new(read.clone()));
         let partitions = topic.config.partitions;
@@ -131,7 +141,7 @@ impl Shop {
             let cancel = cancel.clone();
             tasks.spawn(async move { projector.run(cancel).await });
         }
-        let commands = Arc::new(ShopCommands::new(store.clone()));
+        let commands = Arc::new(ShopCommands::new(store.clone(), keys.clone()));
         let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
         {
             let cancel = cancel.clone();
@@ -145,13 +155,14 @@ impl Shop {
             published: Some(published),
             commands,
             progress,
+            keys,
         };
         Ok(Self::finish(parts, cancel, tasks, poll))
     }
 
     /// Starts the `poll` watcher and puts the shop together.
     fn finish(parts: Parts, cancel: CancellationToken, mut tasks: JoinSet<()>, poll: Duration) -> Self {
-        let Parts { events, read, projected, partitions, published, commands, progress } = parts;
+        let Parts { events, read, projected, partitions, published, commands, progress, keys } = parts;
         let (carts_tx, carts_at) = watch::channel(vec![0; partitions as usize]);
         {
             let (read, cancel) = (read.clone(), cancel.clone());
@@ -182,7 +193,7 @@ impl Shop {
             events,
             carts_at,
             freshness: Freshness::new(read.clone(), progress),
-            queries: ShopQueries::new(read.clone()),
+            queries: ShopQueries::new(read.clone(), keys),
             read,
             projected,
             partitions,
@@ -238,4 +249,5 @@ struct Parts {
     published: Option<Arc<Published>>,
     commands: Arc<ShopCommands>,
     progress: Arc<Progress>,
+    keys: Arc<dyn KeyStore>,
 }

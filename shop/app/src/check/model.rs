@@ -252,7 +252,7 @@ impl TenantModel {
 
     fn order(&mut self, event: &EventRecord, e: OrderEvent) {
         let version = event.stream_version;
-        if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents } = &e {
+        if let OrderEvent::Placed { order_id, customer_id, cart_id, lines, total_cents, .. } = &e {
             let order = self.orders.entry(*order_id).or_insert_with(|| Order {
                 customer: customer_id.clone(),
                 cart: cart_id.clone(),
@@ -524,6 +524,7 @@ mod tests {
         log.push(
             "cart-c1",
             CartEvent::CheckedOut {
+                personal: None,
                 cart_id: "c1".into(),
                 order_id,
                 customer_id: "u1".into(),
@@ -535,6 +536,7 @@ mod tests {
         log.push(
             &order,
             OrderEvent::Placed {
+                personal: None,
                 order_id,
                 customer_id: "u1".into(),
                 cart_id: "c1".into(),

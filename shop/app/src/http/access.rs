@@ -10,7 +10,8 @@
 //! Open whatever the keys: `/health`, `/ready` (probes) and the dashboard's
 //! page and assets (they hold no data; the APIs they call need keys);
 //! `/ready` shows its details only to a key with `admin`.
-//! `/metrics` and `/api/admin/*` need `admin`; the live event stream and
+//! `/metrics`, `/api/admin/*` and `POST /api/customers/{id}/forget` need
+//! `admin`; the live event stream and
 //! every other `GET` (the API's documents `/openapi.json` and
 //! `/asyncapi.json` too) need `query`; every other method needs `command`.
 //! Without configured keys every route is open; the server then listens on
@@ -129,6 +130,8 @@ fn need(method: &Method, path: &str) -> Need {
         "/health" | "/ready" | "/" | "/dashboard.css" | "/dashboard.js" => Need::Nothing,
         "/metrics" => Need::Scope(Scope::Admin),
         _ if path == "/api/admin" || path.starts_with("/api/admin/") => Need::Scope(Scope::Admin),
+        // Forgetting a customer destroys data for good.
+        _ if path.starts_with("/api/customers/") && path.ends_with("/forget") => Need::Scope(Scope::Admin),
         _ if method == Method::GET || method == Method::HEAD => Need::Scope(Scope::Query),
         _ => Need::Scope(Scope::Command),
     }
@@ -279,6 +282,8 @@ mod tests {
         assert_eq!(need(&Method::POST, "/api/products"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::DELETE, "/api/carts/c/items/s"), Need::Scope(Scope::Command));
         assert_eq!(need(&Method::POST, "/health/../api/products"), Need::Scope(Scope::Command));
+        assert_eq!(need(&Method::POST, "/api/customers/alice/forget"), Need::Scope(Scope::Admin));
+        assert_eq!(need(&Method::GET, "/api/customers/alice/orders"), Need::Scope(Scope::Query));
     }
 
     #[test]

@@ -37,8 +37,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{
-    self, CartItemPath, CartPath, CommandBody, IdempotencyKey, InTenant, OrderPath, ProductPath, Segments,
-    Trace,
+    self, CartItemPath, CartPath, CommandBody, ContactBody, CustomerPath, IdempotencyKey, InTenant,
+    OrderPath, ProductPath, Segments, Trace,
 };
 use super::openapi::refusals;
 use super::problem::ApiError;
@@ -117,6 +117,19 @@ pub struct AddItem {
 pub struct CheckOut {
     #[schema(schema_with = extract::customer_id)]
     customer_id: CustomerId,
+    /// Optional, for clients from before it: an order without it has no
+    /// personal data to show or forget. Absent, not null.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = extract::contact)]
+    contact: Option<ContactBody>,
+}
+
+/// An optional field that, when present, is a value: `null` is refused as
+/// its schema (an object, not nullable) says.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A command's answer: what it was about, and the consistency token of its
@@ -341,10 +354,42 @@ pub async fn check_out(
     let call = Request::new("cart.check_out", route, Cart::stream_id(cart_id.as_str()), StatusCode::ACCEPTED);
     let answer =
         CheckoutAccepted { cart_id: cart_id.clone(), order_id: order_id.into(), token: String::new() };
+    let contact = request.contact.map(|ContactBody(contact)| contact);
     run(&state, call.with_headers(key, trace, tenant), &bytes, answer, |c, ctx| async move {
-        c.check_out(&cart_id, &request.customer_id, order_id, &ctx).await
+        c.check_out(&cart_id, &request.customer_id, contact.as_ref(), order_id, &ctx).await
     })
     .await
+}
+
+/// The answer to forgetting a customer.
+#[derive(Serialize, ToSchema)]
+pub struct Forgotten {
+    #[schema(schema_with = extract::customer_id)]
+    customer_id: CustomerId,
+    /// Whether a key was destroyed now (false: the customer had none, or
+    /// was forgotten before). Either way none is left.
+    key_destroyed: bool,
+}
+
+/// Destroys the customer's key (crypto-shredding): from now on their name,
+/// e-mail and address read as `[erased]` in every order, in a rebuild too,
+/// and every copy of the events (the topic, backups) holds only ciphertext
+/// nobody can open. Orders, totals and sales stay as they were. Idempotent.
+/// A later checkout that gives personal data creates a new key.
+#[utoipa::path(post, path = "/api/customers/{customer_id}/forget", tag = "commands",
+    params(CustomerPath, extract::TenantHeader),
+    responses((status = 200, description = "The customer's key is gone", body = Forgotten),
+        (status = 400, description = "An invalid customer id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This process does not run the command role", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn forget_customer(
+    State(state): State<Arc<ApiState>>,
+    Segments(CustomerPath { customer_id }): Segments<CustomerPath>,
+    InTenant(tenant): InTenant,
+) -> Result<Response, ApiError> {
+    let commands = state.commands.as_ref().ok_or_else(|| ApiError::role_not_served("command"))?;
+    let key_destroyed = commands.forget_customer(&customer_id, &tenant).await?;
+    tracing::info!(customer_id = %customer_id, key_destroyed, "customer forgotten");
+    Ok(Json(Forgotten { customer_id, key_destroyed }).into_response())
 }
 
 #[utoipa::path(post, path = "/api/orders/{order_id}/pay", tag = "commands",

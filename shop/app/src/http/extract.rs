@@ -384,3 +384,83 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
         }
     }
 }
+
+/// Longest name in a checkout's contact, in characters.
+const MAX_CONTACT_NAME: usize = 200;
+/// Longest e-mail address, in characters (RFC 5321's path limit).
+const MAX_EMAIL: usize = 254;
+/// Longest shipping address, in characters.
+const MAX_ADDRESS: usize = 1000;
+
+/// [`ContactBody`]'s e-mail rule as a pattern: one `@` with characters
+/// that are neither white space, `@` nor control characters on both sides.
+const EMAIL_PATTERN: &str = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@\u0000-\u001F\u007F-\u009F]+$";
+/// [`ContactBody`]'s address rule as a pattern: [`NAME_PATTERN`]'s, with
+/// line feeds allowed between lines.
+const ADDRESS_PATTERN: &str = r"^[^\u0000-\u0009\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0009\u000B-\u001F\u007F-\u009F]*$";
+
+/// The buyer's personal data in a checkout, parsed once by serde with the
+/// rules its schema ([`contact`]) states: a precise 400 otherwise.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "RawContact")]
+pub struct ContactBody(pub shop_events::Contact);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContact {
+    name: String,
+    email: String,
+    address: String,
+}
+
+impl TryFrom<RawContact> for ContactBody {
+    type Error = String;
+
+    fn try_from(RawContact { name, email, address }: RawContact) -> Result<Self, String> {
+        let len = |text: &str| text.chars().count();
+        if name.trim().is_empty() || len(&name) > MAX_CONTACT_NAME || name.chars().any(char::is_control) {
+            return Err(
+                "contact.name must not be blank, at most 200 characters, no control characters".into()
+            );
+        }
+        let (local, domain) = email.split_once('@').unwrap_or_default();
+        let bad = |part: &str| {
+            part.is_empty() || part.chars().any(|c| c == '@' || c.is_whitespace() || c.is_control())
+        };
+        if len(&email) > MAX_EMAIL || bad(local) || bad(domain) {
+            return Err("contact.email must be one @ between characters that are not white space, \
+                        at most 254 characters"
+                .into());
+        }
+        if address.trim().is_empty()
+            || len(&address) > MAX_ADDRESS
+            || address.chars().any(|c| c.is_control() && c != '\n')
+        {
+            return Err("contact.address must not be blank, at most 1000 characters, \
+                        no control characters but line feeds"
+                .into());
+        }
+        Ok(Self(shop_events::Contact { name, email, address }))
+    }
+}
+
+/// [`ContactBody`]'s schema.
+pub fn contact() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "The buyer's personal data, stored only sealed under the customer's own key \
+             (`POST /api/customers/{customer_id}/forget` destroys it). All three or none.",
+        ))
+        .property("name", text("Name", NAME_PATTERN, 1, MAX_CONTACT_NAME, "Not blank, at most 200 characters, no control characters."))
+        .property("email", text("Email", EMAIL_PATTERN, 3, MAX_EMAIL, "An e-mail address: one @, no white space, at most 254 characters."))
+        .property(
+            "address",
+            text("Address", ADDRESS_PATTERN, 1, MAX_ADDRESS, "The shipping address, lines separated by line feeds: not blank, at most 1000 characters, no other control characters."),
+        )
+        .required("name")
+        .required("email")
+        .required("address")
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        .build()
+}

@@ -101,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/orders/{order_id}/ship", post(command_api::ship))
         .route("/api/orders/{order_id}/cancel", post(command_api::cancel))
         .route("/api/customers/{customer_id}/orders", get(query_api::customer_orders))
+        .route("/api/customers/{customer_id}/forget", post(command_api::forget_customer))
         .route("/api/reports/sales", get(query_api::sales))
         .route("/api/admin/projections", get(query_api::projections))
         .route("/api/events/stream", get(event_stream::stream))

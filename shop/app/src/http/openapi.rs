@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::command_api::{CartAccepted, CheckoutAccepted, OrderAccepted, ProductAccepted};
+use super::command_api::{CartAccepted, CheckoutAccepted, Forgotten, OrderAccepted, ProductAccepted};
 use super::{command_api, dashboard, event_stream, extract, ops_api, query_api, ApiState};
 
 /// A refusal or failure: RFC 9457 problem details, `application/problem+json`.
@@ -161,11 +161,12 @@ impl IntoResponses for QueryRefusals {
         command_api::ship,
         command_api::cancel,
         query_api::customer_orders,
+        command_api::forget_customer,
         query_api::sales,
         query_api::projections,
         event_stream::stream,
     ),
-    components(schemas(Problem, ProductAccepted, CartAccepted, CheckoutAccepted, OrderAccepted))
+    components(schemas(Problem, ProductAccepted, CartAccepted, CheckoutAccepted, OrderAccepted, Forgotten))
 )]
 pub struct ApiDoc;
 

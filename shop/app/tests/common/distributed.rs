@@ -763,7 +763,7 @@ impl Deployment {
 
     /// Every document of every view, as the read DB holds it, under the
     /// views' names (a rebuilt generation's `<view>_g<n>` as `<view>`).
-    async fn documents(&self) -> Documents {
+    pub async fn documents(&self) -> Documents {
         let stored = match self.read_db {
             ReadDb::Postgres => {
                 let read =

@@ -9,6 +9,7 @@ pub mod binary;
 pub mod faults;
 pub mod history;
 pub mod contract;
+pub mod shred;
 
 use std::time::{Duration, Instant};
 

@@ -36,6 +36,7 @@ fn removed(sku: &str) -> CartEvent {
 
 fn check_out(customer: &str, prices: &[(&str, &str, i64)]) -> CartCommand {
     CartCommand::CheckOut {
+        personal: None,
         cart_id: cart_id("c1"),
         order_id: order_id(),
         customer_id: customer_id(customer),
@@ -45,6 +46,7 @@ fn check_out(customer: &str, prices: &[(&str, &str, i64)]) -> CartCommand {
 
 fn checked_out() -> CartEvent {
     CartEvent::CheckedOut {
+        personal: None,
         cart_id: "c1".into(),
         order_id: order_id(),
         customer_id: "u1".into(),
@@ -184,6 +186,7 @@ mod check_out {
         given::<Cart>([added("B", 2), added("A", 1), added("C", 1), removed("C")])
             .when(check_out("u1", &[("A", "Mug", 1200), ("B", "Plate", 350), ("Z", "Unused", 1)]))
             .then([CartEvent::CheckedOut {
+                personal: None,
                 cart_id: "c1".into(),
                 order_id: order_id(),
                 customer_id: "u1".into(),
@@ -248,6 +251,7 @@ fn check_out_prices_what_skus_lists() {
     assert_eq!(skus, ["A", "B"]);
     let prices: BTreeMap<String, ProductInfo> = skus.iter().map(|id| (id.to_string(), info(id, 1))).collect();
     let command = CartCommand::CheckOut {
+        personal: None,
         cart_id: cart_id("c1"),
         order_id: order_id(),
         customer_id: customer_id("u1"),

@@ -10,6 +10,7 @@ fn lines() -> Vec<OrderLine> {
 
 fn place_with(lines: Vec<OrderLine>) -> OrderCommand {
     OrderCommand::Place {
+        personal: None,
         order_id: order_id(),
         customer_id: customer_id("u1"),
         cart_id: cart_id("c1"),
@@ -19,6 +20,7 @@ fn place_with(lines: Vec<OrderLine>) -> OrderCommand {
 
 fn placed() -> OrderEvent {
     OrderEvent::Placed {
+        personal: None,
         order_id: order_id(),
         customer_id: "u1".into(),
         cart_id: "c1".into(),
@@ -90,6 +92,7 @@ fn each_history_folds_into_its_status() {
     for status in [Placed, Confirmed, Rejected, Paid, Shipped, Cancelled] {
         given::<Order>(history(status))
             .when(OrderCommand::Place {
+                personal: None,
                 order_id: order_id(),
                 customer_id: customer_id("u1"),
                 cart_id: cart_id("c1"),

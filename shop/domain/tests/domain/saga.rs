@@ -94,6 +94,7 @@ where
 fn checked_out(lines: Vec<OrderLine>) -> ShopEvent {
     let total_cents = lines.iter().map(OrderLine::total_cents).sum();
     ShopEvent::Cart(CartEvent::CheckedOut {
+        personal: None,
         cart_id: "c1".into(),
         order_id: order_id(),
         customer_id: "u1".into(),
@@ -211,6 +212,7 @@ mod react {
         assert_eq!(
             react(&checked_out(lines.clone())),
             [order(OrderCommand::Place {
+                personal: None,
                 order_id: order_id(),
                 customer_id: customer_id("u1"),
                 cart_id: cart_id("c1"),
@@ -301,6 +303,7 @@ mod react {
                 stock: 2,
             }),
             ShopEvent::Order(OrderEvent::Placed {
+                personal: None,
                 order_id: id,
                 customer_id: "u1".into(),
                 cart_id: "c1".into(),
@@ -330,4 +333,36 @@ mod react {
         );
         assert_eq!(order(OrderCommand::Pay).stream_id(), format!("order-{}", order_id()));
     }
+}
+
+/// The sealed personal data of a checkout reaches `order.placed` as it was
+/// sealed: the saga and the order pass it on without opening it.
+#[test]
+fn the_sealed_personal_data_travels_from_checkout_to_placement() {
+    let sealed = shop_events::PersonalData {
+        name: "pax1.name".into(),
+        email: "pax1.email".into(),
+        address: "pax1.address".into(),
+    };
+    let ShopEvent::Cart(CartEvent::CheckedOut { cart_id, order_id, customer_id, lines, total_cents, .. }) =
+        checked_out(vec![line("A", 100, 3)])
+    else {
+        unreachable!("a checkout");
+    };
+    let checkout = CartEvent::CheckedOut {
+        cart_id,
+        order_id,
+        customer_id,
+        lines,
+        total_cents,
+        personal: Some(sealed.clone()),
+    };
+    let [SagaCommand::Order { command, .. }] =
+        <[SagaCommand; 1]>::try_from(react(&ShopEvent::Cart(checkout))).expect("one command")
+    else {
+        panic!("an order command");
+    };
+    assert!(matches!(&command, OrderCommand::Place { personal: Some(p), .. } if *p == sealed), "{command:?}");
+    let events = Order::default().handle(&command).expect("placed");
+    assert!(matches!(&events[0], OrderEvent::Placed { personal: Some(p), .. } if *p == sealed), "{events:?}");
 }

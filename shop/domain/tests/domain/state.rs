@@ -66,6 +66,7 @@ fn carts() {
         added("A", 3),
         CartEvent::ItemRemoved { cart_id: "c1".into(), sku: "B".into() },
         CartEvent::CheckedOut {
+            personal: None,
             cart_id: "c1".into(),
             order_id: order_id(),
             customer_id: "u1".into(),
@@ -80,6 +81,7 @@ fn orders() {
     let id = order_id();
     let lines: Vec<OrderLine> = vec![line("A", 100, 1), line("B", 200, 2)];
     let placed = || OrderEvent::Placed {
+        personal: None,
         order_id: id,
         customer_id: "u1".into(),
         cart_id: "c1".into(),
