@@ -261,3 +261,37 @@ async fn no_query_of_one_tenant_returns_another_tenants_documents_and_a_rebuild_
     }
     shop.shutdown().await;
 }
+
+/// The same customer id in two tenants is two customers with two keys:
+/// forgetting one tenant's erases its orders' contact alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_customer_forgets_the_tenants_customer_alone() {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let settings = Settings::embedded("127.0.0.1:0".parse().expect("an address"), dir.path().into());
+    let shop = shop::start(settings).await.expect("start the shop");
+    let base = TestApp::remote(shop.url());
+    let mut orders = Vec::new();
+    for (tenant, name) in [("acme", "Ann Acme"), ("bolt", "Bob Bolt")] {
+        let app = base.as_tenant(tenant);
+        app.register("LAMP", "Lamp", 900, 10).await;
+        app.add("c1", "LAMP", 1).await;
+        let contact = json!({ "name": name, "email": "x@example.org", "address": "1 Lane" });
+        let body = json!({ "customer_id": "cust", "contact": contact });
+        let checkout = app.post("/api/carts/c1/checkout", body).await;
+        assert_eq!(checkout.status, StatusCode::ACCEPTED, "{}", checkout.body);
+        let order = checkout.body["order_id"].as_str().expect("an order id").to_owned();
+        app.order_status(&order, "confirmed").await;
+        orders.push((app, order, name));
+    }
+    let forgotten = orders[0].0.post("/api/customers/cust/forget", json!({})).await;
+    assert_eq!((forgotten.status, &forgotten.body["key_destroyed"]), (StatusCode::OK, &json!(true)));
+    let contact = |app: &TestApp, order: &str| {
+        let (app, path) = (app.detached(), format!("/api/orders/{order}"));
+        async move { app.get(&path).await.body["contact"]["name"].clone() }
+    };
+    assert_eq!(contact(&orders[0].0, &orders[0].1).await, json!(parallax_core::ERASED));
+    assert_eq!(contact(&orders[1].0, &orders[1].1).await, json!(orders[1].2), "bolt's cust keeps a key");
+    // The default tenant's cust never had one.
+    assert_eq!(base.post("/api/customers/cust/forget", json!({})).await.body["key_destroyed"], json!(false));
+    shop.shutdown().await;
+}
