@@ -57,8 +57,8 @@ use super::scale_out::{absorbed, partition_ends};
 use super::Context;
 use crate::http::{shop_binary, Client, ClientKind, Profile};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
-use crate::machine::cmdline_cpu_secs;
-use crate::processes::{self, CpuSnapshot, CpuUse, DbActivity, PgProcesses, Shape, ShopProcess};
+use crate::machine::{cmdline_cpu_secs, process_cpu_secs};
+use crate::processes::{self, micros_per, CpuSnapshot, CpuUse, DbActivity, PgProcesses, Shape, ShopProcess};
 use crate::report::Report;
 use crate::servers::{
     self, CassandraArgs, KafkaArgs, PostgresArgs, RunId, ScratchDb, ScratchKeyspace, ScratchTopic,
@@ -110,6 +110,11 @@ pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub cart: CartArgs,
+    /// What a cart slot does after its last item: check the cart out (the
+    /// saga then places, reserves and confirms the order), or start a new
+    /// cart (add-items only: the saga idles).
+    #[arg(long, value_enum, default_value_t = Then::Checkout)]
+    pub then: Then,
     /// Customers the checkouts are spread over.
     #[arg(long, default_value_t = 1_000)]
     pub customers: u64,
@@ -153,6 +158,11 @@ struct Level {
     cassandra_secs: Option<f64>,
     /// Events the run appended (commands, and the saga's during the run).
     events: u64,
+    /// The command and saga processes' appends over the run: (process,
+    /// append requests, group commits), from their event stores'
+    /// `parallax_event_store_group_size` (a command refused for a stale
+    /// cache is appended again: more requests than commands).
+    appends: Vec<(String, f64, f64)>,
     /// Commits, rows and rollbacks of each database of the run over the run.
     databases: Vec<(String, DbActivity)>,
     /// Whether the projectors absorbed everything within `--drain-secs`.
@@ -182,6 +192,9 @@ struct Pipeline {
 struct Measured {
     levels: Vec<Level>,
     baseline: Option<Search>,
+    /// PostgreSQL's CPU µs per command over the baseline's search (every
+    /// postgres process of the machine).
+    baseline_postgres_per_command: Option<f64>,
     concurrency: usize,
     warm_up_secs: f64,
 }
@@ -240,7 +253,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             (Ok(mut measured), false) => {
                 databases.push(ScratchDb::create(url, &run, "commands").await?);
                 let db = databases.last().context("the baseline's database")?;
-                measured.baseline = Some(baseline(&args, &db.url).await?);
+                let (search, postgres) = baseline(&args, &db.url).await?;
+                let commands: u64 = search.steps.iter().map(|step| step.ok).sum();
+                measured.baseline_postgres_per_command = Some(micros_per(postgres, commands));
+                measured.baseline = Some(search);
                 Ok(measured)
             }
             (measured, _) => measured,
@@ -290,7 +306,7 @@ async fn levels(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Measured> {
     let concurrency = load.concurrency.unwrap_or(load.fixed_floor);
     let began = Instant::now();
     workload::register_products_http(&pipeline.command, args.cart.products).await?;
-    let plan = args.cart.plan(Then::Checkout, args.customers);
+    let plan = args.cart.plan(args.then, args.customers);
     let target = OverHttp { client: pipeline.command.clone(), plan };
     load::warm_up(&target, args.cart.carts, 64, &pipeline.sequence).await?;
     anyhow::ensure!(
@@ -317,7 +333,7 @@ async fn levels(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Measured> {
             break;
         }
     }
-    Ok(Measured { levels, baseline: None, concurrency, warm_up_secs })
+    Ok(Measured { levels, baseline: None, baseline_postgres_per_command: None, concurrency, warm_up_secs })
 }
 
 /// One rate: the run, then the drain, and what every party did.
@@ -330,6 +346,7 @@ async fn level(
     duration: Duration,
 ) -> anyhow::Result<Level> {
     let lag_before = LagHistogram::scrape(&pipeline.projector).await?;
+    let appends_before = appends(pipeline).await?;
     let head_before = head(&pipeline.events).await?;
     let databases_before = activities(pipeline).await?;
     let processes: Vec<&ShopProcess> = pipeline.processes.iter().collect();
@@ -347,13 +364,33 @@ async fn level(
         .map(|((role, after), (_, before))| (role.clone(), after.since(before)))
         .collect();
     let events = head(&pipeline.events).await?.saturating_sub(head_before);
+    let appends = appends(pipeline)
+        .await?
+        .into_iter()
+        .zip(appends_before)
+        .map(|((name, requests, groups), (_, before_requests, before_groups))| {
+            (name, requests - before_requests, groups - before_groups)
+        })
+        .collect();
     let drained_from = Instant::now();
     let drained = caught_up(pipeline, Duration::from_secs_f64(args.drain_secs)).await?;
     let drain_secs = drained_from.elapsed().as_secs_f64();
     let lag = LagHistogram::scrape(&pipeline.projector).await?.since(&lag_before);
     let kept_up = stats.per_sec >= 0.95 * rate && stats.error_rate() <= 0.01 && stats.unsent == 0;
     let passed = kept_up && drained && lag.fraction_within(args.lag_limit_secs) >= 0.99;
-    Ok(Level { stats, cpu, cassandra_secs, events, databases, drained, drain_secs, lag, passed })
+    Ok(Level { stats, cpu, cassandra_secs, events, appends, databases, drained, drain_secs, lag, passed })
+}
+
+/// Append requests and group commits so far of the processes that append.
+async fn appends(pipeline: &Pipeline) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let mut all = Vec::new();
+    for process in pipeline.processes.iter().filter(|p| p.name == "command" || p.name == "saga") {
+        let client = process.client(ClientKind::Hyper)?;
+        let requests = processes::scrape(&client, "parallax_event_store_group_size_sum").await?;
+        let groups = processes::scrape(&client, "parallax_event_store_group_size_count").await?;
+        all.push((process.name.clone(), requests, groups));
+    }
+    Ok(all)
 }
 
 /// The event store's head.
@@ -394,16 +431,19 @@ async fn caught_up(pipeline: &Pipeline, timeout: Duration) -> anyhow::Result<boo
 }
 
 /// `commands-postgres`'s maximum: the same commands in-process over the
-/// PostgreSQL event store of database `url`, nothing else running.
-async fn baseline(args: &Args, url: &str) -> anyhow::Result<Search> {
+/// PostgreSQL event store of database `url`, nothing else running; and
+/// the CPU seconds every postgres process used over the search.
+async fn baseline(args: &Args, url: &str) -> anyhow::Result<(Search, f64)> {
     let pool = parallax_postgres::pool(url, args.postgres.pool_size).await?;
     parallax_postgres::migrate_write(&pool).await?;
     let store = Arc::new(PgEventStore::new(pool, PgStoreOptions::default()));
     let commands = Arc::new(ShopCommands::new(store));
     workload::register_products(&commands, args.cart.products).await?;
-    let target = InProcess { commands, plan: args.cart.plan(Then::Checkout, args.customers) };
+    let target = InProcess { commands, plan: args.cart.plan(args.then, args.customers) };
     let sequence = Sequence::default();
     load::warm_up(&target, args.cart.carts, 64, &sequence).await?;
     let load = args.load.resolve(DEFAULTS);
-    load::find_max("commands-postgres", &target, &load, &sequence).await
+    let postgres = process_cpu_secs("postgres");
+    let search = load::find_max("commands-postgres", &target, &load, &sequence).await?;
+    Ok((search, process_cpu_secs("postgres") - postgres))
 }

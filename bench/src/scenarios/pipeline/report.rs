@@ -45,6 +45,16 @@ pub(super) fn report(args: &Args, context: &Context, measured: &Measured) -> Rep
               database over the run (the bench's own few reads included)."
             .into()],
     );
+    report.section(
+        "Appends of the command and saga processes",
+        appends(&measured.levels),
+        vec!["Append requests and group commits of each process's event store over the run \
+              (parallax_event_store_group_size of its /metrics), per command acknowledged. A command whose \
+              cached state, or a product it looked up, was moved by another writer (the saga reserves stock on \
+              the products the carts price from) is appended again after a reload (ARCHITECTURE.md \
+              invariant 5): the command process's requests per command above 1."
+            .into()],
+    );
     if let Some(search) = &measured.baseline {
         report.section(
             "Baseline: commands-postgres's search (in-process, event store only)",
@@ -83,7 +93,7 @@ fn parameters(report: &mut Report, args: &Args, measured: &Measured) {
             "over HTTP to the command process, {} connections, open loop; {}; products registered and one \
              command per cart slot first (not measured, {:.1} s)",
             measured.concurrency,
-            args.cart.plan(crate::workload::Then::Checkout, args.customers).describe(),
+            args.cart.plan(args.then, args.customers).describe(),
             measured.warm_up_secs
         ),
     );
@@ -137,20 +147,47 @@ fn summary(report: &mut Report, args: &Args, measured: &Measured) {
         ratio(best.map_or(0.0, |level| level.stats.per_sec), limit_rate),
         "",
     );
+    let base = measured.baseline_postgres_per_command;
     for level in &measured.levels {
         let commands = level.stats.ok;
         let postgres = level.cpu.named(POSTGRES) + level.cpu.named(POSTGRES_SHARED);
+        let ours = micros_per(postgres, commands);
         report.compare(
             &format!(
                 "at {}/s: PostgreSQL CPU µs per command",
                 rate(level.stats.offered_per_sec.unwrap_or(0.0))
             ),
-            format!("{:.0} ({:.2} cores)", micros_per(postgres, commands), cores(postgres, level)),
-            String::new(),
-            0.0,
+            format!("{ours:.0} ({:.2} cores)", cores(postgres, level)),
+            base.map_or_else(
+                || "not measured".to_owned(),
+                |base| format!("{base:.0} (commands-postgres's search)"),
+            ),
+            ratio(ours, base.unwrap_or(0.0)),
             "",
         );
     }
+}
+
+fn appends(levels: &[Level]) -> Table {
+    let mut table = Table::new(&[
+        "offered/s",
+        "process",
+        "append requests per command",
+        "group commits/s",
+        "requests per group commit",
+    ]);
+    for level in levels {
+        for (process, requests, groups) in &level.appends {
+            table.row(vec![
+                rate(level.stats.offered_per_sec.unwrap_or(0.0)),
+                process.clone(),
+                format!("{:.2}", ratio(*requests, level.stats.ok as f64)),
+                rate(ratio(*groups, level.stats.elapsed_secs)),
+                format!("{:.2}", ratio(*requests, *groups)),
+            ]);
+        }
+    }
+    table
 }
 
 fn cores(secs: f64, level: &Level) -> f64 {
@@ -292,15 +329,13 @@ fn postgres(levels: &[Level]) -> Table {
     table
 }
 
-/// `command → parallax_bench_1a2b3c4d_events` as `command → events`.
+/// `command → parallax_bench_1a2b3c4d_events` as `command → events`; the
+/// bench's own connections (no application name) as `bench`.
 fn short(client: &str) -> String {
-    match client.rsplit_once('_') {
-        Some((head, database)) if head.contains("parallax_bench_") => {
-            let application = client.split(" → ").next().unwrap_or(client);
-            format!("{application} → {database}")
-        }
-        _ => client.to_owned(),
-    }
+    let (application, database) = client.split_once(" → ").unwrap_or((client, ""));
+    let database = database.rsplit('_').next().unwrap_or(database);
+    let application = if application.is_empty() { "bench" } else { application };
+    format!("{application} → {database}")
 }
 
 fn notes() -> Vec<String> {

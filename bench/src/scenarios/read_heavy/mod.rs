@@ -58,6 +58,9 @@ use crate::workload::{CartArgs, Then};
 
 const NAME: &str = "read-heavy";
 
+/// Requests each side gets before the rates, not measured.
+const WARM_UP: u64 = 2_000;
+
 /// How long the projectors may take to build the views from the history.
 const BUILD: Duration = Duration::from_secs(3600);
 
@@ -68,7 +71,7 @@ const BUILD: Duration = Duration::from_secs(3600);
 pub struct Args {
     /// Events of the history both sides are filled from (at least; the
     /// last round is whole).
-    #[arg(long, default_value_t = 5_000_000)]
+    #[arg(long, default_value_t = 6_000_000)]
     pub events: u64,
     /// Lines a cart of the history gets at most (one to this many).
     #[arg(long, default_value_t = 8)]
@@ -217,6 +220,11 @@ async fn measure(args: &Args, scratch: &Scratch, shop: &Shop) -> anyhow::Result<
     let load = args.load.resolve(DEFAULTS);
     let concurrency = load.concurrency.unwrap_or(load.fixed_floor);
     let sequence = Sequence::default();
+    // Connections opened, caches and plans warm on both sides (not measured).
+    load::warm_up(&relational, WARM_UP, concurrency.min(64), &sequence).await?;
+    load::warm_up(&parallax, WARM_UP, concurrency.min(64), &sequence).await?;
+    recorded_r.finish().await;
+    recorded_p.finish().await;
     let mut runs = Vec::new();
     let (mut relational_on, mut parallax_on) = (true, true);
     for &rate in &args.rates {
