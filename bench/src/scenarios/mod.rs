@@ -121,8 +121,8 @@ pub enum Scenario {
     /// process). Reports each side's read and write latencies and
     /// throughput, and the staleness Parallax pays.
     ///
-    /// Defaults: a history of 6,000,000 events (about 1,050,000 order
-    /// lines), rates 100 to 10,000/s, 256 workers, reads' p99 limit 100 ms.
+    /// Defaults: a history of 5,600,000 events (1,043,549 order lines),
+    /// rates 100 to 10,000/s, 16 workers, reads' p99 limit 100 ms.
     ReadHeavy(read_heavy::Args),
 }
 

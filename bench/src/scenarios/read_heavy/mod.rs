@@ -66,12 +66,14 @@ const BUILD: Duration = Duration::from_secs(3600);
 
 /// Options of `read-heavy`.
 ///
-/// Defaults: 256 workers per run, reads' p99 limit 100 ms.
+/// Defaults: 16 workers per run (as many as each side's pool has
+/// connections: more only wait for one, and past 10 s fail), reads' p99
+/// limit 100 ms.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct Args {
     /// Events of the history both sides are filled from (at least; the
     /// last round is whole).
-    #[arg(long, default_value_t = 6_000_000)]
+    #[arg(long, default_value_t = 5_600_000)]
     pub events: u64,
     /// Lines a cart of the history gets at most (one to this many).
     #[arg(long, default_value_t = 8)]
@@ -110,7 +112,7 @@ pub struct Args {
 }
 
 const DEFAULTS: LoadDefaults =
-    LoadDefaults { min_concurrency: 16, max_concurrency: 256, fixed_concurrency: 256, p99_limit_ms: 100.0 };
+    LoadDefaults { min_concurrency: 16, max_concurrency: 256, fixed_concurrency: 16, p99_limit_ms: 100.0 };
 
 /// The two sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
