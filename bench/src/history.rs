@@ -40,6 +40,16 @@ pub struct Shape {
     pub products: u64,
     /// Customers the orders are spread over.
     pub customers: u64,
+    /// Lines a cart gets at most (at least one, evenly spread; 3 by default).
+    pub lines_per_cart: u64,
+}
+
+impl Shape {
+    /// `events` events over `products` products and `customers` customers,
+    /// carts of one to three lines.
+    pub fn new(events: u64, products: u64, customers: u64) -> Self {
+        Self { events, products, customers, lines_per_cart: 3 }
+    }
 }
 
 /// What was generated.
@@ -59,6 +69,7 @@ struct Sim {
     queue: VecDeque<ShopEvent>,
     rng: u64,
     customers: u64,
+    lines_per_cart: u64,
 }
 
 impl Sim {
@@ -172,10 +183,10 @@ impl Sim {
         }
     }
 
-    /// One to three lines (a product restocked or, rarely, repriced
-    /// first), and one time in ten the first line removed again.
+    /// One to `lines_per_cart` lines (a product restocked or, rarely,
+    /// repriced first), and one time in ten the first line removed again.
     fn fill(&mut self, cart: &mut Cart, cart_id: &CartId, metadata: &Metadata) {
-        let lines = 1 + self.random(3);
+        let lines = 1 + self.random(self.lines_per_cart.max(1));
         for _ in 0..lines {
             let index = self.random(self.products.len() as u64) as usize;
             if self.products[index].stock() < 100 {
@@ -236,8 +247,26 @@ impl Sim {
     }
 }
 
+/// Generates a history of `shape` and appends it to `store`; `progress`
+/// hears the head after each round.
+pub async fn generate_reporting(
+    store: &dyn EventStore,
+    shape: Shape,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<History> {
+    generate_with(store, shape, progress).await
+}
+
 /// Generates a history of `shape` and appends it to `store`.
 pub async fn generate(store: &dyn EventStore, shape: Shape) -> anyhow::Result<History> {
+    generate_with(store, shape, &|_| {}).await
+}
+
+async fn generate_with(
+    store: &dyn EventStore,
+    shape: Shape,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<History> {
     let mut sim = Sim {
         codec: ShopCodec::default(),
         products: vec![Product::default(); shape.products.max(1) as usize],
@@ -245,6 +274,7 @@ pub async fn generate(store: &dyn EventStore, shape: Shape) -> anyhow::Result<Hi
         queue: VecDeque::new(),
         rng: 0x9e37_79b9_7f4a_7c15,
         customers: shape.customers,
+        lines_per_cart: shape.lines_per_cart,
     };
     let metadata = Metadata::default();
     for i in 0..sim.products.len() {
@@ -265,6 +295,7 @@ pub async fn generate(store: &dyn EventStore, shape: Shape) -> anyhow::Result<Hi
             k += 1;
         }
         head = append_round(store, std::mem::take(&mut sim.round)).await?;
+        progress(head);
     }
     Ok(History { head, lifecycles: k })
 }

@@ -12,7 +12,8 @@
 //! ```text
 //! cargo run --release -p bench -- commands-embedded      # or: commands-http, queries,
 //! cargo run --release -p bench -- --help                 #     projection-rebuild, freshness,
-//!                                                        #     commands-postgres, scale-out
+//!                                                        #     commands-postgres, scale-out,
+//!                                                        #     pipeline, read-heavy
 //! ```
 //!
 //! Each scenario prints a Markdown report and writes it, with the raw figures
@@ -20,7 +21,7 @@
 //! latest run; `--results-dir` to write elsewhere). The report is named after
 //! the scenario, and after the store or path too where it is not the
 //! default: `projection-rebuild-postgres`, `projection-rebuild-cassandra`,
-//! `freshness-kafka`, `freshness-cassandra`.
+//! `freshness-kafka`, `freshness-cassandra`, `pipeline-cassandra`.
 //!
 //! ## Method
 //!
@@ -99,6 +100,8 @@
 //! | [`scenarios::projection_rebuild`] | every shop view rebuilt from the event store into SQLite, PostgreSQL or Cassandra (`--store`) | batched upserts of as many documents into the same store (Cassandra: the store's own timestamped writes in its batch shape; unlogged and single writes beside) |
 //! | [`scenarios::freshness`] | command acknowledged → query shows it, embedded, through Kafka, or through Kafka into Cassandra (`--via`) | the query alone |
 //! | [`scenarios::scale_out`] | the distributed shape as `shop serve` processes per role: commands, queries, the relay's and the projectors' catch-up of a backlog, with the CPU per operation of every process and server | the same role with one process |
+//! | [`scenarios::pipeline`] | open-loop commands into the distributed shape as processes (event store, relay, Kafka, saga, projectors into PostgreSQL or Cassandra, `--store`) at rising rates: the lag of every event from its append to its view, the CPU of every process and of PostgreSQL per client | `commands-postgres`'s maximum |
+//! | [`scenarios::read_heavy`] | 95 % reads, 5 % writes at rising rates against Parallax's views, with the staleness they pay | the same data in a normalized schema, reads answered with joins and an aggregate |
 //!
 //! Where a scenario needs it, wrappers around the ports ([`probes`]) count
 //! and time what the projectors ask of the log and the read store, and the

@@ -53,12 +53,21 @@ pub struct Shape {
     pub pool_size: u32,
     /// Where the processes' logs (and data folders) go.
     pub dir: PathBuf,
+    /// The views in Cassandra instead of `views_url`: contact points and keyspace.
+    pub cassandra: Option<(String, String)>,
 }
 
 impl Shape {
     /// The binary with the shape's environment, and nothing of this
     /// process's own `SHOP_…` environment.
     fn command(&self) -> tokio::process::Command {
+        self.command_as("shop")
+    }
+
+    /// [`Shape::command`] with the process's PostgreSQL connections named
+    /// `application` (`pg_stat_activity.application_name`), so that the
+    /// server's CPU can be told apart by process.
+    fn command_as(&self, application: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.binary);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SHOP_") {
@@ -68,17 +77,24 @@ impl Shape {
         let pool = self.pool_size.to_string();
         command
             .env("SHOP__WRITE_DB__KIND", "postgres")
-            .env("SHOP__WRITE_DB__URL", &self.events_url)
+            .env("SHOP__WRITE_DB__URL", named(&self.events_url, application))
             .env("SHOP__WRITE_DB__MAX_CONNECTIONS", &pool)
-            .env("SHOP__READ_DB__KIND", "postgres")
-            .env("SHOP__READ_DB__URL", &self.views_url)
-            .env("SHOP__READ_DB__MAX_CONNECTIONS", &pool)
             .env("SHOP__LOG__KIND", "kafka")
             .env("SHOP__LOG__BROKERS", &self.brokers)
             .env("SHOP__LOG__TOPIC", &self.topic)
             .env("SHOP__LOG__PARTITIONS", self.partitions.to_string())
             .env("SHOP__LOG__GROUP", &self.group)
             .env("RUST_LOG", "warn");
+        match &self.cassandra {
+            Some((nodes, keyspace)) => command
+                .env("SHOP__READ_DB__KIND", "cassandra")
+                .env("SHOP__READ_DB__NODES", nodes)
+                .env("SHOP__READ_DB__KEYSPACE", keyspace),
+            None => command
+                .env("SHOP__READ_DB__KIND", "postgres")
+                .env("SHOP__READ_DB__URL", named(&self.views_url, application))
+                .env("SHOP__READ_DB__MAX_CONNECTIONS", &pool),
+        };
         command
     }
 
@@ -101,7 +117,7 @@ impl Shape {
 
     /// Starts `shop serve` with `roles` as process `name`; returns once it listens.
     pub async fn start(&self, name: &str, roles: &[&str]) -> anyhow::Result<ShopProcess> {
-        let mut command = self.command();
+        let mut command = self.command_as(name);
         command.arg("serve");
         for role in roles {
             command.args(["--role", role]);
@@ -124,6 +140,12 @@ impl Shape {
         let names: Vec<String> = (1..=count).map(|i| format!("{prefix}-{i}")).collect();
         futures::future::try_join_all(names.iter().map(|name| self.start(name, roles))).await
     }
+}
+
+/// `url` with `application_name` set to `application`.
+fn named(url: &str, application: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={application}")
 }
 
 /// One `shop serve` process of the run.
@@ -214,11 +236,12 @@ impl PgProcesses {
         Self { admin, databases }
     }
 
-    /// CPU seconds so far of each such process, by pid, and whether it is
-    /// one of the server's own (shared by every database).
-    async fn cpu_secs(&self) -> anyhow::Result<BTreeMap<u32, (bool, f64)>> {
-        let pids: Vec<(i32, bool)> = sqlx::query_as(
-            "SELECT pid, datname IS NULL FROM pg_stat_activity WHERE datname = ANY($1) OR datname IS NULL",
+    /// CPU seconds so far of each such process, by pid: whether it is one
+    /// of the server's own (shared by every database), and whom it serves.
+    async fn cpu_secs(&self) -> anyhow::Result<BTreeMap<u32, Backend>> {
+        let pids: Vec<(i32, Option<String>, String)> = sqlx::query_as(
+            "SELECT pid, datname::text, application_name FROM pg_stat_activity \
+             WHERE datname = ANY($1) OR datname IS NULL",
         )
         .bind(&self.databases)
         .fetch_all(&self.admin)
@@ -226,9 +249,58 @@ impl PgProcesses {
         .context("list the PostgreSQL backends of the run")?;
         Ok(pids
             .into_iter()
-            .filter_map(|(pid, shared)| Some((u32::try_from(pid).ok()?, shared)))
-            .map(|(pid, shared)| (pid, (shared, pid_cpu_secs(pid))))
+            .filter_map(|(pid, database, application)| {
+                Some((u32::try_from(pid).ok()?, database, application))
+            })
+            .map(|(pid, database, application)| {
+                let serves = database.map(|database| format!("{application} → {database}"));
+                (pid, Backend { serves, secs: pid_cpu_secs(pid) })
+            })
             .collect())
+    }
+}
+
+/// A PostgreSQL process and its CPU seconds so far.
+#[derive(Debug, Clone)]
+struct Backend {
+    /// `<application> → <database>` for a backend, `None` for the server's own processes.
+    serves: Option<String>,
+    secs: f64,
+}
+
+/// Rows written (inserted, updated, deleted), transactions committed and
+/// rolled back in one database, from `pg_stat_database`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DbActivity {
+    /// Rows inserted, updated or deleted.
+    pub rows: i64,
+    /// Transactions committed.
+    pub transactions: i64,
+    /// Transactions rolled back (projectors: commits refused for a conflict).
+    pub rollbacks: i64,
+}
+
+impl DbActivity {
+    /// Reads them for `database`, asking `pool` (any database of the server).
+    pub async fn of(pool: &PgPool, database: &str) -> anyhow::Result<Self> {
+        let (rows, transactions, rollbacks): (i64, i64, i64) = sqlx::query_as(
+            "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit, xact_rollback \
+             FROM pg_stat_database WHERE datname = $1",
+        )
+        .bind(database)
+        .fetch_one(pool)
+        .await
+        .with_context(|| format!("read the statistics of {database}"))?;
+        Ok(Self { rows, transactions, rollbacks })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &DbActivity) -> DbActivity {
+        DbActivity {
+            rows: self.rows - earlier.rows,
+            transactions: self.transactions - earlier.transactions,
+            rollbacks: self.rollbacks - earlier.rollbacks,
+        }
     }
 }
 
@@ -236,7 +308,7 @@ impl PgProcesses {
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
     shop: Vec<(String, f64)>,
-    postgres: BTreeMap<u32, (bool, f64)>,
+    postgres: BTreeMap<u32, Backend>,
     postgres_all: f64,
     kafka: f64,
     bench: f64,
@@ -267,14 +339,20 @@ impl CpuSnapshot {
             .iter()
             .map(|(name, secs)| CpuPart { name: name.clone(), party: Party::Shop, secs: secs - before(name) })
             .collect();
+        let before = |pid: &u32| earlier.postgres.get(pid).map_or(0.0, |backend| backend.secs);
         let postgres = |shared: bool| -> f64 {
-            let before = |pid: &u32| earlier.postgres.get(pid).map_or(0.0, |(_, secs)| *secs);
             self.postgres
                 .iter()
-                .filter(|(_, (s, _))| *s == shared)
-                .map(|(pid, (_, secs))| secs - before(pid))
+                .filter(|(_, backend)| backend.serves.is_none() == shared)
+                .map(|(pid, backend)| backend.secs - before(pid))
                 .sum()
         };
+        let mut postgres_by_client = BTreeMap::new();
+        for (pid, backend) in &self.postgres {
+            if let Some(serves) = &backend.serves {
+                *postgres_by_client.entry(serves.clone()).or_insert(0.0) += backend.secs - before(pid);
+            }
+        }
         parts.push(CpuPart { name: POSTGRES.into(), party: Party::Server, secs: postgres(false) });
         parts.push(CpuPart { name: POSTGRES_SHARED.into(), party: Party::Server, secs: postgres(true) });
         parts.push(CpuPart { name: KAFKA.into(), party: Party::Server, secs: self.kafka - earlier.kafka });
@@ -282,6 +360,7 @@ impl CpuSnapshot {
         let elapsed_secs = (self.at - earlier.at).as_secs_f64();
         CpuUse {
             parts,
+            postgres_by_client,
             postgres_all_secs: self.postgres_all - earlier.postgres_all,
             machine_busy_secs: earlier.machine.busy_cores() * elapsed_secs,
             elapsed_secs,
@@ -315,6 +394,9 @@ pub struct CpuUse {
     /// Each shop process, PostgreSQL (the run's backends and the server's
     /// own processes), Kafka, the bench.
     pub parts: Vec<CpuPart>,
+    /// The run's PostgreSQL backends by whom they serve: `<application> →
+    /// <database>` (a shop process names its connections after itself).
+    pub postgres_by_client: BTreeMap<String, f64>,
     /// Every postgres process of the machine (other databases' backends too).
     pub postgres_all_secs: f64,
     /// CPU seconds the whole machine was busy meanwhile (every process).

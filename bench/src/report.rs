@@ -63,10 +63,7 @@ impl Table {
                 step.concurrency.to_string(),
                 step.offered_per_sec.map_or_else(|| "max".into(), rate),
                 rate(step.per_sec),
-                match step.unsent {
-                    0 => step.errors.to_string(),
-                    unsent => format!("{} (+{unsent} unsent)", step.errors),
-                },
+                errors(step),
                 ms(step.latency.p50_ms),
                 ms(step.latency.p90_ms),
                 ms(step.latency.p99_ms),
@@ -209,6 +206,14 @@ fn commit() -> Option<String> {
     let head = git(&["rev-parse", "--short", "HEAD"])?;
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{head}+") } else { head })
+}
+
+/// A step's failed requests, and those it never sent: `3 (+12 unsent)`.
+pub fn errors(stats: &Stats) -> String {
+    match stats.unsent {
+        0 => stats.errors.to_string(),
+        unsent => format!("{} (+{unsent} unsent)", stats.errors),
+    }
 }
 
 /// A rate, e.g. `12,345`.

@@ -10,9 +10,9 @@
 //! skipped, saying so. They make databases, a topic and keyspaces of their
 //! own and remove them. `commands-postgres`
 //! builds its peer (`bench/peer-cqrs-es`, a debug build under
-//! `target/peer-cqrs-es`) the first time; `scale-out` starts `shop serve`
-//! processes, building the debug `shop` binary first (`cargo build -p
-//! shop`, quick once the bench's own build made its dependencies).
+//! `target/peer-cqrs-es`) the first time; `scale-out` and `pipeline` start
+//! `shop serve` processes, building the debug `shop` binary first (`cargo
+//! build -p shop`, quick once the bench's own build made its dependencies).
 
 use std::path::Path;
 use std::process::Command;
@@ -247,6 +247,78 @@ fn scale_out() {
             &url,
             &brokers,
             &["--backlog", "2000", "--customers", "10", "--carts", "40", "--products", "5"],
+        )),
+    );
+}
+
+#[test]
+fn pipeline() {
+    let test = "pipeline";
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", test) else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", test) else { return };
+    run(
+        "pipeline",
+        &with_brief(&distributed(
+            &url,
+            &brokers,
+            &["--rates", "20,40", "--carts", "40", "--products", "5", "--customers", "10"],
+        )),
+    );
+}
+
+#[test]
+fn pipeline_cassandra() {
+    let test = "pipeline --store cassandra";
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", test) else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", test) else { return };
+    let Some(nodes) = server("PARALLAX_TEST_CASSANDRA_NODES", test) else { return };
+    run_reporting(
+        "pipeline",
+        "pipeline-cassandra",
+        &with_brief(&distributed(
+            &url,
+            &brokers,
+            &[
+                "--store",
+                "cassandra",
+                "--cassandra-nodes",
+                &nodes,
+                "--rates",
+                "20",
+                "--carts",
+                "40",
+                "--products",
+                "5",
+                "--customers",
+                "10",
+                "--no-baseline",
+            ],
+        )),
+    );
+}
+
+#[test]
+fn read_heavy() {
+    let test = "read-heavy";
+    let Some(url) = server("PARALLAX_TEST_POSTGRES_URL", test) else { return };
+    let Some(brokers) = server("PARALLAX_TEST_KAFKA_BROKERS", test) else { return };
+    run(
+        "read-heavy",
+        &with_brief(&distributed(
+            &url,
+            &brokers,
+            &[
+                "--events",
+                "3000",
+                "--customers",
+                "10",
+                "--products",
+                "5",
+                "--carts",
+                "40",
+                "--rates",
+                "20,40",
+            ],
         )),
     );
 }

@@ -16,6 +16,8 @@ pub mod queries;
 pub mod projection_rebuild;
 pub mod freshness;
 pub mod scale_out;
+pub mod pipeline;
+pub mod read_heavy;
 
 /// What every scenario gets.
 pub struct Context {
@@ -97,6 +99,31 @@ pub enum Scenario {
     /// `target/<profile>/shop` (built first, the bench's profile) unless
     /// `--shop-bin`; makes databases and a topic of its own and removes them.
     ScaleOut(scale_out::Args),
+    /// Open-loop commands (add items, check out) over HTTP into the
+    /// distributed shape, every role a `shop serve` process of its own:
+    /// PostgreSQL event store, relay, Kafka, saga, projectors into
+    /// PostgreSQL views (--store postgres) or Cassandra (--store cassandra;
+    /// report pipeline-cassandra), at rising --rates. Per rate: commands
+    /// acknowledged/s, events projected/s, each event's lag from its append
+    /// to its view (p50, p99, from the projector's histogram), the CPU of
+    /// every process and of PostgreSQL per client. The figure: the highest
+    /// rate whose lag p99 stays under 1 s; baseline: commands-postgres's
+    /// maximum, same run.
+    ///
+    /// Defaults: rates 250 to 6,000/s, 256 connections, stop at the first
+    /// rate that fails; the baseline's search from 16 to 2048 tasks.
+    Pipeline(pipeline::Args),
+    /// 95 % reads and 5 % writes at rising rates, the same shop data two
+    /// ways on the same PostgreSQL: a normalized schema whose reads are
+    /// joins (a customer's orders with lines and names, a cart with names
+    /// and prices) and an aggregate (sales per product), against Parallax's
+    /// views (PostgreSQL event store, relay, Kafka, projectors, in this
+    /// process). Reports each side's read and write latencies and
+    /// throughput, and the staleness Parallax pays.
+    ///
+    /// Defaults: a history of 5,600,000 events (1,043,549 order lines),
+    /// rates 100 to 10,000/s, 16 workers, reads' p99 limit 100 ms.
+    ReadHeavy(read_heavy::Args),
 }
 
 impl Scenario {
@@ -110,6 +137,8 @@ impl Scenario {
             Scenario::ProjectionRebuild(_) => "projection-rebuild",
             Scenario::Freshness(_) => "freshness",
             Scenario::ScaleOut(_) => "scale-out",
+            Scenario::Pipeline(_) => "pipeline",
+            Scenario::ReadHeavy(_) => "read-heavy",
         }
     }
 
@@ -123,6 +152,8 @@ impl Scenario {
             Scenario::ProjectionRebuild(args) => projection_rebuild::run(args, context).await,
             Scenario::Freshness(args) => freshness::run(args, context).await,
             Scenario::ScaleOut(args) => scale_out::run(args, context).await,
+            Scenario::Pipeline(args) => pipeline::run(args, context).await,
+            Scenario::ReadHeavy(args) => read_heavy::run(args, context).await,
         }
     }
 }

@@ -58,7 +58,7 @@ use super::Context;
 use crate::history::{self, History};
 use crate::http::{shop_binary, Client, ClientKind, Profile};
 use crate::load::{self, Load, LoadArgs, LoadDefaults, Search, Sequence, Target};
-use crate::processes::{self, CpuSnapshot, CpuUse, PgProcesses, Shape, ShopProcess};
+use crate::processes::{self, CpuSnapshot, CpuUse, DbActivity, PgProcesses, Shape, ShopProcess};
 use crate::report::Report;
 use crate::servers::{self, KafkaArgs, PostgresArgs, RunId, ScratchDb, ScratchTopic};
 use crate::stats::Stats;
@@ -176,16 +176,6 @@ struct Stage {
     views: Option<DbActivity>,
 }
 
-/// Rows written (inserted, updated, deleted), transactions committed and
-/// rolled back in one database, from `pg_stat_database`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-struct DbActivity {
-    rows: i64,
-    transactions: i64,
-    /// Projectors: commits refused (a checkpoint moved, a document read changed: a conflict).
-    rollbacks: i64,
-}
-
 /// The backlog and its catch-ups.
 #[derive(Debug, Clone, Serialize)]
 struct Backlog {
@@ -248,6 +238,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             group: String::new(),
             pool_size: args.postgres.pool_size,
             dir: context.data_dir.join("processes"),
+            cassandra: None,
         };
         topic = Some(made);
         std::fs::create_dir_all(&shape.dir)?;
@@ -290,8 +281,7 @@ async fn measure(args: &Args, context: &Context, run: &Run) -> anyhow::Result<Re
 async fn backlog(args: &Args, run: &Run) -> anyhow::Result<Backlog> {
     let generated = Instant::now();
     let store = PgEventStore::new(run.events.clone(), PgStoreOptions::default());
-    let shape =
-        history::Shape { events: args.backlog, products: args.cart.products, customers: args.customers };
+    let shape = history::Shape::new(args.backlog, args.cart.products, args.customers);
     let history = history::generate(&store, shape).await?;
     drop(store);
     let generation_secs = generated.elapsed().as_secs_f64();
@@ -359,7 +349,10 @@ async fn relay_stage(run: &Run, head: u64) -> anyhow::Result<Stage> {
 
 /// The highest position of each partition's streams: where a caught-up
 /// projection's checkpoint is in that partition.
-async fn partition_ends(events: &PgPool, partitions: u32) -> anyhow::Result<BTreeMap<Partition, Position>> {
+pub(crate) async fn partition_ends(
+    events: &PgPool,
+    partitions: u32,
+) -> anyhow::Result<BTreeMap<Partition, Position>> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT stream_id, max(position) FROM events GROUP BY stream_id")
             .fetch_all(events)
@@ -383,7 +376,7 @@ async fn projector_stage(
     events: u64,
 ) -> anyhow::Result<Stage> {
     let views = PgReadStore::new(parallax_postgres::pool(&shape.views_url, 2).await?);
-    let activity = db_activity(&run.events, database).await?;
+    let activity = DbActivity::of(&run.events, database).await?;
     let before = CpuSnapshot::take(&[], &run.postgres).await?;
     let began = Instant::now();
     let processes = shape.start_many("projector", &["projector"], count).await?;
@@ -405,7 +398,7 @@ async fn projector_stage(
     processes::stop_all(processes).await?;
     // The backends flush their statistics as they exit, once their client is gone.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = db_activity(&run.events, database).await?;
+    let after = DbActivity::of(&run.events, database).await?;
     Ok(Stage {
         role: "projector",
         processes: count,
@@ -424,8 +417,8 @@ async fn projector_stage(
 
 /// Whether any projection's checkpoint has moved, and whether every one
 /// has reached `targets` in every partition.
-async fn absorbed(
-    views: &PgReadStore,
+pub(crate) async fn absorbed(
+    views: &dyn ViewCommitter,
     targets: &BTreeMap<Partition, Position>,
 ) -> anyhow::Result<(bool, bool)> {
     let (mut moved, mut caught_up) = (false, true);
@@ -438,19 +431,6 @@ async fn absorbed(
         caught_up &= targets.iter().all(|(p, &end)| at.get(p).is_some_and(|&position| position >= end));
     }
     Ok((moved, caught_up))
-}
-
-/// Rows written and transactions committed and rolled back so far in `database`.
-async fn db_activity(pool: &PgPool, database: &str) -> anyhow::Result<DbActivity> {
-    let (rows, transactions, rollbacks): (i64, i64, i64) = sqlx::query_as(
-        "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit, xact_rollback \
-         FROM pg_stat_database WHERE datname = $1",
-    )
-    .bind(database)
-    .fetch_one(pool)
-    .await
-    .with_context(|| format!("read the statistics of {database}"))?;
-    Ok(DbActivity { rows, transactions, rollbacks })
 }
 
 // ---------------------------------------------------------------------------

@@ -530,18 +530,24 @@ pub struct Supervisor {
     store: Arc<dyn ReadStore>,
     sources: SourceFactory,
     progress: Arc<Progress>,
+    event_lag: metrics::Histogram,
 }
 
 impl Supervisor {
     /// A supervisor for `projection` over `store`, each generation reading
-    /// the source `sources` opens for it.
+    /// the source `sources` opens for it. The active generation's events'
+    /// lag ([`crate::projector::EVENT_LAG`]) goes to the `metrics` recorder
+    /// in effect now.
     pub fn new(
         projection: Arc<dyn Projection>,
         store: Arc<dyn ReadStore>,
         sources: SourceFactory,
         progress: Arc<Progress>,
     ) -> Self {
-        Self { projection, store, sources, progress }
+        // Taken now, from the recorder in effect: the projectors it starts
+        // later, in its own task, record their events' lag here.
+        let event_lag = metrics::histogram!(crate::projector::EVENT_LAG, "projection" => projection.name());
+        Self { projection, store, sources, progress, event_lag }
     }
 
     /// Runs until `cancel`.
@@ -614,7 +620,9 @@ impl Supervisor {
             let mut projector =
                 Projector::from_source(Arc::clone(&self.projection), source, generation_store);
             if active {
-                projector = projector.with_progress(Arc::clone(&self.progress));
+                projector = projector
+                    .with_progress(Arc::clone(&self.progress))
+                    .with_event_lag(self.event_lag.clone());
             }
             let token = cancel.child_token();
             running.insert((generation, active), token.clone());

@@ -202,7 +202,16 @@ pub struct Projector {
     max_attempts: u32,
     progress: Arc<Progress>,
     status: Arc<WorkerStatus>,
+    event_lag: metrics::Histogram,
 }
+
+/// The histogram of each applied event's lag, in seconds: from its
+/// `recorded_at` (when the command's handler made it, just before its
+/// append committed) to the commit of the batch that applied it to the
+/// views, by `projection`. Recorded through the `metrics` facade into the
+/// recorder in effect when the projector (or its [`crate::Supervisor`]) was
+/// made; events of types the projection does not handle are not counted.
+pub const EVENT_LAG: &str = "parallax_projector_event_lag_seconds";
 
 /// The source and the checkpoints of the partitions it currently gives us.
 struct SourceState {
@@ -238,6 +247,8 @@ struct Applied {
     applied: usize,
     /// The events' spans, when tracing records them.
     traced: Vec<tracing::Span>,
+    /// When each applied event of a type the projection handles was recorded.
+    recorded: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the duplicate filter makes of an event.
@@ -319,6 +330,7 @@ impl Projector {
         store: Arc<dyn ReadStore>,
     ) -> Self {
         let status = Arc::new(WorkerStatus::new("projector", projection.name()));
+        let projection_name = projection.name();
         Self {
             projection,
             store,
@@ -335,7 +347,16 @@ impl Projector {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             progress: Arc::new(Progress::default()),
             status,
+            event_lag: metrics::histogram!(EVENT_LAG, "projection" => projection_name),
         }
+    }
+
+    /// Records each applied event's lag ([`EVENT_LAG`]) into `histogram`
+    /// rather than the one taken from the recorder in effect at
+    /// construction.
+    pub fn with_event_lag(mut self, histogram: metrics::Histogram) -> Self {
+        self.event_lag = histogram;
+        self
     }
 
     /// At most `n` events per batch.
@@ -485,13 +506,17 @@ impl Projector {
             .map(|sourced| &sourced.event)
             .filter(|event| self.projection.handles(&event.event_type));
         tx.prefetch(self.projection.as_ref(), handled).await?;
-        let Applied { mut moves, dead_letters, applied, traced } =
+        let Applied { mut moves, dead_letters, applied, traced, recorded } =
             self.apply_batch(state, &mut tx, &batch.events).await?;
         moves.retain(|_, movement| movement.to != movement.from);
         let applied = if moves.is_empty() {
             0
         } else {
             self.commit(state, tx, moves, dead_letters).await?;
+            let now = chrono::Utc::now();
+            for at in recorded {
+                self.event_lag.record((now - at).as_seconds_f64().max(0.0));
+            }
             for span in traced {
                 tracing::debug!(parent: &span, "event projected");
             }
@@ -556,6 +581,9 @@ impl Projector {
             }
             let event = &sourced.event;
             applied.applied += 1;
+            if self.projection.handles(&event.event_type) {
+                applied.recorded.push(event.recorded_at);
+            }
             let span = tracing::debug_span!(
                 "project",
                 projection = name,

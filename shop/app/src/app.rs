@@ -224,7 +224,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
     let mut workers =
         Workers { cancel: CancellationToken::new(), tasks: JoinSet::new(), statuses: Vec::new() };
     if let (true, Some(read_store)) = (settings.plays(Role::Projector), &read_store) {
-        workers.spawn_projectors(&settings, write.as_ref(), read_store, &projections, &progress);
+        metrics.scope(|| {
+            workers.spawn_projectors(&settings, write.as_ref(), read_store, &projections, &progress);
+        });
     }
     let kafka = settings.log.kind == LogKind::Kafka;
     if let (true, true, Some(write)) = (settings.plays(Role::Relay), kafka, &write) {

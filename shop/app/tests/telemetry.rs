@@ -281,6 +281,14 @@ async fn metrics_show_commands_group_commits_lag_dead_letters_and_requests() {
         metrics.find("parallax_relay_lag", &[]).is_empty(),
         "no relay in the embedded shape, so no relay lag"
     );
+    // Each event a projection applied, once, with its lag: the carts
+    // projection applied the three items added (the refused command
+    // appended nothing).
+    let metrics = shop.metrics().await;
+    let lag = "parallax_projector_event_lag_seconds";
+    assert_eq!(metrics.value(&format!("{lag}_count"), &[("projection", "carts")]), 3.0);
+    let buckets = metrics.find(&format!("{lag}_bucket"), &[("projection", "carts")]);
+    assert!(buckets.len() > 10, "a histogram with the lag's buckets: {buckets:?}");
     shop.app.shutdown().await;
 }
 

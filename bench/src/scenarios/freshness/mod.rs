@@ -61,7 +61,7 @@
 
 mod measure;
 mod report;
-mod wiring;
+pub(crate) mod wiring;
 
 use std::time::Duration;
 
@@ -209,7 +209,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
                     scratch.keyspaces.push(ScratchKeyspace::new(&args.cassandra, &run, "views"));
                 }
                 scratch.topic = Some(ScratchTopic::create(&args.kafka, &run).await?);
-                Shop::over_kafka(&args, &scratch, &run, poll).await?
+                Shop::over_kafka((args.via, args.postgres.pool_size, true), &scratch, &run, poll).await?
             }
         };
         measure(&args, context, shop).await

@@ -17,26 +17,26 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Args, Via};
+use super::Via;
 use crate::probes::{Counted, Published};
 use crate::scenarios::Context;
 use crate::servers::{self, RunId, ScratchDb, ScratchKeyspace, ScratchTopic};
 
 /// The shop in this process, wired as `shop serve` wires the chosen shape.
-pub(super) struct Shop {
-    pub(super) events: Arc<dyn EventStore>,
+pub(crate) struct Shop {
+    pub(crate) events: Arc<dyn EventStore>,
     read: Arc<dyn ReadStore>,
     /// The read store as the projectors see it: counting their batches.
-    pub(super) projected: Arc<Counted>,
+    pub(crate) projected: Arc<Counted>,
     /// Partitions of the log (the embedded log has one).
-    pub(super) partitions: u32,
+    pub(crate) partitions: u32,
     /// What the relay published to each partition (over Kafka).
     published: Option<Arc<Published>>,
     /// The carts projection's checkpoint in each partition, as the watcher last read them.
-    pub(super) carts_at: watch::Receiver<Vec<u64>>,
-    pub(super) commands: Arc<ShopCommands>,
-    pub(super) freshness: Freshness,
-    pub(super) queries: ShopQueries,
+    pub(crate) carts_at: watch::Receiver<Vec<u64>>,
+    pub(crate) commands: Arc<ShopCommands>,
+    pub(crate) freshness: Freshness,
+    pub(crate) queries: ShopQueries,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -44,14 +44,14 @@ pub(super) struct Shop {
 /// What the shape needs from outside the process: nothing embedded; over
 /// Kafka, databases, a topic and, for Cassandra, a keyspace of the run's own.
 #[derive(Default)]
-pub(super) struct Scratch {
-    pub(super) databases: Vec<ScratchDb>,
-    pub(super) topic: Option<ScratchTopic>,
-    pub(super) keyspaces: Vec<ScratchKeyspace>,
+pub(crate) struct Scratch {
+    pub(crate) databases: Vec<ScratchDb>,
+    pub(crate) topic: Option<ScratchTopic>,
+    pub(crate) keyspaces: Vec<ScratchKeyspace>,
 }
 
 impl Scratch {
-    pub(super) async fn remove(self) {
+    pub(crate) async fn remove(self) {
         servers::clean_up(self.databases, self.topic).await;
         servers::drop_keyspaces(self.keyspaces).await;
     }
@@ -59,7 +59,7 @@ impl Scratch {
 
 impl Shop {
     /// The embedded shape: SQLite files in the run's data folder.
-    pub(super) fn embedded(context: &Context, poll: Duration) -> anyhow::Result<Self> {
+    pub(crate) fn embedded(context: &Context, poll: Duration) -> anyhow::Result<Self> {
         let events = SqliteEventStore::open(&context.data_dir.join("events.db"))?;
         let keys: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&context.data_dir.join("events.db"))?);
         let read: Arc<dyn ReadStore> = Arc::new(SqliteReadStore::open(&context.data_dir.join("views.db"))?);
@@ -96,8 +96,9 @@ impl Shop {
 
     /// The distributed shape's path in one process, on `scratch`'s databases
     /// (events, and views unless in Cassandra), topic and keyspace (views in Cassandra).
-    pub(super) async fn over_kafka(
-        args: &Args,
+    /// Without `saga`, no checkout saga runs (orders stay as checked out).
+    pub(crate) async fn over_kafka(
+        (via, pool_size, saga): (Via, u32, bool),
         scratch: &Scratch,
         run: &RunId,
         poll: Duration,
@@ -105,10 +106,9 @@ impl Shop {
         let (Some(events_db), Some(topic)) = (scratch.databases.first(), &scratch.topic) else {
             anyhow::bail!("an events database and a topic")
         };
-        let pool_size = args.postgres.pool_size;
         let write_pool = parallax_postgres::pool(&events_db.url, pool_size).await?;
         parallax_postgres::migrate_write(&write_pool).await?;
-        let read: Arc<dyn ReadStore> = match (args.via, scratch.databases.get(1), scratch.keyspaces.first()) {
+        let read: Arc<dyn ReadStore> = match (via, scratch.databases.get(1), scratch.keyspaces.first()) {
             (Via::Cassandra, _, Some(keyspace)) => Arc::new(keyspace.connect().await?),
             (_, Some(views_db), _) => {
                 let read_pool = parallax_postgres::pool(&views_db.url, pool_size).await?;
@@ -142,8 +142,8 @@ impl Shop {
             tasks.spawn(async move { projector.run(cancel).await });
         }
         let commands = Arc::new(ShopCommands::new(store.clone(), keys.clone()));
-        let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
-        {
+        if saga {
+            let saga = ProcessRunner::new(Arc::new(CheckoutSaga::new(commands.clone())), log, store.clone());
             let cancel = cancel.clone();
             tasks.spawn(async move { saga.run_leased(leases, cancel).await });
         }
@@ -208,10 +208,15 @@ impl Shop {
     /// over Kafka: until the relay has published it, then until every
     /// projection has absorbed the last event published to each partition;
     /// returns how long that took.
-    pub(super) async fn caught_up(&self) -> anyhow::Result<Duration> {
+    pub(crate) async fn caught_up(&self) -> anyhow::Result<Duration> {
+        self.caught_up_within(Duration::from_secs(300)).await
+    }
+
+    /// [`Shop::caught_up`], failing after `timeout`.
+    pub(crate) async fn caught_up_within(&self, timeout: Duration) -> anyhow::Result<Duration> {
         let began = Instant::now();
         let head = self.events.head().await?;
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + timeout;
         let targets = match &self.published {
             None => vec![head],
             Some(published) => {
@@ -234,7 +239,7 @@ impl Shop {
         Ok(began.elapsed())
     }
 
-    pub(super) async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

@@ -41,7 +41,7 @@ pub(super) async fn generate(
         SqliteStoreOptions { max_batch: 512, synchronous_full: false },
     )?;
     let generated = Instant::now();
-    let shape = history::Shape { events: args.events, products: args.products, customers: args.customers };
+    let shape = history::Shape::new(args.events, args.products, args.customers);
     let head = history::generate(&store, shape).await?.head;
     let generation_secs = generated.elapsed().as_secs_f64();
     eprintln!("  generated {head} events in {generation_secs:.1} s");

@@ -5,9 +5,8 @@ use serde_json::json;
 
 use super::{Args, Backlog, Role, Scaled, Stage, Step, COMMANDS, QUERIES};
 use crate::processes::{micros_per, CpuUse, Party, Shape, KAFKA, POSTGRES, POSTGRES_SHARED};
-use crate::report::{ms, rate, thousands, Report, Table};
+use crate::report::{errors, ms, rate, thousands, Report, Table};
 use crate::scenarios::{ratio, Context};
-use crate::stats::Stats;
 use crate::workload::Then;
 
 /// The CPU columns of a table, after its own.
@@ -248,13 +247,6 @@ fn runs(scaled: &Scaled) -> Vec<(String, &Step)> {
         runs.push((format!("fixed {}/s, c={}", rate(offered), fixed.stats.concurrency), fixed));
     }
     runs
-}
-
-fn errors(stats: &Stats) -> String {
-    match stats.unsent {
-        0 => stats.errors.to_string(),
-        unsent => format!("{} (+{unsent} unsent)", stats.errors),
-    }
 }
 
 /// What the commands wrote, per run.
