@@ -196,27 +196,27 @@ fn tail(
         log: Arc<dyn EventLog>,
         after: Position,
         pending: VecDeque<EventRecord>,
+        /// Whose events the caller sees.
+        tenant: Tenant,
     }
-    let start = Tail { log, after, pending: VecDeque::with_capacity(BATCH) };
-    stream::unfold(start, move |mut tail| {
-        let tenant = tenant.clone();
-        async move {
-            loop {
-                if let Some(record) = tail.pending.pop_front() {
-                    let Some(stream_id) = tenant.unscope(&record.stream_id) else { continue };
-                    return Some((Ok(message(&record, stream_id, partitions, &tenant)), tail));
+    let start = Tail { log, after, pending: VecDeque::with_capacity(BATCH), tenant };
+    stream::unfold(start, move |mut tail| async move {
+        loop {
+            if let Some(record) = tail.pending.pop_front() {
+                let Some(stream_id) = tail.tenant.unscope(&record.stream_id) else { continue };
+                let message = message(&record, stream_id, partitions, &tail.tenant);
+                return Some((Ok(message), tail));
+            }
+            match tail.log.read(tail.after, BATCH).await {
+                Ok(records) if records.is_empty() => tail.log.wait_beyond(tail.after, WAIT).await,
+                Ok(records) => {
+                    tail.after = records.last().map_or(tail.after, |last| last.position);
+                    tail.pending.extend(records);
                 }
-                match tail.log.read(tail.after, BATCH).await {
-                    Ok(records) if records.is_empty() => tail.log.wait_beyond(tail.after, WAIT).await,
-                    Ok(records) => {
-                        tail.after = records.last().map_or(tail.after, |last| last.position);
-                        tail.pending.extend(records);
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %parallax_runtime::error_chain(&error), after = tail.after,
+                Err(error) => {
+                    tracing::warn!(error = %parallax_runtime::error_chain(&error), after = tail.after,
                         "live event stream cannot read the log; closing it");
-                        return None;
-                    }
+                    return None;
                 }
             }
         }
