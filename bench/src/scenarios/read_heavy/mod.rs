@@ -2,7 +2,7 @@
 //! ways on the same PostgreSQL server, under the same mix of 95 % reads and
 //! 5 % writes at rising rates:
 //!
-//! - **relational**: a normalized schema ([`relational`]: products,
+//! - **relational**: a normalized schema (module `relational`: products,
 //!   customers, orders, order lines, carts, cart lines), the query API's
 //!   reads answered with joins — a customer's newest orders with their
 //!   lines and the products' names, a cart with names and prices — and
@@ -18,7 +18,7 @@
 //! latency from each request's intended start), one side after the other
 //! at each rate. Parallax pays for its reads with staleness: each write's
 //! time from its acknowledgement until the carts view has absorbed it
-//! ([`mix`]), reported beside the latencies.
+//! (module `mix`), reported beside the latencies.
 //!
 //! The data: a history of `--events` events ([`crate::history`], carts of
 //! one to `--lines-per-cart` lines, orders of `--customers` customers) is
