@@ -15,6 +15,7 @@
 //! url = "postgres://parallax:parallax@127.0.0.1:5432/shop"
 //! # a primary and its standbys: every process keeps to the primary
 //! # url = "postgres://parallax:parallax@10.0.0.1:5432,10.0.0.2:5432/shop"
+//! # group_commit_wait_us = 0  # a lone append waits this long for others to share its commit
 //!
 //! [log]                # between write and read side
 //! kind = "kafka"       # or "embedded" (projectors tail the event store)
@@ -25,6 +26,7 @@
 //! # replication = 3           # set by `shop migrate` on a new topic; default: 3 on >= 3 brokers, else 1
 //! # min_insync_replicas = 2   # default 2 (the replication, when lower)
 //! # retention_ms = -1         # default -1: keep every message
+//! # batch_gather_ms = 0        # a projector's batch reads on this long after its first event
 //!
 //! [read_db]            # the views
 //! kind = "postgres"    # or "sqlite", or "cassandra":

@@ -44,6 +44,15 @@ pub struct DbSettings {
     /// (Cassandra), by its CQL name; unset: `LOCAL_QUORUM`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<String>,
+    /// How long, in microseconds, the event store's writer that would commit
+    /// a lone append waits for others to share its transaction (PostgreSQL
+    /// event store; `parallax_postgres::PgStoreOptions::gather`); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub group_commit_wait_us: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 fn default_connections() -> u32 {
@@ -61,6 +70,7 @@ impl std::fmt::Debug for DbSettings {
             .field("keyspace", &self.keyspace)
             .field("replication_factor", &self.replication_factor)
             .field("consistency", &self.consistency)
+            .field("group_commit_wait_us", &self.group_commit_wait_us)
             .finish()
     }
 }
@@ -92,6 +102,7 @@ impl DbSettings {
             keyspace: None,
             replication_factor: None,
             consistency: None,
+            group_commit_wait_us: 0,
         }
     }
 
@@ -163,6 +174,12 @@ pub struct LogSettings {
     /// is a copy of the event store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<i64>,
+    /// How long, in milliseconds, a projector's batch keeps reading the
+    /// topic after its first event, so that its commit and checkpoints are
+    /// shared by more events (`parallax_kafka::KafkaSource::with_gather`);
+    /// 0: a batch takes what is ready and commits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batch_gather_ms: u64,
 }
 
 impl Default for LogSettings {
@@ -176,6 +193,7 @@ impl Default for LogSettings {
             replication: None,
             min_insync_replicas: None,
             retention_ms: None,
+            batch_gather_ms: 0,
         }
     }
 }
