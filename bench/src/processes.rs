@@ -60,12 +60,12 @@ pub struct Shape {
     pub settings: Vec<(String, String)>,
 }
 
-/// A setting `write_db.group_commit_wait_us=2000` as the environment
-/// variable that sets it (`SHOP__WRITE_DB__GROUP_COMMIT_WAIT_US`) and its value.
+/// A setting `log.batch_gather_ms=20` as the environment variable that
+/// sets it (`SHOP__LOG__BATCH_GATHER_MS`) and its value.
 pub fn setting_env(setting: &str) -> Result<(String, String), String> {
     let (key, value) = setting.split_once('=').ok_or_else(|| format!("{setting:?} is not KEY=VALUE"))?;
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-        return Err(format!("{key:?} is not a settings key such as write_db.group_commit_wait_us"));
+        return Err(format!("{key:?} is not a settings key such as log.batch_gather_ms"));
     }
     Ok((format!("SHOP__{}", key.replace('.', "__").to_ascii_uppercase()), value.to_owned()))
 }

@@ -55,22 +55,11 @@ pub struct PgStoreOptions {
     pub writers: usize,
     /// How often a caught-up log tail looks for events written by other processes.
     pub poll_interval: std::time::Duration,
-    /// How long a writer that would commit a group of one request waits for
-    /// more to join it. At a few hundred requests a second nearly every group
-    /// is one request, each paying for its own transaction, commit and WAL
-    /// flush; waiting trades up to this much latency for fewer of them.
-    /// Zero: commit at once.
-    pub gather: std::time::Duration,
 }
 
 impl Default for PgStoreOptions {
     fn default() -> Self {
-        Self {
-            max_batch: 512,
-            writers: 4,
-            poll_interval: std::time::Duration::from_millis(10),
-            gather: std::time::Duration::ZERO,
-        }
+        Self { max_batch: 512, writers: 4, poll_interval: std::time::Duration::from_millis(10) }
     }
 }
 
@@ -117,7 +106,6 @@ impl PgEventStore {
                 requests: Arc::clone(&requests),
                 advanced: Arc::clone(&advanced),
                 max_batch: options.max_batch.max(1),
-                gather: options.gather,
                 group_size: group_size.clone(),
             };
             tokio::spawn(writer.run());
@@ -417,7 +405,6 @@ struct Writer {
     requests: Arc<Mutex<mpsc::Receiver<Pending>>>,
     advanced: Arc<watch::Sender<Position>>,
     max_batch: usize,
-    gather: std::time::Duration,
     group_size: metrics::Histogram,
 }
 
@@ -433,16 +420,6 @@ impl Writer {
                     match requests.try_recv() {
                         Ok(next) => group.push(next),
                         Err(_) => break,
-                    }
-                }
-                if group.len() == 1 && !self.gather.is_zero() {
-                    // Alone: wait a little for company (see `PgStoreOptions::gather`).
-                    let until = tokio::time::Instant::now() + self.gather;
-                    while group.len() < self.max_batch {
-                        match tokio::time::timeout_at(until, requests.recv()).await {
-                            Ok(Some(next)) => group.push(next),
-                            Ok(None) | Err(_) => break,
-                        }
                     }
                 }
             }

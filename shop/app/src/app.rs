@@ -102,11 +102,7 @@ async fn open_write_side_recorded(settings: &Settings, metrics: &Metrics) -> any
         DbKind::Postgres => {
             let url = settings.write_db.url.as_deref().unwrap_or_default();
             let pool = parallax_postgres::pool(url, settings.write_db.max_connections).await?;
-            let options = PgStoreOptions {
-                gather: Duration::from_micros(settings.write_db.group_commit_wait_us),
-                ..PgStoreOptions::default()
-            };
-            let store = metrics.scope(|| PgEventStore::new(pool.clone(), options));
+            let store = metrics.scope(|| PgEventStore::new(pool.clone(), PgStoreOptions::default()));
             Ok(WriteSide {
                 log: Arc::new(store.log()),
                 store: Arc::new(store),

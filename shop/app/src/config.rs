@@ -15,7 +15,6 @@
 //! url = "postgres://parallax:parallax@127.0.0.1:5432/shop"
 //! # a primary and its standbys: every process keeps to the primary
 //! # url = "postgres://parallax:parallax@10.0.0.1:5432,10.0.0.2:5432/shop"
-//! # group_commit_wait_us = 0  # a lone append waits this long for others to share its commit
 //!
 //! [log]                # between write and read side
 //! kind = "kafka"       # or "embedded" (projectors tail the event store)

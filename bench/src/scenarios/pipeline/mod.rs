@@ -128,7 +128,7 @@ pub struct Args {
     #[arg(long)]
     pub no_build: bool,
     /// A setting of every shop process, `KEY=VALUE` with the configuration
-    /// file's dotted key (`--set write_db.group_commit_wait_us=2000`); repeatable.
+    /// file's dotted key (`--set log.batch_gather_ms=20`); repeatable.
     #[arg(long = "set", value_parser = crate::processes::setting_env)]
     pub settings: Vec<(String, String)>,
     /// Where PostgreSQL is; `--pool-size` is each process's pool per database.

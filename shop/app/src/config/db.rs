@@ -44,11 +44,6 @@ pub struct DbSettings {
     /// (Cassandra), by its CQL name; unset: `LOCAL_QUORUM`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<String>,
-    /// How long, in microseconds, the event store's writer that would commit
-    /// a lone append waits for others to share its transaction (PostgreSQL
-    /// event store; `parallax_postgres::PgStoreOptions::gather`); 0: none.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub group_commit_wait_us: u64,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -70,7 +65,6 @@ impl std::fmt::Debug for DbSettings {
             .field("keyspace", &self.keyspace)
             .field("replication_factor", &self.replication_factor)
             .field("consistency", &self.consistency)
-            .field("group_commit_wait_us", &self.group_commit_wait_us)
             .finish()
     }
 }
@@ -102,7 +96,6 @@ impl DbSettings {
             keyspace: None,
             replication_factor: None,
             consistency: None,
-            group_commit_wait_us: 0,
         }
     }
 

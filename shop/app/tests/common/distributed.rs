@@ -445,7 +445,6 @@ impl Deployment {
             keyspace: None,
             replication_factor: None,
             consistency: None,
-            group_commit_wait_us: 0,
         };
         let mut settings =
             shop::Settings::embedded("127.0.0.1:0".parse().expect("an address"), self.dir().join("settings"));
@@ -460,7 +459,6 @@ impl Deployment {
                 keyspace: Some(self.keyspace.clone()),
                 replication_factor: None,
                 consistency: None,
-                group_commit_wait_us: 0,
             },
         };
         settings.log = LogSettings {
