@@ -55,6 +55,19 @@ pub struct Shape {
     pub dir: PathBuf,
     /// The views in Cassandra instead of `views_url`: contact points and keyspace.
     pub cassandra: Option<(String, String)>,
+    /// More settings of every process, as `SHOP__…` environment variables
+    /// (see [`setting_env`]).
+    pub settings: Vec<(String, String)>,
+}
+
+/// A setting `log.batch_gather_ms=20` as the environment variable that
+/// sets it (`SHOP__LOG__BATCH_GATHER_MS`) and its value.
+pub fn setting_env(setting: &str) -> Result<(String, String), String> {
+    let (key, value) = setting.split_once('=').ok_or_else(|| format!("{setting:?} is not KEY=VALUE"))?;
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(format!("{key:?} is not a settings key such as log.batch_gather_ms"));
+    }
+    Ok((format!("SHOP__{}", key.replace('.', "__").to_ascii_uppercase()), value.to_owned()))
 }
 
 impl Shape {
@@ -84,7 +97,8 @@ impl Shape {
             .env("SHOP__LOG__TOPIC", &self.topic)
             .env("SHOP__LOG__PARTITIONS", self.partitions.to_string())
             .env("SHOP__LOG__GROUP", &self.group)
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(self.settings.iter().map(|(key, value)| (key, value)));
         match &self.cassandra {
             Some((nodes, keyspace)) => command
                 .env("SHOP__READ_DB__KIND", "cassandra")

@@ -239,6 +239,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             pool_size: args.postgres.pool_size,
             dir: context.data_dir.join("processes"),
             cassandra: None,
+            settings: Vec::new(),
         };
         topic = Some(made);
         std::fs::create_dir_all(&shape.dir)?;

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use parallax_cassandra::CassandraReadStore;
@@ -166,6 +167,7 @@ pub(crate) fn generation_sources(
             (LogKind::Kafka, _) => {
                 let group = format!("{}.{}", settings.log.group, generation.physical(&projection));
                 KafkaSource::new(&kafka_config(&settings), &group)
+                    .map(|source| source.with_gather(Duration::from_millis(settings.log.batch_gather_ms)))
                     .map(|source| Box::new(source) as Box<dyn EventSource>)
                     .map_err(|e| format!("open the Kafka source of {projection}: {e}"))
             }
@@ -296,7 +298,7 @@ async fn metrics_upkeep(metrics: Arc<Metrics>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => metrics.upkeep(),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => metrics.upkeep(),
         }
     }
 }

@@ -25,6 +25,7 @@
 //! # replication = 3           # set by `shop migrate` on a new topic; default: 3 on >= 3 brokers, else 1
 //! # min_insync_replicas = 2   # default 2 (the replication, when lower)
 //! # retention_ms = -1         # default -1: keep every message
+//! # batch_gather_ms = 0        # a projector's batch reads on this long after its first event
 //!
 //! [read_db]            # the views
 //! kind = "postgres"    # or "sqlite", or "cassandra":

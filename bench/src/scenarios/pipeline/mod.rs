@@ -127,6 +127,10 @@ pub struct Args {
     /// Don't build the default shop binary first.
     #[arg(long)]
     pub no_build: bool,
+    /// A setting of every shop process, `KEY=VALUE` with the configuration
+    /// file's dotted key (`--set log.batch_gather_ms=20`); repeatable.
+    #[arg(long = "set", value_parser = crate::processes::setting_env)]
+    pub settings: Vec<(String, String)>,
     /// Where PostgreSQL is; `--pool-size` is each process's pool per database.
     #[command(flatten)]
     #[serde(flatten)]
@@ -234,6 +238,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
             pool_size: args.postgres.pool_size,
             dir: context.data_dir.join("processes"),
             cassandra,
+            settings: args.settings.clone(),
         };
         topic = Some(made);
         std::fs::create_dir_all(&shape.dir)?;

@@ -97,6 +97,11 @@ fn parameters(report: &mut Report, args: &Args, measured: &Measured) {
             measured.warm_up_secs
         ),
     );
+    if !args.settings.is_empty() {
+        let settings: Vec<String> =
+            args.settings.iter().map(|(key, value)| format!("`{key}={value}`")).collect();
+        report.parameter("settings", format!("every shop process: {}", settings.join(", ")));
+    }
     let load = args.load.resolve(super::DEFAULTS);
     report.parameter(
         "rates",

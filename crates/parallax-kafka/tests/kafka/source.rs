@@ -235,3 +235,46 @@ async fn a_seek_below_deleted_records_starts_at_the_earliest_with_its_link() {
     assert_eq!(first.previous, Some(in_0[9].event.position), "the link names the last deleted event");
     source.close().await;
 }
+
+/// With a gather time, a batch that has its first event keeps reading for
+/// the rest of that time: an event published well after the first joins the
+/// same batch (without one, the batch returns with what was ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gathering_batch_waits_for_events_after_its_first() {
+    let config = fresh_topic("gather", 1).await;
+    let gather = Duration::from_secs(5);
+    let mut source = KafkaSource::new(&config, &fresh_name("group")).expect("source").with_gather(gather);
+    within("joining the group", Duration::from_secs(60), async {
+        while source.assignment().is_empty() {
+            let batch = source.next_batch(100, POLL).await.expect("next batch");
+            assert!(batch.events.is_empty(), "nothing is published yet");
+            for &partition in &batch.assigned {
+                source.seek(partition, Checkpoint::default()).await.expect("seek");
+            }
+        }
+    })
+    .await;
+
+    let published = events(1, 2);
+    let sink = KafkaSink::new(config.clone()).expect("sink");
+    let outgoing = linked(&published, 1);
+    within("publishing the first event", Duration::from_secs(60), sink.publish(&outgoing[..1]))
+        .await
+        .expect("the first event published");
+    // The second, 300 ms after the first is in the topic (and so ready for
+    // the batch below at once).
+    let later = {
+        let second = published[1].clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let outgoing = [parallax_core::Outgoing { event: &second, previous: Some(1) }];
+            sink.publish(&outgoing).await.expect("the second event published");
+        })
+    };
+    let batch =
+        within("one batch", Duration::from_secs(60), source.next_batch(100, Duration::from_secs(30))).await;
+    later.await.expect("the second publish");
+    let positions: Vec<u64> = batch.expect("a batch").events.iter().map(|e| e.event.position).collect();
+    assert_eq!(positions, vec![1, 2], "the event published 300 ms after the first joined its batch");
+    source.close().await;
+}

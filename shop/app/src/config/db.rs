@@ -46,6 +46,10 @@ pub struct DbSettings {
     pub consistency: Option<String>,
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 fn default_connections() -> u32 {
     16
 }
@@ -163,6 +167,12 @@ pub struct LogSettings {
     /// is a copy of the event store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<i64>,
+    /// How long, in milliseconds, a projector's batch keeps reading the
+    /// topic after its first event, so that its commit and checkpoints are
+    /// shared by more events (`parallax_kafka::KafkaSource::with_gather`);
+    /// 0: a batch takes what is ready and commits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batch_gather_ms: u64,
 }
 
 impl Default for LogSettings {
@@ -176,6 +186,7 @@ impl Default for LogSettings {
             replication: None,
             min_insync_replicas: None,
             retention_ms: None,
+            batch_gather_ms: 0,
         }
     }
 }
