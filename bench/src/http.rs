@@ -183,6 +183,26 @@ pub struct ShopArgs {
     pub client: ClientKind,
 }
 
+/// Which `shop` binary a scenario of `shop serve --role …` processes starts.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct ShopBinaryArgs {
+    /// The `shop` binary (default: `target/<profile>/shop` of this
+    /// workspace, the profile this bench was built in, built first with
+    /// `cargo build -p shop`, `--release` for a release bench).
+    #[arg(long)]
+    pub shop_bin: Option<PathBuf>,
+    /// Don't build the default shop binary first.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+impl ShopBinaryArgs {
+    /// The binary: `--shop-bin`, or this workspace's, built first unless `--no-build`.
+    pub async fn binary(&self) -> anyhow::Result<PathBuf> {
+        shop_binary(self.shop_bin.as_deref(), self.no_build, Profile::of_the_bench()).await
+    }
+}
+
 /// The shop under test.
 pub enum Shop {
     /// `shop serve` as a child process.

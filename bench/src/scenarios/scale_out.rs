@@ -42,7 +42,6 @@
 //! each figure is the same role with the first count of processes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +55,7 @@ use tokio::time::Instant;
 
 use super::Context;
 use crate::history::{self, History};
-use crate::http::{shop_binary, Client, ClientKind, Profile};
+use crate::http::{Client, ClientKind, ShopBinaryArgs};
 use crate::load::{self, Load, LoadArgs, LoadDefaults, Search, Sequence, Target};
 use crate::processes::{self, CpuSnapshot, CpuUse, DbActivity, PgProcesses, Shape, ShopProcess};
 use crate::report::Report;
@@ -98,14 +97,9 @@ pub struct Args {
     /// is the baseline.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub processes: Vec<usize>,
-    /// The `shop` binary (default: `target/<profile>/shop` of this
-    /// workspace, the profile this bench was built in, built first with
-    /// `cargo build -p shop`, `--release` for a release bench).
-    #[arg(long)]
-    pub shop_bin: Option<PathBuf>,
-    /// Don't build the default shop binary first.
-    #[arg(long)]
-    pub no_build: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shop: ShopBinaryArgs,
     /// Where PostgreSQL is; `--pool-size` is each process's pool per database.
     #[command(flatten)]
     #[serde(flatten)]
@@ -217,7 +211,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         !counts.is_empty() && counts[0] >= 1 && counts.windows(2).all(|w| w[0] < w[1]),
         "--processes takes ascending counts of at least 1, e.g. 1,2"
     );
-    let binary = shop_binary(args.shop_bin.as_deref(), args.no_build, Profile::of_the_bench()).await?;
+    let binary = args.shop.binary().await?;
     let run = RunId::new();
     let mut databases = Vec::new();
     let mut topic = None;

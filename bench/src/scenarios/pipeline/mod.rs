@@ -55,7 +55,7 @@ use tokio::time::Instant;
 use self::lag::LagHistogram;
 use super::scale_out::{absorbed, partition_ends};
 use super::Context;
-use crate::http::{shop_binary, Client, ClientKind, Profile};
+use crate::http::{Client, ClientKind, ShopBinaryArgs};
 use crate::load::{self, LoadArgs, LoadDefaults, Search, Sequence};
 use crate::machine::{cmdline_cpu_secs, process_cpu_secs};
 use crate::processes::{self, micros_per, CpuSnapshot, CpuUse, DbActivity, PgProcesses, Shape, ShopProcess};
@@ -121,12 +121,9 @@ pub struct Args {
     /// Skip the baseline (commands-postgres's maximum).
     #[arg(long)]
     pub no_baseline: bool,
-    /// The `shop` binary (default: `target/<profile>/shop`, built first).
-    #[arg(long)]
-    pub shop_bin: Option<std::path::PathBuf>,
-    /// Don't build the default shop binary first.
-    #[arg(long)]
-    pub no_build: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shop: ShopBinaryArgs,
     /// A setting of every shop process, `KEY=VALUE` with the configuration
     /// file's dotted key (`--set log.batch_gather_ms=20`); repeatable.
     #[arg(long = "set", value_parser = crate::processes::setting_env)]
@@ -210,7 +207,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<Report> {
         !args.rates.is_empty() && args.rates[0] > 0.0 && args.rates.windows(2).all(|w| w[0] < w[1]),
         "--rates takes ascending positive rates, e.g. 250,500,1000"
     );
-    let binary = shop_binary(args.shop_bin.as_deref(), args.no_build, Profile::of_the_bench()).await?;
+    let binary = args.shop.binary().await?;
     let run = RunId::new();
     let (mut databases, mut topic, mut keyspaces) = (Vec::new(), None, Vec::new());
     let report = async {
