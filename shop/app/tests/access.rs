@@ -48,7 +48,7 @@ impl Guarded {
             api_key("ops", ADMIN_KEY, &[Scope::Admin]),
         ];
         let app = shop::start(settings).await.expect("start the shop");
-        Self { app, client: Client::new(), _dir: dir }
+        Self { app, client: common::http_client(), _dir: dir }
     }
 
     async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Answer {

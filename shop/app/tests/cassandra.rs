@@ -97,16 +97,24 @@ async fn rows_ahead_of_checkpoints(store: &CassandraReadStore) -> Vec<String> {
 /// Both projector processes are killed with SIGKILL at once, again and again,
 /// while clients send commands, and restarted. A Cassandra commit writes a
 /// batch's rows before it moves the checkpoint, and here the projectors pause
-/// between the two, so kills land in between: the test checks, while no projector runs, that rows ahead of
-/// their checkpoint exist (it proves the kills hit the window). After the
-/// last round, every view equals a rebuild from the event store: the events
+/// between the two and log when they do, so each kill follows such a line:
+/// the test checks, while no projector runs, that rows ahead of their
+/// checkpoint exist (it proves the kills hit the window). After the last
+/// round, every view equals a rebuild from the event store: the events
 /// delivered again after each kill changed nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
     const ROUNDS: usize = 6;
-    let mut deployment = Deployment::start_with(STANDARD, ReadDb::Cassandra).await;
+    // The store logs its fault-injection pause at debug.
+    let mut deployment = Deployment::start_logging(
+        STANDARD,
+        ReadDb::Cassandra,
+        Some("info,parallax_kafka=debug,parallax_cassandra=debug"),
+    )
+    .await;
     // Projectors pause 150 ms between a batch's rows and its checkpoints
-    // (the store's fault-injection knob), so most kills fall in between.
+    // (the store's fault-injection knob); a kill right after the pause's log
+    // line falls in between.
     deployment.extra_env.push(("PARALLAX_CASSANDRA_PAUSE_BEFORE_CHECKPOINT_MS".into(), "150".into()));
     for projector in ["projector-1", "projector-2"] {
         deployment.kill(projector);
@@ -117,10 +125,13 @@ async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
     let cassandra = deployment.cassandra().await;
     let mut landed = Vec::new();
     let mut at = deployment.wait_progress(0).await;
-    // Kill 150-600 ms into a stretch of projecting, at varying points of the commits.
+    // 150-600 ms into a stretch of projecting, kill at the next pause between
+    // a batch's rows and its checkpoints. (Sleeping alone left the kills to
+    // chance: a CI run once saw six land outside the window.)
     let pauses_ms = [410, 150, 530, 260, 600, 330];
     for pause in pauses_ms.into_iter().take(ROUNDS) {
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        wait_for_a_pause_before_checkpoint(&deployment).await;
         deployment.kill("projector-1");
         deployment.kill("projector-2");
         let ahead = rows_ahead_of_checkpoints(&cassandra).await;
@@ -148,6 +159,31 @@ async fn projectors_killed_between_rows_and_checkpoint_change_nothing_twice() {
     );
     deployment.assert_views_equal_the_fold().await;
     deployment.stop().await;
+}
+
+/// The projectors' log line when they pause between a batch's rows and its
+/// checkpoints.
+const PAUSE_LINE: &str = "fault injection: pausing between the rows and the checkpoints";
+
+/// Waits until a projector logs a pause it had not logged on the call, so
+/// one of them is between a batch's rows and its checkpoints for up to the
+/// pause's length.
+async fn wait_for_a_pause_before_checkpoint(deployment: &Deployment) {
+    let pauses = || -> usize {
+        ["projector-1", "projector-2"]
+            .iter()
+            .map(|name| deployment.log(name).matches(PAUSE_LINE).count())
+            .sum()
+    };
+    let (before, start) = (pauses(), Instant::now());
+    while pauses() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no projector paused before its checkpoints in 60 s:\n{}",
+            deployment.tail("projector-1", 40)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The sales row holding events of the most partitions: its SKU, how many

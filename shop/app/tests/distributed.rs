@@ -370,7 +370,7 @@ async fn a_stuck_partition_keeps_the_query_side_unready() {
 
     deployment.extra_env.push(("SHOP__READINESS__MAX_LAG".into(), "0".into()));
     deployment.add("query-2", &["query"]).await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let ready = client.get(format!("{}/ready", deployment.url("query-2"))).send().await.expect("/ready");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = ready.json().await.expect("JSON");

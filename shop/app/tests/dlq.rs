@@ -60,7 +60,7 @@ async fn dead_letter_gauge(client: &Client, base: &str, projection: &str) -> Opt
 async fn an_undecodable_event_is_dead_lettered_listed_counted_and_its_retry_refused() {
     let dir = tempfile::tempdir().expect("a temp folder");
     let data = dir.path();
-    let client = Client::new();
+    let client = common::http_client();
     let running = start(data, &client).await;
     let base = &running.base;
     post(
@@ -168,7 +168,7 @@ async fn parked_gauge(client: &Client, base: &str) -> Option<f64> {
 async fn a_saga_command_refused_for_good_is_parked_listed_with_its_order_and_counted() {
     let dir = tempfile::tempdir().expect("a temp folder");
     let data = dir.path();
-    let client = Client::new();
+    let client = common::http_client();
     let running = start(data, &client).await;
     let base = &running.base;
     post(

@@ -8,13 +8,13 @@ use common::binary::start;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn acknowledged_commands_survive_sigkill() {
     let dir = tempfile::tempdir().expect("temp folder");
-    let client = Client::new();
+    let client = common::http_client();
     let shop = start(dir.path(), &client).await;
     let registered = client
         .post(format!("{}/api/products", shop.base))

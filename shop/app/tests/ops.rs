@@ -28,7 +28,7 @@ async fn shop_selling_pens(data_dir: &std::path::Path, client: &Client, stock: u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_events_tail_see_what_the_shop_committed() {
     let dir = tempfile::tempdir().expect("a temp folder");
-    let client = Client::new();
+    let client = common::http_client();
     let shop = shop_selling_pens(dir.path(), &client, 5).await;
     let base = &shop.base;
     post(&client, format!("{base}/api/carts/c1/items"), json!({"sku": "P", "quantity": 2})).await;
@@ -109,7 +109,7 @@ async fn status_and_events_tail_see_what_the_shop_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_switches_a_running_shop_to_a_new_generation() {
     let dir = tempfile::tempdir().expect("a temp folder");
-    let client = Client::new();
+    let client = common::http_client();
     let shop = shop_selling_pens(dir.path(), &client, 500).await;
     let base = &shop.base;
     for cart in 0..40 {

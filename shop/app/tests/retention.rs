@@ -49,7 +49,7 @@ async fn wait_published(deployment: &Deployment) -> Vec<(u32, u64)> {
 
 /// `/ready` of the projector process, until `done` holds for it.
 async fn ready_until(deployment: &Deployment, done: impl Fn(StatusCode, &Value) -> bool) -> Value {
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let start = Instant::now();
     loop {
         let answer =

@@ -46,7 +46,7 @@ async fn start(dir: &Path, roles: &[Role], max_lag: u64) -> Shop {
     }
     settings.readiness.max_lag = max_lag;
     let app = shop::start(settings).await.expect("start the shop");
-    Shop { base: app.url(), app, client: Client::new() }
+    Shop { base: app.url(), app, client: common::http_client() }
 }
 
 impl Shop {
@@ -438,7 +438,7 @@ async fn the_trace_crosses_kafka_to_the_projector_process() {
         .await;
 
     // Every process answers /metrics and is ready.
-    let client = Client::new();
+    let client = common::http_client();
     for (name, _) in layout {
         let url = deployment.url(name);
         let start = Instant::now();

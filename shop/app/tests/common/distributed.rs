@@ -1061,7 +1061,7 @@ struct Proxy {
 /// Starts the method-routing reverse proxy on a free port; returns its URL.
 async fn start_proxy(commands: Vec<String>, queries: Vec<String>, cancel: CancellationToken) -> String {
     let proxy = Arc::new(Proxy {
-        client: reqwest::Client::new(),
+        client: super::http_client(),
         commands,
         queries,
         next_command: AtomicUsize::new(0),

@@ -39,6 +39,15 @@ pub const WRITER_HEADER: &str = "x-test-writer";
 /// How long [`TestApp::eventually`] polls.
 const EVENTUALLY: Duration = Duration::from_secs(20);
 
+/// An HTTP client that drops a pooled connection after a second unused.
+/// The shop closes a kept-alive connection after 5 s without a byte
+/// (`http.idle_timeout_secs`); a client that keeps it longer can send a
+/// request on it just as the server closes it, and gets a transport error
+/// where an answer was due (a non-idempotent command cannot be resent).
+pub fn http_client() -> Client {
+    Client::builder().pool_idle_timeout(Duration::from_secs(1)).build().expect("an HTTP client")
+}
+
 /// Starts a shop in this process on a free port with a fresh data folder.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("create a temp folder");
@@ -49,7 +58,7 @@ pub async fn spawn_app() -> TestApp {
         writer: None,
         tenant: None,
         shop: Some(app),
-        client: Client::new(),
+        client: http_client(),
         dir: Some(dir),
     }
 }
@@ -88,7 +97,7 @@ async fn answer(response: Response) -> Answer {
 impl TestApp {
     /// A client of the shop at `base`, which runs elsewhere.
     pub fn remote(base: String) -> Self {
-        Self { client: Client::new(), base, writer: None, tenant: None, shop: None, dir: None }
+        Self { client: http_client(), base, writer: None, tenant: None, shop: None, dir: None }
     }
 
     /// Another client of the same shop, for concurrent tasks (it does not own the shop).
