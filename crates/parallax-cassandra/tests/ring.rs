@@ -25,6 +25,7 @@ use parallax_core::{
 };
 use parallax_runtime::Projector;
 use parallax_sqlite::SqliteEventStore;
+use scylla::errors::ExecutionError;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -89,11 +90,29 @@ async fn replication(store: &CassandraReadStore) -> String {
 }
 
 /// Drops the test's keyspace, giving the ring the time a schema change
-/// takes on a busy machine.
+/// takes on a busy machine. The driver then waits (60 s at most) until
+/// every node it counts alive reports the new schema; a node thawed or
+/// restarted moments before can take longer (CI once saw it), and the drop
+/// is still applied. This is the tests' clean-up, whose assertions are all
+/// made by then: such a timeout is reported, not failed on.
 async fn drop_keyspace(config: &CassandraConfig) {
     let mut config = config.clone();
     config.request_timeout = Duration::from_secs(60);
-    CassandraReadStore::drop_keyspace(&config).await.expect("drop the keyspace");
+    match CassandraReadStore::drop_keyspace(&config).await {
+        Ok(()) => {}
+        Err(error) if awaited_schema_agreement_in_vain(&error) => {
+            eprintln!("dropped keyspace {}, not yet agreed by every node: {error:?}", config.keyspace);
+        }
+        Err(error) => panic!("drop the keyspace: {error:?}"),
+    }
+}
+
+/// Whether `error` is the driver's wait for schema agreement timing out.
+fn awaited_schema_agreement_in_vain(error: &ReadStoreError) -> bool {
+    matches!(
+        std::error::Error::source(error).and_then(|source| source.downcast_ref::<ExecutionError>()),
+        Some(ExecutionError::SchemaAgreementError(_))
+    )
 }
 
 /// Projects to the log's end as the projector's loop does: a failed batch
