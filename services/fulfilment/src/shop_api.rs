@@ -8,7 +8,7 @@
 //! | the shop answers | outcome |
 //! |---|---|
 //! | 2xx | [`ShopOutcome::Shipped`] |
-//! | 422 `rule-violated` "… has already shipped" | [`ShopOutcome::AlreadyShipped`] |
+//! | 422 with the code `order-already-shipped` | [`ShopOutcome::AlreadyShipped`] |
 //! | 400, 404, 413, another 422 | [`ShopOutcome::Refused`], with the problem's `detail` |
 //! | 409 (concurrent changes), 429, 401/403, 5xx, no answer | tried again |
 //!
@@ -24,8 +24,16 @@ use uuid::Uuid;
 
 use crate::shipment::ShopOutcome;
 
-/// The part of the shop's refusal that says the order was shipped before.
-const ALREADY_SHIPPED: &str = "has already shipped";
+/// The code of the shop's refusal that says the order was shipped before
+/// (its `detail` is for humans, and may be reworded).
+const ALREADY_SHIPPED: &str = "order-already-shipped";
+
+/// The members of the shop's problem document that are read here.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Problem {
+    detail: Option<String>,
+    code: Option<String>,
+}
 
 /// The shop's final answer to a ship call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +111,10 @@ impl ShopApi {
             return Ok(ShopAnswer { outcome: ShopOutcome::Shipped, detail: None });
         }
         let body = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|problem| problem["detail"].as_str().map(str::to_owned))
-            .unwrap_or(body);
+        let problem = serde_json::from_str::<Problem>(&body).unwrap_or_default();
+        let detail = problem.detail.unwrap_or(body);
         match status {
-            StatusCode::UNPROCESSABLE_ENTITY if detail.contains(ALREADY_SHIPPED) => {
+            StatusCode::UNPROCESSABLE_ENTITY if problem.code.as_deref() == Some(ALREADY_SHIPPED) => {
                 Ok(ShopAnswer { outcome: ShopOutcome::AlreadyShipped, detail: Some(detail) })
             }
             StatusCode::BAD_REQUEST

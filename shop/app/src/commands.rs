@@ -17,8 +17,8 @@ use parallax_runtime::{
     CommandContext, CommandError, CommandHandler, Executed, Hydrated, LoadError, Lookups,
 };
 use shop_domain::{
-    Cart, CartCommand, CartError, CartId, CustomerId, Order, OrderCommand, Product, ProductCommand,
-    ProductInfo, Quantity, Refusal, SagaCommand, Sku,
+    Cart, CartCommand, CartError, CartId, CustomerId, DomainError, Order, OrderCommand, Product,
+    ProductCommand, ProductInfo, Quantity, Refusal, SagaCommand, Sku,
 };
 use shop_events::{Contact, PersonalData};
 use uuid::Uuid;
@@ -26,11 +26,13 @@ use uuid::Uuid;
 /// Why a shop command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShopCommandError {
-    /// The aggregate refused; `kind` says how.
+    /// The aggregate refused; `kind` says how, `code` exactly what.
     #[error("{message}")]
     Refused {
         /// What kind of refusal.
         kind: Refusal,
+        /// The refusal's stable code ([`DomainError::code`]).
+        code: &'static str,
         /// The aggregate's words.
         message: String,
     },
@@ -49,19 +51,18 @@ impl ShopCommandError {
     /// Names the aggregate in a bare "not found" refusal.
     fn naming(self, what: &str, id: &str) -> Self {
         match self {
-            Self::Refused { kind: Refusal::NotFound, message } if !message.contains(id) => {
-                Self::Refused { kind: Refusal::NotFound, message: format!("{what} {id} not found") }
+            Self::Refused { kind: Refusal::NotFound, code, message } if !message.contains(id) => {
+                Self::Refused { kind: Refusal::NotFound, code, message: format!("{what} {id} not found") }
             }
             other => other,
         }
     }
 
-    fn from_command<E: std::error::Error + Send + Sync + 'static>(
-        error: CommandError<E>,
-        kind: impl Fn(&E) -> Refusal,
-    ) -> Self {
+    fn from_command<E: DomainError>(error: CommandError<E>) -> Self {
         match error {
-            CommandError::Domain(e) => Self::Refused { kind: kind(&e), message: e.to_string() },
+            CommandError::Domain(e) => {
+                Self::Refused { kind: e.kind(), code: e.code(), message: e.to_string() }
+            }
             e @ CommandError::Conflict { .. } => Self::Conflict(e.to_string()),
             e @ CommandError::IdempotencyMismatch { .. } => Self::IdempotencyMismatch(e.to_string()),
             e => Self::Internal(Box::new(e)),
@@ -111,7 +112,7 @@ impl ShopCommands {
         self.products
             .execute(sku, &command, context)
             .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()).naming("product", sku))
+            .map_err(|e| ShopCommandError::from_command(e).naming("product", sku))
     }
 
     /// Puts units of a product in a cart, priced as the product is now.
@@ -193,7 +194,7 @@ impl ShopCommands {
         self.orders
             .execute(&id, &command, context)
             .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()).naming("order", &id))
+            .map_err(|e| ShopCommandError::from_command(e).naming("order", &id))
     }
 
     /// A command the checkout saga decided to send.
@@ -224,7 +225,7 @@ impl ShopCommands {
         self.carts
             .execute_with(cart_id.as_str(), context, build)
             .await
-            .map_err(|e| ShopCommandError::from_command(e, |e| e.kind()))
+            .map_err(ShopCommandError::from_command)
     }
 
     /// A product's name and price for a cart decision, looked up in `lookups`.

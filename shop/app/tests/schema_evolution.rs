@@ -262,7 +262,7 @@ async fn version_1_history_rebuilds_every_view_with_version_2_values() {
 
 fn refusal(error: ShopCommandError) -> (Refusal, String) {
     match error {
-        ShopCommandError::Refused { kind, message } => (kind, message),
+        ShopCommandError::Refused { kind, message, .. } => (kind, message),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

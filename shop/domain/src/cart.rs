@@ -140,11 +140,28 @@ impl CartError {
             | Self::TotalTooLarge { .. } => Refusal::RuleViolated,
         }
     }
+
+    /// The stable code ([`DomainError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::CartNotFound { .. } => "cart-not-found",
+            Self::ProductNotFound { .. } => "product-not-found",
+            Self::ItemNotInCart { .. } => "cart-item-not-found",
+            Self::AlreadyCheckedOut { .. } => "cart-already-checked-out",
+            Self::LineTooLarge { .. } => "cart-line-too-large",
+            Self::Empty { .. } => "cart-empty",
+            Self::TotalTooLarge { .. } => "cart-total-too-large",
+        }
+    }
 }
 
 impl DomainError for CartError {
     fn kind(&self) -> Refusal {
         CartError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        CartError::code(self)
     }
 }
 

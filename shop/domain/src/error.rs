@@ -17,14 +17,20 @@ pub enum Refusal {
     RuleViolated,
 }
 
-/// An aggregate's error: a precise message (`Display`) and its [`Refusal`].
+/// An aggregate's error: a precise message (`Display`), its [`Refusal`]
+/// and a stable code.
 ///
 /// Lets the edge handle every aggregate's errors alike
 /// (`CommandError<E: DomainError>`). Each error also has an inherent
-/// `kind()`, so callers need not import this trait.
+/// `kind()` and `code()`, so callers need not import this trait.
 pub trait DomainError: std::error::Error + Send + Sync + 'static {
     /// The kind of refusal.
     fn kind(&self) -> Refusal;
+
+    /// What went wrong, for programs: kebab-case, one per variant
+    /// (`order-already-shipped`), never reworded once published, unlike the
+    /// message. Answered over HTTP as the problem's `code`.
+    fn code(&self) -> &'static str;
 }
 
 /// Longest product name, in characters.

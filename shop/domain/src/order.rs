@@ -177,11 +177,32 @@ impl OrderError {
             | Self::WasCancelled { .. } => Refusal::RuleViolated,
         }
     }
+
+    /// The stable code ([`DomainError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidLine { .. } => "order-line-invalid",
+            Self::NotFound => "order-not-found",
+            Self::NoLines { .. } => "order-without-lines",
+            Self::TotalTooLarge { .. } => "order-total-too-large",
+            Self::NotConfirmed { .. } => "order-not-confirmed",
+            Self::StillReserving { .. } => "order-still-reserving",
+            Self::WasRejected { .. } => "order-rejected",
+            Self::AlreadyPaid { .. } => "order-already-paid",
+            Self::NotPaid { .. } => "order-not-paid",
+            Self::AlreadyShipped { .. } => "order-already-shipped",
+            Self::WasCancelled { .. } => "order-cancelled",
+        }
+    }
 }
 
 impl DomainError for OrderError {
     fn kind(&self) -> Refusal {
         OrderError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        OrderError::code(self)
     }
 }
 

@@ -143,11 +143,30 @@ impl ProductError {
             | Self::StockOverflow { .. } => Refusal::RuleViolated,
         }
     }
+
+    /// The stable code ([`DomainError::code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidName { .. } => "product-name-invalid",
+            Self::StockTooLarge { .. } => "product-stock-too-large",
+            Self::StockOverflow { .. } => "product-stock-overflow",
+            Self::ZeroReservation => "product-reservation-zero",
+            Self::NotFound => "product-not-found",
+            Self::AlreadyRegistered { .. } => "product-already-registered",
+            Self::NegativeStock { .. } => "product-stock-negative",
+            Self::NegativePrice { .. } => "product-price-negative",
+            Self::RestockNotPositive { .. } => "product-restock-not-positive",
+        }
+    }
 }
 
 impl DomainError for ProductError {
     fn kind(&self) -> Refusal {
         ProductError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        ProductError::code(self)
     }
 }
 

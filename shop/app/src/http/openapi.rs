@@ -30,8 +30,14 @@ pub struct Problem {
     pub title: String,
     /// The HTTP status.
     pub status: u16,
-    /// What exactly is wrong with this request.
+    /// What exactly is wrong with this request, for humans; may be reworded.
     pub detail: String,
+    /// Set when the aggregate refused the command (400, 404, 409 or 422):
+    /// what exactly it refused, for programs; stable once published,
+    /// unlike `detail`. For example `order-already-shipped`,
+    /// `cart-already-checked-out`, `product-not-found`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// The problems each command may answer with: every command can be

@@ -14,6 +14,8 @@ pub struct ApiError {
     kind: &'static str,
     title: &'static str,
     detail: String,
+    /// An aggregate's refusal code, for programs.
+    code: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -23,11 +25,18 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, kind, title, detail: detail.into() }
+        Self { status, kind, title, detail: detail.into(), code: None }
+    }
+
+    /// With an aggregate's refusal code.
+    fn with_code(self, code: &'static str) -> Self {
+        Self { code: Some(code), ..self }
     }
 
     /// 400: malformed JSON, a missing or invalid field or parameter.
@@ -111,7 +120,7 @@ impl ApiError {
 impl From<ShopCommandError> for ApiError {
     fn from(error: ShopCommandError) -> Self {
         match error {
-            ShopCommandError::Refused { kind, message } => match kind {
+            ShopCommandError::Refused { kind, code, message } => match kind {
                 Refusal::Invalid => Self::bad_request(message),
                 Refusal::NotFound => Self::not_found(message),
                 Refusal::AlreadyExists => {
@@ -123,7 +132,8 @@ impl From<ShopCommandError> for ApiError {
                     "The command breaks a business rule",
                     message,
                 ),
-            },
+            }
+            .with_code(code),
             ShopCommandError::Conflict(message) => Self::new(
                 StatusCode::CONFLICT,
                 "concurrent-change",
@@ -148,6 +158,7 @@ impl IntoResponse for ApiError {
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
+            code: self.code,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response

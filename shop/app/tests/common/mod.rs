@@ -83,6 +83,13 @@ impl Answer {
             assert!(self.body[field].is_string(), "problem without {field}: {}", self.body);
         }
     }
+
+    /// A problem with `status` whose `code` says the aggregate refused for `code`.
+    #[track_caller]
+    pub fn assert_refusal(&self, status: u16, code: &str) {
+        self.assert_problem(status);
+        assert_eq!(self.body["code"], json!(code), "body: {}", self.body);
+    }
 }
 
 async fn answer(response: Response) -> Answer {

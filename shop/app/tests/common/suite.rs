@@ -81,6 +81,10 @@ pub async fn checkout_story_from_catalog_to_shipped_order(app: &TestApp) {
     assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
     let order = app.get_after(&format!("/api/orders/{order_id}"), &shipped.token()).await;
     assert_eq!(order.body["status"], "shipped");
+    // Shipped again: refused with a code programs can match.
+    app.post(&format!("/api/orders/{order_id}/ship"), json!({}))
+        .await
+        .assert_refusal(422, "order-already-shipped");
 
     let orders = app.get_after("/api/customers/alice/orders", &shipped.token()).await;
     assert_eq!(orders.body["orders"].as_array().expect("orders").len(), 1);
@@ -115,7 +119,7 @@ pub async fn an_order_lacking_stock_is_rejected_and_its_reservations_released(ap
     assert_eq!(app.get_after("/api/products/B", &banana.token()).await.body["stock"], 1);
 
     let pay = app.post(&format!("/api/orders/{order_id}/pay"), json!({})).await;
-    pay.assert_problem(422);
+    pay.assert_refusal(422, "order-rejected");
     let sales = app.get("/api/reports/sales").await;
     assert_eq!(sales.body["sales"], json!([]));
 }
@@ -133,7 +137,7 @@ pub async fn cancelling_a_confirmed_order_releases_stock_and_takes_back_the_sale
     let sales = app.get_after("/api/reports/sales", &cancelled.token()).await;
     assert_eq!(sales.body["sales"][0]["units"], 0);
     assert_eq!(sales.body["sales"][0]["revenue_cents"], 0);
-    app.post(&format!("/api/orders/{order_id}/ship"), json!({})).await.assert_problem(422);
+    app.post(&format!("/api/orders/{order_id}/ship"), json!({})).await.assert_refusal(422, "order-cancelled");
 }
 
 pub async fn every_token_makes_the_next_query_see_its_write(app: &TestApp) {
@@ -370,7 +374,9 @@ pub async fn an_order_the_saga_confirmed_is_paid_through_the_writer_that_saw_it_
     }
     let shipped = a.post(&format!("/api/orders/{order_id}/ship"), json!({})).await;
     assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
-    b.post(&format!("/api/orders/{order_id}/cancel"), json!({})).await.assert_problem(422);
+    b.post(&format!("/api/orders/{order_id}/cancel"), json!({}))
+        .await
+        .assert_refusal(422, "order-already-shipped");
     let order = app.get_after(&format!("/api/orders/{order_id}"), &shipped.token()).await;
     assert_eq!(order.body["status"], "shipped", "{}", order.body);
 }
@@ -438,7 +444,10 @@ pub async fn two_tenants_with_the_same_ids_never_see_or_change_each_others(app: 
     // Crossed reads and writes: another tenant's order does not exist.
     for (tenant, foreign) in [(&bolt, &acme_order), (&acme, &bolt_order), (app, &acme_order)] {
         tenant.get(&format!("/api/orders/{foreign}")).await.assert_problem(404);
-        tenant.post(&format!("/api/orders/{foreign}/pay"), json!({})).await.assert_problem(404);
+        tenant
+            .post(&format!("/api/orders/{foreign}/pay"), json!({}))
+            .await
+            .assert_refusal(404, "order-not-found");
     }
     let paid = acme.post(&format!("/api/orders/{acme_order}/pay"), json!({})).await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);

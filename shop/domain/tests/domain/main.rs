@@ -2,6 +2,7 @@
 //! walked end to end over in-memory states.
 
 mod cart;
+mod codes;
 mod order;
 mod product;
 mod saga;
