@@ -2,9 +2,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use shop_domain::Refusal;
 
+use super::openapi::Problem;
 use crate::commands::ShopCommandError;
 
 /// An error answered to the client.
@@ -16,17 +16,6 @@ pub struct ApiError {
     detail: String,
     /// An aggregate's refusal code, for programs.
     code: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'a str>,
 }
 
 impl ApiError {
@@ -153,12 +142,13 @@ impl From<ShopCommandError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The document the OpenAPI schema describes, so the two cannot drift apart.
         let body = Problem {
             kind: format!("https://parallax.dev/problems/{}", self.kind),
-            title: self.title,
+            title: self.title.to_owned(),
             status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
+            detail: self.detail,
+            code: self.code.map(str::to_owned),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response
